@@ -1,0 +1,246 @@
+//! The exporter's settings, their defaults in one place, and their validation.
+
+/// How events are grouped into requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchMode {
+    /// Wait up to `flush_interval_ms` after the oldest queued event, or until a batch is full.
+    #[default]
+    Linger,
+    /// Nagle-style: send at once when nothing is in flight; while requests are in flight,
+    /// accumulate (up to a full batch).
+    Auto,
+    /// One event per request, sent at once.
+    Off,
+}
+
+impl BatchMode {
+    /// Parses the JS spelling: `"linger"`, `"auto"` or `"off"`.
+    pub fn parse(text: &str) -> Result<BatchMode, ConfigError> {
+        match text {
+            "linger" => Ok(BatchMode::Linger),
+            "auto" => Ok(BatchMode::Auto),
+            "off" => Ok(BatchMode::Off),
+            other => Err(ConfigError::new(
+                "batchMode",
+                format!("must be \"linger\", \"auto\" or \"off\" (got {other:?})"),
+            )),
+        }
+    }
+}
+
+/// Everything the engine needs to know, with the defaults of [`Config::new`].
+///
+/// Field docs give the JS name (camelCase), the default and the allowed range; [`Config::validate`]
+/// enforces the ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `endpoint`: where batches are POSTed; an `http://` or `https://` URL. Required.
+    pub endpoint: String,
+    /// `apiKey`: the project key written into every body. Default empty.
+    pub api_key: String,
+    /// `distinctId`: who events belong to unless a capture says otherwise. Default: a uuid
+    /// minted per exporter.
+    pub distinct_id: Option<String>,
+    /// `batchMode`: default [`BatchMode::Linger`].
+    pub batch_mode: BatchMode,
+    /// `flushIntervalMs`: longest an event lingers before its batch is sent. Default 1000,
+    /// 0 to 3,600,000.
+    pub flush_interval_ms: u64,
+    /// `maxBatchEvents`: events per request. Default 100, 1 to 10,000.
+    pub max_batch_events: usize,
+    /// `maxBatchBytes`: body bytes per request. Default 60,000 (so any batch fits the
+    /// browser's 64 KiB keepalive quota at page-hide), 512 to 16 MiB.
+    pub max_batch_bytes: usize,
+    /// `maxQueueEvents`: events held at once (queued, waiting to retry, or in flight).
+    /// Default 10,000, 1 to 10,000,000.
+    pub max_queue_events: usize,
+    /// `maxQueueBytes`: bytes of events held at once. Default 5 MiB, 1 KiB to 1 GiB.
+    pub max_queue_bytes: usize,
+    /// `maxAttempts`: sends of one batch before it is dropped. Default 10, 1 to 100.
+    pub max_attempts: u32,
+    /// `initialBackoffMs`: ceiling of the first retry's random delay. Default 1000, 1 to 3,600,000.
+    pub initial_backoff_ms: u64,
+    /// `maxBackoffMs`: ceiling of any retry's random delay. Default 30,000, at least
+    /// `initialBackoffMs`, at most 3,600,000.
+    pub max_backoff_ms: u64,
+    /// `maxInFlight`: ordinary requests at once. Default 4, 1 to 64.
+    pub max_in_flight: usize,
+    /// `requestTimeoutMs`: a request not answered by then is abandoned and retried.
+    /// Default 10,000, 100 to 600,000.
+    pub request_timeout_ms: u64,
+}
+
+impl Config {
+    /// The defaults, sending to `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Config {
+        Config {
+            endpoint: endpoint.into(),
+            api_key: String::new(),
+            distinct_id: None,
+            batch_mode: BatchMode::Linger,
+            flush_interval_ms: 1000,
+            max_batch_events: 100,
+            max_batch_bytes: 60_000,
+            max_queue_events: 10_000,
+            max_queue_bytes: 5 * 1024 * 1024,
+            max_attempts: 10,
+            initial_backoff_ms: 1000,
+            max_backoff_ms: 30_000,
+            max_in_flight: 4,
+            request_timeout_ms: 10_000,
+        }
+    }
+
+    /// Checks every field, naming the first one out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_endpoint(&self.endpoint)?;
+        range("flushIntervalMs", self.flush_interval_ms, 0, 3_600_000)?;
+        range("maxBatchEvents", self.max_batch_events as u64, 1, 10_000)?;
+        range("maxBatchBytes", self.max_batch_bytes as u64, 512, 16 << 20)?;
+        range(
+            "maxQueueEvents",
+            self.max_queue_events as u64,
+            1,
+            10_000_000,
+        )?;
+        range("maxQueueBytes", self.max_queue_bytes as u64, 1024, 1 << 30)?;
+        range("maxAttempts", self.max_attempts.into(), 1, 100)?;
+        range("initialBackoffMs", self.initial_backoff_ms, 1, 3_600_000)?;
+        range(
+            "maxBackoffMs",
+            self.max_backoff_ms,
+            self.initial_backoff_ms,
+            3_600_000,
+        )?;
+        range("maxInFlight", self.max_in_flight as u64, 1, 64)?;
+        range("requestTimeoutMs", self.request_timeout_ms, 100, 600_000)?;
+        if let Some(id) = &self.distinct_id {
+            if id.is_empty() {
+                return Err(ConfigError::new("distinctId", "must not be empty".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A setting out of range, naming the field as JS spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The camelCase field name, e.g. `"maxBatchEvents"`.
+    pub field: &'static str,
+    /// What is allowed and what was given.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `field`.
+    pub fn new(field: &'static str, message: String) -> ConfigError {
+        ConfigError { field, message }
+    }
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "invalid config: {} {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!("must be from {min} to {max} (got {value})"),
+        ))
+    }
+}
+
+/// Accepts `http://host...` and `https://host...` with a non-empty host and no whitespace.
+fn validate_endpoint(endpoint: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        Err(ConfigError::new(
+            "endpoint",
+            format!("must be an http(s) URL, {why} (got {endpoint:?})"),
+        ))
+    };
+    let rest = if let Some(r) = endpoint.strip_prefix("https://") {
+        r
+    } else if let Some(r) = endpoint.strip_prefix("http://") {
+        r
+    } else {
+        return bad("starting with http:// or https://");
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') || host.contains('@') {
+        return bad("with a host name");
+    }
+    if endpoint
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return bad("without spaces");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(
+            Config::new("https://collector.example/batch/").validate(),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_out_of_range_field_is_named_with_its_range_and_value() {
+        let mut c = Config::new("https://c.example/");
+        c.max_batch_events = 0;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "maxBatchEvents");
+        assert_eq!(
+            e.to_string(),
+            "invalid config: maxBatchEvents must be from 1 to 10000 (got 0)"
+        );
+        let mut c = Config::new("https://c.example/");
+        c.max_backoff_ms = 10;
+        assert_eq!(c.validate().unwrap_err().field, "maxBackoffMs");
+    }
+
+    #[test]
+    fn endpoints_must_be_http_urls_with_a_host() {
+        for ok in [
+            "http://127.0.0.1:8080/batch/",
+            "https://eu.i.posthog.com/batch/",
+            "http://localhost",
+        ] {
+            assert_eq!(Config::new(ok).validate(), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "collector/batch",
+            "ftp://x/",
+            "https://",
+            "https:///path",
+            "http://a b/",
+            "javascript:alert(1)",
+        ] {
+            let e = Config::new(bad).validate().unwrap_err();
+            assert_eq!(e.field, "endpoint", "{bad}");
+        }
+    }
+
+    #[test]
+    fn batch_modes_parse_from_their_js_names() {
+        assert_eq!(BatchMode::parse("auto"), Ok(BatchMode::Auto));
+        assert_eq!(BatchMode::parse("linger"), Ok(BatchMode::Linger));
+        assert_eq!(BatchMode::parse("off"), Ok(BatchMode::Off));
+        assert_eq!(BatchMode::parse("fast").unwrap_err().field, "batchMode");
+    }
+}

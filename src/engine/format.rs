@@ -1,0 +1,153 @@
+//! Wire formats: how events become request bodies.
+//!
+//! An event is encoded once, at capture, into a JSON fragment; a body is those fragments joined
+//! inside an envelope that carries `sent_at`. Re-stamping `sent_at` for a retry is therefore a
+//! concatenation, never a re-serialization.
+
+use super::event::Uuid;
+use super::json;
+use super::time::{write_iso8601, ISO8601_LEN};
+
+/// One event's fields, ready to encode.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRecord<'a> {
+    /// Event name.
+    pub name: &'a str,
+    /// Distinct id.
+    pub distinct_id: &'a str,
+    /// Properties as JSON object text (already validated).
+    pub properties: &'a str,
+    /// Capture time, ms since the epoch.
+    pub timestamp_ms: u64,
+    /// The event's uuid.
+    pub uuid: Uuid,
+}
+
+/// A request body format. Implement it to speak to a collector other than PostHog's batch API.
+pub trait WireFormat {
+    /// Appends the JSON fragment of one event to `out`.
+    fn write_event(&self, event: &EventRecord<'_>, out: &mut String);
+    /// The exact length of a body holding `count` events whose fragments total `fragment_bytes`.
+    fn body_len(&self, count: usize, fragment_bytes: usize) -> usize;
+    /// Appends a body of `fragments` stamped with `sent_at_ms` to `out`.
+    fn write_body(
+        &self,
+        fragments: &mut dyn Iterator<Item = &str>,
+        sent_at_ms: u64,
+        out: &mut String,
+    );
+    /// The body's `Content-Type`. `text/plain` keeps a cross-origin request CORS-simple (no
+    /// preflight), which a request sent while the page unloads cannot wait for.
+    fn content_type(&self) -> &'static str {
+        "text/plain;charset=UTF-8"
+    }
+}
+
+/// The PostHog batch API body:
+/// `{"api_key":…,"batch":[{"event","distinct_id","properties","timestamp","uuid"},…],"sent_at":…}`.
+#[derive(Debug, Clone)]
+pub struct PostHogBatch {
+    /// `{"api_key":"…","batch":[`, built once.
+    head: String,
+}
+
+/// What follows the last event: `],"sent_at":"` + timestamp + `"}`.
+const TAIL_BEFORE_SENT_AT: &str = "],\"sent_at\":\"";
+const TAIL_AFTER_SENT_AT: &str = "\"}";
+
+impl PostHogBatch {
+    /// The format for a project key.
+    pub fn new(api_key: &str) -> PostHogBatch {
+        let mut head = String::from("{\"api_key\":");
+        json::write_str(&mut head, api_key);
+        head.push_str(",\"batch\":[");
+        PostHogBatch { head }
+    }
+}
+
+impl WireFormat for PostHogBatch {
+    fn write_event(&self, e: &EventRecord<'_>, out: &mut String) {
+        out.push_str("{\"event\":");
+        json::write_str(out, e.name);
+        out.push_str(",\"distinct_id\":");
+        json::write_str(out, e.distinct_id);
+        out.push_str(",\"properties\":");
+        out.push_str(e.properties.trim());
+        out.push_str(",\"timestamp\":\"");
+        write_iso8601(out, e.timestamp_ms);
+        out.push_str("\",\"uuid\":\"");
+        e.uuid.write(out);
+        out.push_str("\"}");
+    }
+
+    fn body_len(&self, count: usize, fragment_bytes: usize) -> usize {
+        self.head.len()
+            + fragment_bytes
+            + count.saturating_sub(1)
+            + TAIL_BEFORE_SENT_AT.len()
+            + ISO8601_LEN
+            + TAIL_AFTER_SENT_AT.len()
+    }
+
+    fn write_body(
+        &self,
+        fragments: &mut dyn Iterator<Item = &str>,
+        sent_at_ms: u64,
+        out: &mut String,
+    ) {
+        out.push_str(&self.head);
+        for (i, f) in fragments.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(f);
+        }
+        out.push_str(TAIL_BEFORE_SENT_AT);
+        write_iso8601(out, sent_at_ms);
+        out.push_str(TAIL_AFTER_SENT_AT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_the_posthog_batch_shape_with_sent_at_last() {
+        let f = PostHogBatch::new("phc_\"key");
+        let mut frag = String::new();
+        f.write_event(
+            &EventRecord {
+                name: "sign\"up",
+                distinct_id: "user-7",
+                properties: r#"{"plan":"pro"}"#,
+                timestamp_ms: 1_700_000_000_123,
+                uuid: Uuid(0x0189_0a5d_ac96_774b_bcce_b302_099a_8057),
+            },
+            &mut frag,
+        );
+        let mut body = String::new();
+        f.write_body(
+            &mut [frag.as_str(), frag.as_str()].into_iter(),
+            1_700_000_001_000,
+            &mut body,
+        );
+        let one = r#"{"event":"sign\"up","distinct_id":"user-7","properties":{"plan":"pro"},"timestamp":"2023-11-14T22:13:20.123Z","uuid":"01890a5d-ac96-774b-bcce-b302099a8057"}"#;
+        assert_eq!(
+            body,
+            format!(
+                r#"{{"api_key":"phc_\"key","batch":[{one},{one}],"sent_at":"2023-11-14T22:13:21.000Z"}}"#
+            )
+        );
+        assert_eq!(f.body_len(2, 2 * frag.len()), body.len());
+        assert_eq!(crate::engine::json::validate_object(&body), Ok(()));
+    }
+
+    #[test]
+    fn body_len_is_exact_for_an_empty_batch() {
+        let f = PostHogBatch::new("k");
+        let mut body = String::new();
+        f.write_body(&mut core::iter::empty(), 0, &mut body);
+        assert_eq!(f.body_len(0, 0), body.len());
+    }
+}

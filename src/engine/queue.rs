@@ -1,0 +1,147 @@
+//! Events waiting to be cut into a batch, oldest first.
+
+use std::collections::VecDeque;
+
+use super::event::Uuid;
+use super::format::WireFormat;
+
+/// One captured event, already encoded.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    /// The event's JSON fragment, as the wire format wrote it at capture.
+    pub fragment: Box<str>,
+    /// Its uuid, kept to report which events settled how.
+    pub uuid: Uuid,
+    /// Capture order; flush generations compare against it.
+    pub seq: u64,
+    /// Engine time when it was queued; lingering counts from here.
+    pub enqueued_ms: u64,
+}
+
+/// A limit on one request body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimit {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+impl BodyLimit {
+    /// How many of `items` (in order) fit one body.
+    pub fn fitting<'a>(
+        self,
+        format: &dyn WireFormat,
+        items: impl IntoIterator<Item = &'a Item>,
+    ) -> usize {
+        let mut count = 0;
+        let mut bytes = 0;
+        for item in items {
+            if count == self.events
+                || format.body_len(count + 1, bytes + item.fragment.len()) > self.bytes
+            {
+                break;
+            }
+            count += 1;
+            bytes += item.fragment.len();
+        }
+        count
+    }
+}
+
+/// Events not yet in a batch.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    items: VecDeque<Item>,
+    /// Sum of the fragments' lengths.
+    bytes: usize,
+}
+
+impl Queue {
+    pub fn push(&mut self, item: Item) {
+        self.bytes += item.fragment.len();
+        self.items.push_back(item);
+    }
+
+    pub fn front(&self) -> Option<&Item> {
+        self.items.front()
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the queue holds more than one body under `limit` can carry, so a full batch
+    /// can be cut now.
+    pub fn has_full_batch(&self, format: &dyn WireFormat, limit: BodyLimit) -> bool {
+        self.items.len() >= limit.events
+            || format.body_len(self.items.len(), self.bytes) > limit.bytes
+    }
+
+    /// Removes the longest prefix that fits `limit` (possibly none).
+    pub fn take_batch(&mut self, format: &dyn WireFormat, limit: BodyLimit) -> Vec<Item> {
+        let n = limit.fitting(format, &self.items);
+        let batch: Vec<Item> = self.items.drain(..n).collect();
+        self.bytes -= batch.iter().map(|i| i.fragment.len()).sum::<usize>();
+        batch
+    }
+
+    /// Removes everything.
+    pub fn drain_all(&mut self) -> Vec<Item> {
+        self.bytes = 0;
+        self.items.drain(..).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::format::PostHogBatch;
+
+    fn item(seq: u64, len: usize) -> Item {
+        Item {
+            fragment: "x".repeat(len).into(),
+            uuid: Uuid(seq as u128),
+            seq,
+            enqueued_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_batch_takes_the_oldest_events_that_fit_both_limits() {
+        let f = PostHogBatch::new("k");
+        let mut q = Queue::default();
+        for s in 0..10 {
+            q.push(item(s, 100));
+        }
+        let by_count = q.take_batch(
+            &f,
+            BodyLimit {
+                events: 3,
+                bytes: 1_000_000,
+            },
+        );
+        assert_eq!(
+            by_count.iter().map(|i| i.seq).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        let bytes = f.body_len(2, 200);
+        let by_bytes = q.take_batch(&f, BodyLimit { events: 100, bytes });
+        assert_eq!(by_bytes.iter().map(|i| i.seq).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(q.len(), 5);
+        assert!(q.has_full_batch(
+            &f,
+            BodyLimit {
+                events: 5,
+                bytes: 1_000_000
+            }
+        ));
+        assert!(!q.has_full_batch(
+            &f,
+            BodyLimit {
+                events: 6,
+                bytes: 1_000_000
+            }
+        ));
+        assert!(q.has_full_batch(&f, BodyLimit { events: 6, bytes }));
+    }
+}

@@ -1,0 +1,632 @@
+//! Engine behaviour as a user of the exporter would notice it.
+
+use super::*;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn config() -> Config {
+    let mut c = Config::new("https://collector.example/batch/");
+    c.api_key = "phc_test".into();
+    c
+}
+
+fn engine(c: Config) -> Engine {
+    let mut e = Engine::new(c, 1).expect("valid config");
+    e.report_settlements(true);
+    e
+}
+
+fn capture(e: &mut Engine, name: &str, now: u64) -> Uuid {
+    e.capture(EventInput::new(name), now).expect("captured")
+}
+
+fn drain(e: &mut Engine, now: u64) -> Vec<Transmit> {
+    std::iter::from_fn(|| e.poll_transmit(now)).collect()
+}
+
+fn notices(e: &mut Engine) -> Vec<Notice> {
+    std::iter::from_fn(|| e.poll_notice()).collect()
+}
+
+fn sent_at(body: &str) -> &str {
+    let i = body.rfind("\"sent_at\":\"").expect("sent_at") + 11;
+    &body[i..i + 24]
+}
+
+#[test]
+fn an_event_lingers_for_the_flush_interval_then_goes() {
+    let mut e = engine(config());
+    capture(&mut e, "a", T0);
+    assert!(drain(&mut e, T0 + 999).is_empty());
+    assert_eq!(e.poll_timeout(), Some(T0 + 1000));
+    let sent = drain(&mut e, T0 + 1000);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].events, 1);
+    assert!(!sent[0].keepalive);
+}
+
+#[test]
+fn a_full_batch_goes_at_once_without_waiting_for_the_timer() {
+    let mut c = config();
+    c.max_batch_events = 10;
+    let mut e = engine(c);
+    for i in 0..25 {
+        capture(&mut e, &format!("e{i}"), T0);
+    }
+    let sent = drain(&mut e, T0);
+    assert_eq!(sent.iter().map(|t| t.events).collect::<Vec<_>>(), [10, 10]);
+    assert_eq!(e.stats().queued, 5);
+}
+
+#[test]
+fn batches_respect_max_batch_bytes() {
+    let mut c = config();
+    c.max_batch_bytes = 2_000;
+    c.max_in_flight = 64;
+    let mut e = engine(c);
+    let props = format!("{{\"pad\":\"{}\"}}", "x".repeat(300));
+    for _ in 0..20 {
+        e.capture(EventInput::new("big").properties(&props), T0)
+            .unwrap();
+    }
+    e.flush(T0);
+    let sent = drain(&mut e, T0);
+    assert!(
+        sent.iter().all(|t| t.body.len() <= 2_000),
+        "{:?}",
+        sent.iter().map(|t| t.body.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(sent.iter().map(|t| t.events).sum::<usize>(), 20);
+}
+
+#[test]
+fn the_body_carries_the_capture_timestamp_and_the_send_time_as_sent_at() {
+    let mut e = engine(config());
+    let uuid = e
+        .capture(
+            EventInput::new("signup")
+                .properties(r#"{"plan":"pro"}"#)
+                .distinct_id("u7"),
+            T0,
+        )
+        .unwrap();
+    let t = drain(&mut e, T0 + 1500).remove(0);
+    assert_eq!(
+        t.body,
+        format!(
+            r#"{{"api_key":"phc_test","batch":[{{"event":"signup","distinct_id":"u7","properties":{{"plan":"pro"}},"timestamp":"2023-11-14T22:13:20.000Z","uuid":"{uuid}"}}],"sent_at":"2023-11-14T22:13:21.500Z"}}"#
+        )
+    );
+}
+
+#[test]
+fn a_caller_supplied_timestamp_and_uuid_are_kept() {
+    let mut e = engine(config());
+    let given = "01890a5d-ac96-774b-bcce-b302099a8057";
+    let uuid = e
+        .capture(EventInput::new("x").uuid(given).timestamp_ms(T0 - 5), T0)
+        .unwrap();
+    assert_eq!(uuid.to_string(), given);
+    let body = drain(&mut e, T0 + 1000).remove(0).body;
+    assert!(body.contains(given));
+    assert!(body.contains("\"timestamp\":\"2023-11-14T22:13:19.995Z\""));
+}
+
+#[test]
+fn events_without_a_distinct_id_share_the_exporters_own() {
+    let mut e = engine(config());
+    let id = e.distinct_id().to_string();
+    assert_eq!(id.len(), 36);
+    capture(&mut e, "x", T0);
+    assert!(drain(&mut e, T0 + 1000)[0]
+        .body
+        .contains(&format!("\"distinct_id\":\"{id}\"")));
+}
+
+#[test]
+fn malformed_events_are_refused_and_the_exporter_keeps_working() {
+    let mut e = engine(config());
+    assert_eq!(
+        e.capture(EventInput::new(""), T0),
+        Err(CaptureError::EmptyName)
+    );
+    assert!(matches!(
+        e.capture(EventInput::new("x").properties("[1]"), T0),
+        Err(CaptureError::InvalidProperties(_))
+    ));
+    assert_eq!(
+        e.capture(EventInput::new("x").uuid("nope"), T0),
+        Err(CaptureError::InvalidUuid)
+    );
+    assert!(matches!(
+        e.capture(EventInput::new("x").timestamp_ms(u64::MAX), T0),
+        Err(CaptureError::InvalidTimestamp(_))
+    ));
+    capture(&mut e, "fine", T0);
+    assert_eq!(e.stats().queued, 1);
+    assert_eq!(e.stats().dropped.total(), 0);
+}
+
+#[test]
+fn an_event_larger_than_a_batch_is_refused_and_counted_too_large() {
+    let mut c = config();
+    c.max_batch_bytes = 1_000;
+    let mut e = engine(c);
+    let props = format!("{{\"pad\":\"{}\"}}", "x".repeat(1_000));
+    let err = e
+        .capture(EventInput::new("big").properties(&props), T0)
+        .unwrap_err();
+    assert!(matches!(err, CaptureError::TooLarge { max: 1_000, .. }));
+    assert!(err.to_string().contains("maxBatchBytes is 1000"), "{err}");
+    assert_eq!(e.stats().dropped.too_large, 1);
+    assert_eq!(e.stats().queued, 0);
+}
+
+#[test]
+fn a_full_queue_drops_new_events_and_warns_once_per_episode() {
+    let mut c = config();
+    c.max_queue_events = 3;
+    let mut e = engine(c);
+    for _ in 0..3 {
+        capture(&mut e, "x", T0);
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            e.capture(EventInput::new("over"), T0),
+            Err(CaptureError::QueueFull)
+        );
+    }
+    assert_eq!(e.stats().dropped.queue_full, 5);
+    let warnings = |e: &mut Engine| {
+        notices(e)
+            .into_iter()
+            .filter(|n| matches!(n, Notice::QueueOverflow { .. }))
+            .count()
+    };
+    assert_eq!(warnings(&mut e), 1);
+    // Drain the queue: the warning re-arms.
+    e.flush(T0);
+    let t = drain(&mut e, T0).remove(0);
+    e.handle_outcome(t.id, Outcome::status(200), T0 + 10);
+    for _ in 0..4 {
+        let _ = e.capture(EventInput::new("again"), T0 + 20);
+    }
+    assert_eq!(warnings(&mut e), 1);
+}
+
+#[test]
+fn the_queue_bound_counts_bytes_too() {
+    let mut c = config();
+    c.max_queue_bytes = 1024;
+    let mut e = engine(c);
+    let props = format!("{{\"pad\":\"{}\"}}", "x".repeat(300));
+    let ok = (0..10)
+        .filter(|_| {
+            e.capture(EventInput::new("x").properties(&props), T0)
+                .is_ok()
+        })
+        .count();
+    assert_eq!(ok, 2);
+    assert!(e.held_bytes() <= 1024);
+    assert_eq!(e.stats().dropped.queue_full, 8);
+}
+
+#[test]
+fn auto_mode_sends_at_once_when_idle_and_accumulates_while_busy() {
+    let mut c = config();
+    c.batch_mode = BatchMode::Auto;
+    c.max_in_flight = 1;
+    let mut e = engine(c);
+    capture(&mut e, "first", T0);
+    let first = drain(&mut e, T0);
+    assert_eq!(first.len(), 1);
+    for _ in 0..5 {
+        capture(&mut e, "later", T0 + 1);
+    }
+    assert!(
+        drain(&mut e, T0 + 2).is_empty(),
+        "accumulates while a request is in flight"
+    );
+    assert_eq!(
+        e.poll_timeout(),
+        Some(T0 + 10_000),
+        "only the request timeout is armed"
+    );
+    e.handle_outcome(first[0].id, Outcome::status(200), T0 + 50);
+    let second = drain(&mut e, T0 + 50);
+    assert_eq!(second.iter().map(|t| t.events).collect::<Vec<_>>(), [5]);
+}
+
+#[test]
+fn off_mode_sends_one_event_per_request() {
+    let mut c = config();
+    c.batch_mode = BatchMode::Off;
+    let mut e = engine(c);
+    for _ in 0..3 {
+        capture(&mut e, "x", T0);
+    }
+    let sent = drain(&mut e, T0);
+    assert_eq!(sent.iter().map(|t| t.events).collect::<Vec<_>>(), [1, 1, 1]);
+}
+
+#[test]
+fn no_more_than_max_in_flight_requests_and_a_slow_one_holds_only_its_batch() {
+    let mut c = config();
+    c.max_batch_events = 1;
+    c.max_in_flight = 2;
+    let mut e = engine(c);
+    for _ in 0..5 {
+        capture(&mut e, "x", T0);
+    }
+    let sent = drain(&mut e, T0);
+    assert_eq!(sent.len(), 2);
+    // The second answers, the first stays slow: the next goes.
+    e.handle_outcome(sent[1].id, Outcome::status(200), T0 + 10);
+    let next = drain(&mut e, T0 + 10);
+    assert_eq!(next.len(), 1);
+    assert_eq!(e.stats().in_flight_requests, 2);
+}
+
+#[test]
+fn a_503_is_retried_after_jittered_backoff_with_the_same_uuids_and_a_new_sent_at() {
+    let mut e = engine(config());
+    let uuid = capture(&mut e, "x", T0);
+    let first = drain(&mut e, T0 + 1000).remove(0);
+    e.handle_outcome(first.id, Outcome::status(503), T0 + 1100);
+    let wake = e.poll_timeout().unwrap();
+    assert!(
+        (T0 + 1100..=T0 + 2100).contains(&wake),
+        "backoff within the first ceiling"
+    );
+    e.handle_timeout(wake);
+    let retry = drain(&mut e, wake).remove(0);
+    assert_eq!(retry.attempt, 2);
+    assert_eq!(retry.batch, first.batch);
+    assert_ne!(retry.id, first.id);
+    assert!(retry.body.contains(&uuid.to_string()));
+    assert_ne!(sent_at(&retry.body), sent_at(&first.body));
+    e.handle_outcome(retry.id, Outcome::status(200), wake + 5);
+    let s = e.stats();
+    assert_eq!((s.delivered, s.retried, s.requests), (1, 1, 2));
+    assert_eq!(s.last_error.as_deref(), Some("HTTP 503"));
+}
+
+#[test]
+fn a_400_is_dropped_as_rejected_and_not_retried() {
+    let mut e = engine(config());
+    capture(&mut e, "x", T0);
+    let t = drain(&mut e, T0 + 1000).remove(0);
+    e.handle_outcome(t.id, Outcome::status(400), T0 + 1010);
+    assert_eq!(e.stats().dropped.rejected, 1);
+    assert_eq!(e.poll_timeout(), None);
+    assert!(notices(&mut e).contains(&Notice::Settled {
+        settlement: Settlement::Dropped(DropReason::Rejected(400)),
+        uuids: vec![Uuid::parse(&t.body[t.body.find("uuid\":\"").unwrap() + 7..][..36]).unwrap()],
+    }));
+}
+
+#[test]
+fn retries_stop_after_max_attempts_and_the_batch_is_counted_exhausted() {
+    let mut c = config();
+    c.max_attempts = 3;
+    let mut e = engine(c);
+    capture(&mut e, "x", T0);
+    let mut now = T0 + 1000;
+    for _ in 0..3 {
+        let t = drain(&mut e, now).remove(0);
+        e.handle_outcome(t.id, Outcome::NetworkError("reset".into()), now);
+        if let Some(w) = e.poll_timeout() {
+            now = w;
+            e.handle_timeout(now);
+        }
+    }
+    let s = e.stats();
+    assert_eq!(s.dropped.attempts_exhausted, 1);
+    assert_eq!((s.requests, s.retried), (3, 2));
+    assert!(drain(&mut e, now + 100_000).is_empty());
+}
+
+#[test]
+fn retry_after_holds_every_batch_until_the_named_time() {
+    let mut c = config();
+    c.max_batch_events = 1;
+    c.max_in_flight = 1;
+    let mut e = engine(c);
+    capture(&mut e, "a", T0);
+    capture(&mut e, "b", T0);
+    let t = drain(&mut e, T0).remove(0);
+    let ra = RetryAfter::parse("2").unwrap();
+    e.handle_outcome(
+        t.id,
+        Outcome::Response {
+            status: 429,
+            retry_after: Some(ra),
+        },
+        T0 + 100,
+    );
+    assert_eq!(e.poll_timeout(), Some(T0 + 2100));
+    assert!(
+        drain(&mut e, T0 + 2099).is_empty(),
+        "neither the retry nor the other batch goes early"
+    );
+    capture(&mut e, "c", T0 + 500);
+    e.flush(T0 + 600);
+    assert!(
+        drain(&mut e, T0 + 2099).is_empty(),
+        "a flush does not bypass Retry-After"
+    );
+    assert_eq!(drain(&mut e, T0 + 2100).len(), 1);
+}
+
+#[test]
+fn retry_after_as_an_http_date_is_honoured() {
+    let mut e = engine(config());
+    capture(&mut e, "x", T0);
+    let t = drain(&mut e, T0 + 1000).remove(0);
+    // T0 + 1000 is 2023-11-14T22:13:21Z; ask for 22:13:24.
+    let ra = RetryAfter::parse("Tue, 14 Nov 2023 22:13:24 GMT").unwrap();
+    e.handle_outcome(
+        t.id,
+        Outcome::Response {
+            status: 503,
+            retry_after: Some(ra),
+        },
+        T0 + 1000,
+    );
+    assert_eq!(e.poll_timeout(), Some(T0 + 4000));
+    assert!(drain(&mut e, T0 + 3999).is_empty());
+    let retry = drain(&mut e, T0 + 4000).remove(0);
+    assert_eq!(sent_at(&retry.body), "2023-11-14T22:13:24.000Z");
+}
+
+#[test]
+fn a_413_splits_the_batch_and_sends_the_halves() {
+    let mut e = engine(config());
+    for _ in 0..4 {
+        capture(&mut e, "x", T0);
+    }
+    let t = drain(&mut e, T0 + 1000).remove(0);
+    e.handle_outcome(t.id, Outcome::status(413), T0 + 1010);
+    let halves = drain(&mut e, T0 + 1010);
+    assert_eq!(halves.iter().map(|t| t.events).collect::<Vec<_>>(), [2, 2]);
+    for h in &halves {
+        e.handle_outcome(h.id, Outcome::status(200), T0 + 1020);
+    }
+    assert_eq!(e.stats().delivered, 4);
+}
+
+#[test]
+fn a_request_past_its_timeout_is_aborted_and_retried_and_its_late_answer_ignored() {
+    let mut e = engine(config());
+    capture(&mut e, "x", T0);
+    let t = drain(&mut e, T0 + 1000).remove(0);
+    assert_eq!(e.poll_timeout(), Some(T0 + 11_000));
+    e.handle_timeout(T0 + 11_000);
+    assert!(notices(&mut e).contains(&Notice::Abort(t.id)));
+    assert_eq!(e.stats().last_error.as_deref(), Some("timeout"));
+    assert!(
+        !e.handle_outcome(t.id, Outcome::status(200), T0 + 11_001),
+        "late answer ignored"
+    );
+    assert_eq!(e.stats().delivered, 0);
+    let wake = e.poll_timeout().unwrap();
+    e.handle_timeout(wake);
+    assert_eq!(drain(&mut e, wake)[0].attempt, 2);
+}
+
+#[test]
+fn flush_sends_at_once_and_completes_when_its_events_settle() {
+    let mut e = engine(config());
+    capture(&mut e, "a", T0);
+    capture(&mut e, "b", T0);
+    let f = e.flush(T0 + 1);
+    let t = drain(&mut e, T0 + 1).remove(0);
+    capture(&mut e, "after", T0 + 2);
+    assert!(notices(&mut e)
+        .iter()
+        .all(|n| !matches!(n, Notice::FlushComplete(_))));
+    e.handle_outcome(t.id, Outcome::status(200), T0 + 30);
+    let done: Vec<_> = notices(&mut e)
+        .into_iter()
+        .filter_map(|n| match n {
+            Notice::FlushComplete(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        done,
+        [FlushReport {
+            id: f,
+            delivered: 2,
+            dropped: 0
+        }]
+    );
+    assert_eq!(e.stats().queued, 1, "the later capture still lingers");
+}
+
+#[test]
+fn overlapping_flushes_each_wait_for_exactly_their_own_events() {
+    let mut c = config();
+    c.max_batch_events = 1;
+    let mut e = engine(c);
+    capture(&mut e, "a", T0);
+    let f1 = e.flush(T0);
+    let ta = drain(&mut e, T0).remove(0);
+    capture(&mut e, "b", T0);
+    let f2 = e.flush(T0);
+    let tb = drain(&mut e, T0).remove(0);
+    e.handle_outcome(tb.id, Outcome::status(200), T0 + 5);
+    assert!(
+        notices(&mut e)
+            .iter()
+            .all(|n| !matches!(n, Notice::FlushComplete(_))),
+        "f2 waits for a too"
+    );
+    e.handle_outcome(ta.id, Outcome::status(400), T0 + 6);
+    let done: Vec<_> = notices(&mut e)
+        .into_iter()
+        .filter_map(|n| match n {
+            Notice::FlushComplete(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        done,
+        [
+            FlushReport {
+                id: f1,
+                delivered: 0,
+                dropped: 1
+            },
+            FlushReport {
+                id: f2,
+                delivered: 1,
+                dropped: 1
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_flush_with_nothing_held_completes_at_once() {
+    let mut e = engine(config());
+    let f = e.flush(T0);
+    assert_eq!(
+        notices(&mut e),
+        [Notice::FlushComplete(FlushReport {
+            id: f,
+            delivered: 0,
+            dropped: 0
+        })]
+    );
+}
+
+#[test]
+fn shutdown_sends_everything_then_refuses_captures() {
+    let mut e = engine(config());
+    capture(&mut e, "a", T0);
+    e.shutdown(T0, T0 + 2000);
+    assert_eq!(
+        e.capture(EventInput::new("late"), T0),
+        Err(CaptureError::ShutDown)
+    );
+    let t = drain(&mut e, T0).remove(0);
+    e.handle_outcome(t.id, Outcome::status(200), T0 + 10);
+    assert!(notices(&mut e).contains(&Notice::ShutdownComplete { abandoned: 0 }));
+    assert_eq!(e.poll_timeout(), None);
+}
+
+#[test]
+fn shutdown_abandons_what_is_left_at_the_deadline_and_counts_it() {
+    let mut c = config();
+    c.max_batch_events = 1;
+    c.max_in_flight = 1;
+    let mut e = engine(c);
+    capture(&mut e, "a", T0);
+    capture(&mut e, "b", T0);
+    e.shutdown(T0, T0 + 2000);
+    let t = drain(&mut e, T0).remove(0);
+    assert_eq!(e.poll_timeout(), Some(T0 + 2000));
+    e.handle_timeout(T0 + 2000);
+    let n = notices(&mut e);
+    assert!(n.contains(&Notice::Abort(t.id)));
+    assert!(n.contains(&Notice::ShutdownComplete { abandoned: 2 }));
+    assert_eq!(e.stats().dropped.shutdown, 2);
+    assert_eq!(e.stats().queued + e.stats().in_flight, 0);
+    assert!(!e.handle_outcome(t.id, Outcome::status(200), T0 + 2001));
+}
+
+#[test]
+fn shutdown_gives_up_early_when_retry_after_reaches_past_its_deadline() {
+    let mut e = engine(config());
+    capture(&mut e, "a", T0);
+    let t = drain(&mut e, T0 + 1000).remove(0);
+    e.shutdown(T0 + 1000, T0 + 3000);
+    let ra = Some(RetryAfter::Delay(60_000));
+    e.handle_outcome(
+        t.id,
+        Outcome::Response {
+            status: 429,
+            retry_after: ra,
+        },
+        T0 + 1100,
+    );
+    assert!(notices(&mut e).contains(&Notice::ShutdownComplete { abandoned: 1 }));
+}
+
+#[test]
+fn page_hide_sends_everything_as_keepalive_within_the_64_kib_budget() {
+    let mut c = config();
+    c.max_queue_events = 100_000;
+    c.max_queue_bytes = 1 << 30;
+    let mut e = engine(c);
+    let props = r#"{"path":"/checkout","plan":"pro","amount":42.5}"#;
+    for _ in 0..1_000 {
+        e.capture(EventInput::new("click").properties(props), T0)
+            .unwrap();
+    }
+    let report = e.page_hidden(T0 + 5);
+    let sent = drain(&mut e, T0 + 5);
+    let keepalive: Vec<_> = sent.iter().filter(|t| t.keepalive).collect();
+    let bytes: usize = keepalive.iter().map(|t| t.body.len()).sum();
+    assert!(bytes <= KEEPALIVE_QUOTA_BYTES, "{bytes}");
+    assert!(
+        bytes > KEEPALIVE_QUOTA_BYTES * 9 / 10,
+        "the budget is used: {bytes}"
+    );
+    assert_eq!(report.keepalive_bytes, bytes);
+    assert_eq!(report.keepalive_events + report.left_events, 1_000);
+    // What did not fit goes as ordinary requests, up to maxInFlight, without lingering.
+    let ordinary = sent.iter().filter(|t| !t.keepalive).count();
+    assert_eq!(ordinary, 4);
+    // As keepalive requests finish, more of the rest goes keepalive.
+    e.handle_outcome(keepalive[0].id, Outcome::status(200), T0 + 20);
+    let more = drain(&mut e, T0 + 20);
+    assert!(more.iter().any(|t| t.keepalive));
+}
+
+#[test]
+fn page_hide_skips_backoff_but_not_retry_after() {
+    let mut c = config();
+    c.max_batch_events = 1;
+    let mut e = engine(c);
+    capture(&mut e, "a", T0);
+    let t = drain(&mut e, T0 + 1000).remove(0);
+    e.handle_outcome(t.id, Outcome::status(503), T0 + 1000);
+    e.page_hidden(T0 + 1001);
+    let retry = drain(&mut e, T0 + 1001);
+    assert_eq!(retry.len(), 1);
+    assert!(retry[0].keepalive);
+    e.handle_outcome(
+        retry[0].id,
+        Outcome::Response {
+            status: 429,
+            retry_after: Some(RetryAfter::Delay(5000)),
+        },
+        T0 + 1002,
+    );
+    capture(&mut e, "b", T0 + 1003);
+    let report = e.page_hidden(T0 + 1004);
+    assert_eq!(report.keepalive_requests, 0);
+    assert_eq!(report.left_events, 2);
+    assert!(drain(&mut e, T0 + 6001).is_empty());
+    assert_eq!(drain(&mut e, T0 + 6002).len(), 2);
+}
+
+#[test]
+fn after_the_page_is_visible_again_events_linger_as_configured() {
+    let mut e = engine(config());
+    e.page_hidden(T0);
+    e.page_visible(T0 + 1);
+    capture(&mut e, "x", T0 + 2);
+    assert!(drain(&mut e, T0 + 2).is_empty());
+    assert_eq!(e.poll_timeout(), Some(T0 + 1002));
+}
+
+#[test]
+fn an_invalid_config_is_refused_naming_the_field() {
+    let mut c = config();
+    c.max_in_flight = 0;
+    let err = Engine::new(c, 1).err().expect("refused");
+    assert_eq!(err.field, "maxInFlight");
+}
