@@ -1,0 +1,58 @@
+# Build and test spool. `make test` is the whole gate (what .ci/run runs); each step is also a
+# target of its own. Every target runs scripts/setup.sh first, which is quick when nothing is
+# missing.
+
+SHELL := /bin/bash
+# npm's binaryen comes first: wasm-pack picks the first wasm-opt on PATH, and an older one
+# (Debian's v108) breaks the output.
+export PATH := $(CURDIR)/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+
+DEMO_PORT ?= 8000
+# DEMO_HEADLESS=1 asks tools/demo.mjs to run its scenario in headless Chromium and exit.
+DEMO_HEADLESS ?=
+export DEMO_PORT DEMO_HEADLESS
+
+# The steps share cargo's target dir and lock, and `test` must stop at the first failure in
+# the order written.
+.NOTPARALLEL:
+.PHONY: setup build check test-native test-browser test-e2e test demo clean
+
+setup:
+	scripts/setup.sh
+
+build: setup
+	wasm-pack build --target web --release --out-dir pkg
+
+# Formatting, and clippy on both targets: the web shell only compiles for wasm32.
+check: setup
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
+
+# The engine and its simulations, natively.
+test-native: setup
+	cargo test
+
+# The crate's wasm-bindgen tests in headless Chromium (/usr/bin/chromedriver, webdriver.json).
+test-browser: setup
+	wasm-pack test --headless --chrome
+
+# Headless Chromium and workerd against tools/collector.mjs, using the built pkg/.
+test-e2e: build
+	node --test tests/e2e/
+
+test: check test-native build test-browser test-e2e
+
+# Serves the repository so the demo page is at /www/; tools/demo.mjs, once it exists, runs the
+# scenario itself (and reads DEMO_PORT and DEMO_HEADLESS).
+demo: build
+	@if [[ -f tools/demo.mjs ]]; then \
+	  exec node tools/demo.mjs; \
+	else \
+	  echo "demo: http://127.0.0.1:$(DEMO_PORT)/www/"; \
+	  exec node tools/collector.mjs --port $(DEMO_PORT) --host 127.0.0.1; \
+	fi
+
+clean:
+	cargo clean
+	rm -rf pkg

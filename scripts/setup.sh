@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs what building and testing spool needs, and nothing that is already there.
+#
+# Assumes a Debian machine with rustup/cargo, node and npm, run as root (apt-get). Every step
+# checks first, so a second run on a ready machine takes about a second: `make test` runs it
+# every time.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf 'setup: %s\n' "$*"; }
+
+# --- Rust: the wasm target and the lint/format components ------------------------------
+installed_targets=$(rustup target list --installed)
+if ! grep -qx 'wasm32-unknown-unknown' <<<"$installed_targets"; then
+  log "adding target wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+# `cargo clippy --version` fails when the component is missing, even though the proxy exists.
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  log "adding components clippy rustfmt"
+  rustup component add clippy rustfmt
+fi
+
+# --- wasm-pack: from crates.io (the npm package downloads a prebuilt binary, which fails here)
+if ! wasm-pack --version >/dev/null 2>&1; then
+  log "installing wasm-pack"
+  cargo install wasm-pack
+fi
+
+# --- wasm-bindgen CLI: must match the wasm-bindgen crate exactly, or the generated glue and
+# the wasm disagree at runtime. wasm-pack would fetch a binary itself; having the right one on
+# PATH stops it from trying.
+wb_version=0.2.130
+if [[ -f Cargo.lock ]]; then
+  # The line after `name = "wasm-bindgen"` is its version.
+  locked=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+  wb_version=${locked:-$wb_version}
+fi
+if [[ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wb_version"* ]]; then
+  log "installing wasm-bindgen-cli $wb_version"
+  cargo install wasm-bindgen-cli --version "=$wb_version"
+fi
+
+# --- Chromium and its driver: Debian's, because Playwright's downloaded browsers fail here.
+if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
+  log "installing chromium chromium-driver"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y chromium chromium-driver
+fi
+
+# --- npm dev tools: playwright-core, binaryen (wasm-opt >= 132; Debian's v108 breaks the
+# output), miniflare and wrangler (pinned to the last releases that run on Node 20).
+# npm keeps its own copy of the lockfile in node_modules; when that is newer than both
+# package files, the install is current and `npm ci` (which wipes node_modules) is skipped.
+if [[ -f package-lock.json ]]; then
+  if [[ ! -f node_modules/.package-lock.json \
+        || package-lock.json -nt node_modules/.package-lock.json \
+        || package.json -nt node_modules/.package-lock.json \
+        || ! -x node_modules/.bin/wasm-opt ]]; then
+    log "npm ci"
+    npm ci --no-audit --no-fund
+  fi
+else
+  log "npm install (no lockfile yet)"
+  npm install --no-audit --no-fund
+fi
+
+log "ready: $(wasm-pack --version), $(wasm-bindgen --version), $(node_modules/.bin/wasm-opt --version)"

@@ -1,0 +1,278 @@
+// Tests of tools/collector.mjs itself: the end-to-end tests trust what it records and how it
+// answers, so its plan, log and static serving are pinned down here, without a browser.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { withCollector, startCollector } from './harness.mjs';
+
+const COLLECTOR_CLI = fileURLToPath(new URL('../../tools/collector.mjs', import.meta.url));
+
+const batchBody = (n = 1) =>
+  JSON.stringify({
+    api_key: 'k',
+    batch: Array.from({ length: n }, (_, i) => ({ event: `e${i}`, distinct_id: 'd', properties: {} })),
+    sent_at: '2026-01-01T00:00:00.000Z',
+  });
+
+const post = (c, body = batchBody(), { path: p = '/batch/', headers = {} } = {}) =>
+  fetch(c.url + p, { method: 'POST', body, headers: { 'Content-Type': 'text/plain', ...headers } });
+
+// A raw request: fetch would normalise away the `..` segments these tests need to send.
+function rawRequest(url, { method = 'GET', path: p, headers = {} } = {}) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ hostname, port, method, path: p, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('records a batch and answers 200 {"status":1} by default', () =>
+  withCollector(async (c) => {
+    const res = await post(c, batchBody(3), { headers: { Origin: 'http://example.test' } });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { status: 1 });
+    assert.equal(res.headers.get('access-control-allow-origin'), 'http://example.test');
+
+    const { batches, preflights } = c.log();
+    assert.equal(preflights, 0);
+    assert.equal(batches.length, 1);
+    const [b] = batches;
+    assert.equal(b.seq, 1);
+    assert.equal(b.path, '/batch/');
+    assert.equal(b.method, 'POST');
+    assert.equal(b.contentType, 'text/plain');
+    assert.equal(b.origin, 'http://example.test');
+    assert.equal(b.bytes, Buffer.byteLength(batchBody(3)));
+    assert.equal(b.status, 200);
+    assert.equal(b.accepted, true);
+    assert.equal(b.events, 3);
+    assert.equal(b.sentAt, '2026-01-01T00:00:00.000Z');
+    assert.equal(b.body.batch[2].event, 'e2');
+    assert.equal(b.raw, undefined);
+    assert.ok(Math.abs(b.receivedAt - Date.now()) < 5000);
+  }));
+
+test('also records /batch and /i/v0/e/, and keeps invalid JSON as raw', () =>
+  withCollector(async (c) => {
+    await post(c, batchBody(1), { path: '/batch' });
+    await post(c, JSON.stringify({ event: 'x', properties: {} }), { path: '/i/v0/e/' });
+    await post(c, 'not json');
+    const b = c.log().batches;
+    assert.deepEqual(b.map((x) => [x.seq, x.path, x.events]), [[1, '/batch', 1], [2, '/i/v0/e/', 1], [3, '/batch/', 0]]);
+    assert.equal(b[2].body, null);
+    assert.equal(b[2].raw, 'not json');
+    assert.equal(b[2].sentAt, null);
+  }));
+
+test('the plan is consumed in order, `times` repeats an answer, then the default applies', () =>
+  withCollector(async (c) => {
+    c.control.plan(
+      [
+        { status: 500, times: 2 },
+        { status: 429, retryAfter: '2' },
+        { status: 429, retryAfter: 'Wed, 21 Oct 2015 07:28:00 GMT' },
+      ],
+      { status: 503 },
+    );
+    const answers = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await post(c);
+      answers.push([res.status, res.headers.get('retry-after')]);
+    }
+    assert.deepEqual(answers, [
+      [500, null],
+      [500, null],
+      [429, '2'],
+      [429, 'Wed, 21 Oct 2015 07:28:00 GMT'],
+      [503, null],
+      [503, null],
+    ]);
+    const log = c.log().batches;
+    assert.deepEqual(log.map((b) => b.status), [500, 500, 429, 429, 503, 503]);
+    assert.ok(log.every((b) => !b.accepted), 'errors are not deliveries');
+  }));
+
+test('Retry-After is readable cross-origin (exposed)', () =>
+  withCollector(async (c) => {
+    c.control.plan([{ status: 429, retryAfter: 1 }]);
+    const res = await post(c, batchBody(), { headers: { Origin: 'http://a.test' } });
+    assert.equal(res.headers.get('retry-after'), '1');
+    assert.equal(res.headers.get('access-control-expose-headers'), 'Retry-After');
+  }));
+
+test('reset: true drops the connection without an answer', () =>
+  withCollector(async (c) => {
+    c.control.plan([{ reset: true }]);
+    await assert.rejects(post(c), TypeError);
+    const [b] = c.log().batches;
+    assert.equal(b.status, null);
+    assert.equal(b.accepted, false);
+    assert.equal((await post(c)).status, 200, 'back to the default afterwards');
+  }));
+
+test('afterAccept records the batch as delivered but answers an error (or drops the connection)', () =>
+  withCollector(async (c) => {
+    c.control.plan([{ status: 500, afterAccept: true }, { reset: true, afterAccept: true }]);
+    assert.equal((await post(c)).status, 500);
+    await assert.rejects(post(c));
+    assert.deepEqual(c.log().batches.map((b) => [b.status, b.accepted]), [[500, true], [null, true]]);
+  }));
+
+test('delayMs answers late, and the batch is in the log while the client waits', () =>
+  withCollector(async (c) => {
+    c.control.plan([{ status: 200, delayMs: 300 }]);
+    const started = Date.now();
+    const pending = post(c);
+    await new Promise((r) => setTimeout(r, 150));
+    const [early] = c.log().batches;
+    assert.equal(early.answeredAt, null, 'received, not yet answered');
+    const res = await pending;
+    assert.equal(res.status, 200);
+    assert.ok(Date.now() - started >= 290, `answered after ${Date.now() - started} ms`);
+    const [b] = c.log().batches;
+    assert.ok(b.answeredAt - b.receivedAt >= 290);
+  }));
+
+test('the HTTP control API: POST /control, GET /control/log, POST /control/reset', () =>
+  withCollector(async (c) => {
+    const ctl = (p, body) =>
+      fetch(c.url + p, { method: body === undefined ? 'GET' : 'POST', body }).then((r) => r.json());
+    assert.deepEqual(await ctl('/control', JSON.stringify({ plan: [{ status: 404 }], default: { status: 202 } })), {
+      ok: true,
+    });
+    assert.equal((await post(c)).status, 404);
+    assert.equal((await post(c)).status, 202);
+    const log = await ctl('/control/log');
+    assert.deepEqual(log.batches.map((b) => b.status), [404, 202]);
+    assert.equal(log.preflights, 0);
+
+    assert.equal((await fetch(c.url + '/control', { method: 'POST', body: '{' })).status, 400);
+    await ctl('/control/reset', '');
+    assert.deepEqual(await ctl('/control/log'), { batches: [], preflights: 0 });
+    assert.equal((await post(c)).status, 200, 'reset also restores the default answer');
+    assert.equal(c.log().batches[0].seq, 1, 'and restarts the sequence');
+  }));
+
+test('control.reset() clears the plan, the default, the log and the preflight count', () =>
+  withCollector(async (c) => {
+    c.control.plan({ plan: [{ status: 500, times: 5 }], default: { status: 503 } });
+    await fetch(c.url + '/batch/', { method: 'OPTIONS' });
+    await post(c);
+    c.control.reset();
+    assert.deepEqual(c.log(), { batches: [], preflights: 0 });
+    assert.equal((await post(c)).status, 200);
+  }));
+
+test('OPTIONS answers 204 with CORS headers and counts a preflight', () =>
+  withCollector(async (c) => {
+    const res = await fetch(c.url + '/batch/', {
+      method: 'OPTIONS',
+      headers: { Origin: 'http://a.test', 'Access-Control-Request-Method': 'POST' },
+    });
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get('access-control-allow-origin'), 'http://a.test');
+    assert.equal(res.headers.get('access-control-allow-headers'), '*');
+    assert.equal(res.headers.get('access-control-allow-methods'), 'POST, GET, OPTIONS');
+    assert.equal(c.log().preflights, 1);
+    assert.equal(c.log().batches.length, 0);
+  }));
+
+test('serves files with their content types, no-store, and nothing outside the root', async () => {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'collector-root-'));
+  const files = {
+    'pkg/spool_bg.wasm': ['application/wasm', Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0])],
+    'pkg/spool.js': ['text/javascript; charset=utf-8', 'export {}'],
+    'www/app.mjs': ['text/javascript; charset=utf-8', 'export {}'],
+    'www/index.html': ['text/html; charset=utf-8', '<!doctype html>'],
+    'www/style.css': ['text/css; charset=utf-8', 'body{}'],
+    'www/data.json': ['application/json; charset=utf-8', '{}'],
+    'www/logo.svg': ['image/svg+xml', '<svg/>'],
+    'www/logo.png': ['image/png', Buffer.from([0x89, 0x50])],
+  };
+  for (const [name, [, data]] of Object.entries(files)) {
+    await fs.mkdir(path.dirname(path.join(root, name)), { recursive: true });
+    await fs.writeFile(path.join(root, name), data);
+  }
+  await fs.writeFile(path.join(path.dirname(root), 'collector-secret.txt'), 'secret');
+  try {
+    await withCollector(
+      async (c) => {
+        for (const [name, [type, data]] of Object.entries(files)) {
+          const res = await fetch(`${c.url}/${name}`);
+          assert.equal(res.status, 200, name);
+          assert.equal(res.headers.get('content-type'), type, name);
+          assert.equal(res.headers.get('cache-control'), 'no-store', name);
+          assert.deepEqual(Buffer.from(await res.arrayBuffer()), Buffer.from(data), name);
+        }
+        const home = await fetch(c.url + '/', { redirect: 'manual' });
+        assert.equal(home.status, 302);
+        assert.equal(home.headers.get('location'), '/www/');
+        assert.equal(await (await fetch(c.url + '/')).text(), '<!doctype html>', 'redirect lands on www/index.html');
+        const noSlash = await fetch(c.url + '/www', { redirect: 'manual' });
+        assert.equal(noSlash.headers.get('location'), '/www/');
+
+        assert.equal((await fetch(c.url + '/missing.js')).status, 404);
+        assert.equal((await fetch(c.url + '/pkg/')).status, 404, 'no directory listings');
+        for (const p of ['/../collector-secret.txt', '/%2e%2e/collector-secret.txt', '/www/..%2f..%2fcollector-secret.txt']) {
+          assert.equal((await rawRequest(c.url, { path: p })).statusCode, 404, p);
+        }
+        assert.equal(c.log().batches.length, 0, 'GETs are not batches');
+      },
+      { root },
+    );
+  } finally {
+    await fs.rm(root, { recursive: true, force: true });
+    await fs.rm(path.join(path.dirname(root), 'collector-secret.txt'), { force: true });
+  }
+});
+
+test('serves the repository by default (the e2e pages load from it)', () =>
+  withCollector(async (c) => {
+    const res = await fetch(c.url + '/tests/e2e/pages/smoke.html');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/html; charset=utf-8');
+  }));
+
+test('close() does not wait for idle keep-alive connections', async () => {
+  const c = await startCollector();
+  await post(c); // leaves a keep-alive connection open in fetch's pool
+  const started = Date.now();
+  await c.close();
+  assert.ok(Date.now() - started < 1000);
+});
+
+test('CLI prints one line with its URL and serves until killed', async () => {
+  const child = spawn(process.execPath, [COLLECTOR_CLI, '--port', '0', '--host', '127.0.0.1'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const line = await new Promise((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('\n')) resolve(out);
+      });
+      child.on('exit', (code) => reject(new Error(`collector exited with ${code}: ${out}`)));
+    });
+    const m = /^collector listening on (http:\/\/127\.0\.0\.1:(\d+))\n$/.exec(line);
+    assert.ok(m, JSON.stringify(line));
+    assert.ok(Number(m[2]) > 0);
+    const res = await fetch(m[1] + '/batch/', { method: 'POST', body: batchBody(2) });
+    assert.equal(res.status, 200);
+    const log = await (await fetch(m[1] + '/control/log')).json();
+    assert.equal(log.batches[0].events, 2);
+  } finally {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, 'exits cleanly on SIGTERM');
+  }
+});
