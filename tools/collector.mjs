@@ -13,6 +13,7 @@
 //!                          "afterAccept":false,"times":1}, ...], "default":{"status":200}}
 //!                        replaces the plan; `default` (kept when omitted) answers once it is used up
 //!   GET  /control/log    {"batches":[entry, ...],"preflights":N}
+//!                        `?since=SEQ` lists only the batches after SEQ (the demo page polls it)
 //!   POST /control/reset  forgets the log, the plan and the default
 
 import http from 'node:http';
@@ -83,7 +84,9 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
     return head;
   }
 
-  const log = () => structuredClone({ batches: state.batches, preflights: state.preflights });
+  // `since` (a seq) leaves out the batches a poller has already seen.
+  const log = (since = 0) =>
+    structuredClone({ batches: state.batches.filter((b) => b.seq > since), preflights: state.preflights });
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err) => {
@@ -94,7 +97,7 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
 
   async function handle(req, res) {
     setCors(req, res);
-    const { pathname } = new URL(req.url, 'http://collector');
+    const { pathname, searchParams } = new URL(req.url, 'http://collector');
 
     if (req.method === 'OPTIONS') {
       state.preflights++;
@@ -116,7 +119,9 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       control.reset();
       return send(res, 200, { ok: true });
     }
-    if (req.method === 'GET' && pathname === '/control/log') return send(res, 200, log());
+    if (req.method === 'GET' && pathname === '/control/log') {
+      return send(res, 200, log(Number(searchParams.get('since')) || 0));
+    }
     if (req.method === 'GET' || req.method === 'HEAD') return serveStatic(req, res, pathname);
     return send(res, req.method === 'POST' ? 404 : 405, { error: 'not found' });
   }
