@@ -763,14 +763,6 @@ impl Engine {
             Settlement::Delivered => self.stats.delivered += n,
             Settlement::Dropped(reason) => self.stats.dropped.add(reason, n),
         }
-        let mut done = Vec::new();
-        for item in &items {
-            self.held_events -= 1;
-            self.held_bytes -= item.fragment.len();
-            self.flushes.settle(item.seq, delivered, &mut done);
-        }
-        self.notices
-            .extend(done.into_iter().map(Notice::FlushComplete));
         if self.report_settlements && n > 0 {
             let uuids = items.iter().map(|i| i.uuid).collect();
             self.notices.push_back(Notice::Settled {
@@ -778,6 +770,15 @@ impl Engine {
                 uuids,
             });
         }
+        let mut done = Vec::new();
+        for item in &items {
+            self.held_events -= 1;
+            self.held_bytes -= item.fragment.len();
+            self.flushes.settle(item.seq, delivered, &mut done);
+        }
+        // After the settlements, so a reader of both sees a flush complete with its events.
+        self.notices
+            .extend(done.into_iter().map(Notice::FlushComplete));
         if self.held_events == 0 {
             self.overflow_warned = false;
         }
