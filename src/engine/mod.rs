@@ -233,6 +233,8 @@ pub struct Engine {
     shutdown: Option<Shutdown>,
     overflow_warned: bool,
     report_settlements: bool,
+    /// Where `capture` encodes, kept to save an allocation per event.
+    scratch: String,
     flushes: flush::FlushTracker,
     notices: std::collections::VecDeque<Notice>,
     timers: TimerTable,
@@ -282,6 +284,7 @@ impl Engine {
             shutdown: None,
             overflow_warned: false,
             report_settlements: false,
+            scratch: String::new(),
             flushes: Default::default(),
             notices: Default::default(),
             timers: TimerTable::default(),
@@ -333,9 +336,8 @@ impl Engine {
             None => Uuid::new_v7(timestamp_ms, &mut self.rng),
         };
         let distinct_id = event.distinct_id.unwrap_or(&self.distinct_id);
-        let mut fragment = String::with_capacity(
-            properties.len() + event.name.len() + distinct_id.len() + FRAGMENT_OVERHEAD,
-        );
+        // Encoded into a reused buffer, then copied into an allocation of exactly its size.
+        self.scratch.clear();
         self.format.write_event(
             &EventRecord {
                 name: event.name,
@@ -344,9 +346,10 @@ impl Engine {
                 timestamp_ms,
                 uuid,
             },
-            &mut fragment,
+            &mut self.scratch,
         );
-        let alone = self.format.body_len(1, fragment.len());
+        let len = self.scratch.len();
+        let alone = self.format.body_len(1, len);
         if alone > self.config.max_batch_bytes {
             self.stats.dropped.add(DropReason::TooLarge, 1);
             return Err(CaptureError::TooLarge {
@@ -355,7 +358,7 @@ impl Engine {
             });
         }
         if self.held_events >= self.config.max_queue_events
-            || self.held_bytes + fragment.len() > self.config.max_queue_bytes
+            || self.held_bytes + len > self.config.max_queue_bytes
         {
             self.stats.dropped.add(DropReason::QueueFull, 1);
             if !self.overflow_warned {
@@ -368,9 +371,9 @@ impl Engine {
             return Err(CaptureError::QueueFull);
         }
         self.held_events += 1;
-        self.held_bytes += fragment.len();
+        self.held_bytes += len;
         self.queue.push(Item {
-            fragment: fragment.into_boxed_str(),
+            fragment: Box::from(self.scratch.as_str()),
             uuid,
             seq: self.next_seq,
             enqueued_ms: now_ms,
@@ -854,10 +857,6 @@ impl Engine {
         self.timers = timers;
     }
 }
-
-/// Bytes the PostHog fragment adds around an event's fields (keys, quotes, timestamp, uuid);
-/// a capacity hint so encoding allocates once.
-const FRAGMENT_OVERHEAD: usize = 128;
 
 /// A short description of a failed outcome for `Stats::last_error`.
 fn describe(outcome: &Outcome) -> String {
