@@ -1,0 +1,411 @@
+//! The demo page: one spool `Exporter` sending to the collector that serves this page, its
+//! stats drawn live, and the collector's failure modes one click away.
+//!
+//! The collector (tools/collector.mjs) serves the repository, so the page is at `/www/`, the
+//! package at `/pkg/spool.js`, batches go to `/batch/` and the failure modes are set through
+//! `POST /control`. `window.spoolDemo` exposes the exporter and what the page captured, for
+//! the headless scenario (tools/demo.mjs) and the browser test.
+
+const BURST_SIZE = 1000;
+// Four samples a second: fast enough to watch a burst drain, cheap enough to never matter.
+const SAMPLE_MS = 250;
+const CHART_WINDOW_MS = 60_000;
+const LOG_POLL_MS = 500;
+// The batch table has room for this many rows; its height is fixed so nothing below it moves.
+const BATCH_ROWS = 6;
+
+// Lively settings for a demo: the engine's defaults, but retries come back within half a
+// second so a 503 visibly recovers. Any of them can be overridden from the address bar.
+const DEFAULT_CONFIG = {
+  endpoint: `${location.origin}/batch/`,
+  apiKey: 'phc_demo',
+  batchMode: 'linger',
+  flushIntervalMs: 1000,
+  maxBatchEvents: 100,
+  maxInFlight: 4,
+  initialBackoffMs: 500,
+  maxBackoffMs: 5000,
+  requestTimeoutMs: 10_000,
+};
+
+// What the collector answers in each mode, as `POST /control`'s `default`.
+const MODES = {
+  ok: { answer: { status: 200 }, summary: 'answering 200', state: 'ok' },
+  slow: { answer: { status: 200, delayMs: 2000 }, summary: 'slow: 200 after 2 s', state: 'warn' },
+  503: { answer: { status: 503 }, summary: 'unavailable: 503', state: 'bad' },
+  429: { answer: { status: 429, retryAfter: '2' }, summary: 'rate limiting: 429, Retry-After: 2', state: 'bad' },
+};
+
+const number = new Intl.NumberFormat('en-US');
+const $ = (id) => document.getElementById(id);
+
+const demo = {
+  ready: false,
+  exporter: null,
+  config: null,
+  mode: 'ok',
+  /** uuids returned by `capture`, in order. */
+  captured: [],
+  /** capture() calls that threw. */
+  refused: 0,
+  lastFlush: null,
+  burstCount: 0,
+  clickCount: 0,
+};
+window.spoolDemo = demo;
+
+main().catch((err) => {
+  console.error(err);
+  setStatus(`Could not start: ${err?.message ?? err}`, 'bad');
+});
+
+async function main() {
+  const config = configFromAddress();
+  demo.config = config;
+  showConfig(config);
+
+  let spool;
+  try {
+    spool = await import('/pkg/spool.js');
+  } catch (err) {
+    throw new Error('the package is not built (pkg/spool.js is missing): run `make demo` from the repository');
+  }
+  await spool.default();
+  demo.exporter = new spool.Exporter(config);
+
+  await setMode('ok');
+  wireControls();
+  const chart = new Chart($('chart'));
+  setInterval(() => sample(chart), SAMPLE_MS);
+  sample(chart);
+  pollLog();
+
+  for (const id of ['capture-one', 'burst', 'flush']) $(id).disabled = false;
+  demo.ready = true;
+  document.documentElement.dataset.ready = 'true';
+}
+
+function configFromAddress() {
+  const config = { ...DEFAULT_CONFIG };
+  const params = new URLSearchParams(location.search);
+  for (const [key, fallback] of Object.entries(DEFAULT_CONFIG)) {
+    if (key === 'endpoint' || !params.has(key)) continue;
+    const raw = params.get(key);
+    config[key] = typeof fallback === 'number' ? Number(raw) : raw;
+  }
+  if (params.has('debug')) config.debug = params.get('debug') !== 'false';
+  return config;
+}
+
+function showConfig(config) {
+  const rows = Object.entries(config).map(([key, value]) => {
+    const row = document.createElement('div');
+    const dt = document.createElement('dt');
+    const dd = document.createElement('dd');
+    dt.textContent = key;
+    dd.textContent = typeof value === 'string' ? value : JSON.stringify(value);
+    // A narrow column breaks a URL after its origin rather than inside the port.
+    if (key === 'endpoint') dd.replaceChildren(location.origin, document.createElement('wbr'), value.slice(location.origin.length));
+    row.append(dt, dd);
+    return row;
+  });
+  $('config').replaceChildren(...rows);
+}
+
+function wireControls() {
+  $('capture-one').addEventListener('click', () => {
+    demo.clickCount++;
+    const uuid = capture('demo_click', { n: demo.clickCount });
+    if (uuid) say(`Captured demo_click #${demo.clickCount} (${uuid.slice(0, 13)}…).`);
+  });
+
+  $('burst').addEventListener('click', () => {
+    const burst = ++demo.burstCount;
+    const start = performance.now();
+    let ok = 0;
+    for (let i = 0; i < BURST_SIZE; i++) if (capture('burst_event', { burst, i })) ok++;
+    const ms = performance.now() - start;
+    say(`Captured a burst of ${number.format(ok)} events in ${ms.toFixed(1)} ms.`);
+  });
+
+  $('flush').addEventListener('click', async () => {
+    say('Flushing: waiting for every event captured so far to be settled…');
+    const start = performance.now();
+    // What this flush waits for: every event captured before it (the headless scenario
+    // checks that it resolved only once they were all delivered).
+    const covers = demo.captured.length;
+    try {
+      const report = await demo.exporter.flush();
+      const ms = Math.round(performance.now() - start);
+      demo.lastFlush = { ...report, ms, covers, at: Date.now() };
+      say(`Flushed in ${number.format(ms)} ms: ${number.format(report.delivered)} delivered, ` +
+        `${number.format(droppedTotal(report.dropped))} dropped.`);
+    } catch (err) {
+      demo.lastFlush = { error: String(err?.message ?? err) };
+      say(`Flush failed: ${err?.message ?? err}`);
+    }
+  });
+
+  for (const radio of document.querySelectorAll('input[name="mode"]')) {
+    radio.addEventListener('change', () => {
+      if (radio.checked) setMode(radio.value);
+    });
+  }
+}
+
+function capture(name, properties) {
+  try {
+    const uuid = demo.exporter.capture(name, properties);
+    demo.captured.push(uuid);
+    return uuid;
+  } catch (err) {
+    demo.refused++;
+    say(`capture refused: ${err?.message ?? err}`);
+    return null;
+  }
+}
+
+async function setMode(mode) {
+  const { answer } = MODES[mode];
+  const previous = demo.mode;
+  try {
+    const res = await fetch('/control', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ plan: [], default: answer }),
+    });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    demo.mode = mode;
+  } catch (err) {
+    say(`Could not change the collector's mode: ${err?.message ?? err}`);
+    document.querySelector(`input[name="mode"][value="${previous}"]`).checked = true;
+  }
+  showStatus();
+}
+
+function showStatus() {
+  const { summary, state } = MODES[demo.mode];
+  setStatus(`Collector at ${location.host}: ${summary}`, state);
+}
+
+function setStatus(text, state) {
+  const el = $('status');
+  el.textContent = text;
+  el.dataset.state = state;
+}
+
+function say(text) {
+  $('last-action').textContent = text;
+}
+
+function droppedTotal(dropped) {
+  if (typeof dropped === 'number') return dropped;
+  return dropped?.total ?? 0;
+}
+
+// ---- Live stats and the chart -------------------------------------------------------------
+
+function sample(chart) {
+  const s = demo.exporter.stats();
+  const dropped = s.dropped ?? {};
+  setText('stat-captured', number.format(demo.captured.length + demo.refused));
+  setText('stat-queued', number.format(s.queued));
+  setText('stat-in-flight', number.format(s.inFlight));
+  setText('stat-delivered', number.format(s.delivered));
+  setText('stat-retried', number.format(s.retried));
+  setText('stat-dropped', number.format(droppedTotal(dropped)));
+  for (const reason of ['queueFull', 'tooLarge', 'rejected', 'attemptsExhausted', 'shutdown']) {
+    setText(`drop-${reason}`, number.format(dropped[reason] ?? 0));
+  }
+  setText('stat-last-error', s.lastError ?? 'none');
+  setText('legend-queued', number.format(s.queued));
+  setText('legend-delivered', number.format(s.delivered));
+  chart.push(Date.now(), s.queued, s.delivered);
+  chart.draw(Date.now());
+}
+
+// Writes only on change, so screen readers and the layout see no churn at 4 Hz.
+function setText(id, text) {
+  const el = $(id);
+  if (el.textContent !== text) el.textContent = text;
+}
+
+/** A two-line strip chart of queued and delivered events on a canvas. */
+class Chart {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext('2d');
+    this.samples = [];
+    const css = getComputedStyle(document.documentElement);
+    this.colors = {
+      queued: css.getPropertyValue('--queued').trim() || '#c2410c',
+      delivered: css.getPropertyValue('--delivered').trim() || '#1d4ed8',
+      grid: css.getPropertyValue('--grid').trim() || '#e5e7eb',
+      label: css.getPropertyValue('--muted').trim() || '#6b7280',
+    };
+    new ResizeObserver(() => this.resize()).observe(canvas.parentElement);
+    this.resize();
+  }
+
+  resize() {
+    const box = this.canvas.parentElement.getBoundingClientRect();
+    const dpr = window.devicePixelRatio || 1;
+    this.width = Math.max(1, Math.floor(box.width));
+    this.height = Math.max(1, Math.floor(box.height));
+    this.canvas.width = this.width * dpr;
+    this.canvas.height = this.height * dpr;
+    this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    if (this.samples.length) this.draw(this.samples.at(-1).t);
+  }
+
+  push(t, queued, delivered) {
+    this.samples.push({ t, queued, delivered });
+    // One sample older than the window keeps the lines running to the left edge.
+    while (this.samples.length > 2 && this.samples[1].t < t - CHART_WINDOW_MS) this.samples.shift();
+  }
+
+  draw(now) {
+    const { ctx, width, height, colors } = this;
+    const pad = { left: 44, right: 10, top: 10, bottom: 22 };
+    const plotW = width - pad.left - pad.right;
+    const plotH = height - pad.top - pad.bottom;
+    const start = now - CHART_WINDOW_MS;
+    const peak = Math.max(10, ...this.samples.map((s) => Math.max(s.queued, s.delivered)));
+    const top = niceCeiling(peak);
+    const x = (t) => pad.left + ((t - start) / CHART_WINDOW_MS) * plotW;
+    const y = (v) => pad.top + plotH - (v / top) * plotH;
+
+    ctx.clearRect(0, 0, width, height);
+    ctx.font = '11px system-ui, -apple-system, "Segoe UI", sans-serif';
+    ctx.lineWidth = 1;
+
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'middle';
+    for (let i = 0; i <= 4; i++) {
+      const v = (top / 4) * i;
+      const py = Math.round(y(v)) + 0.5;
+      ctx.strokeStyle = colors.grid;
+      ctx.beginPath();
+      ctx.moveTo(pad.left, py);
+      ctx.lineTo(width - pad.right, py);
+      ctx.stroke();
+      ctx.fillStyle = colors.label;
+      ctx.fillText(compact(v), pad.left - 6, py);
+    }
+    ctx.textBaseline = 'top';
+    for (let s = 60; s >= 0; s -= 15) {
+      const px = x(now - s * 1000);
+      ctx.textAlign = s === 0 ? 'right' : s === 60 ? 'left' : 'center';
+      ctx.fillText(s === 0 ? 'now' : `−${s} s`, px, height - pad.bottom + 6);
+    }
+
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(pad.left, 0, plotW, height);
+    ctx.clip();
+    this.line('queued', x, y, colors.queued, true, pad.top + plotH);
+    this.line('delivered', x, y, colors.delivered, false);
+    ctx.restore();
+  }
+
+  line(key, x, y, color, fill, baseline) {
+    const { ctx, samples } = this;
+    if (samples.length < 2) return;
+    ctx.beginPath();
+    samples.forEach((s, i) => (i ? ctx.lineTo(x(s.t), y(s[key])) : ctx.moveTo(x(s.t), y(s[key]))));
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2;
+    ctx.lineJoin = 'round';
+    ctx.stroke();
+    if (fill) {
+      ctx.lineTo(x(samples.at(-1).t), baseline);
+      ctx.lineTo(x(samples[0].t), baseline);
+      ctx.closePath();
+      ctx.globalAlpha = 0.12;
+      ctx.fillStyle = color;
+      ctx.fill();
+      ctx.globalAlpha = 1;
+    }
+  }
+}
+
+// The smallest round number at or above `v` whose quarters (the grid lines) are round too.
+function niceCeiling(v) {
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 1.2, 1.6, 2, 2.4, 3, 4, 6, 8]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function compact(v) {
+  if (v >= 1000) return `${+(v / 1000).toFixed(1)}k`;
+  return String(+v.toFixed(1));
+}
+
+// ---- What the collector received ------------------------------------------------------------
+
+const recent = [];
+let lastSeq = 0;
+let received = 0;
+
+async function pollLog() {
+  try {
+    const res = await fetch(`/control/log?since=${lastSeq}`, { cache: 'no-store' });
+    const log = await res.json();
+    if (log.batches.length) {
+      for (const b of log.batches) {
+        lastSeq = Math.max(lastSeq, b.seq);
+        received++;
+        recent.unshift(b);
+      }
+      recent.length = Math.min(recent.length, BATCH_ROWS);
+      renderBatches();
+    }
+    setText('batch-count', `${number.format(received)} ${received === 1 ? 'request' : 'requests'}, ` +
+      `${number.format(log.preflights)} ${log.preflights === 1 ? 'preflight' : 'preflights'}`);
+  } catch {
+    // The collector went away (Ctrl-C); the stats keep updating, the table stays as it was.
+  }
+  setTimeout(pollLog, LOG_POLL_MS);
+}
+
+function renderBatches() {
+  const rows = recent.map((b) => {
+    const tr = document.createElement('tr');
+    const answer = b.status === null ? 'no answer' : String(b.status);
+    const kind = b.status === null || b.status >= 500 ? 'bad' : b.status === 429 ? 'warn' : b.status < 300 ? 'ok' : 'bad';
+    tr.append(
+      cell(`${b.seq}`),
+      cell(answer, `answer ${kind}`),
+      cell(number.format(b.events), 'num'),
+      cell(number.format(b.bytes), 'num'),
+      sentAtCell(b.sentAt),
+      cell(new Date(b.receivedAt).toLocaleTimeString('en-GB', { hour12: false }) +
+        `.${String(b.receivedAt % 1000).padStart(3, '0')}`, 'mono wide'),
+    );
+    return tr;
+  });
+  $('batch-rows').replaceChildren(...rows);
+}
+
+// The date part folds away on a phone; the time is what differs between rows.
+function sentAtCell(sentAt) {
+  const td = cell('', 'mono');
+  const split = typeof sentAt === 'string' ? sentAt.indexOf('T') + 1 : 0;
+  if (!split) {
+    td.textContent = sentAt ?? '—';
+    return td;
+  }
+  const date = document.createElement('span');
+  date.className = 'date';
+  date.textContent = sentAt.slice(0, split);
+  td.append(date, sentAt.slice(split));
+  td.title = sentAt;
+  return td;
+}
+
+function cell(text, className) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
