@@ -89,8 +89,12 @@ async function runScenario({ root, port, screenshot }) {
         `${await page.locator('#status').textContent().catch(() => '?')})`,
     });
 
+    // Where every card is, to check at the end that live numbers never moved the layout.
+    const layout = () => page.evaluate(() => [...document.querySelectorAll('.masthead, .card')]
+      .map((el) => { const r = el.getBoundingClientRect(); return `${el.className} ${r.x},${r.y} ${r.width}×${r.height}`; }));
+    const layoutAtStart = await layout();
     const stats = () => page.evaluate(() => window.spoolDemo.exporter.stats());
-    const captured = () => page.evaluate(() => window.spoolDemo.captured.length + window.spoolDemo.refused);
+    const captured = () => page.evaluate(() => window.spoolDemo.capturedCount());
     const lastSeq = () => collector.log().batches.at(-1)?.seq ?? 0;
     const answersSince = (seq, status) => collector.log().batches.filter((b) => b.seq > seq && b.status === status);
     const button = (name) => page.getByRole('button', { name, exact: true });
@@ -209,6 +213,10 @@ async function runScenario({ root, port, screenshot }) {
       return text === final.delivered.toLocaleString('en-US') && text;
     }, { message: 'the page to show the final count' }).catch(() => null);
     check(pageDelivered, 'the page shows the final delivered count', `page reads ${pageDelivered}`);
+    const layoutAtEnd = await layout();
+    const moved = layoutAtEnd.filter((box, i) => box !== layoutAtStart[i]);
+    check(moved.length === 0, 'no card moved or resized while the numbers changed',
+      moved.map((box) => `${layoutAtStart[layoutAtEnd.indexOf(box)]} → ${box}`).join('\n'));
     check(pageErrors.length === 0, 'the page threw no error', pageErrors.join('\n'));
 
     if (screenshot) {

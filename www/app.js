@@ -9,7 +9,10 @@
 const BURST_SIZE = 1000;
 // Four samples a second: fast enough to watch a burst drain, cheap enough to never matter.
 const SAMPLE_MS = 250;
+// The chart shows the last minute; a younger page fills the width with its whole life (at
+// least 15 s), so the first clicks are not squeezed against the right edge.
 const CHART_WINDOW_MS = 60_000;
+const CHART_MIN_SPAN_MS = 15_000;
 const LOG_POLL_MS = 500;
 // The batch table has room for this many rows; its height is fixed so nothing below it moves.
 const BATCH_ROWS = 6;
@@ -44,10 +47,14 @@ const demo = {
   exporter: null,
   config: null,
   mode: 'ok',
+  /** When the collector's mode changed: [{ t, mode }], for the chart's bands. */
+  modeChanges: [],
   /** uuids returned by `capture`, in order. */
   captured: [],
-  /** capture() calls that threw. */
+  /** capture() calls that threw (too large; also counted as dropped by the exporter). */
   refused: 0,
+  /** capture() calls that returned no uuid: the queue was full (counted as dropped). */
+  queueFull: 0,
   lastFlush: null,
   burstCount: 0,
   clickCount: 0,
@@ -156,7 +163,8 @@ function wireControls() {
 function capture(name, properties) {
   try {
     const uuid = demo.exporter.capture(name, properties);
-    demo.captured.push(uuid);
+    if (uuid === undefined) demo.queueFull++;
+    else demo.captured.push(uuid);
     return uuid;
   } catch (err) {
     demo.refused++;
@@ -176,6 +184,7 @@ async function setMode(mode) {
     });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     demo.mode = mode;
+    demo.modeChanges.push({ t: Date.now(), mode });
   } catch (err) {
     say(`Could not change the collector's mode: ${err?.message ?? err}`);
     document.querySelector(`input[name="mode"][value="${previous}"]`).checked = true;
@@ -198,6 +207,12 @@ function say(text) {
   $('last-action').textContent = text;
 }
 
+/** Every capture() call: delivered, dropped or still held. */
+function capturedCount() {
+  return demo.captured.length + demo.queueFull + demo.refused;
+}
+demo.capturedCount = capturedCount;
+
 function droppedTotal(dropped) {
   if (typeof dropped === 'number') return dropped;
   return dropped?.total ?? 0;
@@ -208,7 +223,7 @@ function droppedTotal(dropped) {
 function sample(chart) {
   const s = demo.exporter.stats();
   const dropped = s.dropped ?? {};
-  setText('stat-captured', number.format(demo.captured.length + demo.refused));
+  setText('stat-captured', number.format(capturedCount()));
   setText('stat-queued', number.format(s.queued));
   setText('stat-in-flight', number.format(s.inFlight));
   setText('stat-delivered', number.format(s.delivered));
@@ -230,7 +245,10 @@ function setText(id, text) {
   if (el.textContent !== text) el.textContent = text;
 }
 
-/** A two-line strip chart of queued and delivered events on a canvas. */
+/**
+ * A two-line strip chart of queued and delivered events on a canvas, with the times the
+ * collector was failing shaded behind them.
+ */
 class Chart {
   constructor(canvas) {
     this.canvas = canvas;
@@ -242,6 +260,8 @@ class Chart {
       delivered: css.getPropertyValue('--delivered').trim() || '#1d4ed8',
       grid: css.getPropertyValue('--grid').trim() || '#e5e7eb',
       label: css.getPropertyValue('--muted').trim() || '#6b7280',
+      warn: css.getPropertyValue('--warn').trim() || '#b45309',
+      bad: css.getPropertyValue('--bad').trim() || '#b91c1c',
     };
     new ResizeObserver(() => this.resize()).observe(canvas.parentElement);
     this.resize();
@@ -262,22 +282,32 @@ class Chart {
     this.samples.push({ t, queued, delivered });
     // One sample older than the window keeps the lines running to the left edge.
     while (this.samples.length > 2 && this.samples[1].t < t - CHART_WINDOW_MS) this.samples.shift();
+    while (demo.modeChanges.length > 1 && demo.modeChanges[1].t < t - CHART_WINDOW_MS) demo.modeChanges.shift();
   }
 
   draw(now) {
     const { ctx, width, height, colors } = this;
-    const pad = { left: 44, right: 10, top: 10, bottom: 22 };
+    const pad = { left: 44, right: 10, top: 16, bottom: 22 };
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
-    const start = now - CHART_WINDOW_MS;
+    const first = this.samples[0]?.t ?? now;
+    const span = Math.min(CHART_WINDOW_MS, Math.max(CHART_MIN_SPAN_MS, now - first));
+    const start = now - span;
     const peak = Math.max(10, ...this.samples.map((s) => Math.max(s.queued, s.delivered)));
     const top = niceCeiling(peak);
-    const x = (t) => pad.left + ((t - start) / CHART_WINDOW_MS) * plotW;
+    const x = (t) => pad.left + ((t - start) / span) * plotW;
     const y = (v) => pad.top + plotH - (v / top) * plotH;
 
     ctx.clearRect(0, 0, width, height);
     ctx.font = '11px system-ui, -apple-system, "Segoe UI", sans-serif';
     ctx.lineWidth = 1;
+
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(pad.left, 0, plotW, height);
+    ctx.clip();
+    this.bands(x, start, now, pad.top, plotH);
+    ctx.restore();
 
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
@@ -293,9 +323,11 @@ class Chart {
       ctx.fillText(compact(v), pad.left - 6, py);
     }
     ctx.textBaseline = 'top';
-    for (let s = 60; s >= 0; s -= 15) {
+    const step = [5, 10, 15].find((s) => span / 1000 / s <= 4) ?? 15;
+    for (let s = 0; s <= span / 1000 + 0.001; s += step) {
       const px = x(now - s * 1000);
-      ctx.textAlign = s === 0 ? 'right' : s === 60 ? 'left' : 'center';
+      ctx.textAlign = s === 0 ? 'right' : 'center';
+      if (px - pad.left < 14) ctx.textAlign = 'left';
       ctx.fillText(s === 0 ? 'now' : `−${s} s`, px, height - pad.bottom + 6);
     }
 
@@ -306,6 +338,28 @@ class Chart {
     this.line('queued', x, y, colors.queued, true, pad.top + plotH);
     this.line('delivered', x, y, colors.delivered, false);
     ctx.restore();
+  }
+
+  // Shades each stretch of time the collector spent in a failure mode, labelled with it.
+  bands(x, start, now, top, plotH) {
+    const { ctx, colors } = this;
+    const changes = demo.modeChanges;
+    changes.forEach((change, i) => {
+      if (change.mode === 'ok') return;
+      const end = changes[i + 1]?.t ?? now;
+      if (end < start) return;
+      const x0 = x(change.t);
+      const x1 = x(end);
+      const color = change.mode === 'slow' ? colors.warn : change.mode === '429' ? colors.warn : colors.bad;
+      ctx.globalAlpha = 0.1;
+      ctx.fillStyle = color;
+      ctx.fillRect(x0, top, x1 - x0, plotH);
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = color;
+      ctx.textAlign = 'left';
+      ctx.textBaseline = 'bottom';
+      ctx.fillText(change.mode, x0 + 3, top - 2);
+    });
   }
 
   line(key, x, y, color, fill, baseline) {
