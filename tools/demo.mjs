@@ -78,7 +78,8 @@ async function runScenario({ root, port, screenshot }) {
   const progress = (text) => console.log(`  ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${text}`);
 
   try {
-    const context = await browser.newContext({ viewport: VIEWPORT });
+    // Twice the pixels for a screenshot, so it stays sharp in a README on a high-DPI screen.
+    const context = await browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: screenshot ? 2 : 1 });
     const page = await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(String(e?.stack ?? e)));
     console.log(`spool demo: headless scenario against ${collector.url}/www/`);
