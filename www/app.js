@@ -61,11 +61,6 @@ const demo = {
 };
 window.spoolDemo = demo;
 
-main().catch((err) => {
-  console.error(err);
-  setStatus(`Could not start: ${err?.message ?? err}`, 'bad');
-});
-
 async function main() {
   const config = configFromAddress();
   demo.config = config;
@@ -82,9 +77,9 @@ async function main() {
 
   await setMode('ok');
   wireControls();
-  const chart = new Chart($('chart'));
-  setInterval(() => sample(chart), SAMPLE_MS);
-  sample(chart);
+  chart = new Chart($('chart'));
+  setInterval(sample, SAMPLE_MS);
+  sample();
   pollLog();
 
   for (const id of ['capture-one', 'burst', 'flush']) $(id).disabled = false;
@@ -92,15 +87,28 @@ async function main() {
   document.documentElement.dataset.ready = 'true';
 }
 
+// Options the page does not set but the address may, e.g. `?maxQueueEvents=500` to watch
+// events dropped as queueFull, with how each is read.
+const OTHER_OPTIONS = {
+  distinctId: String,
+  maxBatchBytes: Number,
+  maxQueueEvents: Number,
+  maxQueueBytes: Number,
+  maxAttempts: Number,
+  flushOnPageHide: (v) => v !== 'false',
+  debug: (v) => v !== 'false',
+};
+
 function configFromAddress() {
   const config = { ...DEFAULT_CONFIG };
   const params = new URLSearchParams(location.search);
   for (const [key, fallback] of Object.entries(DEFAULT_CONFIG)) {
     if (key === 'endpoint' || !params.has(key)) continue;
-    const raw = params.get(key);
-    config[key] = typeof fallback === 'number' ? Number(raw) : raw;
+    config[key] = typeof fallback === 'number' ? Number(params.get(key)) : params.get(key);
   }
-  if (params.has('debug')) config.debug = params.get('debug') !== 'false';
+  for (const [key, read] of Object.entries(OTHER_OPTIONS)) {
+    if (params.has(key)) config[key] = read(params.get(key));
+  }
   return config;
 }
 
@@ -129,10 +137,17 @@ function wireControls() {
   $('burst').addEventListener('click', () => {
     const burst = ++demo.burstCount;
     const start = performance.now();
-    let ok = 0;
-    for (let i = 0; i < BURST_SIZE; i++) if (capture('burst_event', { burst, i })) ok++;
+    const full = demo.queueFull;
+    const refused = demo.refused;
+    for (let i = 0; i < BURST_SIZE; i++) capture('burst_event', { burst, i });
     const ms = performance.now() - start;
-    say(`Captured a burst of ${number.format(ok)} events in ${ms.toFixed(1)} ms.`);
+    // A sample at once: the queue may drain before the next tick, and the chart should show it.
+    sample();
+    const lost = [];
+    if (demo.queueFull > full) lost.push(`${number.format(demo.queueFull - full)} dropped, queue full`);
+    if (demo.refused > refused) lost.push(`${number.format(demo.refused - refused)} refused`);
+    say(`Captured a burst of ${number.format(BURST_SIZE)} events in ${ms.toFixed(1)} ms` +
+      (lost.length ? ` (${lost.join(', ')}).` : '.'));
   });
 
   $('flush').addEventListener('click', async () => {
@@ -220,7 +235,9 @@ function droppedTotal(dropped) {
 
 // ---- Live stats and the chart -------------------------------------------------------------
 
-function sample(chart) {
+let chart;
+
+function sample() {
   const s = demo.exporter.stats();
   const dropped = s.dropped ?? {};
   setText('stat-captured', number.format(capturedCount()));
@@ -463,3 +480,9 @@ function cell(text, className) {
   if (className) td.className = className;
   return td;
 }
+
+// Last, so every constant above is initialised before it runs.
+main().catch((err) => {
+  console.error(err);
+  setStatus(`Could not start: ${err?.message ?? err}`, 'bad');
+});
