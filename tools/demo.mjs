@@ -84,11 +84,11 @@ async function runScenario({ root, port, screenshot }) {
     page.on('pageerror', (e) => pageErrors.push(String(e?.stack ?? e)));
     console.log(`spool demo: headless scenario against ${collector.url}/www/`);
     await page.goto(`${collector.url}/www/`);
-    await waitFor(() => page.evaluate(() => window.spoolDemo?.ready), {
+    const start = await waitFor(() => page.evaluate(() => window.spoolDemo?.ready || window.spoolDemo?.failed), {
       timeoutMs: STEP_TIMEOUT_MS,
-      message: `the page to load the exporter (page errors: ${pageErrors.join('; ') || 'none'}, status: ` +
-        `${await page.locator('#status').textContent().catch(() => '?')})`,
+      message: 'the page to start the exporter',
     });
+    if (start !== true) throw new Error(`the page could not start: ${start}`);
 
     // Where every card is, to check at the end that live numbers never moved the layout.
     const layout = () => page.evaluate(() => [...document.querySelectorAll('.masthead, .card')]

@@ -56,6 +56,8 @@ const demo = {
   /** capture() calls that returned no uuid: the queue was full (counted as dropped). */
   queueFull: 0,
   lastFlush: null,
+  /** Why the page could not start, if it could not. */
+  failed: null,
   burstCount: 0,
   clickCount: 0,
 };
@@ -484,5 +486,6 @@ function cell(text, className) {
 // Last, so every constant above is initialised before it runs.
 main().catch((err) => {
   console.error(err);
-  setStatus(`Could not start: ${err?.message ?? err}`, 'bad');
+  demo.failed = String(err?.message ?? err);
+  setStatus(`Could not start: ${demo.failed}`, 'bad');
 });
