@@ -57,6 +57,11 @@ demo: build
 	  exec node tools/collector.mjs --port $(DEMO_PORT) --host 127.0.0.1; \
 	fi
 
+# The engine soak: a million events per seed through the simulation's random faults, memory
+# bounds checked after every step (`make test` runs the same simulation at 2,000 per seed).
+soak:
+	SPOOL_SIM_SEEDS=5 SPOOL_SIM_EVENTS=1000000 cargo test --release --test simulation -- --nocapture
+
 clean:
 	cargo clean
 	rm -rf pkg

@@ -121,6 +121,8 @@ struct Sim {
     /// Capture timestamps of accepted events, as rendered in bodies.
     captured: HashMap<Uuid, String>,
     settled: HashMap<Uuid, Settled>,
+    /// Accepted and not yet settled: what a flush called now waits for.
+    unsettled: HashSet<Uuid>,
     /// Receipts at the collector, and how many of them the engine took as acknowledged.
     received: HashMap<Uuid, u32>,
     acked: HashMap<Uuid, u32>,
@@ -158,6 +160,7 @@ impl Sim {
             now: T0,
             captured: HashMap::new(),
             settled: HashMap::new(),
+            unsettled: HashSet::new(),
             received: HashMap::new(),
             acked: HashMap::new(),
             in_flight: HashMap::new(),
@@ -194,7 +197,7 @@ impl Sim {
                 let mut iso = String::new();
                 write_iso8601(&mut iso, ts.unwrap_or(self.now));
                 assert!(
-                    self.captured.insert(uuid, iso).is_none(),
+                    self.captured.insert(uuid, iso).is_none() && self.unsettled.insert(uuid),
                     "uuid minted twice"
                 );
             }
@@ -312,6 +315,7 @@ impl Sim {
                         };
                         assert!(self.captured.contains_key(&u), "settled an unknown event");
                         assert!(self.settled.insert(u, how).is_none(), "event settled twice");
+                        self.unsettled.remove(&u);
                         let acked = self.acked.get(&u).copied().unwrap_or(0);
                         match how {
                             Settled::Delivered => {
@@ -472,13 +476,7 @@ impl Sim {
                 match self.rng.up_to(999) {
                     0..=9 => {
                         let id = self.engine.flush(self.now);
-                        let waiting = self
-                            .captured
-                            .keys()
-                            .filter(|u| !self.settled.contains_key(u))
-                            .copied()
-                            .collect();
-                        self.flushes.insert(id, waiting);
+                        self.flushes.insert(id, self.unsettled.clone());
                     }
                     10..=12 => {
                         t.page_hides += 1;
