@@ -25,3 +25,6 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

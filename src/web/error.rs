@@ -1,0 +1,61 @@
+//! Every failure reaches JavaScript as an `Error` whose `name` says what kind it is, and whose
+//! message starts with `spool:`. Nothing here ever includes the API key.
+
+use crate::engine::{CaptureError, ConfigError};
+use wasm_bindgen::prelude::*;
+
+/// The `name` of every config error; the offending field is in the error's `field` property.
+pub const CONFIG_ERROR: &str = "SpoolConfigError";
+
+/// The `name` of an error about the arguments of `capture`, as the engine names its own
+/// (see [`CaptureError::kind`]).
+pub const INVALID_EVENT: &str = "SpoolInvalidEvent";
+
+/// The `name` of the error thrown when a call arrives while the exporter is in the middle of
+/// another one (possible only from a `toJSON` or getter that calls back into it).
+pub const BUSY: &str = "SpoolBusy";
+
+/// An `Error` with `name` and the message `spool: {message}`.
+pub fn error(name: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(&prefixed(message));
+    e.set_name(name);
+    e.into()
+}
+
+/// A `TypeError` (so `instanceof TypeError` holds) with `name` and a message, for arguments
+/// of the wrong type.
+pub fn type_error(name: &str, message: &str) -> JsValue {
+    let e = js_sys::TypeError::new(&prefixed(message));
+    let e: &js_sys::Error = e.unchecked_ref();
+    e.set_name(name);
+    e.into()
+}
+
+/// A config error: `name` is `SpoolConfigError`, `field` the camelCase key.
+pub fn config(e: &ConfigError) -> JsValue {
+    let err = js_sys::Error::new(&prefixed(&e.to_string()));
+    err.set_name(CONFIG_ERROR);
+    let _ = js_sys::Reflect::set(&err, &"field".into(), &e.field.into());
+    err.into()
+}
+
+/// A refused capture, named by [`CaptureError::kind`].
+pub fn capture(e: &CaptureError) -> JsValue {
+    error(e.kind(), &e.to_string())
+}
+
+/// The error for a call made from inside another call of the same exporter.
+pub fn busy() -> JsValue {
+    error(
+        BUSY,
+        "the exporter was called from inside one of its own calls (a toJSON or getter that \
+         calls back into it?); the inner call did nothing",
+    )
+}
+
+fn prefixed(message: &str) -> String {
+    let mut s = String::with_capacity(message.len() + 7);
+    s.push_str("spool: ");
+    s.push_str(message);
+    s
+}

@@ -1,0 +1,122 @@
+// The JavaScript half of spool's browser shell: the few things shorter written in JavaScript
+// than bound from Rust (sending a request and reading its answer, building plain objects).
+// No policy lives here: what to send and when is decided by the engine in Rust.
+// Only globals are used (fetch, navigator, Request, AbortController, Headers, console), so it
+// runs in a page, a Web Worker and an edge runtime alike.
+
+// Firefox before 133 has no keepalive fetch; sendBeacon is the way out there.
+const KEEPALIVE_FETCH = typeof Request == "function" && "keepalive" in Request.prototype;
+
+// The status reported for a beacon the browser accepted: 202 Accepted, since it is queued,
+// never answered (sendBeacon is fire-and-forget).
+const BEACON_QUEUED = 202;
+
+/**
+ * POSTs `body` (a string: CORS-simple `text/plain`, so no preflight) to `url`, with `headers`
+ * (the user's, or undefined for a keepalive request: a custom header forces a preflight, which
+ * cannot finish while a page unloads). Calls `answer(id, status, retryAfter, error)` exactly
+ * once and never synchronously: `status` 0 with `error` for a network error. Where keepalive
+ * fetch is missing or throws, falls back to `navigator.sendBeacon`. Returns the request's
+ * AbortController, or undefined.
+ */
+export function post(url, body, contentType, headers, keepalive, id, answer) {
+  const later = (status, error) => void Promise.resolve().then(() => answer(id, status, undefined, error));
+  if (keepalive && !KEEPALIVE_FETCH) return beacon(url, body, later);
+  const controller = typeof AbortController == "function" ? new AbortController() : undefined;
+  const init = { method: "POST", body, headers: { ...headers, "Content-Type": contentType } };
+  if (keepalive) init.keepalive = true;
+  if (controller) init.signal = controller.signal;
+  let sent;
+  try {
+    sent = fetch(url, init);
+  } catch (e) {
+    if (keepalive) return beacon(url, body, later);
+    return void later(0, message(e));
+  }
+  sent.then(
+    (response) => {
+      // A cross-origin response shows Retry-After only if the collector sends
+      // Access-Control-Expose-Headers: Retry-After.
+      answer(id, response.status, response.headers.get("Retry-After") ?? undefined, undefined);
+      // The body is never read: let the connection go (edge runtimes warn about unread bodies).
+      response.body?.cancel().catch(() => {});
+    },
+    (e) => answer(id, 0, undefined, message(e)),
+  );
+  return controller;
+}
+
+function beacon(url, body, later) {
+  let queued = false;
+  try {
+    queued = navigator.sendBeacon(url, body);
+  } catch {
+    return void later(0, "no keepalive fetch and no sendBeacon here");
+  }
+  later(queued ? BEACON_QUEUED : 0, queued ? undefined : "sendBeacon refused the body");
+}
+
+/** Aborts a request started by `post`. */
+export function abort(controller) {
+  controller.abort();
+}
+
+/** The `message` of something thrown, without ever throwing itself. */
+export function message(e) {
+  try {
+    return typeof e?.message == "string" ? e.message : String(e);
+  } catch {
+    return "unknown error";
+  }
+}
+
+/**
+ * A plain copy of the user's `headers` config, checked now by the browser's own `Headers` so
+ * a bad name or value fails at construction rather than on every request. A Content-Type is
+ * left out: the body's own always goes. Throws an Error saying what is wrong.
+ */
+export function copyHeaders(headers) {
+  const copy = {};
+  const check = new Headers();
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value != "string") throw new TypeError(`the value of ${name} must be a string`);
+    check.append(name, value);
+    if (name.toLowerCase() != "content-type") copy[name] = value;
+  }
+  return copy;
+}
+
+/** A new promise and its resolve function, as [promise, resolve]. */
+export function deferred() {
+  let resolve;
+  const promise = new Promise((r) => (resolve = r));
+  return [promise, resolve];
+}
+
+/** `{ delivered, dropped }`, plus `abandoned` when given (a shutdown report). */
+export function report(delivered, dropped, abandoned) {
+  return abandoned === undefined ? { delivered, dropped } : { delivered, dropped, abandoned };
+}
+
+/** The object `stats()` returns. */
+export function stats(queued, inFlight, inFlightRequests, requests, delivered, retried,
+                      queueFull, tooLarge, rejected, attemptsExhausted, shutdown, lastError) {
+  return {
+    queued, inFlight, inFlightRequests, requests, delivered, retried,
+    dropped: {
+      total: queueFull + tooLarge + rejected + attemptsExhausted + shutdown,
+      queueFull, tooLarge, rejected, attemptsExhausted, shutdown,
+    },
+    lastError: lastError ?? null,
+  };
+}
+
+/** `debug: true`: one line per request (never the body, which holds the API key). */
+export function logRequest(id, events, bytes, attempt, keepalive) {
+  console.debug("spool: POST", { id, events, bytes, attempt, keepalive });
+}
+
+/** `debug: true`: one line per outcome. */
+export function logOutcome(id, status, retryAfter, error) {
+  console.debug("spool: outcome", error === undefined ? { id, status, retryAfter } : { id, error });
+}

@@ -1,0 +1,30 @@
+//! The browser shell: the `Exporter` JavaScript class around the [`engine`](crate::engine).
+//!
+//! Every input (a capture, a flush, a shutdown, the timer firing, a response arriving, the page
+//! being hidden) goes to the engine; then the shell sends what the engine wants sent, acts on
+//! its notices and arms its one timer. It decides nothing about *when* or *whether* to send:
+//! that is the engine's. It touches JavaScript only through the global scope (`fetch`,
+//! `setTimeout`, `crypto`, `console`, `navigator`), so it runs in a page, a Web Worker and an
+//! edge runtime alike; page lifecycle listeners are added only where a `document` exists.
+//!
+//! ```js
+//! import init, { Exporter } from "spool";
+//! await init();
+//! const exporter = new Exporter({ endpoint: "https://collector.example/batch/", apiKey: "phc_..." });
+//! exporter.capture("signup", { plan: "pro" });
+//! await exporter.flush();
+//! ```
+
+#[cfg(all(feature = "talc", not(target_feature = "atomics")))]
+mod allocator;
+mod capture;
+mod config;
+mod error;
+mod exporter;
+mod host;
+mod lifecycle;
+mod report;
+mod shell;
+mod typescript;
+
+pub use exporter::Exporter;

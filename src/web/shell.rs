@@ -1,0 +1,342 @@
+//! The exporter's state, and [`drive`]: what runs after every input. It sends what the engine
+//! wants sent, acts on the engine's notices and arms the one timer.
+//!
+//! The state sits in an `Rc<RefCell<..>>`. A borrow lasts only while the engine is fed or
+//! drained; every call that could run the page's own code (`fetch`, `console`, resolving a
+//! promise) happens after the borrow is released, so a wrapped `fetch` or a `console.warn`
+//! hook that calls the exporter again finds it free.
+
+use super::config::Options;
+use super::host::{self, now_ms};
+use super::lifecycle::{Lifecycle, PageState};
+use super::report::{Settled, ShutdownReport};
+use crate::engine::{Engine, FlushId, Notice, Outcome, RetryAfter, Stats, Transmit, TransmitId};
+use gloo_timers::callback::Timeout;
+use js_sys::Function;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use wasm_bindgen::prelude::*;
+
+/// The shared handle the `Exporter`, the listeners and the answer callback hold.
+pub type Shared = Rc<RefCell<Shell>>;
+
+/// Everything the exporter owns besides the JS object itself.
+pub struct Shell {
+    /// The policy.
+    pub engine: Engine,
+    /// The collector's URL.
+    endpoint: Rc<str>,
+    /// The user's `headers` (a plain object), or `undefined`.
+    headers: JsValue,
+    debug: bool,
+    /// `answer(id, status, retryAfter, error)`, handed to every request: one closure for the
+    /// exporter's life instead of one per request.
+    answer: Function,
+    /// Requests in flight that can be aborted, with their `AbortController`.
+    requests: Vec<(TransmitId, JsValue)>,
+    /// `flush()` promises waiting for their `FlushComplete`.
+    flushes: Vec<(FlushId, Function)>,
+    shutdown: Option<ShutdownWait>,
+    /// The one timer, armed at `engine.poll_timeout()`; dropping it cancels it.
+    wake: Option<(u64, Timeout)>,
+    lifecycle: Option<Lifecycle>,
+    this: Weak<RefCell<Shell>>,
+}
+
+/// A `shutdown()` under way or done.
+struct ShutdownWait {
+    /// Stats when it was called: the report counts what settled since.
+    before: Stats,
+    waiters: Vec<Function>,
+    report: Option<ShutdownReport>,
+}
+
+/// What one pass of [`drive`] must do once the state is released.
+#[derive(Default)]
+struct Work {
+    sends: Vec<Transmit>,
+    aborts: Vec<JsValue>,
+    resolves: Vec<(Function, Settled)>,
+    overflow: Option<(usize, usize)>,
+    /// Listeners to remove (dropped) after the state is released.
+    lifecycle: Option<Lifecycle>,
+}
+
+impl Shell {
+    /// A shell around `engine`, listening to the page lifecycle if `options` say so and there
+    /// is a page.
+    pub fn new(engine: Engine, options: Options) -> Shared {
+        let endpoint: Rc<str> = engine.config().endpoint.as_str().into();
+        let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
+            let weak = this.clone();
+            let answer = Closure::<dyn FnMut(f64, u16, Option<String>, Option<String>)>::new(
+                move |id: f64, status, retry_after, error| {
+                    answered(&weak, TransmitId(id as u64), status, retry_after, error)
+                },
+            );
+            RefCell::new(Shell {
+                engine,
+                endpoint,
+                headers: options.headers,
+                debug: options.debug,
+                // Owned by JavaScript from here on; it holds only a weak reference back.
+                answer: answer.into_js_value().into(),
+                requests: Vec::new(),
+                flushes: Vec::new(),
+                shutdown: None,
+                wake: None,
+                lifecycle: None,
+                this: this.clone(),
+            })
+        });
+        if options.flush_on_page_hide {
+            let weak = Rc::downgrade(&shared);
+            let lifecycle = Lifecycle::listen(move |state| on_page(&weak, state));
+            if let Ok(mut shell) = shared.try_borrow_mut() {
+                shell.lifecycle = lifecycle;
+            }
+        }
+        shared
+    }
+
+    /// Registers a `flush()` promise's `resolve` for flush `id`.
+    pub fn wait_flush(&mut self, id: FlushId, resolve: Function) {
+        self.flushes.push((id, resolve));
+    }
+
+    /// Starts `shutdown` with `timeout_ms`, or joins the one under way; `resolve` gets the
+    /// report. Returns the report at once if an earlier shutdown has already finished.
+    pub fn shutdown(&mut self, timeout_ms: u64, resolve: Function) -> Option<(Function, Settled)> {
+        if let Some(wait) = &mut self.shutdown {
+            return match wait.report {
+                Some(report) => Some((resolve, Settled::Shutdown(report))),
+                None => {
+                    wait.waiters.push(resolve);
+                    None
+                }
+            };
+        }
+        let now = now_ms();
+        self.shutdown = Some(ShutdownWait {
+            before: self.engine.stats(),
+            waiters: vec![resolve],
+            report: None,
+        });
+        self.engine.shutdown(now, now.saturating_add(timeout_ms));
+        None
+    }
+
+    /// Drains the engine into `work` and re-arms the timer.
+    fn collect(&mut self, work: &mut Work) {
+        let now = now_ms();
+        while let Some(t) = self.engine.poll_transmit(now) {
+            work.sends.push(t);
+        }
+        while let Some(notice) = self.engine.poll_notice() {
+            match notice {
+                Notice::FlushComplete(report) => {
+                    if let Some(i) = self.flushes.iter().position(|(id, _)| *id == report.id) {
+                        let (_, resolve) = self.flushes.swap_remove(i);
+                        work.resolves.push((resolve, Settled::Flush(report)));
+                    }
+                }
+                Notice::ShutdownComplete { abandoned } => {
+                    let after = self.engine.stats();
+                    if let Some(wait) = &mut self.shutdown {
+                        let report = ShutdownReport {
+                            delivered: after.delivered - wait.before.delivered,
+                            dropped: after.dropped.total() - wait.before.dropped.total(),
+                            abandoned,
+                        };
+                        wait.report = Some(report);
+                        for resolve in wait.waiters.drain(..) {
+                            work.resolves.push((resolve, Settled::Shutdown(report)));
+                        }
+                    }
+                    work.lifecycle = self.lifecycle.take();
+                }
+                Notice::Abort(id) => {
+                    if let Some(i) = self.requests.iter().position(|(r, _)| *r == id) {
+                        work.aborts.push(self.requests.swap_remove(i).1);
+                    }
+                }
+                Notice::QueueOverflow {
+                    max_events,
+                    max_bytes,
+                } => work.overflow = Some((max_events, max_bytes)),
+                Notice::Settled { .. } => {}
+            }
+        }
+        self.rearm(now);
+    }
+
+    /// Arms the one timer at `engine.poll_timeout()`, keeping it if it is already armed there.
+    fn rearm(&mut self, now: u64) {
+        let Some(at) = self.engine.poll_timeout() else {
+            self.wake = None;
+            return;
+        };
+        if self.wake.as_ref().is_some_and(|(armed, _)| *armed == at) {
+            return;
+        }
+        // gloo-timers hands the delay to setTimeout as an i32; a longer one would wrap and
+        // fire at once.
+        let delay = at.saturating_sub(now).min(i32::MAX as u64) as u32;
+        let this = self.this.clone();
+        self.wake = Some((at, Timeout::new(delay, move || on_wake(&this))));
+    }
+}
+
+/// Sends what the engine wants sent, acts on its notices, and re-arms the timer. Call after
+/// every input.
+pub fn drive(shared: &Shared) {
+    let mut work = Work::default();
+    let (endpoint, headers, answer, debug) = {
+        let Ok(mut shell) = shared.try_borrow_mut() else {
+            return;
+        };
+        shell.collect(&mut work);
+        if work.sends.is_empty() {
+            (None, JsValue::UNDEFINED, None, false)
+        } else {
+            let s = &*shell;
+            (
+                Some(s.endpoint.clone()),
+                s.headers.clone(),
+                Some(s.answer.clone()),
+                s.debug,
+            )
+        }
+    };
+    let mut started = Vec::new();
+    if let (Some(endpoint), Some(answer)) = (endpoint, answer) {
+        for t in &work.sends {
+            if debug {
+                host::log_request(
+                    t.id.0 as f64,
+                    t.events as f64,
+                    t.body.len() as f64,
+                    t.attempt.into(),
+                    t.keepalive,
+                );
+            }
+            // Keepalive requests go without the user's headers: see `host.js`.
+            let headers = if t.keepalive {
+                &JsValue::UNDEFINED
+            } else {
+                &headers
+            };
+            let controller = host::post(
+                &endpoint,
+                &t.body,
+                t.content_type,
+                headers,
+                t.keepalive,
+                t.id.0 as f64,
+                &answer,
+            );
+            if !controller.is_undefined() {
+                started.push((t.id, controller));
+            }
+        }
+    }
+    if !started.is_empty() {
+        // Answers always come later (`post` never calls back synchronously), so every
+        // controller is registered before its request can be answered or timed out.
+        if let Ok(mut shell) = shared.try_borrow_mut() {
+            shell.requests.append(&mut started);
+        }
+    }
+    for controller in &work.aborts {
+        host::abort(controller);
+    }
+    if let Some((events, bytes)) = work.overflow {
+        warn_overflow(events, bytes);
+    }
+    drop(work.lifecycle);
+    for (resolve, settled) in work.resolves {
+        let _ = resolve.call1(&JsValue::UNDEFINED, &settled.to_js());
+    }
+}
+
+/// A request ended (called from `host.js`): hand the engine its outcome. An aborted request's
+/// rejection lands here too; the engine has already counted it and ignores the stale id.
+fn answered(
+    this: &Weak<RefCell<Shell>>,
+    id: TransmitId,
+    status: u16,
+    retry_after: Option<String>,
+    error: Option<String>,
+) {
+    let Some(shared) = this.upgrade() else {
+        return;
+    };
+    let (known, debug) = match shared.try_borrow_mut() {
+        Ok(mut shell) => {
+            if let Some(i) = shell.requests.iter().position(|(r, _)| *r == id) {
+                shell.requests.swap_remove(i);
+            }
+            let outcome = match &error {
+                Some(e) => Outcome::NetworkError(e.clone()),
+                None => Outcome::Response {
+                    status,
+                    retry_after: retry_after.as_deref().and_then(RetryAfter::parse),
+                },
+            };
+            let debug = shell.debug;
+            (shell.engine.handle_outcome(id, outcome, now_ms()), debug)
+        }
+        Err(_) => (false, false),
+    };
+    if debug && known {
+        host::log_outcome(id.0 as f64, status, retry_after, error);
+    }
+    drive(&shared);
+}
+
+/// The timer fired.
+fn on_wake(this: &Weak<RefCell<Shell>>) {
+    let Some(shared) = this.upgrade() else {
+        return;
+    };
+    let fired = match shared.try_borrow_mut() {
+        Ok(mut shell) => {
+            // Taken so that `rearm` arms afresh even for the same instant (a timer may fire a
+            // millisecond early by Date.now()). Dropping the running closure is safe:
+            // wasm-bindgen frees it only once the call returns.
+            let fired = shell.wake.take();
+            shell.engine.handle_timeout(now_ms());
+            fired
+        }
+        Err(_) => None,
+    };
+    drop(fired);
+    drive(&shared);
+}
+
+/// The page was hidden or shown: the keepalive requests the engine makes go out now, in this
+/// task, before the page can go away.
+fn on_page(this: &Weak<RefCell<Shell>>, state: PageState) {
+    let Some(shared) = this.upgrade() else {
+        return;
+    };
+    if let Ok(mut shell) = shared.try_borrow_mut() {
+        let now = now_ms();
+        match state {
+            PageState::Hidden => {
+                shell.engine.page_hidden(now);
+            }
+            PageState::Visible => shell.engine.page_visible(now),
+        }
+    }
+    drive(&shared);
+}
+
+fn warn_overflow(max_events: usize, max_bytes: usize) {
+    let mut m = String::from("spool: queue full (maxQueueEvents ");
+    m.push_str(&max_events.to_string());
+    m.push_str(", maxQueueBytes ");
+    m.push_str(&max_bytes.to_string());
+    m.push_str("): new events are dropped, counted in stats().dropped.queueFull, until it drains");
+    host::warn(&m);
+}

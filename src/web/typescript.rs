@@ -1,0 +1,115 @@
+//! The TypeScript types of the JavaScript API, emitted into `pkg/spool.d.ts` so the config,
+//! the capture options, the reports and the stats are real types rather than `any`.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** Settings for `new Exporter(config)`. Every field but `endpoint` is optional. */
+export interface ExporterConfig {
+  /** Where batches are POSTed (PostHog's batch API), e.g. "https://collector.example/batch/". */
+  endpoint: string;
+  /** The project key written into every batch body. Never logged. Default "". */
+  apiKey?: string;
+  /** Who events belong to unless a capture says otherwise. Default: a uuid per exporter. */
+  distinctId?: string;
+  /** Longest an event waits before its batch is sent ("linger" mode). Default 1000, 0 to 3,600,000. */
+  flushIntervalMs?: number;
+  /** Events per request. Default 100, 1 to 10,000. */
+  maxBatchEvents?: number;
+  /** Body bytes per request. Default 60,000, 512 to 16 MiB. */
+  maxBatchBytes?: number;
+  /** Events held at once; more are dropped (counted as queueFull). Default 10,000. */
+  maxQueueEvents?: number;
+  /** Bytes of events held at once. Default 5 MiB, 1 KiB to 1 GiB. */
+  maxQueueBytes?: number;
+  /** Sends of one batch before it is dropped. Default 10, 1 to 100. */
+  maxAttempts?: number;
+  /** Ceiling of the first retry's random delay. Default 1000, 1 to 3,600,000. */
+  initialBackoffMs?: number;
+  /** Ceiling of any retry's random delay. Default 30,000, at least initialBackoffMs. */
+  maxBackoffMs?: number;
+  /** Ordinary requests in flight at once. Default 4, 1 to 64. */
+  maxInFlight?: number;
+  /** A request unanswered by then is aborted and retried. Default 10,000, 100 to 600,000. */
+  requestTimeoutMs?: number;
+  /** "linger" (wait up to flushIntervalMs or a full batch), "auto" (send at once when idle,
+   *  accumulate while a request is in flight) or "off" (one event per request). Default "linger". */
+  batchMode?: "linger" | "auto" | "off";
+  /** Send what is queued with keepalive when the page is hidden or closed. Default true. */
+  flushOnPageHide?: boolean;
+  /** Extra headers for ordinary requests (not keepalive ones: they would force a CORS
+   *  preflight, which cannot finish while a page unloads). Never logged. */
+  headers?: Record<string, string>;
+  /** Log each request and outcome with console.debug (never the body or the key). Default false. */
+  debug?: boolean;
+}
+
+/** The properties of an event: anything JSON.stringify turns into a JSON object. */
+export type Properties = Record<string, unknown>;
+
+/** The third argument of `capture`. */
+export interface CaptureOptions {
+  /** Who did it; default the exporter's distinctId. */
+  distinctId?: string;
+  /** When it happened: ms since 1970 or a Date. Default: now. */
+  timestamp?: number | Date;
+  /** The event's uuid (8-4-4-4-12 hex); default a fresh UUIDv7. Retries keep it. */
+  uuid?: string;
+}
+
+/** What `flush()` resolves to: how the events captured before the call ended. */
+export interface FlushReport {
+  delivered: number;
+  dropped: number;
+}
+
+/** The argument of `shutdown`. */
+export interface ShutdownOptions {
+  /** How long to keep sending before abandoning what is left. Default 2000. */
+  timeoutMs?: number;
+}
+
+/** What `shutdown()` resolves to: how the events held at the call ended. */
+export interface ShutdownReport {
+  delivered: number;
+  /** Every event dropped after the call, the abandoned ones included. */
+  dropped: number;
+  /** Events still held at the deadline, dropped unsent (also counted in stats.dropped.shutdown). */
+  abandoned: number;
+}
+
+/** Events dropped, by reason. */
+export interface DroppedStats {
+  total: number;
+  /** The queue was full at capture. */
+  queueFull: number;
+  /** Larger than maxBatchBytes on its own. */
+  tooLarge: number;
+  /** The collector refused them with a 4xx that retrying cannot fix. */
+  rejected: number;
+  /** Every one of maxAttempts sends failed. */
+  attemptsExhausted: number;
+  /** Abandoned at shutdown's deadline. */
+  shutdown: number;
+}
+
+/** A snapshot of `stats()`. */
+export interface ExporterStats {
+  /** Events held and not in flight (lingering or waiting to retry). */
+  queued: number;
+  /** Events in requests not yet answered. */
+  inFlight: number;
+  /** Requests not yet answered. */
+  inFlightRequests: number;
+  /** Requests sent, first attempts and retries. */
+  requests: number;
+  /** Events the collector acknowledged. */
+  delivered: number;
+  /** Requests that were retries. */
+  retried: number;
+  dropped: DroppedStats;
+  /** The most recent failure, e.g. "HTTP 503", "timeout", "network error: ..."; null if none. */
+  lastError: string | null;
+}
+"#;

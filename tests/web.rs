@@ -1,0 +1,602 @@
+//! The browser shell's own behaviour, in a real browser: `wasm-pack test --headless --chrome`.
+//!
+//! No collector is needed: a fake `fetch` (installed once, in `FAKE`) records each request and
+//! answers 200. Every test uses its own endpoint path, because all tests of this file share
+//! one wasm instance and one page.
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::{Array, Function, Promise, Reflect, JSON};
+use spool::web::Exporter;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen(inline_js = r#"
+export function installFakeFetch() {
+  if (globalThis.__spoolRequests) return;
+  globalThis.__spoolRequests = [];
+  globalThis.fetch = (url, init) => {
+    globalThis.__spoolRequests.push({ url: String(url), init, body: JSON.parse(init.body) });
+    return Promise.resolve(new Response("{}", { status: 200 }));
+  };
+}
+export function requestsTo(url) {
+  return globalThis.__spoolRequests.filter((r) => r.url === url);
+}
+export function js(source) {
+  return new Function(source)();
+}
+export function captureConsole(method) {
+  const seen = [];
+  const original = console[method];
+  console[method] = (...args) => { seen.push(args.map((a) => typeof a == "string" ? a : JSON.stringify(a)).join(" ")); };
+  return { seen, restore: () => { console[method] = original; } };
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = installFakeFetch)]
+    fn install_fake_fetch();
+    #[wasm_bindgen(js_name = requestsTo)]
+    fn requests_to(url: &str) -> Array;
+    /// Runs a function body and returns its result (for values JSON cannot express).
+    fn js(source: &str) -> JsValue;
+    #[wasm_bindgen(js_name = captureConsole)]
+    fn capture_console(method: &str) -> JsValue;
+}
+
+/// A JSON literal as a JS value.
+fn json(text: &str) -> JsValue {
+    JSON::parse(text).expect("test JSON is valid")
+}
+
+/// A config for `path` on the fake collector, plus `extra` fields (a JSON object body).
+fn config(path: &str, extra: &str) -> JsValue {
+    let sep = if extra.is_empty() { "" } else { "," };
+    json(&format!(
+        r#"{{"endpoint":"https://collector.test/{path}/","apiKey":"phc_test"{sep}{extra}}}"#
+    ))
+}
+
+fn endpoint(path: &str) -> String {
+    format!("https://collector.test/{path}/")
+}
+
+fn exporter(path: &str, extra: &str) -> Exporter {
+    install_fake_fetch();
+    Exporter::new(config(path, extra)).expect("a valid config")
+}
+
+fn get(value: &JsValue, key: &str) -> JsValue {
+    Reflect::get(value, &key.into()).expect("readable")
+}
+
+fn string_of(value: &JsValue, key: &str) -> String {
+    get(value, key).as_string().unwrap_or_default()
+}
+
+fn number_of(value: &JsValue, key: &str) -> f64 {
+    get(value, key).as_f64().expect("a number")
+}
+
+async fn settle(promise: Promise) -> JsValue {
+    JsFuture::from(promise).await.expect("resolves")
+}
+
+/// Asserts `result` is an `Err` holding a JS `Error` named `name`; returns the error.
+fn expect_error<T>(result: Result<T, JsValue>, name: &str) -> JsValue {
+    let Err(e) = result else {
+        panic!("expected an error named {name}, got success");
+    };
+    assert!(
+        e.is_instance_of::<js_sys::Error>(),
+        "thrown value is an Error"
+    );
+    assert_eq!(string_of(&e, "name"), name, "{}", string_of(&e, "message"));
+    assert!(string_of(&e, "message").starts_with("spool: "));
+    e
+}
+
+#[wasm_bindgen_test]
+fn config_errors_are_errors_that_name_the_field() {
+    let cases = [
+        (r#"{"endpoint":"ftp://collector.test/"}"#, "endpoint"),
+        (r#"{}"#, "endpoint"),
+        (r#"{"endpoint":42}"#, "endpoint"),
+        (
+            r#"{"endpoint":"https://c.test/","maxBatchEvents":"100"}"#,
+            "maxBatchEvents",
+        ),
+        (
+            r#"{"endpoint":"https://c.test/","maxBatchEvents":0}"#,
+            "maxBatchEvents",
+        ),
+        (
+            r#"{"endpoint":"https://c.test/","flushIntervalMs":-1}"#,
+            "flushIntervalMs",
+        ),
+        (
+            r#"{"endpoint":"https://c.test/","maxAttempts":1.5}"#,
+            "maxAttempts",
+        ),
+        (
+            r#"{"endpoint":"https://c.test/","requestTimeoutMs":1e300}"#,
+            "requestTimeoutMs",
+        ),
+        (
+            r#"{"endpoint":"https://c.test/","batchMode":"fast"}"#,
+            "batchMode",
+        ),
+        (r#"{"endpoint":"https://c.test/","debug":"yes"}"#, "debug"),
+        (
+            r#"{"endpoint":"https://c.test/","headers":{"X-Team":7}}"#,
+            "headers",
+        ),
+        (
+            r#"{"endpoint":"https://c.test/","headers":{"bad name":"x"}}"#,
+            "headers",
+        ),
+        (
+            r#"{"endpoint":"https://c.test/","distinctId":""}"#,
+            "distinctId",
+        ),
+    ];
+    for (text, field) in cases {
+        let e = expect_error(Exporter::new(json(text)), "SpoolConfigError");
+        assert_eq!(string_of(&e, "field"), field, "{text}");
+        assert!(string_of(&e, "message").contains(field), "{text}");
+    }
+    // What JSON cannot say: NaN, Infinity, and no object at all.
+    for (source, field) in [
+        (
+            "return { endpoint: 'https://c.test/', maxInFlight: NaN }",
+            "maxInFlight",
+        ),
+        (
+            "return { endpoint: 'https://c.test/', maxBackoffMs: Infinity }",
+            "maxBackoffMs",
+        ),
+        ("return 'https://c.test/'", "endpoint"),
+        ("return undefined", "endpoint"),
+    ] {
+        let e = expect_error(Exporter::new(js(source)), "SpoolConfigError");
+        assert_eq!(string_of(&e, "field"), field, "{source}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn the_api_key_never_appears_in_a_config_error() {
+    let e = expect_error(
+        Exporter::new(json(
+            r#"{"endpoint":"https://c.test/","apiKey":"phc_secret_key","maxQueueBytes":"phc_secret_key"}"#,
+        )),
+        "SpoolConfigError",
+    );
+    assert!(!string_of(&e, "message").contains("phc_secret_key"));
+}
+
+#[wasm_bindgen_test]
+fn unknown_config_keys_warn_once_and_are_not_fatal() {
+    let console = capture_console("warn");
+    let made = Exporter::new(config("unknown-keys", r#""flushInterval":5,"retries":3"#));
+    let seen: Array = get(&console, "seen").unchecked_into();
+    get(&console, "restore")
+        .unchecked_into::<Function>()
+        .call0(&JsValue::UNDEFINED)
+        .unwrap();
+    assert!(made.is_ok());
+    assert_eq!(seen.length(), 1);
+    let line = seen.get(0).as_string().unwrap();
+    assert!(
+        line.contains("flushInterval") && line.contains("retries"),
+        "{line}"
+    );
+}
+
+#[wasm_bindgen_test]
+fn bad_captures_throw_named_errors_and_the_exporter_keeps_working() {
+    let ex = exporter("bad-captures", "");
+    let none = JsValue::UNDEFINED;
+    let cases: [(JsValue, JsValue, JsValue, &str, &str); 12] = [
+        (
+            JsValue::from(5),
+            none.clone(),
+            none.clone(),
+            "SpoolInvalidEvent",
+            "string",
+        ),
+        (
+            "".into(),
+            none.clone(),
+            none.clone(),
+            "SpoolInvalidEvent",
+            "non-empty",
+        ),
+        (
+            "e".into(),
+            js("const a = {}; a.self = a; return a"),
+            none.clone(),
+            "SpoolInvalidEvent",
+            "circular",
+        ),
+        (
+            "e".into(),
+            js("return { n: 10n }"),
+            none.clone(),
+            "SpoolInvalidEvent",
+            "BigInt",
+        ),
+        (
+            "e".into(),
+            js("return () => 1"),
+            none.clone(),
+            "SpoolInvalidEvent",
+            "function",
+        ),
+        (
+            "e".into(),
+            json("[1, 2]"),
+            none.clone(),
+            "SpoolInvalidEvent",
+            "array",
+        ),
+        (
+            "e".into(),
+            JsValue::from(3),
+            none.clone(),
+            "SpoolInvalidEvent",
+            "number",
+        ),
+        (
+            "e".into(),
+            js("return { toJSON: () => 7 }"),
+            none.clone(),
+            "SpoolInvalidEvent",
+            "JSON object",
+        ),
+        (
+            "e".into(),
+            none.clone(),
+            json(r#"{"uuid":"not-a-uuid"}"#),
+            "SpoolInvalidEvent",
+            "uuid",
+        ),
+        (
+            "e".into(),
+            none.clone(),
+            js("return { timestamp: NaN }"),
+            "SpoolInvalidEvent",
+            "timestamp",
+        ),
+        (
+            "e".into(),
+            none.clone(),
+            js("return { timestamp: new Date('nope') }"),
+            "SpoolInvalidEvent",
+            "timestamp",
+        ),
+        (
+            "e".into(),
+            none.clone(),
+            json(r#"{"distinctId":7}"#),
+            "SpoolInvalidEvent",
+            "distinctId",
+        ),
+    ];
+    for (name, properties, options, error, mentions) in cases {
+        let e = expect_error(ex.capture(name, properties, options), error);
+        let message = string_of(&e, "message");
+        assert!(
+            message.contains(mentions),
+            "{message:?} should mention {mentions:?}"
+        );
+        let uuid = ex
+            .capture("still works".into(), json(r#"{"ok":true}"#), none.clone())
+            .expect("a good capture after a bad one");
+        assert_eq!(uuid.as_string().map(|u| u.len()), Some(36));
+    }
+    let stats = ex.stats().unwrap();
+    assert_eq!(number_of(&stats, "queued"), 12.0);
+    assert_eq!(number_of(&get(&stats, "dropped"), "total"), 0.0);
+}
+
+#[wasm_bindgen_test]
+fn a_non_string_name_is_a_type_error() {
+    let ex = exporter("type-error", "");
+    let e = expect_error(
+        ex.capture(JsValue::NULL, JsValue::UNDEFINED, JsValue::UNDEFINED),
+        "SpoolInvalidEvent",
+    );
+    assert!(e.is_instance_of::<js_sys::TypeError>());
+}
+
+#[wasm_bindgen_test]
+async fn properties_are_captured_at_capture_time() {
+    let path = "capture-time";
+    let ex = exporter(path, "");
+    let props = json(r#"{"plan":"pro","nested":{"seats":3}}"#);
+    let uuid = ex
+        .capture("signup".into(), props.clone(), JsValue::UNDEFINED)
+        .unwrap()
+        .as_string()
+        .unwrap();
+    Reflect::set(&props, &"plan".into(), &"free".into()).unwrap();
+    Reflect::set(&get(&props, "nested"), &"seats".into(), &JsValue::from(99)).unwrap();
+    let report = settle(ex.flush()).await;
+    assert_eq!(number_of(&report, "delivered"), 1.0);
+    let sent = requests_to(&endpoint(path));
+    assert_eq!(sent.length(), 1);
+    let event = get(&get(&sent.get(0), "body"), "batch")
+        .unchecked_into::<Array>()
+        .get(0);
+    assert_eq!(string_of(&event, "uuid"), uuid);
+    let properties = get(&event, "properties");
+    assert_eq!(string_of(&properties, "plan"), "pro");
+    assert_eq!(number_of(&get(&properties, "nested"), "seats"), 3.0);
+}
+
+#[wasm_bindgen_test]
+async fn capture_options_set_distinct_id_timestamp_and_uuid() {
+    let path = "capture-options";
+    let ex = exporter(path, r#""distinctId":"default-user""#);
+    let uuid = "01890a5d-ac96-774b-bcce-b302099a8057";
+    let options = js(&format!(
+        "return {{ distinctId: 'user-7', timestamp: new Date(1700000000123), uuid: '{uuid}' }}"
+    ));
+    let got = ex
+        .capture("click".into(), JsValue::UNDEFINED, options)
+        .unwrap();
+    assert_eq!(got.as_string().as_deref(), Some(uuid));
+    ex.capture(
+        "plain".into(),
+        JsValue::UNDEFINED,
+        json(r#"{"timestamp":1700000000456.7}"#),
+    )
+    .unwrap();
+    settle(ex.flush()).await;
+    let body = get(&requests_to(&endpoint(path)).get(0), "body");
+    let batch: Array = get(&body, "batch").unchecked_into();
+    let (first, second) = (batch.get(0), batch.get(1));
+    assert_eq!(string_of(&first, "distinct_id"), "user-7");
+    assert_eq!(string_of(&first, "timestamp"), "2023-11-14T22:13:20.123Z");
+    assert_eq!(string_of(&first, "uuid"), uuid);
+    assert_eq!(string_of(&second, "distinct_id"), "default-user");
+    assert_eq!(string_of(&second, "timestamp"), "2023-11-14T22:13:20.456Z");
+    assert_eq!(string_of(&body, "api_key"), "phc_test");
+}
+
+#[wasm_bindgen_test]
+fn stats_have_the_documented_shape() {
+    let ex = exporter("stats-shape", "");
+    let stats = ex.stats().unwrap();
+    for key in [
+        "queued",
+        "inFlight",
+        "inFlightRequests",
+        "requests",
+        "delivered",
+        "retried",
+    ] {
+        assert_eq!(number_of(&stats, key), 0.0, "{key}");
+    }
+    let dropped = get(&stats, "dropped");
+    for key in [
+        "total",
+        "queueFull",
+        "tooLarge",
+        "rejected",
+        "attemptsExhausted",
+        "shutdown",
+    ] {
+        assert_eq!(number_of(&dropped, key), 0.0, "dropped.{key}");
+    }
+    assert!(get(&stats, "lastError").is_null());
+    let text = JSON::stringify(&stats).unwrap().as_string().unwrap();
+    assert!(text.contains(r#""lastError":null"#), "{text}");
+}
+
+#[wasm_bindgen_test]
+async fn flush_with_nothing_queued_resolves_to_zero_delivered_zero_dropped() {
+    let ex = exporter("empty-flush", "");
+    let report = settle(ex.flush()).await;
+    assert_eq!(number_of(&report, "delivered"), 0.0);
+    assert_eq!(number_of(&report, "dropped"), 0.0);
+    assert_eq!(requests_to(&endpoint("empty-flush")).length(), 0);
+}
+
+#[wasm_bindgen_test]
+async fn flush_resolves_once_the_events_before_it_are_delivered() {
+    let path = "flush-delivers";
+    let ex = exporter(path, r#""flushIntervalMs":3600000"#);
+    for i in 0..3 {
+        ex.capture(
+            format!("e{i}").into(),
+            JsValue::UNDEFINED,
+            JsValue::UNDEFINED,
+        )
+        .unwrap();
+    }
+    let report = settle(ex.flush()).await;
+    assert_eq!(number_of(&report, "delivered"), 3.0);
+    assert_eq!(number_of(&report, "dropped"), 0.0);
+    let sent = requests_to(&endpoint(path));
+    assert_eq!(sent.length(), 1);
+    let init = get(&sent.get(0), "init");
+    assert_eq!(string_of(&init, "method"), "POST");
+    assert_eq!(
+        string_of(&get(&init, "headers"), "Content-Type"),
+        "text/plain;charset=UTF-8"
+    );
+    assert!(get(&init, "keepalive").is_undefined());
+    let stats = ex.stats().unwrap();
+    assert_eq!(number_of(&stats, "delivered"), 3.0);
+    assert_eq!(number_of(&stats, "requests"), 1.0);
+}
+
+#[wasm_bindgen_test]
+async fn user_headers_go_on_ordinary_requests() {
+    let path = "user-headers";
+    let ex = exporter(
+        path,
+        r#""headers":{"X-Team":"web","content-type":"application/json"}"#,
+    );
+    ex.capture("e".into(), JsValue::UNDEFINED, JsValue::UNDEFINED)
+        .unwrap();
+    settle(ex.flush()).await;
+    let headers = get(
+        &get(&requests_to(&endpoint(path)).get(0), "init"),
+        "headers",
+    );
+    assert_eq!(string_of(&headers, "X-Team"), "web");
+    assert_eq!(
+        string_of(&headers, "Content-Type"),
+        "text/plain;charset=UTF-8"
+    );
+    assert!(get(&headers, "content-type").is_undefined());
+}
+
+#[wasm_bindgen_test]
+fn a_full_queue_drops_without_throwing_and_counts_it() {
+    let ex = exporter(
+        "queue-full",
+        r#""maxQueueEvents":2,"flushIntervalMs":3600000"#,
+    );
+    let console = capture_console("warn");
+    let results: Vec<JsValue> = (0..5)
+        .map(|_| {
+            ex.capture("e".into(), JsValue::UNDEFINED, JsValue::UNDEFINED)
+                .expect("a full queue does not throw")
+        })
+        .collect();
+    let seen: Array = get(&console, "seen").unchecked_into();
+    get(&console, "restore")
+        .unchecked_into::<Function>()
+        .call0(&JsValue::UNDEFINED)
+        .unwrap();
+    assert!(results[..2].iter().all(|r| r.is_string()));
+    assert!(results[2..].iter().all(JsValue::is_undefined));
+    assert_eq!(seen.length(), 1, "one warning per overflow episode");
+    let dropped = get(&ex.stats().unwrap(), "dropped");
+    assert_eq!(number_of(&dropped, "queueFull"), 3.0);
+}
+
+#[wasm_bindgen_test]
+fn an_event_larger_than_a_batch_throws_and_is_counted() {
+    let ex = exporter("too-large", r#""maxBatchBytes":512"#);
+    let big = json(&format!(r#"{{"blob":"{}"}}"#, "x".repeat(1000)));
+    expect_error(
+        ex.capture("big".into(), big, JsValue::UNDEFINED),
+        "SpoolEventTooLarge",
+    );
+    let dropped = get(&ex.stats().unwrap(), "dropped");
+    assert_eq!(number_of(&dropped, "tooLarge"), 1.0);
+    assert!(ex
+        .capture("small".into(), JsValue::UNDEFINED, JsValue::UNDEFINED)
+        .is_ok());
+}
+
+#[wasm_bindgen_test]
+async fn shutdown_delivers_then_refuses_captures() {
+    let path = "shutdown";
+    let ex = exporter(path, r#""flushIntervalMs":3600000"#);
+    ex.capture("last".into(), JsValue::UNDEFINED, JsValue::UNDEFINED)
+        .unwrap();
+    let report = settle(ex.shutdown(json(r#"{"timeoutMs":2000}"#))).await;
+    assert_eq!(number_of(&report, "delivered"), 1.0);
+    assert_eq!(number_of(&report, "dropped"), 0.0);
+    assert_eq!(number_of(&report, "abandoned"), 0.0);
+    assert_eq!(requests_to(&endpoint(path)).length(), 1);
+    expect_error(
+        ex.capture("late".into(), JsValue::UNDEFINED, JsValue::UNDEFINED),
+        "SpoolShutDown",
+    );
+    // A second shutdown resolves to the same report.
+    let again = settle(ex.shutdown(JsValue::UNDEFINED)).await;
+    assert_eq!(number_of(&again, "delivered"), 1.0);
+}
+
+#[wasm_bindgen_test]
+async fn shutdown_with_nothing_held_resolves_at_once() {
+    let ex = exporter("shutdown-empty", "");
+    let report = settle(ex.shutdown(JsValue::UNDEFINED)).await;
+    assert_eq!(number_of(&report, "delivered"), 0.0);
+    assert_eq!(number_of(&report, "abandoned"), 0.0);
+    expect_error(
+        ex.capture("late".into(), JsValue::UNDEFINED, JsValue::UNDEFINED),
+        "SpoolShutDown",
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_bad_shutdown_timeout_rejects_with_a_config_error() {
+    let ex = exporter("shutdown-bad-timeout", "");
+    let rejected = JsFuture::from(ex.shutdown(json(r#"{"timeoutMs":-5}"#))).await;
+    let e = expect_error(rejected, "SpoolConfigError");
+    assert_eq!(string_of(&e, "field"), "timeoutMs");
+    // The exporter was not shut down by the bad call.
+    assert!(ex
+        .capture("e".into(), JsValue::UNDEFINED, JsValue::UNDEFINED)
+        .is_ok());
+}
+
+#[wasm_bindgen_test]
+async fn debug_logs_requests_but_never_the_api_key() {
+    let path = "debug-log";
+    install_fake_fetch();
+    let ex = Exporter::new(json(&format!(
+        r#"{{"endpoint":"{}","apiKey":"phc_very_secret","debug":true}}"#,
+        endpoint(path)
+    )))
+    .unwrap();
+    let console = capture_console("debug");
+    ex.capture("e".into(), json(r#"{"a":1}"#), JsValue::UNDEFINED)
+        .unwrap();
+    settle(ex.flush()).await;
+    let seen: Array = get(&console, "seen").unchecked_into();
+    get(&console, "restore")
+        .unchecked_into::<Function>()
+        .call0(&JsValue::UNDEFINED)
+        .unwrap();
+    let lines: Vec<String> = seen.iter().filter_map(|l| l.as_string()).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("spool: POST")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("spool: outcome")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("phc_very_secret")),
+        "{lines:?}"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_to_json_that_captures_again_does_not_break_the_exporter() {
+    let path = "reentrant";
+    let ex = std::rc::Rc::new(exporter(path, ""));
+    let inner = ex.clone();
+    let to_json = Closure::<dyn FnMut() -> JsValue>::new(move || {
+        let _ = inner.capture("inner".into(), JsValue::UNDEFINED, JsValue::UNDEFINED);
+        json(r#"{"outer":true}"#)
+    });
+    let props = js_sys::Object::new();
+    Reflect::set(&props, &"toJSON".into(), to_json.as_ref()).unwrap();
+    ex.capture("outer".into(), props.into(), JsValue::UNDEFINED)
+        .expect("outer capture");
+    let report = settle(ex.flush()).await;
+    assert_eq!(number_of(&report, "delivered"), 2.0);
+}
+
+#[wasm_bindgen_test]
+fn every_exporter_gets_its_own_distinct_id_unless_configured() {
+    let a = exporter("distinct-a", "");
+    let b = exporter("distinct-b", "");
+    assert_eq!(a.distinct_id().unwrap().len(), 36);
+    assert_ne!(a.distinct_id().unwrap(), b.distinct_id().unwrap());
+    let c = exporter("distinct-c", r#""distinctId":"user-1""#);
+    assert_eq!(c.distinct_id().unwrap(), "user-1");
+}
