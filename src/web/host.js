@@ -80,7 +80,12 @@ export function copyHeaders(headers) {
   const check = new Headers();
   for (const [name, value] of Object.entries(headers)) {
     if (typeof value != "string") throw new TypeError(`the value of ${name} must be a string`);
-    check.append(name, value);
+    try {
+      check.append(name, value);
+    } catch {
+      // Not the browser's message: some name the value, which may be a secret.
+      throw new TypeError(`${name} is not a valid header name, or its value is not a valid value`);
+    }
     if (name.toLowerCase() != "content-type") copy[name] = value;
   }
   return copy;
