@@ -45,7 +45,7 @@ test-e2e: build
 test-demo: build
 	node tools/demo.mjs --headless
 
-test: check test-native build test-browser test-e2e test-demo
+test: check test-native fuzz build test-browser test-e2e test-demo
 
 # Serves the repository so the demo page is at /www/; tools/demo.mjs, once it exists, runs the
 # scenario itself (and reads DEMO_PORT and DEMO_HEADLESS).
@@ -56,6 +56,21 @@ demo: build
 	  echo "demo: http://127.0.0.1:$(DEMO_PORT)/www/"; \
 	  exec node tools/collector.mjs --port $(DEMO_PORT) --host 127.0.0.1; \
 	fi
+
+# libFuzzer over the Retry-After parser, the properties validator and the body encoder, from
+# the committed corpus in fuzz/corpus/ (new finds go to target/fuzz-new/). A fixed seed and run count keep it reproducible and
+# bounded in `make test`; `make fuzz FUZZ_RUNS=-1 FUZZ_SECONDS=600` searches for longer.
+# RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags to the stable compiler; no sanitizer is
+# needed for safe Rust.
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 0
+fuzz: setup
+	for target in retry_after json_object body; do \
+	  mkdir -p target/fuzz-new/$$target; \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$target --sanitizer none \
+	    target/fuzz-new/$$target fuzz/corpus/$$target -- \
+	    -seed=1 -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 # The engine soak: a million events per seed through the simulation's random faults, memory
 # bounds checked after every step (`make test` runs the same simulation at 2,000 per seed).

@@ -29,6 +29,12 @@ if ! wasm-pack --version >/dev/null 2>&1; then
   cargo install wasm-pack
 fi
 
+# --- cargo-fuzz: runs the libFuzzer targets in fuzz/ (on the stable toolchain, see Makefile).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  log "installing cargo-fuzz"
+  cargo install cargo-fuzz
+fi
+
 # --- wasm-bindgen CLI: must match the wasm-bindgen crate exactly, or the generated glue and
 # the wasm disagree at runtime. wasm-pack would fetch a binary itself; having the right one on
 # PATH stops it from trying.
