@@ -7,6 +7,7 @@ import { launchBrowser, openCrossOrigin, openPage, startCollector, waitFor } fro
 
 const PAGE = '/tests/e2e/pages/exporter.html';
 const ELSEWHERE = '/tests/e2e/pages/blank.html';
+const WORKER_PAGE = '/tests/e2e/pages/worker.html';
 let browser;
 
 before(async () => {
@@ -17,8 +18,8 @@ after(async () => {
 });
 
 /** Opens the exporter page (origin A) sending to a collector on origin B; runs fn; cleans up. */
-async function crossOrigin(fn) {
-  const handles = await openCrossOrigin(browser, PAGE);
+async function crossOrigin(fn, pagePath = PAGE) {
+  const handles = await openCrossOrigin(browser, pagePath);
   try {
     await waitFor(() => handles.page.evaluate(() => window.spoolReady), { message: 'spool loaded' });
     return await fn(handles);
@@ -282,4 +283,15 @@ test('each bad input throws a clear Error, and a capture afterwards still works'
     assert.equal(results.outOfRange.field, 'maxBatchEvents');
     assert.equal(results.queued, 8);
   });
+});
+
+test('in a Web Worker (no window, no document) the exporter captures, flushes and shuts down', async () => {
+  await crossOrigin(async ({ page, collector }) => {
+    const result = await page.evaluate(() => runInWorker(endpoint, 50));
+    assert.equal(result.error, undefined, result.error);
+    assert.equal(result.hasWindow, false);
+    assert.deepEqual(result.report, { delivered: 50, dropped: 0 });
+    assert.deepEqual(result.shutdown, { delivered: 0, dropped: 0, abandoned: 0 });
+    assert.equal(events(collector).length, 50);
+  }, WORKER_PAGE);
 });
