@@ -22,7 +22,7 @@ impl BatchMode {
             "off" => Ok(BatchMode::Off),
             other => Err(ConfigError::new(
                 "batchMode",
-                format!("must be \"linger\", \"auto\" or \"off\" (got {other:?})"),
+                format!("must be \"linger\", \"auto\" or \"off\" (got \"{other}\")"),
             )),
         }
     }
@@ -163,7 +163,7 @@ fn validate_endpoint(endpoint: &str) -> Result<(), ConfigError> {
     let bad = |why: &str| {
         Err(ConfigError::new(
             "endpoint",
-            format!("must be an http(s) URL, {why} (got {endpoint:?})"),
+            format!("must be an http(s) URL, {why} (got \"{endpoint}\")"),
         ))
     };
     let rest = if let Some(r) = endpoint.strip_prefix("https://") {
