@@ -295,3 +295,41 @@ test('in a Web Worker (no window, no document) the exporter captures, flushes an
     assert.equal(events(collector).length, 50);
   }, WORKER_PAGE);
 });
+
+test('a request unanswered within requestTimeoutMs is aborted and retried', async () => {
+  await crossOrigin(async ({ page, collector }) => {
+    collector.control.plan([{ status: 200, delayMs: 3000 }], { status: 200 });
+    const result = await page.evaluate(async () => {
+      const exporter = new Exporter({ endpoint, requestTimeoutMs: 400, initialBackoffMs: 20, maxBackoffMs: 20 });
+      exporter.capture('slow', {});
+      const started = Date.now();
+      const report = await exporter.flush();
+      return { report, elapsed: Date.now() - started, stats: exporter.stats() };
+    });
+    assert.deepEqual(result.report, { delivered: 1, dropped: 0 });
+    assert.ok(result.elapsed < 2000, `did not wait for the stalled answer (${result.elapsed} ms)`);
+    assert.equal(result.stats.lastError, 'timeout');
+    assert.equal(result.stats.retried, 1);
+    assert.equal(result.stats.inFlight, 0);
+    const [stalled, retry] = collector.log().batches;
+    assert.equal(retry.body.batch[0].uuid, stalled.body.batch[0].uuid, 'same uuid: the server can dedupe');
+  });
+});
+
+test('shutdown abandons what is still unsent at its deadline and says how much', async () => {
+  await crossOrigin(async ({ page, collector }) => {
+    collector.control.plan([], { status: 200, delayMs: 5000 });
+    const result = await page.evaluate(async () => {
+      const exporter = new Exporter({ endpoint, flushIntervalMs: 60_000 });
+      for (let i = 0; i < 7; i++) exporter.capture('stuck', { i });
+      const started = Date.now();
+      const report = await exporter.shutdown({ timeoutMs: 300 });
+      return { report, elapsed: Date.now() - started, stats: exporter.stats() };
+    });
+    assert.deepEqual(result.report, { delivered: 0, dropped: 7, abandoned: 7 });
+    assert.ok(result.elapsed >= 290 && result.elapsed < 1500, `resolved at the deadline (${result.elapsed} ms)`);
+    assert.equal(result.stats.dropped.shutdown, 7);
+    assert.equal(result.stats.inFlight, 0);
+    assert.equal(collector.log().batches.length, 1, 'sent once, then abandoned');
+  });
+});
