@@ -11,8 +11,9 @@ pub const CONFIG_ERROR: &str = "SpoolConfigError";
 /// (see [`CaptureError::kind`]).
 pub const INVALID_EVENT: &str = "SpoolInvalidEvent";
 
-/// The `name` of the error thrown when a call arrives while the exporter is in the middle of
-/// another one (possible only from a `toJSON` or getter that calls back into it).
+/// The `name` of the error thrown if a call arrives while the exporter's state is borrowed.
+/// By design it never is when the page's code can run (arguments are read before, `fetch`,
+/// `console` and promises are called after), so this replaces a panic that cannot happen.
 pub const BUSY: &str = "SpoolBusy";
 
 /// An `Error` with `name` and the message `spool: {message}`.
@@ -48,8 +49,7 @@ pub fn capture(e: &CaptureError) -> JsValue {
 pub fn busy() -> JsValue {
     error(
         BUSY,
-        "the exporter was called from inside one of its own calls (a toJSON or getter that \
-         calls back into it?); the inner call did nothing",
+        "the exporter was called from inside one of its own calls; the inner call did nothing",
     )
 }
 
