@@ -24,9 +24,9 @@ import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-// /batch/ is PostHog's batch endpoint; /i/v0/e/ is where posthog-js sends, kept so the same
-// collector can record posthog-js in comparisons.
-const BATCH_PATHS = new Set(['/batch/', '/batch', '/i/v0/e/']);
+// /batch/ is PostHog's batch endpoint; /e/ (posthog-js 1.449) and /i/v0/e/ (other versions)
+// are where posthog-js sends, kept so the same collector can record posthog-js in comparisons.
+const BATCH_PATHS = new Set(['/batch/', '/batch', '/e/', '/i/v0/e/']);
 
 const CONTENT_TYPES = {
   '.wasm': 'application/wasm',
