@@ -103,6 +103,11 @@ fn expect_error<T>(result: Result<T, JsValue>, name: &str) -> JsValue {
 fn config_errors_are_errors_that_name_the_field() {
     let cases = [
         (r#"{"endpoint":"ftp://collector.test/"}"#, "endpoint"),
+        (r#"{"endpoint":"http://collector.test/"}"#, "endpoint"),
+        (
+            r#"{"endpoint":"http://collector.test/","allowInsecure":"yes"}"#,
+            "allowInsecure",
+        ),
         (r#"{}"#, "endpoint"),
         (r#"{"endpoint":42}"#, "endpoint"),
         (
@@ -163,6 +168,18 @@ fn config_errors_are_errors_that_name_the_field() {
     ] {
         let e = expect_error(Exporter::new(js(source)), "SpoolConfigError");
         assert_eq!(string_of(&e, "field"), field, "{source}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn plain_http_needs_allow_insecure_except_to_loopback() {
+    for text in [
+        r#"{"endpoint":"http://127.0.0.1:9/batch/"}"#,
+        r#"{"endpoint":"http://localhost:9/batch/"}"#,
+        r#"{"endpoint":"http://collector.test/batch/","allowInsecure":true}"#,
+    ] {
+        let exporter = Exporter::new(json(text)).expect(text);
+        drop(exporter);
     }
 }
 

@@ -34,8 +34,12 @@ impl BatchMode {
 /// enforces the ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// `endpoint`: where batches are POSTed; an `http://` or `https://` URL. Required.
+    /// `endpoint`: where batches are POSTed. Required. `https://`, or `http://` to a loopback
+    /// host (`localhost`, `127.x.x.x`, `[::1]`) unless `allow_insecure` is set.
     pub endpoint: String,
+    /// `allowInsecure`: accept an `http://` endpoint on any host. Default false: events and
+    /// the API key would cross the network in clear text.
+    pub allow_insecure: bool,
     /// `apiKey`: the project key written into every body. Default empty.
     pub api_key: String,
     /// `distinctId`: who events belong to unless a capture says otherwise. Default: a uuid
@@ -75,6 +79,7 @@ impl Config {
     pub fn new(endpoint: impl Into<String>) -> Config {
         Config {
             endpoint: endpoint.into(),
+            allow_insecure: false,
             api_key: String::new(),
             distinct_id: None,
             batch_mode: BatchMode::Linger,
@@ -93,7 +98,7 @@ impl Config {
 
     /// Checks every field, naming the first one out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_endpoint(&self.endpoint)?;
+        validate_endpoint(&self.endpoint, self.allow_insecure)?;
         range("flushIntervalMs", self.flush_interval_ms, 0, 3_600_000)?;
         range("maxBatchEvents", self.max_batch_events as u64, 1, 10_000)?;
         range("maxBatchBytes", self.max_batch_bytes as u64, 512, 16 << 20)?;
@@ -158,18 +163,19 @@ fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), Conf
     }
 }
 
-/// Accepts `http://host...` and `https://host...` with a non-empty host and no whitespace.
-fn validate_endpoint(endpoint: &str) -> Result<(), ConfigError> {
+/// Accepts `https://host...`, and `http://host...` for a loopback host or with
+/// `allow_insecure`; the host non-empty, no whitespace.
+fn validate_endpoint(endpoint: &str, allow_insecure: bool) -> Result<(), ConfigError> {
     let bad = |why: &str| {
         Err(ConfigError::new(
             "endpoint",
             format!("must be an http(s) URL, {why} (got \"{endpoint}\")"),
         ))
     };
-    let rest = if let Some(r) = endpoint.strip_prefix("https://") {
-        r
+    let (rest, secure) = if let Some(r) = endpoint.strip_prefix("https://") {
+        (r, true)
     } else if let Some(r) = endpoint.strip_prefix("http://") {
-        r
+        (r, false)
     } else {
         return bad("starting with http:// or https://");
     };
@@ -183,7 +189,28 @@ fn validate_endpoint(endpoint: &str) -> Result<(), ConfigError> {
     {
         return bad("without spaces");
     }
+    if !secure && !allow_insecure && !is_loopback(host) {
+        return Err(ConfigError::new(
+            "endpoint",
+            "must use https:// (http:// only for localhost, 127.0.0.1 or [::1], \
+             or with allowInsecure: true)"
+                .into(),
+        ));
+    }
     Ok(())
+}
+
+/// Whether `host` (with an optional `:port`) names this machine.
+fn is_loopback(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next() == Some("::1");
+    }
+    let name = host.split(':').next().unwrap_or_default();
+    let octets: Vec<&str> = name.split('.').collect();
+    name.eq_ignore_ascii_case("localhost")
+        || (octets.len() == 4
+            && octets[0] == "127"
+            && octets.iter().all(|o| o.parse::<u8>().is_ok()))
 }
 
 #[cfg(test)]
@@ -234,6 +261,30 @@ mod tests {
             let e = Config::new(bad).validate().unwrap_err();
             assert_eq!(e.field, "endpoint", "{bad}");
         }
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_loopback_or_when_allowed() {
+        for ok in [
+            "http://localhost:8080/b",
+            "http://127.0.0.1/",
+            "http://127.1.2.3:9/",
+            "http://[::1]:80/",
+        ] {
+            assert_eq!(Config::new(ok).validate(), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://collector.example/batch/",
+            "http://127.0.0.1.evil.example/",
+            "http://10.0.0.1/",
+            "http://localhost.example/",
+        ] {
+            let e = Config::new(bad).validate().unwrap_err();
+            assert!(e.message.contains("must use https://"), "{bad}: {e}");
+        }
+        let mut c = Config::new("http://collector.example/batch/");
+        c.allow_insecure = true;
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]

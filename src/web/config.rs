@@ -25,8 +25,9 @@ pub struct Options {
 }
 
 /// Every key the config object may have.
-const KEYS: [&str; 17] = [
+const KEYS: [&str; 18] = [
     "endpoint",
+    "allowInsecure",
     "apiKey",
     "distinctId",
     "flushIntervalMs",
@@ -81,6 +82,7 @@ pub fn read(value: &JsValue) -> Result<(Config, Options), ConfigError> {
         )
     })?;
     let mut c = Config::new(endpoint);
+    c.allow_insecure = boolean(obj, "allowInsecure")?.unwrap_or(false);
     if let Some(v) = string(obj, "apiKey")? {
         c.api_key = v;
     }

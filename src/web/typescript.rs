@@ -43,6 +43,9 @@ export interface ExporterConfig {
   headers?: Record<string, string>;
   /** Log each request and outcome with console.debug (never the body or the key). Default false. */
   debug?: boolean;
+  /** Accept an http:// endpoint on a host other than localhost, 127.0.0.1 or [::1] (events
+   *  and the API key then cross the network in clear text). Default false. */
+  allowInsecure?: boolean;
 }
 
 /** The properties of an event: anything JSON.stringify turns into a JSON object. */
