@@ -617,3 +617,65 @@ fn every_exporter_gets_its_own_distinct_id_unless_configured() {
     let c = exporter("distinct-c", r#""distinctId":"user-1""#);
     assert_eq!(c.distinct_id().unwrap(), "user-1");
 }
+
+#[wasm_bindgen_test]
+fn hostile_properties_get_a_clear_error_or_are_kept_and_memory_stays_flat() {
+    let ex = exporter("hostile", r#""maxQueueEvents":100000"#);
+    let none = JsValue::UNDEFINED;
+    // Each either throws a named spool error or is captured; none breaks the exporter.
+    let cases = [
+        ("a Symbol", "return Symbol('s')", Some("SpoolInvalidEvent")),
+        ("a Symbol value", "return { s: Symbol('s'), ok: 1 }", None),
+        (
+            "a throwing toJSON",
+            "return { toJSON() { throw new Error('nope') } }",
+            Some("SpoolInvalidEvent"),
+        ),
+        (
+            "a Proxy that throws on get",
+            "return new Proxy({}, { get() { throw new Error('trap') }, ownKeys() { throw new Error('trap') } })",
+            Some("SpoolInvalidEvent"),
+        ),
+        ("lone surrogates", "return { s: '\\ud800x\\udfff' }", None),
+        (
+            "a 10 MB string",
+            "return { s: 'x'.repeat(10 * 1024 * 1024) }",
+            Some("SpoolEventTooLarge"),
+        ),
+    ];
+    for (what, source, error) in cases {
+        let result = ex.capture("e".into(), js(source), none.clone());
+        match error {
+            Some(name) => {
+                expect_error(result, name);
+            }
+            None => assert!(result.is_ok(), "{what} should be captured"),
+        }
+        ex.capture("still works".into(), json("{}"), none.clone())
+            .unwrap_or_else(|_| panic!("a capture after {what}"));
+    }
+    // 10,000 nested levels: JSON.stringify may refuse (RangeError) or succeed; either way a
+    // clear outcome and a working exporter.
+    let deep = js("let v = 1; for (let i = 0; i < 10000; i++) v = [v]; return { v }");
+    match ex.capture("deep".into(), deep, none.clone()) {
+        Ok(uuid) => assert_eq!(uuid.as_string().map(|u| u.len()), Some(36)),
+        Err(e) => assert!(string_of(&e, "name").starts_with("Spool"), "{e:?}"),
+    }
+    assert!(ex
+        .capture("after deep".into(), json("{}"), none.clone())
+        .is_ok());
+    // Refused huge events leave nothing behind: memory grows at most once, then stays.
+    let memory = || {
+        let buffer = get(&wasm_bindgen::memory(), "buffer");
+        number_of(&buffer, "byteLength")
+    };
+    let huge = js("return { s: 'x'.repeat(10 * 1024 * 1024) }");
+    let _ = ex.capture("huge".into(), huge.clone(), none.clone());
+    let after_one = memory();
+    for _ in 0..5 {
+        let _ = ex.capture("huge".into(), huge.clone(), none.clone());
+    }
+    assert_eq!(memory(), after_one, "memory grew with each refused event");
+    let dropped = get(&ex.stats().unwrap(), "dropped");
+    assert_eq!(number_of(&dropped, "tooLarge"), 7.0);
+}
