@@ -1,5 +1,7 @@
 //! The exporter's settings, their defaults in one place, and their validation.
 
+use super::json::write_u64;
+
 /// How events are grouped into requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BatchMode {
@@ -22,7 +24,7 @@ impl BatchMode {
             "off" => Ok(BatchMode::Off),
             other => Err(ConfigError::new(
                 "batchMode",
-                format!("must be \"linger\", \"auto\" or \"off\" (got \"{other}\")"),
+                quoted("must be \"linger\", \"auto\" or \"off\" (got ", other, ")"),
             )),
         }
     }
@@ -144,22 +146,50 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// "invalid config: {field} {message}", built without the formatting machinery.
+    pub fn full_message(&self) -> String {
+        let mut m = String::from("invalid config: ");
+        m.push_str(self.field);
+        m.push(' ');
+        m.push_str(&self.message);
+        m
+    }
+}
+
 impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "invalid config: {} {}", self.field, self.message)
+        f.write_str(&self.full_message())
     }
 }
 
 impl std::error::Error for ConfigError {}
 
+/// `before"value"after`.
+fn quoted(before: &str, value: &str, after: &str) -> String {
+    let mut m = String::with_capacity(before.len() + value.len() + after.len() + 2);
+    m.push_str(before);
+    m.push('"');
+    m.push_str(value);
+    m.push('"');
+    m.push_str(after);
+    m
+}
+
 fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(ConfigError::new(
-            field,
-            format!("must be from {min} to {max} (got {value})"),
-        ))
+        Err(ConfigError::new(field, {
+            let mut m = String::from("must be from ");
+            write_u64(&mut m, min);
+            m.push_str(" to ");
+            write_u64(&mut m, max);
+            m.push_str(" (got ");
+            write_u64(&mut m, value);
+            m.push(')');
+            m
+        }))
     }
 }
 
@@ -167,10 +197,11 @@ fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), Conf
 /// `allow_insecure`; the host non-empty, no whitespace.
 fn validate_endpoint(endpoint: &str, allow_insecure: bool) -> Result<(), ConfigError> {
     let bad = |why: &str| {
-        Err(ConfigError::new(
-            "endpoint",
-            format!("must be an http(s) URL, {why} (got \"{endpoint}\")"),
-        ))
+        Err(ConfigError::new("endpoint", {
+            let mut m = String::from("must be an http(s) URL, ");
+            m.push_str(why);
+            quoted(&m, endpoint, ")")
+        }))
     };
     let (rest, secure) = if let Some(r) = endpoint.strip_prefix("https://") {
         (r, true)

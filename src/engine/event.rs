@@ -1,6 +1,6 @@
 //! What the caller captures: the event, its uuid, and why a capture can be refused.
 
-use super::json::JsonError;
+use super::json::{write_u64, JsonError};
 use super::rng::Rng;
 use super::time::MAX_TIMESTAMP_MS;
 
@@ -169,36 +169,47 @@ impl CaptureError {
     }
 }
 
-impl core::fmt::Display for CaptureError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl CaptureError {
+    /// What went wrong, in words for the developer who called `capture`. Built without the
+    /// formatting machinery, which would add kilobytes to the wasm.
+    pub fn message(&self) -> String {
+        let mut m = String::new();
         match self {
-            CaptureError::EmptyName => write!(f, "event name must be a non-empty string"),
+            CaptureError::EmptyName => m.push_str("event name must be a non-empty string"),
             CaptureError::InvalidProperties(e) => {
-                write!(f, "event properties must be a JSON object: {e}")
+                m.push_str("event properties must be a JSON object: ");
+                m.push_str(&e.message());
             }
             CaptureError::InvalidUuid => {
-                write!(
-                    f,
-                    "uuid must look like 01890a5d-ac96-774b-bcce-b302099a8057"
-                )
+                m.push_str("uuid must look like 01890a5d-ac96-774b-bcce-b302099a8057")
             }
-            CaptureError::InvalidTimestamp(ms) => write!(
-                f,
-                "timestamp must be ms since 1970 up to {MAX_TIMESTAMP_MS} (year 9999), got {ms}"
-            ),
-            CaptureError::TooLarge { bytes, max } => write!(
-                f,
-                "event is too large: it needs {bytes} bytes but maxBatchBytes is {max}; \
-                 the event was dropped"
-            ),
-            CaptureError::QueueFull => write!(
-                f,
-                "queue is full (maxQueueEvents or maxQueueBytes reached); the event was dropped"
+            CaptureError::InvalidTimestamp(ms) => {
+                m.push_str("timestamp must be ms since 1970 up to ");
+                write_u64(&mut m, MAX_TIMESTAMP_MS);
+                m.push_str(" (year 9999), got ");
+                write_u64(&mut m, *ms);
+            }
+            CaptureError::TooLarge { bytes, max } => {
+                m.push_str("event is too large: it needs ");
+                write_u64(&mut m, *bytes as u64);
+                m.push_str(" bytes but maxBatchBytes is ");
+                write_u64(&mut m, *max as u64);
+                m.push_str("; the event was dropped");
+            }
+            CaptureError::QueueFull => m.push_str(
+                "queue is full (maxQueueEvents or maxQueueBytes reached); the event was dropped",
             ),
             CaptureError::ShutDown => {
-                write!(f, "exporter is shut down; the event was not captured")
+                m.push_str("exporter is shut down; the event was not captured")
             }
         }
+        m
+    }
+}
+
+impl core::fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

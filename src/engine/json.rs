@@ -21,7 +21,9 @@ pub fn write_str(out: &mut String, s: &str) {
             0x00..=0x1f => None,
             _ => continue,
         };
-        out.push_str(&s[start..i]);
+        // `get`, not indexing: `i` is at an ASCII byte, so this never fails, and no panic path
+        // (with its formatting code) is compiled in.
+        out.push_str(s.get(start..i).unwrap_or_default());
         match escape {
             Some(e) => out.push_str(e),
             None => {
@@ -33,8 +35,25 @@ pub fn write_str(out: &mut String, s: &str) {
         }
         start = i + 1;
     }
-    out.push_str(&s[start..]);
+    out.push_str(s.get(start..).unwrap_or_default());
     out.push('"');
+}
+
+/// Appends `n` in decimal: what `to_string` does, without the formatting machinery.
+pub fn write_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(d as char);
+    }
 }
 
 /// Why a properties text was refused.
@@ -46,9 +65,20 @@ pub struct JsonError {
     pub expected: &'static str,
 }
 
+impl JsonError {
+    /// "expected X at byte N".
+    pub fn message(&self) -> String {
+        let mut m = String::from("expected ");
+        m.push_str(self.expected);
+        m.push_str(" at byte ");
+        write_u64(&mut m, self.offset as u64);
+        m
+    }
+}
+
 impl core::fmt::Display for JsonError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "expected {} at byte {}", self.expected, self.offset)
+        f.write_str(&self.message())
     }
 }
 
@@ -271,6 +301,15 @@ mod tests {
         assert_eq!(escaped("a\"b\\c\nd"), r#""a\"b\\c\nd""#);
         assert_eq!(escaped("\u{1}x"), r#""\u0001x""#);
         assert_eq!(escaped("é✓"), "\"é✓\"");
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, 10, 1234567890, u64::MAX] {
+            let mut s = String::new();
+            write_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
     }
 
     #[test]

@@ -259,7 +259,11 @@ impl Engine {
         let mut rng = Rng::new(seed);
         let distinct_id = match &config.distinct_id {
             Some(id) => id.clone(),
-            None => Uuid::new_v7(0, &mut rng).to_string(),
+            None => {
+                let mut id = String::with_capacity(36);
+                Uuid::new_v7(0, &mut rng).write(&mut id);
+                id
+            }
         };
         Ok(Engine {
             config,
@@ -861,9 +865,17 @@ impl Engine {
 /// A short description of a failed outcome for `Stats::last_error`.
 fn describe(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Response { status, .. } => format!("HTTP {status}"),
-        Outcome::NetworkError(e) => format!("network error: {e}"),
-        Outcome::Timeout => "timeout".to_string(),
+        Outcome::Response { status, .. } => {
+            let mut s = String::from("HTTP ");
+            json::write_u64(&mut s, (*status).into());
+            s
+        }
+        Outcome::NetworkError(e) => {
+            let mut s = String::from("network error: ");
+            s.push_str(e);
+            s
+        }
+        Outcome::Timeout => String::from("timeout"),
     }
 }
 

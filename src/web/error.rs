@@ -34,7 +34,7 @@ pub fn type_error(name: &str, message: &str) -> JsValue {
 
 /// A config error: `name` is `SpoolConfigError`, `field` the camelCase key.
 pub fn config(e: &ConfigError) -> JsValue {
-    let err = js_sys::Error::new(&prefixed(&e.to_string()));
+    let err = js_sys::Error::new(&prefixed(&e.full_message()));
     err.set_name(CONFIG_ERROR);
     let _ = js_sys::Reflect::set(&err, &"field".into(), &e.field.into());
     err.into()
@@ -42,7 +42,7 @@ pub fn config(e: &ConfigError) -> JsValue {
 
 /// A refused capture, named by [`CaptureError::kind`].
 pub fn capture(e: &CaptureError) -> JsValue {
-    error(e.kind(), &e.to_string())
+    error(e.kind(), &e.message())
 }
 
 /// The error for a call made from inside another call of the same exporter.

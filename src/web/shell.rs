@@ -334,9 +334,9 @@ fn on_page(this: &Weak<RefCell<Shell>>, state: PageState) {
 
 fn warn_overflow(max_events: usize, max_bytes: usize) {
     let mut m = String::from("spool: queue full (maxQueueEvents ");
-    m.push_str(&max_events.to_string());
+    crate::engine::json::write_u64(&mut m, max_events as u64);
     m.push_str(", maxQueueBytes ");
-    m.push_str(&max_bytes.to_string());
+    crate::engine::json::write_u64(&mut m, max_bytes as u64);
     m.push_str("): new events are dropped, counted in stats().dropped.queueFull, until it drains");
     host::warn(&m);
 }
