@@ -206,9 +206,12 @@ enum Source {
 }
 
 /// The exporter's policy as a state machine. See the [module docs](self).
-pub struct Engine {
+///
+/// Generic over its [`WireFormat`] (PostHog's batch API by default), so a build ships only the
+/// format it uses.
+pub struct Engine<F: WireFormat = PostHogBatch> {
     config: Config,
-    format: Box<dyn WireFormat>,
+    format: F,
     distinct_id: String,
     rng: Rng,
     queue: Queue,
@@ -245,16 +248,14 @@ impl Engine {
     /// An engine speaking the PostHog batch format, its randomness (uuids, jitter) seeded
     /// with `seed`. Fails if the config is out of range.
     pub fn new(config: Config, seed: u64) -> Result<Engine, ConfigError> {
-        let format = Box::new(PostHogBatch::new(&config.api_key));
+        let format = PostHogBatch::new(&config.api_key);
         Engine::with_format(config, format, seed)
     }
+}
 
+impl<F: WireFormat> Engine<F> {
     /// An engine speaking another wire format.
-    pub fn with_format(
-        config: Config,
-        format: Box<dyn WireFormat>,
-        seed: u64,
-    ) -> Result<Engine, ConfigError> {
+    pub fn with_format(config: Config, format: F, seed: u64) -> Result<Engine<F>, ConfigError> {
         config.validate()?;
         let mut rng = Rng::new(seed);
         let distinct_id = match &config.distinct_id {
@@ -638,7 +639,7 @@ impl Engine {
     /// When the queue's front may be cut into a batch, by the batch mode.
     fn queue_ready_at(&self, front: &Item) -> Option<u64> {
         let forced = self.hidden || front.seq < self.force_mark;
-        let full = self.queue.has_full_batch(&*self.format, self.batch_limit());
+        let full = self.queue.has_full_batch(&self.format, self.batch_limit());
         match self.config.batch_mode {
             BatchMode::Off => Some(0),
             _ if forced || full => Some(0),
@@ -667,7 +668,7 @@ impl Engine {
         }
         let idx = match plan.source {
             Source::Queue => {
-                let items = self.queue.take_batch(&*self.format, limit);
+                let items = self.queue.take_batch(&self.format, limit);
                 let id = self.new_batch_id();
                 self.batches.push(Batch {
                     id,
@@ -679,7 +680,7 @@ impl Engine {
             }
             Source::Batch(idx) => {
                 // Under the keepalive budget a waiting batch may have to go in parts.
-                let fit = limit.fitting(&*self.format, &self.batches[idx].items);
+                let fit = limit.fitting(&self.format, &self.batches[idx].items);
                 if fit < self.batches[idx].items.len() {
                     let rest = self.batches[idx].items.split_off(fit);
                     let (attempts, state) = (self.batches[idx].attempts, self.batches[idx].state);

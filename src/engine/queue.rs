@@ -27,9 +27,9 @@ pub(crate) struct BodyLimit {
 
 impl BodyLimit {
     /// How many of `items` (in order) fit one body.
-    pub fn fitting<'a>(
+    pub fn fitting<'a, F: WireFormat>(
         self,
-        format: &dyn WireFormat,
+        format: &F,
         items: impl IntoIterator<Item = &'a Item>,
     ) -> usize {
         let mut count = 0;
@@ -72,13 +72,13 @@ impl Queue {
 
     /// Whether the queue holds more than one body under `limit` can carry, so a full batch
     /// can be cut now.
-    pub fn has_full_batch(&self, format: &dyn WireFormat, limit: BodyLimit) -> bool {
+    pub fn has_full_batch<F: WireFormat>(&self, format: &F, limit: BodyLimit) -> bool {
         self.items.len() >= limit.events
             || format.body_len(self.items.len(), self.bytes) > limit.bytes
     }
 
     /// Removes the longest prefix that fits `limit` (possibly none).
-    pub fn take_batch(&mut self, format: &dyn WireFormat, limit: BodyLimit) -> Vec<Item> {
+    pub fn take_batch<F: WireFormat>(&mut self, format: &F, limit: BodyLimit) -> Vec<Item> {
         let n = limit.fitting(format, &self.items);
         // pop_front rather than drain(..n): the same O(n) work, and VecDeque's Drain costs over
         // a kilobyte of wasm. (split_off would copy the whole rest of the queue per batch.)
