@@ -131,7 +131,7 @@ pub fn timeout_ms(options: &JsValue, default: u64) -> Result<u64, ConfigError> {
 }
 
 /// `obj[key]`, with `undefined` and `null` meaning "not set".
-fn get(obj: &Object, key: &'static str) -> Result<Option<JsValue>, ConfigError> {
+pub(super) fn get(obj: &Object, key: &'static str) -> Result<Option<JsValue>, ConfigError> {
     match Reflect::get(obj, &JsValue::from_str(key)) {
         Ok(v) if v.is_undefined() || v.is_null() => Ok(None),
         Ok(v) => Ok(Some(v)),
@@ -142,7 +142,7 @@ fn get(obj: &Object, key: &'static str) -> Result<Option<JsValue>, ConfigError> 
     }
 }
 
-fn string(obj: &Object, key: &'static str) -> Result<Option<String>, ConfigError> {
+pub(super) fn string(obj: &Object, key: &'static str) -> Result<Option<String>, ConfigError> {
     match get(obj, key)? {
         None => Ok(None),
         Some(v) => v
@@ -152,7 +152,7 @@ fn string(obj: &Object, key: &'static str) -> Result<Option<String>, ConfigError
     }
 }
 
-fn boolean(obj: &Object, key: &'static str) -> Result<Option<bool>, ConfigError> {
+pub(super) fn boolean(obj: &Object, key: &'static str) -> Result<Option<bool>, ConfigError> {
     match get(obj, key)? {
         None => Ok(None),
         Some(v) => v
@@ -163,7 +163,7 @@ fn boolean(obj: &Object, key: &'static str) -> Result<Option<bool>, ConfigError>
 }
 
 /// A finite, non-negative whole number.
-fn number(obj: &Object, key: &'static str) -> Result<Option<u64>, ConfigError> {
+pub(super) fn number(obj: &Object, key: &'static str) -> Result<Option<u64>, ConfigError> {
     let Some(v) = get(obj, key)? else {
         return Ok(None);
     };

@@ -25,7 +25,7 @@ const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 2000;
 /// exporter that is garbage-collected (or `free()`d) stops its timer and page listeners.
 #[wasm_bindgen]
 pub struct Exporter {
-    shell: Shared,
+    pub(super) shell: Shared,
 }
 
 #[wasm_bindgen]
