@@ -15,7 +15,7 @@ export DEMO_PORT DEMO_HEADLESS
 # The steps share cargo's target dir and lock, and `test` must stop at the first failure in
 # the order written.
 .NOTPARALLEL:
-.PHONY: setup build check test-native test-browser test-e2e test-demo test demo clean
+.PHONY: setup build check test-native test-browser test-e2e test-edge test-demo test demo clean
 
 setup:
 	scripts/setup.sh
@@ -41,11 +41,16 @@ test-browser: setup
 test-e2e: build
 	node --test tests/e2e/
 
+# The edge middleware in workerd (miniflare), offline: the example Worker bundled by
+# `wrangler deploy --dry-run` (which prints the upload size), against tools/collector.mjs.
+test-edge: build
+	node --test tests/edge/
+
 # The demo's scripted scenario in headless Chromium: burst delivered, 429 honoured, none lost.
 test-demo: build
 	node tools/demo.mjs --headless
 
-test: check test-native fuzz build test-browser test-e2e test-demo
+test: check test-native fuzz build test-browser test-e2e test-edge test-demo
 
 # Serves the repository so the demo page is at /www/; tools/demo.mjs, once it exists, runs the
 # scenario itself (and reads DEMO_PORT and DEMO_HEADLESS).
