@@ -1,0 +1,119 @@
+//! Figure 6: a Worker's CPU time per request with and without spool's edge middleware
+//! (`withTelemetry`), in workerd through miniflare.
+//!
+//! Workers do not advance their clocks during CPU work, so the time cannot be read from inside.
+//! It is read from outside instead: the CPU time of the workerd process (user + system, all its
+//! threads, from /proc/PID/stat) while it serves `requests` requests one after another.
+//! That includes workerd's own HTTP handling, the same for both variants, and everything the
+//! middleware causes (its wasm, its batches sent in `waitUntil`): the ratio is what a Worker
+//! pays for telemetry on a trivial handler.
+
+import { execSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { summary } from './stats.mjs';
+
+/** Whether the built package exports the edge middleware. */
+export function hasWithTelemetry(root) {
+  const glue = path.join(root, 'pkg', 'spool.js');
+  if (!fs.existsSync(glue)) return false;
+  return /export\s+(?:async\s+)?function\s+withTelemetry\b|export\s*\{[^}]*\bwithTelemetry\b/.test(fs.readFileSync(glue, 'utf8'));
+}
+
+export async function edgeCpu({ root, collector, requests, runs, log }) {
+  const { Miniflare } = await import('miniflare');
+  const telemetry = hasWithTelemetry(root);
+  const workers = [
+    { name: 'plain', modules: true, scriptPath: path.join(root, 'bench/edge/plain.mjs'), compatibilityDate: '2025-01-01' },
+  ];
+  if (telemetry) {
+    workers.push({
+      name: 'telemetry',
+      modules: true,
+      modulesRoot: root,
+      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+      scriptPath: path.join(root, 'bench/edge/telemetry.mjs'),
+      compatibilityDate: '2025-01-01',
+      bindings: { SPOOL_ENDPOINT: collector.url + '/batch/' },
+    });
+  }
+  const before = new Set(workerdPids());
+  const mf = new Miniflare({ workers });
+  try {
+    await mf.ready;
+    const pids = workerdPids().filter((p) => !before.has(p));
+    if (pids.length === 0) throw new Error('no workerd process found under /proc');
+    const cpu = () => pids.reduce((s, pid) => s + processCpuNs(pid), 0);
+    const variants = telemetry ? ['plain', 'telemetry'] : ['plain'];
+    const handles = Object.fromEntries(await Promise.all(variants.map(async (v) => [v, await mf.getWorker(v)])));
+    const results = Object.fromEntries(variants.map((v) => [v, []]));
+    let error = null;
+    // Warm-up: compile, JIT, open connections.
+    for (const v of variants) await serve(handles[v], 200).catch((e) => (error ??= e));
+    for (let r = 0; r < runs && !error; r++) {
+      for (const v of r % 2 ? [...variants].reverse() : variants) {
+        const c0 = cpu();
+        try {
+          await serve(handles[v], requests);
+        } catch (e) {
+          error = e;
+          break;
+        }
+        // Let waitUntil work (batches to the collector) finish inside the measured window.
+        await new Promise((res) => setTimeout(res, 300));
+        const us = (cpu() - c0) / 1000 / requests;
+        results[v].push(us);
+        log?.(`  run ${r + 1}/${runs} ${v}: ${us.toFixed(1)} µs CPU/request`);
+      }
+    }
+    const plain = summary(results.plain);
+    if (!telemetry || error) {
+      return { telemetry, error: error ? String(error.message ?? error) : null, requests, runs, plain, withTelemetry: null, ratio: null };
+    }
+    const ratios = results.telemetry.map((t, i) => t / results.plain[i]);
+    return {
+      telemetry,
+      error: null,
+      requests,
+      runs,
+      plain,
+      withTelemetry: summary(results.telemetry),
+      ratio: summary(ratios),
+      delivered: collector.log().batches.reduce((s, b) => s + b.events, 0),
+    };
+  } finally {
+    await mf.dispose();
+  }
+}
+
+async function serve(worker, n) {
+  for (let i = 0; i < n; i++) {
+    const res = await worker.fetch(`http://bench.example/items/${i % 10}`);
+    if (res.status !== 200) throw new Error(`the Worker answered ${res.status}: ${await res.text()}`);
+    await res.arrayBuffer();
+  }
+}
+
+function workerdPids() {
+  return fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'workerd';
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** CPU time (user + system) of `pid`, threads that have exited included, in ns. */
+function processCpuNs(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e9) / CLOCK_TICKS;
+}
+
+const CLOCK_TICKS = Number(execSync('getconf CLK_TCK').toString().trim()) || 100;

@@ -1,0 +1,416 @@
+//! spool's benchmarks, side by side with posthog-js and a plain-JS floor, in one run.
+//!
+//!   node bench/run.mjs            every figure; prints the tables and writes BENCHMARKS.md
+//!   node bench/run.mjs --quick    the same code on small counts, one run (a smoke: < 1 min);
+//!                                 writes nothing unless --out is given
+//!   options: --runs N  --out FILE  --only 1,2,3,4,5,6
+//!
+//! `make bench` builds the release package first and runs the first form. Everything runs on
+//! this machine: headless Chromium (playwright-core, /usr/bin/chromium) and workerd (miniflare)
+//! against tools/collector.mjs on 127.0.0.1. Every comparison is a ratio measured in the same
+//! run, the contenders alternating (run r starts with a different one), over several runs,
+//! reported as the median with the spread (min–max) in brackets.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { launchBrowser, startCollector } from '../tests/e2e/harness.mjs';
+import { measureSizes } from './sizes.mjs';
+import { captureCost, longestTasks, wire, latency, memory, LATENCY_CONTENDERS } from './browser.mjs';
+import { edgeCpu, hasWithTelemetry } from './edge.mjs';
+import { bytes, num, spread, table } from './stats.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(`--${name}`);
+const opt = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
+};
+const QUICK = flag('quick');
+const RUNS = Number(opt('runs', QUICK ? 1 : 3));
+const ONLY = new Set(String(opt('only', '1,2,3,4,5,6')).split(',').map(Number));
+const OUT = opt('out', QUICK || ONLY.size < 6 ? null : 'BENCHMARKS.md');
+
+/** The counts, full and quick. */
+const N = QUICK
+  ? { capture: 5_000, trace: 500, wire: 500, memory: 5_000, posthogMemory: 1_000, edgeRequests: 200 }
+  : { capture: 100_000, trace: 10_000, wire: 10_000, memory: 100_000, posthogMemory: 10_000, edgeRequests: 1_000 };
+const RATES = QUICK
+  ? [{ perSecond: 1, seconds: 2 }, { perSecond: 100, seconds: 1 }, { perSecond: 10_000, seconds: 0.03 }]
+  : [{ perSecond: 1, seconds: 20 }, { perSecond: 100, seconds: 10 }, { perSecond: 10_000, seconds: 1 }];
+/** The collector answers after this long in figure 4, standing in for a network round trip. */
+const RTT_MS = 50;
+/** How long figure 4 waits, after the last capture, for the last event to arrive. */
+const LATENCY_WAIT_MS = QUICK ? 2_000 : 10_000;
+
+// The goals from the issue; each is printed with its verdict.
+const GOAL = {
+  captureVsFloor: 1, // spool's µs/capture at most the floor's
+  posthogOverSpool: 50, // posthog-js at least 50 times spool's µs/capture
+  gzipBytes: 25 * 1024, // wasm + glue + snippets, gzipped
+  wireRatio: 1.1, // bytes on the wire / the events' own JSON
+  edgeOverhead: 0.1, // withTelemetry adds at most 10 % CPU to a trivial handler
+};
+/** spool's default maxBatchEvents. */
+const MAX_BATCH_EVENTS = 100;
+
+const T0 = Date.now();
+const log = (line) => console.log(`[${String(Math.round((Date.now() - T0) / 1000)).padStart(3)} s] ${line}`);
+const runs = (n) => `${n} run${n === 1 ? '' : 's'}`;
+
+async function main() {
+  const started = Date.now();
+  const env = environment();
+  log(`spool bench${QUICK ? ' (quick)' : ''}: ${runs(RUNS)} per comparison, on ${env.machine}`);
+  if (!fs.existsSync(path.join(ROOT, 'pkg', 'spool_bg.wasm'))) {
+    throw new Error('pkg/ is not built: run `make build` (or `make bench`) first');
+  }
+  const results = {};
+  if (ONLY.has(2)) {
+    log('2. bytes shipped');
+    results.sizes = measureSizes(ROOT);
+  }
+
+  const collector = await startCollector({ port: 0, host: '127.0.0.1', root: ROOT });
+  const browser = await launchBrowser();
+  env.versions.Chromium = browser.version();
+  try {
+    if (ONLY.has(1)) {
+      log(`1. capture cost: ${N.capture.toLocaleString('en-US')} captures, ${runs(RUNS)}`);
+      results.capture = await captureCost(browser, collector, { n: N.capture, runs: RUNS, log });
+      log(`1. longest task outside the capture loop: ${N.trace.toLocaleString('en-US')} captures, traced`);
+      results.tasks = await longestTasks(browser, collector, { n: N.trace, log });
+    }
+    if (ONLY.has(3)) {
+      log(`3. wire: ${N.wire.toLocaleString('en-US')} events, ${runs(RUNS)}`);
+      results.wire = await wire(browser, collector, { n: N.wire, runs: RUNS, log });
+    }
+    if (ONLY.has(4)) {
+      log(`4. latency at ${RATES.map((r) => r.perSecond).join(', ')} events/s, collector answering after ${RTT_MS} ms`);
+      results.latency = await latency(browser, collector, { rates: RATES, rttMs: RTT_MS, waitMs: LATENCY_WAIT_MS, log });
+    }
+    if (ONLY.has(5)) {
+      log(`5. memory: ${N.memory.toLocaleString('en-US')} events held`);
+      results.memory = await memory(browser, collector, { n: N.memory, posthogN: N.posthogMemory, log });
+    }
+  } finally {
+    await browser.close();
+  }
+  try {
+    if (ONLY.has(6)) {
+      log(`6. edge: ${N.edgeRequests.toLocaleString('en-US')} requests per run, ${RUNS * 2} runs`);
+      collector.control.reset();
+      results.edge = await edgeCpu({ root: ROOT, collector, requests: N.edgeRequests, runs: RUNS * 2, log });
+    }
+  } finally {
+    await collector.close();
+  }
+
+  env.seconds = Math.round((Date.now() - started) / 1000);
+  const report = render(results, env);
+  console.log('');
+  console.log(report);
+  if (OUT) {
+    fs.writeFileSync(path.resolve(ROOT, OUT), report);
+    log(`\nwritten to ${OUT}`);
+  }
+}
+
+// --- the report ----------------------------------------------------------------------------
+
+function render(r, env) {
+  const out = [];
+  const goals = [];
+  out.push('# spool benchmarks', '');
+  out.push(
+    `Generated by \`make bench\` (\`node bench/run.mjs${QUICK ? ' --quick' : ''}\`, ${env.seconds} s) on ${env.date}. ` +
+      'Each comparison is measured in the same run, the contenders alternating, each measurement in a fresh ' +
+      'browser context; figures are the median over the runs with the spread (min–max) in brackets. ' +
+      'Everything ran on this machine, against the local collector (`tools/collector.mjs`) on 127.0.0.1.',
+    '',
+  );
+  out.push('## Machine and versions', '');
+  out.push(table(['', ''], Object.entries(env.versions).map(([k, v]) => [k, v])));
+  out.push('');
+
+  const goalIndex = out.length;
+
+  if (r.capture) {
+    const c = r.capture;
+    const byId = Object.fromEntries(c.rows.map((x) => [x.id, x]));
+    out.push('## 1. Main-thread cost per capture', '');
+    out.push(
+      `${c.n.toLocaleString('en-US')} captures of \`"bench_event"\` with \`{ i, path: "/checkout", plan: "pro", amount: 42.5 }\`, ` +
+        `${c.chunk} per task (the loop yields between chunks, so timers and responses run in between, as in a page); ` +
+        `the time inside the chunks over the events. ${runs(c.runs)}. ` +
+        '"× floor" and "posthog-js ÷" are ratios within each run. The longest task outside the loop is from a Chromium trace of ' +
+        `${r.tasks?.n.toLocaleString('en-US')} captures and their delivery: the contender's own timers, sends and responses.`,
+      '',
+    );
+    out.push(
+      table(
+        ['contender', 'µs / capture', '× floor', 'posthog-js ÷ this', 'longest 100-capture task (ms)', 'longest task outside the loop (ms)', 'tasks ≥ 50 ms'],
+        c.rows.map((x) => [
+          x.label,
+          spread(x.us),
+          spread(x.vsFloor),
+          x.id === 'posthog' ? '1' : spread(x.posthogOver),
+          spread(x.maxChunk),
+          num(r.tasks?.byId[x.id]?.longestMs),
+          x.longTaskMax > 0 ? `yes (longest ${num(x.longTaskMax)} ms)` : 'none',
+        ]),
+      ),
+      '',
+    );
+    for (const id of ['spool-linger', 'spool-auto', 'spool-off']) {
+      const x = byId[id];
+      goals.push([`capture cost ≤ the floor (${x.label})`, `${spread(x.vsFloor)} × floor`, x.vsFloor.median <= GOAL.captureVsFloor]);
+    }
+    for (const id of ['spool-linger']) {
+      const x = byId[id];
+      goals.push([`capture cost ≥ 50 × below posthog-js (${x.label})`, `posthog-js ÷ spool = ${spread(x.posthogOver)}`, x.posthogOver.median >= GOAL.posthogOverSpool]);
+    }
+  }
+
+  if (r.sizes) {
+    const s = r.sizes;
+    out.push('## 2. Bytes shipped to the browser', '');
+    out.push('Each file compressed on its own (as a server sends it): gzip level 9 and brotli 11.', '');
+    const slim = s.posthog.find((p) => p.name.endsWith('module.slim.js'));
+    const rows = [
+      ...s.spool.parts.map((p) => [p.name, p.raw, p.gzip, p.brotli, '']),
+      ['**spool total (wasm + glue + snippets)**', s.spool.total.raw, s.spool.total.gzip, s.spool.total.brotli, ''],
+      ...s.posthog.map((p) => [p.name, p.raw, p.gzip, p.brotli, p.note]),
+    ].map(([name, raw, gz, br, note]) => [
+      name,
+      raw.toLocaleString('en-US'),
+      `${gz.toLocaleString('en-US')} (${(gz / 1024).toFixed(1)} KiB)`,
+      `${br.toLocaleString('en-US')} (${(br / 1024).toFixed(1)} KiB)`,
+      note,
+    ]);
+    out.push(table(['file', 'raw bytes', 'gzip bytes', 'brotli bytes', ''], rows), '');
+    if (slim) out.push(`spool is ${num(s.spool.total.gzip / slim.gzip, 2)} × posthog-js's slim bundle, gzipped.`, '');
+    goals.push(['wasm + glue ≤ 25 KiB gzipped', `${(s.spool.total.gzip / 1024).toFixed(1)} KiB`, s.spool.total.gzip <= GOAL.gzipBytes]);
+  }
+
+  if (r.wire) {
+    const w = r.wire;
+    out.push(`## 3. Requests and bytes on the wire per ${w.n.toLocaleString('en-US')} events`, '');
+    out.push(
+      `${w.n.toLocaleString('en-US')} events captured as fast as the loop goes (100 per task), then delivered (spool: \`flush()\`; posthog-js: its timer). ` +
+        'Body bytes as the collector received them; headers as Chromium sent them (HTTP/1.1). ' +
+        `The events' own JSON is the floor's records for the same events, \`{event, distinct_id, properties, timestamp, uuid}\`: ` +
+        `${w.eventJsonBytes.toLocaleString('en-US')} bytes, ${num(w.eventJsonBytes / w.n)} per event. ` +
+        'Main thread is the renderer\'s task time from the first capture to the last event delivered (Chrome DevTools Protocol `Performance.getMetrics`). ' +
+        `${runs(w.runs)}.`,
+      '',
+    );
+    out.push(
+      table(
+        ['contender', 'requests', 'expected ceil(events / maxBatchEvents)', 'events delivered', 'body bytes', 'header bytes / request', 'bytes / event on the wire', 'wire ÷ events\' JSON (body only)', 'main thread µs / event, capture to delivery'],
+        w.rows.map((x) => [
+          x.label,
+          spread(x.requests),
+          x.maxBatchEvents ? Math.ceil(w.n / x.maxBatchEvents).toLocaleString('en-US') : '—',
+          spread(x.events),
+          spread(x.bodyBytes),
+          num(x.headerBytesPerRequest),
+          num(x.wireBytes.median / w.n),
+          `${spread(x.wireRatio)} (${spread(x.bodyRatio)})`,
+          spread(x.mainThread),
+        ]),
+      ),
+      '',
+    );
+    for (const x of w.rows.filter((x) => x.kind === 'spool' && x.options.batchMode !== 'off')) {
+      const expected = Math.ceil(w.n / MAX_BATCH_EVENTS);
+      goals.push([`under load, requests = ceil(events / maxBatchEvents) = ${expected} (${x.label})`, `${spread(x.requests)} requests`, x.requests.median === expected]);
+    }
+    for (const x of w.rows.filter((x) => x.kind === 'spool' && x.options.batchMode !== 'off')) {
+      goals.push([`on the wire ≤ 1.1 × the events' JSON (${x.label}, headers included)`, `${spread(x.wireRatio)} ×`, x.wireRatio.median <= GOAL.wireRatio]);
+    }
+  }
+
+  if (r.latency) {
+    const L = r.latency;
+    out.push('## 4. Delivery latency and requests, by rate and batch mode', '');
+    out.push(
+      `Capture (the event's \`timestamp\`) to arrival at the collector, which answers each request after ${L.rttMs} ms (a stand-in for a round trip: ` +
+        `\`auto\` batches while a request is in flight). Up to 100 events/s the contenders run at once, each in its own page; faster, one at a time. ` +
+        `Nothing calls \`flush()\`: events go when each policy sends them. An event not delivered ${L.waitMs / 1000} s after the last capture counts as never (∞). ` +
+        'spool at its defaults otherwise (maxBatchEvents 100, maxInFlight 4).',
+      '',
+    );
+    const rates = [...new Set(L.rows.map((x) => x.perSecond))];
+    const header = ['contender', ...rates.flatMap((p) => [`${p.toLocaleString('en-US')}/s p50 / p95 (ms)`, `${p.toLocaleString('en-US')}/s requests per 1,000`])];
+    const ids = [...new Set(L.rows.map((x) => x.id))];
+    out.push(
+      table(
+        header,
+        ids.map((id) => {
+          const rows = L.rows.filter((x) => x.id === id);
+          return [
+            rows[0].label,
+            ...rates.flatMap((p) => {
+              const x = rows.find((y) => y.perSecond === p);
+              if (!x) return ['n/a', 'n/a'];
+              const short = x.achievedPerSecond < 0.9 * p ? ` (captured at ${num(x.achievedPerSecond)}/s)` : '';
+              const lost = x.delivered < x.events ? `, ${x.delivered}/${x.events} delivered` : '';
+              return [`${num(x.p50)} / ${num(x.p95)}${short}${lost}`, num(x.requestsPer1000)];
+            }),
+          ];
+        }),
+      ),
+      '',
+    );
+    out.push(...recommendation(L), '');
+  }
+
+  if (r.memory) {
+    const m = r.memory;
+    out.push('## 5. Memory per held event', '');
+    out.push(
+      'The collector stalls every request, so every captured event stays held (queued, or in a request in flight). ' +
+        "spool: growth of its wasm linear memory (`init()`'s `exports.memory`; it grows in 64 KiB pages and never shrinks). " +
+        'All: growth of the JS heap after a forced GC (Chrome DevTools Protocol `HeapProfiler.collectGarbage`, `Runtime.getHeapUsage`).',
+      '',
+    );
+    out.push(
+      table(
+        ['contender', 'events held', 'wasm memory before → after', 'wasm bytes / event', 'JS heap bytes / event'],
+        m.rows.map((x) => [
+          x.label,
+          `${x.held.toLocaleString('en-US')}${x.dropped ? ` (${x.dropped} dropped)` : ''}`,
+          x.wasmBefore === null ? '—' : `${x.wasmBefore.toLocaleString('en-US')} → ${x.wasmAfter.toLocaleString('en-US')}`,
+          x.wasmPerEvent === null ? '—' : num(x.wasmPerEvent),
+          num(x.jsHeapPerEvent),
+        ]),
+      ),
+      '',
+    );
+    if (r.wire) out.push(`For scale: one event's own JSON is ${num(r.wire.eventJsonBytes / r.wire.n)} bytes.`, '');
+  }
+
+  if (r.edge) {
+    const e = r.edge;
+    out.push('## 6. Edge: CPU time per request with and without `withTelemetry`', '');
+    out.push(
+      'A trivial Worker (`return new Response("ok")`) in workerd through miniflare, served requests one after another; CPU time of the ' +
+        'workerd process (user + system, /proc) over the requests, which includes workerd\'s own HTTP handling and everything the ' +
+        `middleware causes (its batches sent in \`waitUntil\`). ${e.requests.toLocaleString('en-US')} requests per run, ${runs(e.runs)}, the variants alternating.`,
+      '',
+    );
+    const na = !e.telemetry ? 'n/a (withTelemetry not built)' : e.error ? `n/a (${e.error})` : null;
+    out.push(
+      table(
+        ['handler', 'CPU µs / request', 'ratio'],
+        [
+          ['trivial handler', spread(e.plain), '1'],
+          ['the same, wrapped in withTelemetry', na ?? spread(e.withTelemetry), na ?? spread(e.ratio, 3)],
+        ],
+      ),
+      '',
+    );
+    goals.push([
+      'edge middleware adds ≤ 10 % CPU to a trivial handler',
+      na ?? `+${num((e.ratio.median - 1) * 100)} %`,
+      na ? null : e.ratio.median - 1 <= GOAL.edgeOverhead,
+    ]);
+  }
+
+  const goalLines = ['## Goals', '', table(['goal', 'measured', 'verdict'], goals.map(([g, m, ok]) => [g, m, ok === null ? 'n/a' : ok ? 'PASS' : 'FAIL'])), ''];
+  out.splice(goalIndex, 0, ...goalLines);
+  out.push('## How to reproduce', '', '```sh', 'make bench                   # builds pkg/ (release), runs every figure, writes BENCHMARKS.md', 'node bench/run.mjs --quick   # the same code on small counts (under a minute), writes nothing', '```', '');
+  return out.join('\n');
+}
+
+/**
+ * The default batch mode and linger interval, chosen by a rule stated in the report: fewest
+ * requests at 100 events/s among the spool configurations whose p95 latency stays within
+ * `LATENCY_BUDGET_MS` at every rate and that deliver everything; ties go to the lower p95 at
+ * 1 event/s.
+ */
+const LATENCY_BUDGET_MS = 2000;
+
+function recommendation(L) {
+  const spoolIds = LATENCY_CONTENDERS.filter((c) => c.kind === 'spool').map((c) => c.id);
+  const at = (id, p) => L.rows.find((x) => x.id === id && x.perSecond === p);
+  const rates = [...new Set(L.rows.map((x) => x.perSecond))];
+  const mid = rates.includes(100) ? 100 : rates[Math.floor(rates.length / 2)];
+  const low = rates[0];
+  const ok = spoolIds.filter((id) => rates.every((p) => at(id, p) && at(id, p).p95 <= LATENCY_BUDGET_MS && at(id, p).delivered === at(id, p).events));
+  const ranked = [...ok].sort((a, b) => at(a, mid).requestsPer1000 - at(b, mid).requestsPer1000 || at(a, low).p95 - at(b, low).p95);
+  const lines = ['### The default batch mode and interval', ''];
+  lines.push(
+    `Rule: among spool's configurations that deliver every event with a p95 latency within ${LATENCY_BUDGET_MS / 1000} s at every rate, ` +
+      `the fewest requests per 1,000 events at ${mid} events/s (ties: the lower p95 at ${low} event/s).`,
+  );
+  if (ranked.length === 0) {
+    lines.push('', 'No configuration meets the latency budget at every rate.');
+    return lines;
+  }
+  const best = ranked[0];
+  const label = LATENCY_CONTENDERS.find((c) => c.id === best).label;
+  const cell = (id) =>
+    rates.map((p) => `${p}/s: p95 ${num(at(id, p).p95)} ms, ${num(at(id, p).requestsPer1000)} req/1,000`).join('; ');
+  lines.push('', `**Pick: ${label}.** ${cell(best)}.`, '');
+  for (const id of spoolIds.filter((x) => x !== best)) {
+    const c = LATENCY_CONTENDERS.find((x) => x.id === id);
+    const why = !ok.includes(id)
+      ? 'misses the latency budget or does not deliver everything'
+      : `more requests at ${mid}/s (${num(at(id, mid).requestsPer1000)} vs ${num(at(best, mid).requestsPer1000)} per 1,000)`;
+    lines.push(`- ${c.label}: ${why}. ${cell(id)}.`);
+  }
+  return lines;
+}
+
+// --- the environment -----------------------------------------------------------------------
+
+function environment() {
+  const sh = (cmd) => {
+    try {
+      return execSync(cmd, { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim().split('\n')[0];
+    } catch {
+      return 'n/a';
+    }
+  };
+  const pkgVersion = (name) => {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version;
+    } catch {
+      return 'n/a';
+    }
+  };
+  const cpus = os.cpus();
+  const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}`;
+  const dirty = sh('git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock') ? ' (src modified)' : '';
+  return {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    machine,
+    versions: {
+      command: '`make bench`',
+      machine,
+      'spool commit': `${sh('git rev-parse --short HEAD')}${dirty}`,
+      rustc: sh('rustc --version'),
+      'wasm-pack': sh('wasm-pack --version'),
+      'wasm-bindgen': sh('wasm-bindgen --version'),
+      'wasm-opt': sh(`${path.join(ROOT, 'node_modules/.bin/wasm-opt')} --version`),
+      node: process.version,
+      Chromium: 'set when launched',
+      'playwright-core': pkgVersion('playwright-core'),
+      'posthog-js': pkgVersion('posthog-js'),
+      miniflare: pkgVersion('miniflare'),
+      workerd: pkgVersion('workerd'),
+      'edge middleware': hasWithTelemetry(ROOT) ? 'withTelemetry exported by pkg/spool.js' : 'not built (pkg/spool.js exports no withTelemetry)',
+    },
+  };
+}
+
+main().catch((err) => {
+  console.error(err?.stack ?? err);
+  process.exit(1);
+});
