@@ -15,7 +15,7 @@ export DEMO_PORT DEMO_HEADLESS
 # The steps share cargo's target dir and lock, and `test` must stop at the first failure in
 # the order written.
 .NOTPARALLEL:
-.PHONY: setup build check test-native test-browser test-e2e test-edge test-demo test demo clean
+.PHONY: setup build check test-native test-browser test-e2e test-edge test-demo test demo bench clean
 
 setup:
 	scripts/setup.sh
@@ -51,6 +51,12 @@ test-demo: build
 	node tools/demo.mjs --headless
 
 test: check test-native fuzz build test-browser test-e2e test-edge test-demo
+
+# spool beside posthog-js and a plain-JS floor (capture cost, size, requests, latency, memory,
+# edge CPU) in headless Chromium and workerd; prints the tables and writes BENCHMARKS.md. Not
+# part of `test`: timings are noisy. `node bench/run.mjs --quick` is the same code in a minute.
+bench: build
+	node bench/run.mjs
 
 # Serves the repository so the demo page is at /www/; tools/demo.mjs, once it exists, runs the
 # scenario itself (and reads DEMO_PORT and DEMO_HEADLESS).
