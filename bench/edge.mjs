@@ -23,20 +23,22 @@ export function hasWithTelemetry(root) {
 export async function edgeCpu({ root, collector, requests, runs, log }) {
   const { Miniflare } = await import('miniflare');
   const telemetry = hasWithTelemetry(root);
-  const workers = [
-    { name: 'plain', modules: true, scriptPath: path.join(root, 'bench/edge/plain.mjs'), compatibilityDate: '2025-01-01' },
-  ];
-  if (telemetry) {
-    workers.push({
-      name: 'telemetry',
-      modules: true,
-      modulesRoot: root,
-      modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
-      scriptPath: path.join(root, 'bench/edge/telemetry.mjs'),
-      compatibilityDate: '2025-01-01',
-      bindings: { SPOOL_ENDPOINT: collector.url + '/batch/' },
-    });
-  }
+  // Both Workers load the same way (unbundled, from the repository), with the example
+  // Worker's compatibility date.
+  const worker = (name, file) => ({
+    name,
+    modules: true,
+    modulesRoot: root,
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    scriptPath: path.join(root, file),
+    compatibilityDate: compatibilityDate(root),
+    bindings: { SPOOL_ENDPOINT: collector.url + '/batch/' },
+  });
+  const workers = [worker('plain', 'bench/edge/plain.mjs')];
+  if (telemetry) workers.push(worker('telemetry', 'bench/edge/telemetry.mjs'));
   const before = new Set(workerdPids());
   const mf = new Miniflare({ workers });
   try {
@@ -84,6 +86,12 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
   } finally {
     await mf.dispose();
   }
+}
+
+function compatibilityDate(root) {
+  const toml = path.join(root, 'wrangler.toml');
+  const date = fs.existsSync(toml) && fs.readFileSync(toml, 'utf8').match(/^compatibility_date\s*=\s*"([^"]+)"/m)?.[1];
+  return date || '2025-01-01';
 }
 
 async function serve(worker, n) {
