@@ -7,14 +7,21 @@
 //!
 //! CLI:    node tools/collector.mjs [--port N] [--host 127.0.0.1] [--root DIR]
 //! Module: const c = await startCollector({ port: 0 }); c.url; c.log(); c.control.plan([...]);
+//!         c.control.chaos({ seed: 42, weights: { ok: 90, e503: 10 } });
 //!
 //! HTTP control API (also usable from a page: every response allows CORS):
 //!   POST /control        {"plan":[{"status":429,"retryAfter":"2","delayMs":0,"reset":false,
 //!                          "afterAccept":false,"times":1}, ...], "default":{"status":200}}
 //!                        replaces the plan; `default` (kept when omitted) answers once it is used up
+//!   POST /control        {"chaos":{"seed":42,"weights":{"ok":60,"e503":8,...},"stallMs":15000}}
+//!                        seeded random answers once the plan is used up (see CHAOS_FATES);
+//!                        {"chaos":null} turns them off. A body with only `chaos` keeps the plan
 //!   GET  /control/log    {"batches":[entry, ...],"preflights":N}
 //!                        `?since=SEQ` lists only the batches after SEQ (the demo page polls it)
-//!   POST /control/reset  forgets the log, the plan and the default
+//!                        An entry has receivedAt, answeredAt and closedAt (the connection closed
+//!                        before an answer), the status, accepted, the body; `fate` when chaos
+//!                        drew it; `retryAfter` and `retryAfterUntil` (the ms it names) if sent
+//!   POST /control/reset  forgets the log, the plan, the default and chaos
 
 import http from 'node:http';
 import fs from 'node:fs/promises';
@@ -45,15 +52,41 @@ const CONTENT_TYPES = {
 const DEFAULT_ANSWER = Object.freeze({ status: 200, delayMs: 0 });
 
 /**
+ * What chaos mode can draw for a batch, by the name its weight goes under, and how it answers.
+ * A log entry records the name drawn as `fate`.
+ */
+export const CHAOS_FATES = Object.freeze({
+  ok: { status: 200 },
+  badRequest: { status: 400 },
+  // 429 with `Retry-After: N` (delta-seconds, N from 0 to retryAfterMaxSeconds).
+  retryAfterSeconds: { status: 429 },
+  // 503 with `Retry-After: <HTTP-date>`, whole seconds, at most retryAfterMaxSeconds ahead.
+  retryAfterDate: { status: 503 },
+  e500: { status: 500 },
+  e503: { status: 503 },
+  // Kept (accepted), then no answer for `stallMs`: past the client's request timeout, so the
+  // client gives up and retries an event the collector already has. A 200 if it is still there.
+  stall: { status: 200, afterAccept: true },
+  // The connection is destroyed without an answer: a network error for the client.
+  reset: { reset: true },
+  // Kept (accepted), then answered 500: an acknowledgment lost.
+  acceptThen500: { status: 500, afterAccept: true },
+});
+
+const DEFAULT_CHAOS = Object.freeze({ stallMs: 15_000, retryAfterMaxSeconds: 3 });
+
+/**
  * Starts a collector. Resolves once it listens.
  * @returns {Promise<{url: string, port: number, close: () => Promise<void>,
  *   log: () => {batches: object[], preflights: number},
  *   control: {plan: (planOrConfig: object[] | {plan?: object[], default?: object}, dflt?: object) => void,
+ *             chaos: (config: {seed?: number, weights: object, stallMs?: number,
+ *                              retryAfterMaxSeconds?: number} | null) => void,
  *             reset: () => void}}>}
  */
 export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO_ROOT } = {}) {
   root = path.resolve(root);
-  const state = { batches: [], preflights: 0, seq: 0, plan: [], default: { ...DEFAULT_ANSWER } };
+  const state = { batches: [], preflights: 0, seq: 0, plan: [], default: { ...DEFAULT_ANSWER }, chaos: null };
   const timers = new Set();
 
   const control = {
@@ -66,20 +99,27 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       state.plan = plan.map((a) => ({ ...a, times: a.times ?? 1 })).filter((a) => a.times > 0);
       if (config?.default) state.default = { ...DEFAULT_ANSWER, ...config.default };
     },
+    // Seeded random answers once the plan is used up: { seed, weights: { fate: weight },
+    // stallMs, retryAfterMaxSeconds }. The same seed draws the same fates in the same order of
+    // arrival. null (or undefined) turns chaos off.
+    chaos(config) {
+      state.chaos = config == null ? null : makeChaos(config);
+    },
     reset() {
       state.batches = [];
       state.preflights = 0;
       state.seq = 0;
       state.plan = [];
       state.default = { ...DEFAULT_ANSWER };
+      state.chaos = null;
     },
   };
 
-  // The one place that decides how a batch is answered. A seeded random "chaos" mode would
-  // be another source of answers here, consulted when the plan is empty.
+  // The one place that decides how a batch is answered: the plan first, then chaos if it is
+  // on, then the default.
   function nextAnswer() {
     const head = state.plan[0];
-    if (!head) return state.default;
+    if (!head) return state.chaos ? state.chaos.draw() : state.default;
     if (--head.times <= 0) state.plan.shift();
     return head;
   }
@@ -108,7 +148,11 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       let config;
       try {
         config = JSON.parse((await readBody(req)).toString('utf8'));
-        control.plan(config);
+        // A body with only `chaos` leaves the plan as it is; any other body sets the plan.
+        const chaosOnly = config !== null && typeof config === 'object' && 'chaos' in config &&
+          !('plan' in config) && !('default' in config);
+        if (config !== null && typeof config === 'object' && 'chaos' in config) control.chaos(config.chaos);
+        if (!chaosOnly) control.plan(config);
       } catch (err) {
         return send(res, 400, { error: String(err.message) });
       }
@@ -142,7 +186,11 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       seq: ++state.seq,
       receivedAt: Date.now(),
       answeredAt: null,
+      // When the connection closed before an answer went out (the client gave up, or a reset).
+      closedAt: null,
       path: pathname,
+      // The request target with its query string, which a test may use to tag requests.
+      url: req.url,
       method: req.method,
       contentType: req.headers['content-type'] ?? null,
       origin: req.headers.origin ?? null,
@@ -155,11 +203,21 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       ...(body === null ? { raw: text } : {}),
       sentAt: body?.sent_at ?? null,
       events: countEvents(body),
+      ...(answer.fate ? { fate: answer.fate } : {}),
     };
     state.batches.push(entry);
+    res.once('close', () => {
+      if (!res.writableFinished && entry.closedAt === null) entry.closedAt = Date.now();
+    });
 
     // Recorded before the delay, so a test can see a request the client is still waiting on.
-    await sleep(answer.delayMs ?? 0);
+    if (answer.fate === 'stall') {
+      // A chaos stall ends early if the client gives up: it is gone, and nothing is answered.
+      await sleep(answer.delayMs, res);
+      if (entry.closedAt !== null) return;
+    } else {
+      await sleep(answer.delayMs ?? 0);
+    }
     entry.answeredAt = Date.now();
     if (answer.reset) {
       // No response at all: the client sees a network error.
@@ -167,7 +225,17 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       return;
     }
     const headers = {};
-    if (answer.retryAfter !== undefined) headers['Retry-After'] = String(answer.retryAfter);
+    let retryAfter = answer.retryAfter;
+    if (answer.retryAfterDateIn !== undefined) {
+      // Dated from the answer's own time, rounded up to the whole second an HTTP-date can name.
+      retryAfter = new Date(Math.ceil((entry.answeredAt + answer.retryAfterDateIn * 1000) / 1000) * 1000).toUTCString();
+    }
+    if (retryAfter !== undefined) {
+      headers['Retry-After'] = String(retryAfter);
+      entry.retryAfter = String(retryAfter);
+      // The instant it names, by this collector's clock (ms since the epoch), or null.
+      entry.retryAfterUntil = retryAfterDeadline(String(retryAfter), entry.answeredAt);
+    }
     const payload = answer.body ?? (status < 300 ? { status: 1 } : { error: `planned ${status}` });
     send(res, status, payload, headers);
   }
@@ -204,14 +272,19 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
     res.end(req.method === 'HEAD' ? undefined : data);
   }
 
-  function sleep(ms) {
+  // Resolves after `ms`, or as soon as `res` closes when given.
+  function sleep(ms, res) {
     if (!ms) return Promise.resolve();
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
+      const done = () => {
+        clearTimeout(t);
         timers.delete(t);
+        res?.off('close', done);
         resolve();
-      }, ms);
+      };
+      const t = setTimeout(done, ms);
       timers.add(t);
+      res?.once('close', done);
     });
   }
 
@@ -268,6 +341,71 @@ function readBody(req) {
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
+}
+
+/**
+ * A chaos source from its config: `draw()` returns the next answer, with `fate` set. Throws a
+ * TypeError naming what is wrong.
+ */
+function makeChaos({ seed = 1, weights, stallMs = DEFAULT_CHAOS.stallMs,
+                     retryAfterMaxSeconds = DEFAULT_CHAOS.retryAfterMaxSeconds } = {}) {
+  if (!Number.isInteger(seed)) throw new TypeError('chaos.seed must be an integer');
+  if (!weights || typeof weights !== 'object') throw new TypeError('chaos.weights must be an object');
+  const table = [];
+  for (const [fate, weight] of Object.entries(weights)) {
+    if (!(fate in CHAOS_FATES)) {
+      throw new TypeError(`chaos.weights.${fate}: unknown fate (one of ${Object.keys(CHAOS_FATES).join(', ')})`);
+    }
+    if (!Number.isFinite(weight) || weight < 0) throw new TypeError(`chaos.weights.${fate} must be a number >= 0`);
+    if (weight > 0) table.push([fate, weight]);
+  }
+  const total = table.reduce((sum, [, w]) => sum + w, 0);
+  if (total <= 0) throw new TypeError('chaos.weights must give some fate a weight above 0');
+  if (!Number.isFinite(stallMs) || stallMs < 0) throw new TypeError('chaos.stallMs must be a number >= 0');
+  if (!Number.isInteger(retryAfterMaxSeconds) || retryAfterMaxSeconds < 0) {
+    throw new TypeError('chaos.retryAfterMaxSeconds must be a whole number >= 0');
+  }
+  const random = mulberry32(seed);
+  return {
+    draw() {
+      let r = random() * total;
+      let fate = table[table.length - 1][0];
+      for (const [name, w] of table) {
+        if (r < w) {
+          fate = name;
+          break;
+        }
+        r -= w;
+      }
+      const answer = { ...CHAOS_FATES[fate], fate };
+      const seconds = () => Math.floor(random() * (retryAfterMaxSeconds + 1));
+      if (fate === 'retryAfterSeconds') answer.retryAfter = String(seconds());
+      // The date is written when the answer goes out; rounding up to a whole second can add
+      // up to one, so it is drawn one lower (never below 0).
+      if (fate === 'retryAfterDate') answer.retryAfterDateIn = Math.max(0, seconds() - 1);
+      if (fate === 'stall') answer.delayMs = stallMs;
+      return answer;
+    },
+  };
+}
+
+/** mulberry32: a small seeded PRNG with 32 bits of state; returns floats in [0, 1). */
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The instant (ms) a Retry-After value names, answered at `answeredAt`; null if unreadable. */
+function retryAfterDeadline(value, answeredAt) {
+  if (/^\s*\d+\s*$/.test(value)) return answeredAt + Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : at;
 }
 
 function countEvents(body) {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { withCollector, startCollector } from './harness.mjs';
+import { withCollector, startCollector, waitFor } from './harness.mjs';
 
 const COLLECTOR_CLI = fileURLToPath(new URL('../../tools/collector.mjs', import.meta.url));
 
@@ -276,3 +276,136 @@ test('CLI prints one line with its URL and serves until killed', async () => {
     assert.equal(await exited, 0, 'exits cleanly on SIGTERM');
   }
 });
+
+// Chaos mode: seeded random answers for the reliability tests (tests/e2e/chaos.test.mjs).
+
+const ALL_FATES = { ok: 1, badRequest: 1, retryAfterSeconds: 1, retryAfterDate: 1, e500: 1, e503: 1, stall: 1, reset: 1, acceptThen500: 1 };
+
+/** Posts `n` batches one after another; returns what each got: [status, Retry-After] or 'error'. */
+async function postSequentially(c, n) {
+  const answers = [];
+  for (let i = 0; i < n; i++) {
+    try {
+      const res = await post(c);
+      answers.push([res.status, res.headers.get('retry-after')]);
+    } catch {
+      answers.push('error');
+    }
+  }
+  return answers;
+}
+
+test('chaos: each fate answers as its name says, and the log records the fate and any Retry-After deadline', () =>
+  withCollector(async (c) => {
+    c.control.chaos({ seed: 7, weights: ALL_FATES, stallMs: 100 });
+    const answers = await postSequentially(c, 90);
+    const log = c.log().batches;
+    assert.equal(log.length, 90);
+    const seen = new Set();
+    log.forEach((b, i) => {
+      const [status, retryAfter] = answers[i] === 'error' ? [null, null] : answers[i];
+      seen.add(b.fate);
+      const where = `request ${i} (${b.fate})`;
+      switch (b.fate) {
+        case 'ok':
+        case 'stall':
+          // A stall this short (100 ms) outlasts no client here: the 200 arrives late.
+          assert.equal(status, 200, where);
+          assert.equal(b.accepted, true, where);
+          if (b.fate === 'stall') assert.ok(b.answeredAt - b.receivedAt >= 90, where);
+          break;
+        case 'badRequest':
+          assert.equal(status, 400, where);
+          assert.equal(b.accepted, false, where);
+          break;
+        case 'retryAfterSeconds': {
+          assert.equal(status, 429, where);
+          assert.match(retryAfter, /^[0-3]$/, where);
+          assert.equal(b.retryAfter, retryAfter, where);
+          assert.equal(b.retryAfterUntil, b.answeredAt + Number(retryAfter) * 1000, where);
+          break;
+        }
+        case 'retryAfterDate': {
+          assert.equal(status, 503, where);
+          assert.match(retryAfter, /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/, where);
+          assert.equal(b.retryAfterUntil, Date.parse(retryAfter), where);
+          assert.ok(b.retryAfterUntil >= b.answeredAt && b.retryAfterUntil <= b.answeredAt + 3000, where);
+          break;
+        }
+        case 'e500':
+        case 'e503':
+          assert.equal(status, b.fate === 'e500' ? 500 : 503, where);
+          assert.equal(retryAfter, null, where);
+          assert.equal(b.retryAfterUntil, undefined, where);
+          assert.equal(b.accepted, false, where);
+          break;
+        case 'reset':
+          assert.equal(answers[i], 'error', where);
+          assert.equal(b.status, null, where);
+          assert.equal(b.accepted, false, where);
+          assert.ok(b.closedAt !== null, where);
+          break;
+        case 'acceptThen500':
+          assert.equal(status, 500, where);
+          assert.equal(b.accepted, true, where);
+          break;
+        default:
+          assert.fail(`unknown fate ${b.fate}`);
+      }
+    });
+    assert.deepEqual([...seen].sort(), Object.keys(ALL_FATES).sort(), 'every fate drawn in 90 requests');
+  }));
+
+test('chaos: the same seed draws the same fates in the same order; another seed does not', async () => {
+  const fates = (seed) =>
+    withCollector(async (c) => {
+      c.control.chaos({ seed, weights: { ok: 5, e503: 3, badRequest: 2 } });
+      await postSequentially(c, 40);
+      return c.log().batches.map((b) => b.fate);
+    });
+  const [a, b, other] = [await fates(42), await fates(42), await fates(43)];
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a, other);
+});
+
+test('chaos: a stalled request the client gives up on stays accepted and unanswered, with closedAt', () =>
+  withCollector(async (c) => {
+    c.control.chaos({ seed: 1, weights: { stall: 1 }, stallMs: 20_000 });
+    await assert.rejects(fetch(c.url + '/batch/', { method: 'POST', body: batchBody(2), signal: AbortSignal.timeout(200) }));
+    const [b] = await waitFor(() => {
+      const batches = c.log().batches;
+      return batches[0]?.closedAt !== null && batches;
+    });
+    assert.equal(b.fate, 'stall');
+    assert.equal(b.accepted, true, 'the collector kept the events');
+    assert.equal(b.answeredAt, null, 'nothing was answered');
+    assert.ok(b.closedAt >= b.receivedAt);
+  }));
+
+test('chaos: the plan still comes first; a chaos-only body keeps the plan; chaos null turns it off; bad configs get 400', () =>
+  withCollector(async (c) => {
+    const ctl = (body) => fetch(c.url + '/control', { method: 'POST', body: JSON.stringify(body) });
+    assert.equal((await ctl({ plan: [{ status: 418 }] })).status, 200);
+    assert.equal((await ctl({ chaos: { seed: 3, weights: { e503: 1 } } })).status, 200);
+    assert.equal((await post(c)).status, 418, 'the plan, kept by a chaos-only body, answers first');
+    assert.equal((await post(c)).status, 503, 'then chaos');
+    assert.equal(c.log().batches[0].fate, undefined, 'planned answers have no fate');
+    assert.equal(c.log().batches[1].fate, 'e503');
+    assert.equal((await ctl({ chaos: null })).status, 200);
+    assert.equal((await post(c)).status, 200, 'off: the default again');
+    for (const bad of [
+      { chaos: { weights: { teapot: 1 } } },
+      { chaos: { weights: { ok: -1 } } },
+      { chaos: { weights: { ok: 0 } } },
+      { chaos: { seed: 1.5, weights: { ok: 1 } } },
+      { chaos: { weights: { ok: 1 }, stallMs: -5 } },
+      { chaos: {} },
+    ]) {
+      const res = await ctl(bad);
+      assert.equal(res.status, 400, JSON.stringify(bad));
+      assert.match((await res.json()).error, /^chaos\./);
+    }
+    c.control.chaos({ seed: 3, weights: { e500: 1 } });
+    c.control.reset();
+    assert.equal((await post(c)).status, 200, 'reset turns chaos off');
+  }));
