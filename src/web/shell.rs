@@ -208,6 +208,11 @@ pub fn drive(shared: &Shared) {
             )
         }
     };
+    // Aborts first: a timed-out request's slot may already be taken by a send below, and the
+    // page must never hold more than `maxInFlight` requests open, not even for a moment.
+    for controller in &work.aborts {
+        host::abort(controller);
+    }
     let mut started = Vec::new();
     if let (Some(endpoint), Some(answer)) = (endpoint, answer) {
         for t in &work.sends {
@@ -246,9 +251,6 @@ pub fn drive(shared: &Shared) {
         if let Ok(mut shell) = shared.try_borrow_mut() {
             shell.requests.append(&mut started);
         }
-    }
-    for controller in &work.aborts {
-        host::abort(controller);
     }
     if let Some((events, bytes)) = work.overflow {
         warn_overflow(events, bytes);
