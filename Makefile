@@ -85,8 +85,11 @@ fuzz: setup
 
 # The engine soak: a million events per seed through the simulation's random faults, memory
 # bounds checked after every step (`make test` runs the same simulation at 2,000 per seed).
-soak:
+# Then the same in headless Chromium: 20,000 events through the chaos collector, and two
+# rounds of 100,000 events with the wasm memory measured (`make test` runs 5,000 and 20,000).
+soak: build
 	SPOOL_SIM_SEEDS=5 SPOOL_SIM_EVENTS=1000000 cargo test --release --test simulation -- --nocapture
+	SPOOL_CHAOS_EVENTS=20000 SPOOL_SOAK_EVENTS=100000 node --test tests/e2e/chaos.test.mjs tests/e2e/soak.test.mjs
 
 clean:
 	cargo clean
