@@ -162,29 +162,31 @@ export async function captureCost(browser, collector, { n, runs, chunk = 100, lo
  * capture loop (its timers, its responses, its sends), from a Chromium trace of `n` captures
  * and their delivery. The loop's tasks are told apart by the `performance.mark` each starts with.
  */
-export async function longestTasks(browser, collector, { n, chunk = 100, log }) {
+export async function longestTasks(browser, collector, { n, offN = n, chunk = 100, log }) {
   const out = {};
   for (const c of CAPTURE_CONTENDERS) {
     collector.control.reset();
     const tally = new Tally(collector);
     const h = await openContender(browser, collector, c);
+    // spool's `off` sends one request per event: seconds per thousand, traced.
+    const count = c.id === 'spool-off' ? offN : n;
     try {
       await h.cdp.send('Tracing.start', {
         transferMode: 'ReturnAsStream',
         traceConfig: { includedCategories: ['toplevel', 'blink.user_timing'], recordMode: 'recordAsMuchAsPossible' },
       });
-      await h.page.evaluate((a) => window.bench.captureLoop(a), { n, chunk, mark: true });
+      await h.page.evaluate((a) => window.bench.captureLoop(a), { n: count, chunk, mark: true });
       if (c.kind === 'spool') await h.page.evaluate(() => window.bench.flush());
-      if (c.kind === 'posthog') await tally.waitFor(h.apiKey, n, POSTHOG_FLUSH_MS + 30_000);
+      if (c.kind === 'posthog') await tally.waitFor(h.apiKey, count, POSTHOG_FLUSH_MS + 30_000);
       const events = await stopTrace(h.cdp, (text) => text.includes('RunTask') || text.includes('bench-chunk'));
-      out[c.id] = longestOutsideLoop(events);
+      out[c.id] = { ...longestOutsideLoop(events), events: count };
       log?.(`  ${c.label}: longest task outside the loop ${out[c.id].longestMs.toFixed(1)} ms, longest loop task ${out[c.id].longestLoopMs.toFixed(1)} ms`);
     } finally {
       await h.close();
     }
   }
   collector.control.reset();
-  return { n, chunk, byId: out };
+  return { n, offN, chunk, byId: out };
 }
 
 /**
@@ -258,11 +260,13 @@ function longestOutsideLoop(events) {
  * Figure 3: requests and bytes on the wire for `n` events captured as fast as the loop goes
  * (100 per task), and the main thread's whole-path cost (capture through delivery, from the
  * renderer's own task accounting). Bytes are request bodies as the collector received them,
- * plus request headers as Chromium sent them (its Network domain). The events' own JSON is
+ * plus request headers as Chromium sent them (its Network domain, in a separate short probe per
+ * contender so the instrumentation does not weigh on the timed runs). The events' own JSON is
  * the floor's records for the same events: `{event, distinct_id, properties, timestamp, uuid}`,
- * the least a PostHog-format exporter can ship.
+ * the least a PostHog-format exporter can ship. spool's `off` mode sends one request per event
+ * and takes seconds per thousand, so it runs on `n / offDivisor` events, scaled to `n`.
  */
-export async function wire(browser, collector, { n, runs, log }) {
+export async function wire(browser, collector, { n, runs, offDivisor = 10, log }) {
   // The baseline: the same n events as JSON records.
   const floor = await openContender(browser, collector, CAPTURE_CONTENDERS[0]);
   await floor.page.evaluate((a) => window.bench.captureLoop(a), { n, chunk: 100 });
@@ -271,38 +275,52 @@ export async function wire(browser, collector, { n, runs, log }) {
   const eventJsonBytes = records.reduce((s, r) => s + Buffer.byteLength(r), 0);
 
   const contenders = CAPTURE_CONTENDERS.filter((c) => c.kind !== 'floor');
+  const countFor = (c) => (c.id === 'spool-off' ? Math.ceil(n / offDivisor) : n);
+
+  // Header bytes per request: constant per contender, so measured once on a few events.
+  const headerBytes = {};
+  for (const c of contenders) {
+    collector.control.reset();
+    const tally = new Tally(collector);
+    const h = await openContender(browser, collector, c);
+    try {
+      const headers = tapRequestHeaders(h.cdp);
+      await h.cdp.send('Network.enable');
+      await h.page.evaluate((a) => window.bench.captureLoop(a), { n: 200, chunk: 100 });
+      if (c.kind === 'spool') await h.page.evaluate(() => window.bench.flush());
+      await tally.waitFor(h.apiKey, 200, POSTHOG_FLUSH_MS + 10_000);
+      await sleep(100);
+      const sent = headers.bytes();
+      headerBytes[c.id] = sent.requests ? sent.bytes / sent.requests : NaN;
+    } finally {
+      await h.close();
+    }
+  }
+
   const results = Object.fromEntries(contenders.map((c) => [c.id, []]));
   for (let r = 0; r < runs; r++) {
     for (const c of rotate(contenders, r)) {
       collector.control.reset();
       const tally = new Tally(collector);
       const h = await openContender(browser, collector, c);
+      const count = countFor(c);
+      const scale = n / count;
       try {
-        const headers = tapRequestHeaders(h.cdp);
-        await h.cdp.send('Network.enable');
         await h.cdp.send('Performance.enable');
         const before = metrics(await h.cdp.send('Performance.getMetrics'));
-        const t0 = Date.now();
-        await h.page.evaluate((a) => window.bench.captureLoop(a), { n, chunk: 100 });
+        await h.page.evaluate((a) => window.bench.captureLoop(a), { n: count, chunk: 100 });
         if (c.kind === 'spool') await h.page.evaluate(() => window.bench.flush());
-        const got = await tally.waitFor(h.apiKey, n, c.kind === 'posthog' ? POSTHOG_FLUSH_MS + 60_000 : 60_000);
-        const elapsedMs = Date.now() - t0;
+        const got = await tally.waitFor(h.apiKey, count, c.kind === 'posthog' ? POSTHOG_FLUSH_MS + 60_000 : 60_000);
         const after = metrics(await h.cdp.send('Performance.getMetrics'));
-        // Header events can trail the response by a moment.
-        await sleep(100);
-        const sent = headers.bytes();
         const row = {
-          requests: got.requests,
-          events: got.events,
-          bodyBytes: got.bytes,
-          headerBytes: sent.bytes,
-          headerRequests: sent.requests,
-          mainThreadUsPerEvent: ((after.TaskDuration - before.TaskDuration) * 1e6) / n,
-          scriptUsPerEvent: ((after.ScriptDuration - before.ScriptDuration) * 1e6) / n,
-          elapsedMs,
+          requests: got.requests * scale,
+          events: got.events * scale,
+          bodyBytes: got.bytes * scale,
+          headerBytes: got.requests * scale * headerBytes[c.id],
+          mainThreadUsPerEvent: ((after.TaskDuration - before.TaskDuration) * 1e6) / count,
         };
         results[c.id].push(row);
-        log?.(`  run ${r + 1}/${runs} ${c.label}: ${row.requests} requests, ${row.bodyBytes} body + ${row.headerBytes} header bytes, ${row.events}/${n} events, main thread ${row.mainThreadUsPerEvent.toFixed(1)} µs/event`);
+        log?.(`  run ${r + 1}/${runs} ${c.label}: ${got.requests} requests, ${got.bytes} body bytes, ${got.events}/${count} events, main thread ${row.mainThreadUsPerEvent.toFixed(1)} µs/event`);
       } finally {
         await h.close();
       }
@@ -315,18 +333,17 @@ export async function wire(browser, collector, { n, runs, log }) {
     eventJsonBytes,
     rows: contenders.map((c) => {
       const rs = results[c.id];
-      const last = rs[rs.length - 1];
       return {
         ...c,
+        measuredOn: countFor(c),
         requests: summary(rs.map((x) => x.requests)),
         events: summary(rs.map((x) => x.events)),
         bodyBytes: summary(rs.map((x) => x.bodyBytes)),
         wireBytes: summary(rs.map((x) => x.bodyBytes + x.headerBytes)),
-        headerBytesPerRequest: last.headerRequests ? last.headerBytes / last.headerRequests : NaN,
+        headerBytesPerRequest: headerBytes[c.id],
         bodyRatio: summary(rs.map((x) => x.bodyBytes / eventJsonBytes)),
         wireRatio: summary(rs.map((x) => (x.bodyBytes + x.headerBytes) / eventJsonBytes)),
         mainThread: summary(rs.map((x) => x.mainThreadUsPerEvent)),
-        script: summary(rs.map((x) => x.scriptUsPerEvent)),
         maxBatchEvents: c.kind === 'spool' ? (c.options?.batchMode === 'off' ? 1 : 100) : null,
       };
     }),

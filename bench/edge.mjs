@@ -6,12 +6,13 @@
 //! threads, from /proc/PID/stat) while it serves `requests` requests one after another.
 //! That includes workerd's own HTTP handling, the same for both variants, and everything the
 //! middleware causes (its wasm, its batches sent in `waitUntil`): the ratio is what a Worker
-//! pays for telemetry on a trivial handler.
+//! pays for telemetry on a trivial handler. A third Worker, the same handler posting its event
+//! with plain `fetch` in `waitUntil`, is the floor for one collector request per Worker request.
 
 import { execSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { summary } from './stats.mjs';
+import { rotate, summary } from './stats.mjs';
 
 /** Whether the built package exports the edge middleware. */
 export function hasWithTelemetry(root) {
@@ -37,7 +38,7 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
     compatibilityDate: compatibilityDate(root),
     bindings: { SPOOL_ENDPOINT: collector.url + '/batch/' },
   });
-  const workers = [worker('plain', 'bench/edge/plain.mjs')];
+  const workers = [worker('plain', 'bench/edge/plain.mjs'), worker('fetch', 'bench/edge/fetch.mjs')];
   if (telemetry) workers.push(worker('telemetry', 'bench/edge/telemetry.mjs'));
   const before = new Set(workerdPids());
   const mf = new Miniflare({ workers });
@@ -46,14 +47,14 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
     const pids = workerdPids().filter((p) => !before.has(p));
     if (pids.length === 0) throw new Error('no workerd process found under /proc');
     const cpu = () => pids.reduce((s, pid) => s + processCpuNs(pid), 0);
-    const variants = telemetry ? ['plain', 'telemetry'] : ['plain'];
+    const variants = telemetry ? ['plain', 'fetch', 'telemetry'] : ['plain', 'fetch'];
     const handles = Object.fromEntries(await Promise.all(variants.map(async (v) => [v, await mf.getWorker(v)])));
     const results = Object.fromEntries(variants.map((v) => [v, []]));
     let error = null;
     // Warm-up: compile, JIT, open connections.
     for (const v of variants) await serve(handles[v], 200).catch((e) => (error ??= e));
     for (let r = 0; r < runs && !error; r++) {
-      for (const v of r % 2 ? [...variants].reverse() : variants) {
+      for (const v of rotate(variants, r)) {
         const c0 = cpu();
         try {
           await serve(handles[v], requests);
@@ -68,20 +69,22 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
         log?.(`  run ${r + 1}/${runs} ${v}: ${us.toFixed(1)} µs CPU/request`);
       }
     }
-    const plain = summary(results.plain);
-    if (!telemetry || error) {
-      return { telemetry, error: error ? String(error.message ?? error) : null, requests, runs, plain, withTelemetry: null, ratio: null };
-    }
-    const ratios = results.telemetry.map((t, i) => t / results.plain[i]);
-    return {
+    const over = (a, b) => (results[a].length ? summary(results[a].map((x, i) => x / results[b][i])) : null);
+    const base = {
       telemetry,
-      error: null,
+      error: error ? String(error.message ?? error) : null,
       requests,
       runs,
-      plain,
+      plain: summary(results.plain),
+      fetch: results.fetch.length ? summary(results.fetch) : null,
+      fetchRatio: over('fetch', 'plain'),
+    };
+    if (!telemetry || error) return { ...base, withTelemetry: null, ratio: null, overFetch: null };
+    return {
+      ...base,
       withTelemetry: summary(results.telemetry),
-      ratio: summary(ratios),
-      delivered: collector.log().batches.reduce((s, b) => s + b.events, 0),
+      ratio: over('telemetry', 'plain'),
+      overFetch: over('telemetry', 'fetch'),
     };
   } finally {
     await mf.dispose();
