@@ -245,7 +245,8 @@ function render(r, env) {
       `Capture (the event's \`timestamp\`) to arrival at the collector, which answers each request after ${L.rttMs} ms (a stand-in for a round trip: ` +
         `\`auto\` batches while a request is in flight). Up to 100 events/s the contenders run at once, each in its own page; faster, one at a time. ` +
         `Nothing calls \`flush()\`: events go when each policy sends them. An event not delivered ${L.waitMs / 1000} s after the last capture counts as never (∞). ` +
-        'spool at its defaults otherwise (maxBatchEvents 100, maxInFlight 4).',
+        'spool at its defaults otherwise (maxBatchEvents 100, maxInFlight 4): at ' + `${L.rttMs} ms a request, those carry at most ` +
+        `${(((4 * MAX_BATCH_EVENTS) / L.rttMs) * 1000).toLocaleString('en-US')} events/s, which is what bounds every mode at 10,000/s.`,
       '',
     );
     const rates = [...new Set(L.rows.map((x) => x.perSecond))];
