@@ -38,7 +38,7 @@ export function num(x, digits = 3) {
 /** "median (min–max)" of a summary, formatted with `num`. */
 export function spread(s, digits = 3, unit = '') {
   if (!s || Number.isNaN(s.median)) return 'n/a';
-  if (s.n === 1 || s.min === s.max) return `${num(s.median, digits)}${unit}`;
+  if (s.n === 1 || num(s.min, digits) === num(s.max, digits)) return `${num(s.median, digits)}${unit}`;
   return `${num(s.median, digits)}${unit} (${num(s.min, digits)}–${num(s.max, digits)})`;
 }
 
