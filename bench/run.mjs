@@ -1,7 +1,7 @@
 //! spool's benchmarks, side by side with posthog-js and a plain-JS floor, in one run.
 //!
 //!   node bench/run.mjs            every figure; prints the tables and writes BENCHMARKS.md
-//!   node bench/run.mjs --quick    the same code on small counts, one run (a smoke: < 1 min);
+//!   node bench/run.mjs --quick    the same code on small counts, one run (a smoke: about a minute);
 //!                                 writes nothing unless --out is given
 //!   options: --runs N  --out FILE  --only 1,2,3,4,5,6
 //!
@@ -329,7 +329,7 @@ function render(r, env) {
 
   const goalLines = ['## Goals', '', table(['goal', 'measured', 'verdict'], goals.map(([g, m, ok]) => [g, m, ok === null ? 'n/a' : ok ? 'PASS' : 'FAIL'])), ''];
   out.splice(goalIndex, 0, ...goalLines);
-  out.push('## How to reproduce', '', '```sh', 'make bench                   # builds pkg/ (release), runs every figure, writes BENCHMARKS.md', 'node bench/run.mjs --quick   # the same code on small counts (under a minute), writes nothing', '```', '');
+  out.push('## How to reproduce', '', '```sh', 'make bench                   # builds pkg/ (release), runs every figure, writes BENCHMARKS.md', 'node bench/run.mjs --quick   # the same code on small counts (about a minute), writes nothing', '```', '');
   return out.join('\n');
 }
 
