@@ -66,11 +66,12 @@ impl Exporter {
         };
         drive(&self.shell);
         match result {
-            Ok(uuid) => {
-                let mut text = String::with_capacity(36);
-                uuid.write(&mut text);
-                Ok(text.into())
-            }
+            Ok(uuid) => Ok(host::uuid_text(
+                (uuid.0 >> 96) as u32,
+                (uuid.0 >> 64) as u32,
+                (uuid.0 >> 32) as u32,
+                uuid.0 as u32,
+            )),
             Err(CaptureError::QueueFull) => Ok(JsValue::UNDEFINED),
             Err(e) => Err(error::capture(&e)),
         }

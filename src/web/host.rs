@@ -19,6 +19,10 @@ extern "C" {
         answer: &js_sys::Function,
     ) -> JsValue;
 
+    /// A uuid's canonical text from its four 32-bit words, most significant first.
+    #[wasm_bindgen(js_name = uuidText)]
+    pub fn uuid_text(a: u32, b: u32, c: u32, d: u32) -> JsValue;
+
     /// Aborts a request `post` started.
     pub fn abort(controller: &JsValue);
 
