@@ -594,6 +594,18 @@ impl<F: WireFormat> Engine<F> {
         self.gate_until
     }
 
+    /// Holds every request until `until_ms`, as a `Retry-After` answered to another exporter
+    /// of the same endpoint asked (the edge middleware shares one hold across the exporters
+    /// of an isolate). Capped like a `Retry-After` at [`MAX_RETRY_AFTER_MS`] from `now_ms`;
+    /// an earlier time than the current hold changes nothing.
+    pub fn hold_until(&mut self, until_ms: u64, now_ms: u64) {
+        let capped = until_ms.min(now_ms.saturating_add(MAX_RETRY_AFTER_MS));
+        if capped > self.gate_until {
+            self.gate_until = capped;
+            self.after_change(now_ms);
+        }
+    }
+
     fn new_batch_id(&mut self) -> BatchId {
         self.next_batch += 1;
         BatchId(self.next_batch)

@@ -630,3 +630,19 @@ fn an_invalid_config_is_refused_naming_the_field() {
     let err = Engine::new(c, 1).err().expect("refused");
     assert_eq!(err.field, "maxInFlight");
 }
+
+#[test]
+fn a_hold_from_another_exporter_delays_every_request_like_retry_after() {
+    let mut e = engine(config());
+    e.hold_until(T0 + 5_000, T0);
+    capture(&mut e, "x", T0);
+    e.flush(T0);
+    assert!(drain(&mut e, T0 + 4_999).is_empty());
+    assert_eq!(e.poll_timeout(), Some(T0 + 5_000));
+    assert_eq!(drain(&mut e, T0 + 5_000).len(), 1);
+    // Capped like a Retry-After, and never shortened.
+    e.hold_until(u64::MAX, T0 + 6_000);
+    assert_eq!(e.retry_after_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
+    e.hold_until(T0, T0 + 6_000);
+    assert_eq!(e.retry_after_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
+}
