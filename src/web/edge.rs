@@ -25,7 +25,7 @@
 
 use super::config::{self, Options};
 use super::exporter::Exporter;
-use super::shell::Shell;
+use super::shell::{Hold, Shell};
 use super::{error, host};
 use crate::engine::{Config, ConfigError, Engine};
 use js_sys::{Array, Object};
@@ -126,6 +126,7 @@ fn read(handler: &JsValue, options: &JsValue) -> Result<Result<JsValue, JsValue>
     let template = Template {
         endpoint_from_env: config.endpoint == ENDPOINT_STAND_IN,
         api_key_from_env: config::get(obj, "apiKey")?.is_none(),
+        hold: Hold::default(),
         config,
         options,
     };
@@ -157,6 +158,8 @@ struct Template {
     /// The endpoint and the key come from `env`, per request.
     endpoint_from_env: bool,
     api_key_from_env: bool,
+    /// The isolate's `Retry-After` hold, shared by every request's exporter.
+    hold: Hold,
 }
 
 impl Template {
@@ -190,7 +193,7 @@ impl Template {
             debug: self.options.debug,
         };
         Ok(Exporter {
-            shell: Shell::new(engine, options),
+            shell: Shell::new(engine, options, self.hold.clone()),
         }
         .into())
     }

@@ -39,7 +39,7 @@ impl Exporter {
         let (config, options) = config::read(&config).map_err(|e| error::config(&e))?;
         let engine = Engine::new(config, host::seed()).map_err(|e| error::config(&e))?;
         Ok(Exporter {
-            shell: Shell::new(engine, options),
+            shell: Shell::new(engine, options, Default::default()),
         })
     }
 

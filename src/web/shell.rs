@@ -13,17 +13,24 @@ use super::report::{Settled, ShutdownReport};
 use crate::engine::{Engine, FlushId, Notice, Outcome, RetryAfter, Stats, Transmit, TransmitId};
 use gloo_timers::callback::Timeout;
 use js_sys::Function;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 
 /// The shared handle the `Exporter`, the listeners and the answer callback hold.
 pub type Shared = Rc<RefCell<Shell>>;
 
+/// A `Retry-After` hold (ms since the epoch) shared by exporters of the same endpoint: the
+/// edge middleware gives one to all the exporters of an isolate, a browser exporter has its
+/// own. Plain data, so sharing it across Worker requests shares no I/O.
+pub type Hold = Rc<Cell<u64>>;
+
 /// Everything the exporter owns besides the JS object itself.
 pub struct Shell {
     /// The policy.
     pub engine: Engine,
+    /// Taken into the engine before every send, raised to the engine's after every input.
+    hold: Hold,
     /// The collector's URL.
     endpoint: Rc<str>,
     /// The user's `headers` (a plain object), or `undefined`.
@@ -64,8 +71,8 @@ struct Work {
 
 impl Shell {
     /// A shell around `engine`, listening to the page lifecycle if `options` say so and there
-    /// is a page.
-    pub fn new(engine: Engine, options: Options) -> Shared {
+    /// is a page, sharing `hold` with other exporters of the endpoint.
+    pub fn new(engine: Engine, options: Options, hold: Hold) -> Shared {
         let endpoint: Rc<str> = engine.config().endpoint.as_str().into();
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             let weak = this.clone();
@@ -76,6 +83,7 @@ impl Shell {
             );
             RefCell::new(Shell {
                 engine,
+                hold,
                 endpoint,
                 headers: options.headers,
                 debug: options.debug,
@@ -126,9 +134,14 @@ impl Shell {
         None
     }
 
-    /// Drains the engine into `work` and re-arms the timer.
+    /// Drains the engine into `work` and re-arms the timer. First the shared hold: a
+    /// `Retry-After` another exporter learned holds this one too, and one this exporter
+    /// learned (its last outcome) holds the others.
     fn collect(&mut self, work: &mut Work) {
         let now = now_ms();
+        self.engine.hold_until(self.hold.get(), now);
+        self.hold
+            .set(self.hold.get().max(self.engine.retry_after_until()));
         while let Some(t) = self.engine.poll_transmit(now) {
             work.sends.push(t);
         }
