@@ -10,7 +10,10 @@
 //! request's `waitUntil` awaits them: workerd refuses I/O shared between requests ("Cannot
 //! perform I/O on behalf of a different request"), and nothing is left on a timer once
 //! `waitUntil` settles, after which the isolate may be evicted. Nothing runs when the module is
-//! loaded: workerd forbids timers, I/O and random numbers at module scope.
+//! loaded: workerd forbids timers, I/O and random numbers at module scope. One thing is shared:
+//! the isolate's `Retry-After` hold, a number every exporter takes before it sends and raises
+//! when an answer names a later time, so a `Retry-After` answered to one request holds back
+//! every request's event.
 //!
 //! The options are read and checked here, once; the per-request work that touches the
 //! request, `env` and `ctx` is in `edge.js`, which drives each exporter through its public

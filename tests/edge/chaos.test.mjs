@@ -1,0 +1,291 @@
+// Chaos for the edge middleware in workerd (miniflare, offline): a Worker wrapped by
+// withTelemetry serves hundreds of requests, several at a time, and each request's event goes
+// out from that request's own exporter inside its ctx.waitUntil, to a collector that answers
+// each request at random from a seeded draw (tools/collector.mjs, chaos mode): 2xx, 400, 429
+// and 503 with a small Retry-After (seconds or an HTTP-date), 500, 503, stalls past the
+// request timeout, dropped connections, events kept but answered 500. Once every waitUntil
+// has settled, the invariants of tests/e2e/chaos.test.mjs are checked against the Worker's
+// record of its requests, its log and the collector's log:
+//
+// - every request's event is acknowledged by the collector or logged by the middleware as
+//   not delivered (console.warn, with the reason), never neither, and the counts add up;
+// - an event is accepted twice only if its earlier acceptance went unacknowledged;
+// - no request reaches the collector before a Retry-After deadline named by an answer the
+//   isolate had already taken, whichever request's exporter took it (one hold per isolate);
+// - workerd never refuses I/O shared between requests.
+//
+// The Worker records the wire as the browser test's page does: it wraps the global fetch the
+// exporters call, tags each request (?wire=N), numbers sends and answers in one sequence (an
+// answer at the moment the exporter takes it), and counts the waitUntil promises settled.
+//
+// SPOOL_EDGE_CHAOS_REQUESTS sets the requests (default 300), SPOOL_EDGE_CHAOS_SEED the seed
+// (default 42). Needs the built pkg/ (make build; make test-edge does that).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startCollector, waitFor } from '../e2e/harness.mjs';
+import { startWorker } from './workerd.mjs';
+
+const REQUESTS = Number(process.env.SPOOL_EDGE_CHAOS_REQUESTS ?? 300);
+const SEED = Number(process.env.SPOOL_EDGE_CHAOS_SEED ?? 42);
+// Requests dispatched at once.
+const WIDTH = 20;
+const OPTIONS = { requestTimeoutMs: 1000, initialBackoffMs: 50, maxBackoffMs: 500, maxAttempts: 6, deadlineMs: 8000 };
+const WEIGHTS = {
+  ok: 60,
+  badRequest: 3,
+  retryAfterSeconds: 4,
+  retryAfterDate: 3,
+  e500: 5,
+  e503: 8,
+  stall: 3,
+  reset: 4,
+  acceptThen500: 5,
+};
+// Past requestTimeoutMs: the exporter always gives up first. Retry-After of 0 to 2 s: every
+// one holds the whole isolate back.
+const CHAOS = { seed: SEED, weights: WEIGHTS, stallMs: 3000, retryAfterMaxSeconds: 2 };
+
+// The test Worker: the middleware as the example Worker uses it, with OPTIONS, and the wire
+// recorder around it. The recorder's state is plain data at module scope (one isolate).
+const WORKER = `
+import wasm from "./pkg/spool_bg.wasm";
+import { initSync, withTelemetry } from "./pkg/spool.js";
+initSync({ module: wasm });
+
+let clock = 0;
+const sent = [];  // [seq]: by wire id, when the isolate sent it
+const taken = []; // [wire, seq, status or null (network error, abort), Retry-After or null]
+let settled = 0;
+const original = globalThis.fetch.bind(globalThis);
+globalThis.fetch = (url, init) => {
+  const wire = sent.length;
+  sent.push(++clock);
+  const tagged = new URL(url);
+  tagged.searchParams.set("wire", String(wire));
+  const answer = original(tagged.href, init);
+  // The exporter's shell calls then() once: the answer is recorded as it hands it over.
+  return {
+    then(ok, failed) {
+      return answer.then(
+        (r) => (taken.push([wire, ++clock, r.status, r.headers.get("Retry-After")]), ok(r)),
+        (e) => (taken.push([wire, ++clock, null, null]), failed(e)),
+      );
+    },
+  };
+};
+
+const app = withTelemetry({ async fetch() { return new Response("ok"); } }, ${JSON.stringify(OPTIONS)});
+
+export default {
+  async fetch(request, env, ctx) {
+    if (new URL(request.url).pathname == "/__wire") return Response.json({ sent, taken, settled });
+    const counted = {
+      waitUntil: (p) => ctx.waitUntil(p.finally(() => settled++)),
+      passThroughOnException: () => ctx.passThroughOnException(),
+    };
+    return app.fetch(request, env, counted);
+  },
+};
+`;
+
+let collector;
+let worker;
+let log;
+before(async () => {
+  collector = await startCollector({ port: 0, host: '127.0.0.1' });
+  ({ worker, log } = await startWorker(WORKER, { SPOOL_ENDPOINT: `${collector.url}/batch/` }));
+});
+after(async () => {
+  await worker?.dispose();
+  await collector?.close();
+});
+
+const is2xx = (status) => status >= 200 && status < 300;
+const wireOf = (entry) => Number(new URL(entry.url, 'http://collector').searchParams.get('wire'));
+const pathOf = (entry) => entry.body?.batch?.[0]?.properties?.path;
+
+/** Checks the run; returns { violations, summary }. */
+function check({ sent, taken, settled }, entries, logText) {
+  const violations = [];
+  const violate = (m) => violations.length < 50 && violations.push(m);
+  const same = (actual, expected, what) => actual === expected || violate(`${what}: ${actual}, not ${expected}`);
+
+  same(settled, REQUESTS, 'waitUntil promises settled');
+  const entriesOf = new Map();
+  for (const e of entries) {
+    const wire = wireOf(e);
+    if (!(wire >= 0 && wire < sent.length)) {
+      violate(`collector entry ${e.seq} (${e.url}) is no request the Worker made`);
+      continue;
+    }
+    if (!entriesOf.has(wire)) entriesOf.set(wire, []);
+    entriesOf.get(wire).push(e);
+  }
+  // The entry whose answer the Worker took, for each request answered with a status.
+  const answerOf = new Map();
+  const takenOf = new Map();
+  for (const [wire, seq, status, retryAfter] of taken) {
+    if (takenOf.has(wire)) violate(`request ${wire} answered twice`);
+    takenOf.set(wire, { seq, status, retryAfter });
+    if (status === null) continue;
+    const answered = (entriesOf.get(wire) ?? []).filter(
+      (e) => e.answeredAt !== null && e.closedAt === null && e.status === status,
+    );
+    if (answered.length !== 1) {
+      violate(`request ${wire}: the Worker took status ${status}, the collector answered it ${answered.length} times`);
+      continue;
+    }
+    answerOf.set(wire, answered[0]);
+  }
+
+  // 1. Every request's event acknowledged, or logged as not delivered; the counts add up.
+  const paths = new Set(Array.from({ length: REQUESTS }, (_, i) => `/items/${i}`));
+  const acknowledged = new Set();
+  for (const [wire, e] of answerOf) {
+    if (!is2xx(takenOf.get(wire).status)) continue;
+    const path = pathOf(e);
+    if (acknowledged.has(path)) violate(`the event of ${path} acknowledged twice`);
+    acknowledged.add(path);
+  }
+  const accepted = new Map(); // uuid -> accepted entries, in arrival order
+  const acceptedPaths = new Set();
+  const uuidOf = new Map(); // path -> uuid
+  for (const e of entries) {
+    const event = e.body?.batch?.[0];
+    if (e.body?.batch?.length !== 1 || !paths.has(event?.properties?.path)) {
+      violate(`entry ${e.seq} is not one event of a request made: ${JSON.stringify(e.body)?.slice(0, 200)}`);
+      continue;
+    }
+    const path = event.properties.path;
+    if ((uuidOf.get(path) ?? event.uuid) !== event.uuid) violate(`${path}: two uuids`);
+    uuidOf.set(path, event.uuid);
+    if (e.accepted) {
+      acceptedPaths.add(path);
+      if (!accepted.has(event.uuid)) accepted.set(event.uuid, []);
+      accepted.get(event.uuid).push(e);
+    }
+  }
+  for (const path of acknowledged) {
+    if (!acceptedPaths.has(path)) violate(`the event of ${path} acknowledged but never accepted`);
+  }
+  const warnings = [...logText.matchAll(/spool: a http_request event was not delivered \(([^;)]*)(?:; last error: ([^)]*))?\)/g)];
+  const notDelivered = {};
+  for (const [, why, last] of warnings) {
+    const reason = last ? `${why} (${last.replace(/\d+ ms/, 'N ms')})` : why;
+    notDelivered[reason] = (notDelivered[reason] ?? 0) + 1;
+  }
+  same(acknowledged.size + warnings.length, REQUESTS, 'events acknowledged + logged as not delivered vs requests');
+  const neverArrived = [...paths].filter((p) => !acceptedPaths.has(p)).length;
+  if (neverArrived > warnings.length) violate(`${neverArrived} events never accepted, ${warnings.length} logged`);
+
+  // 2. Accepted twice only after an unacknowledged acceptance.
+  const duplicateCauses = {};
+  let duplicated = 0;
+  for (const [uuid, es] of accepted) {
+    if (es.length < 2) continue;
+    duplicated++;
+    for (const e of es.slice(0, -1)) {
+      const wire = wireOf(e);
+      if (answerOf.get(wire) === e && is2xx(takenOf.get(wire).status)) {
+        violate(`event ${uuid} was sent again after entry ${e.seq} acknowledged it`);
+      }
+      const cause = e.fate === 'ok' ? 'ok answered after the Worker gave up' : e.fate;
+      if (!['acceptThen500', 'stall', 'ok answered after the Worker gave up'].includes(cause)) {
+        violate(`event ${uuid}: accepted twice, the first time by a ${cause}`);
+      }
+      duplicateCauses[cause] = (duplicateCauses[cause] ?? 0) + 1;
+    }
+  }
+
+  // 3. Retry-After, across requests: a request the isolate sent after it had taken an answer
+  // naming a deadline arrives at or after that deadline (both clocks are this machine's).
+  // Requests sent before the answer was taken were already on their way.
+  const deadlines = []; // [seq when taken, until, entry]
+  for (const [wire, e] of answerOf) {
+    if (e.retryAfterUntil != null) deadlines.push([takenOf.get(wire).seq, e.retryAfterUntil, e]);
+  }
+  deadlines.sort((x, y) => x[0] - y[0]);
+  const bySent = entries.filter((e) => wireOf(e) < sent.length).map((e) => [sent[wireOf(e)], e]);
+  bySent.sort((x, y) => x[0] - y[0]);
+  let gate = 0;
+  let gateFrom = null;
+  let d = 0;
+  for (const [sentSeq, e] of bySent) {
+    while (d < deadlines.length && deadlines[d][0] < sentSeq) {
+      if (deadlines[d][1] > gate) [gate, gateFrom] = [deadlines[d][1], deadlines[d][2]];
+      d++;
+    }
+    if (e.receivedAt < gate) {
+      violate(`entry ${e.seq} (${pathOf(e)}) arrived at ${e.receivedAt}, before the Retry-After deadline ${gate} of entry ${gateFrom.seq} (${pathOf(gateFrom)})`);
+    }
+  }
+
+  // 4. workerd refused nothing.
+  const refused = logText.match(/.*(different request|Cannot perform I\/O|cross-request).*/i);
+  if (refused) violate(`workerd: ${refused[0]}`);
+
+  const fates = {};
+  for (const e of entries) fates[e.fate] = (fates[e.fate] ?? 0) + 1;
+  const resent = [...entriesOf.values()].reduce((n, es) => n + es.length - 1, 0);
+  return {
+    violations,
+    summary: {
+      requests: REQUESTS,
+      collectorRequests: entries.length,
+      workerRequests: sent.length,
+      runtimeResends: resent,
+      fates,
+      delivered: acknowledged.size,
+      notDelivered,
+      neverArrived,
+      duplicatedEvents: duplicated,
+      duplicateCauses,
+      retryAfterAnswers: deadlines.length,
+      violations: violations.length,
+    },
+  };
+}
+
+test(`edge chaos: ${REQUESTS} Worker requests through random faults: every event delivered or logged, ` +
+  'duplicated only when unacknowledged, no Retry-After rushed across requests', { timeout: 10 * 60_000 }, async (t) => {
+  collector.control.reset();
+  collector.control.chaos(CHAOS);
+  const started = Date.now();
+  for (let i = 0; i < REQUESTS; i += WIDTH) {
+    const slice = [];
+    for (let j = i; j < Math.min(REQUESTS, i + WIDTH); j++) {
+      slice.push(worker.dispatchFetch(`https://shop.example/items/${j}`).then(async (r) => [r.status, await r.text()]));
+    }
+    for (const [status, body] of await Promise.all(slice)) assert.deepEqual([status, body], [200, 'ok']);
+  }
+  const served = Date.now() - started;
+
+  const wire = async () => (await worker.dispatchFetch('https://shop.example/__wire')).json();
+  // Every delivery settled: each ends by its deadline (8 s after its response, plus the abort).
+  const record = await waitFor(async () => {
+    const w = await wire();
+    return w.settled >= REQUESTS && w;
+  }, { timeoutMs: 60_000 + REQUESTS * 100, intervalMs: 100, message: 'every waitUntil settled' });
+  const settledIn = Date.now() - started;
+  // Stalled requests the Worker gave up on: the collector sees their connections close.
+  await waitFor(() => collector.log().batches.every((e) => e.answeredAt !== null || e.closedAt !== null), {
+    timeoutMs: 10_000,
+    message: 'every request answered or closed at the collector',
+  });
+  // The warnings were printed before their waitUntil settled; give workerd's pipe a moment.
+  const delivered = new Set(record.taken.filter(([, , status]) => is2xx(status)).map(([wire]) => wire)).size;
+  const warned = () => log.text().match(/was not delivered/g)?.length ?? 0;
+  await waitFor(() => warned() >= REQUESTS - delivered, { timeoutMs: 5000, message: 'the not-delivered warnings' })
+    .catch(() => {});
+  await new Promise((r) => setTimeout(r, 300));
+
+  const { violations, summary } = check(record, collector.log().batches, log.text());
+  summary.seconds = { served: served / 1000, settled: settledIn / 1000 };
+  t.diagnostic(`edge chaos summary (seed ${SEED}): ${JSON.stringify(summary)}`);
+  assert.deepEqual(violations, [], `${summary.violations} violations`);
+  // The run exercised what it claims to.
+  if (REQUESTS >= 300) {
+    for (const fate of Object.keys(WEIGHTS)) assert.ok(summary.fates[fate] > 0, `fate ${fate} drawn`);
+    assert.ok(summary.retryAfterAnswers > 0, 'Retry-After answers taken');
+  }
+});
