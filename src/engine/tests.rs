@@ -28,6 +28,17 @@ fn notices(e: &mut Engine) -> Vec<Notice> {
     std::iter::from_fn(|| e.poll_notice()).collect()
 }
 
+/// The flush completions among the notices.
+fn flush_reports(e: &mut Engine) -> Vec<FlushReport> {
+    notices(e)
+        .into_iter()
+        .filter_map(|n| match n {
+            Notice::FlushComplete(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
 fn sent_at(body: &str) -> &str {
     let i = body.rfind("\"sent_at\":\"").expect("sent_at") + 11;
     &body[i..i + 24]
@@ -426,13 +437,7 @@ fn flush_sends_at_once_and_completes_when_its_events_settle() {
         .iter()
         .all(|n| !matches!(n, Notice::FlushComplete(_))));
     e.handle_outcome(t.id, Outcome::status(200), T0 + 30);
-    let done: Vec<_> = notices(&mut e)
-        .into_iter()
-        .filter_map(|n| match n {
-            Notice::FlushComplete(r) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let done = flush_reports(&mut e);
     assert_eq!(
         done,
         [FlushReport {
@@ -463,13 +468,7 @@ fn overlapping_flushes_each_wait_for_exactly_their_own_events() {
         "f2 waits for a too"
     );
     e.handle_outcome(ta.id, Outcome::status(400), T0 + 6);
-    let done: Vec<_> = notices(&mut e)
-        .into_iter()
-        .filter_map(|n| match n {
-            Notice::FlushComplete(r) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let done = flush_reports(&mut e);
     assert_eq!(
         done,
         [

@@ -24,22 +24,12 @@ pub struct Options {
     pub debug: bool,
 }
 
-/// Every key the config object may have.
-const KEYS: [&str; 18] = [
+/// The keys that are not numbers; with [`NUMBERS`], every key the config object may have.
+const OTHER_KEYS: [&str; 8] = [
     "endpoint",
     "allowInsecure",
     "apiKey",
     "distinctId",
-    "flushIntervalMs",
-    "maxBatchEvents",
-    "maxBatchBytes",
-    "maxQueueEvents",
-    "maxQueueBytes",
-    "maxAttempts",
-    "initialBackoffMs",
-    "maxBackoffMs",
-    "maxInFlight",
-    "requestTimeoutMs",
     "batchMode",
     "flushOnPageHide",
     "headers",
@@ -207,7 +197,7 @@ fn warn_unknown_keys(obj: &Object) {
     let mut unknown = String::new();
     for key in Object::keys(obj).iter() {
         let Some(key) = key.as_string() else { continue };
-        if !KEYS.contains(&key.as_str()) {
+        if !OTHER_KEYS.contains(&key.as_str()) && !NUMBERS.contains(&key.as_str()) {
             if !unknown.is_empty() {
                 unknown.push_str(", ");
             }

@@ -19,7 +19,7 @@
 // Needs `make build` first; `make test-e2e` does that.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, openCrossOrigin, waitFor } from './harness.mjs';
+import { launchBrowser, waitFor, withSpoolPage } from './harness.mjs';
 
 const PAGE = '/tests/e2e/pages/reliability.html';
 const EVENTS = Number(process.env.SPOOL_CHAOS_EVENTS ?? 5000);
@@ -68,16 +68,7 @@ after(async () => {
 
 /** Opens the reliability page sending to a collector on another origin; runs fn; cleans up. */
 async function crossOrigin(fn) {
-  const handles = await openCrossOrigin(browser, PAGE);
-  try {
-    await waitFor(() => handles.page.evaluate(() => window.spoolReady), { message: 'spool loaded' });
-    return await fn(handles);
-  } catch (err) {
-    err.message += `\npage errors: ${handles.pageErrors.join('\n')}\nconsole: ${handles.consoleMessages.slice(-20).join('\n')}`;
-    throw err;
-  } finally {
-    await handles.close();
-  }
+  return withSpoolPage(browser, PAGE, fn);
 }
 
 /**

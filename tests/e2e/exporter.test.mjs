@@ -3,7 +3,7 @@
 // Needs `make build` (wasm-pack build --target web) first; `make test-e2e` does that.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, openCrossOrigin, openPage, startCollector, waitFor } from './harness.mjs';
+import { launchBrowser, openPage, startCollector, waitFor, withSpoolPage } from './harness.mjs';
 
 const PAGE = '/tests/e2e/pages/exporter.html';
 const ELSEWHERE = '/tests/e2e/pages/blank.html';
@@ -19,16 +19,7 @@ after(async () => {
 
 /** Opens the exporter page (origin A) sending to a collector on origin B; runs fn; cleans up. */
 async function crossOrigin(fn, pagePath = PAGE) {
-  const handles = await openCrossOrigin(browser, pagePath);
-  try {
-    await waitFor(() => handles.page.evaluate(() => window.spoolReady), { message: 'spool loaded' });
-    return await fn(handles);
-  } catch (err) {
-    err.message += `\npage errors: ${handles.pageErrors.join('\n')}\nconsole: ${handles.consoleMessages.slice(-20).join('\n')}`;
-    throw err;
-  } finally {
-    await handles.close();
-  }
+  return withSpoolPage(browser, pagePath, fn);
 }
 
 /** Every event the collector received, in arrival order, with its batch. */

@@ -124,3 +124,21 @@ export async function withCrossOrigin(browser, pagePath, fn, options = {}) {
     await handles.close();
   }
 }
+
+/**
+ * Opens `pagePath` with openCrossOrigin, waits until the page sets `window.spoolReady`, runs
+ * `fn(handles)` and closes everything; a failure carries the page's errors and last console
+ * lines.
+ */
+export async function withSpoolPage(browser, pagePath, fn) {
+  const handles = await openCrossOrigin(browser, pagePath);
+  try {
+    await waitFor(() => handles.page.evaluate(() => window.spoolReady), { message: 'spool loaded' });
+    return await fn(handles);
+  } catch (err) {
+    err.message += `\npage errors: ${handles.pageErrors.join('\n')}\nconsole: ${handles.consoleMessages.slice(-20).join('\n')}`;
+    throw err;
+  } finally {
+    await handles.close();
+  }
+}
