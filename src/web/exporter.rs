@@ -2,7 +2,7 @@
 //! `stats`, `shutdown`.
 
 use super::capture::Capture;
-use super::shell::{drive, Shared, Shell};
+use super::shell::{drive, drive_soon, Shared, Shell};
 use super::{config, error, host, report};
 use crate::engine::{CaptureError, Engine};
 use js_sys::{Function, Promise};
@@ -64,7 +64,7 @@ impl Exporter {
             let mut shell = self.shell.try_borrow_mut().map_err(|_| error::busy())?;
             shell.engine.capture(capture.input(), host::now_ms())
         };
-        drive(&self.shell);
+        drive_soon(&self.shell);
         match result {
             Ok(uuid) => Ok(host::uuid_text(
                 (uuid.0 >> 96) as u32,

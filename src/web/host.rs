@@ -5,6 +5,14 @@
 
 use wasm_bindgen::prelude::*;
 
+#[wasm_bindgen]
+extern "C" {
+    /// The global `queueMicrotask`: runs `callback` once the current task's code returns,
+    /// before anything else (a timer, an event, page teardown) can run.
+    #[wasm_bindgen(js_name = queueMicrotask)]
+    pub fn queue_microtask(callback: &js_sys::Function);
+}
+
 #[wasm_bindgen(module = "/src/web/host.js")]
 extern "C" {
     /// POSTs `body`; `answer(id, status, retryAfter, error)` is called once, asynchronously.

@@ -39,6 +39,10 @@ pub struct Shell {
     /// `answer(id, status, retryAfter, error)`, handed to every request: one closure for the
     /// exporter's life instead of one per request.
     answer: Function,
+    /// Runs [`drive`] in a microtask; see [`drive_soon`].
+    soon: Function,
+    /// Whether that microtask is queued.
+    soon_queued: bool,
     /// Requests in flight that can be aborted, with their `AbortController`.
     requests: Vec<(TransmitId, JsValue)>,
     /// `flush()` promises waiting for their `FlushComplete`.
@@ -81,6 +85,15 @@ impl Shell {
                     answered(&weak, TransmitId(id as u64), status, retry_after, error)
                 },
             );
+            let weak = this.clone();
+            let soon = Closure::<dyn FnMut()>::new(move || {
+                if let Some(shared) = weak.upgrade() {
+                    if let Ok(mut shell) = shared.try_borrow_mut() {
+                        shell.soon_queued = false;
+                    }
+                    drive(&shared);
+                }
+            });
             RefCell::new(Shell {
                 engine,
                 hold,
@@ -89,6 +102,8 @@ impl Shell {
                 debug: options.debug,
                 // Owned by JavaScript from here on; it holds only a weak reference back.
                 answer: answer.into_js_value().into(),
+                soon: soon.into_js_value().into(),
+                soon_queued: false,
                 requests: Vec::new(),
                 flushes: Vec::new(),
                 shutdown: None,
@@ -198,6 +213,20 @@ impl Shell {
         let this = self.this.clone();
         self.wake = Some((at, Timeout::new(delay, move || on_wake(&this))));
     }
+}
+
+/// Runs [`drive`] once the calling code's task yields (a microtask), however many inputs
+/// arrive before that. For `capture`: a loop of captures costs no request each, and a burst
+/// captured in one go is cut into full batches, not a first request of one event.
+pub fn drive_soon(shared: &Shared) {
+    let soon = match shared.try_borrow_mut() {
+        Ok(mut shell) if !shell.soon_queued => {
+            shell.soon_queued = true;
+            shell.soon.clone()
+        }
+        _ => return,
+    };
+    host::queue_microtask(&soon);
 }
 
 /// Sends what the engine wants sent, acts on its notices, and re-arms the timer. Call after
