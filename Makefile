@@ -68,15 +68,16 @@ demo: build
 	  exec node tools/collector.mjs --port $(DEMO_PORT) --host 127.0.0.1; \
 	fi
 
-# libFuzzer over the Retry-After parser, the properties validator and the body encoder, from
-# the committed corpus in fuzz/corpus/ (new finds go to target/fuzz-new/). A fixed seed and run count keep it reproducible and
+# libFuzzer over the Retry-After parser, the properties validator, the body encoder and the
+# config validation, from the committed corpus in fuzz/corpus/ (new finds go to
+# target/fuzz-new/). A fixed seed and run count keep it reproducible and
 # bounded in `make test`; `make fuzz FUZZ_RUNS=-1 FUZZ_SECONDS=600` searches for longer.
 # RUSTC_BOOTSTRAP lets cargo-fuzz pass its -Z flags to the stable compiler; no sanitizer is
 # needed for safe Rust.
 FUZZ_RUNS ?= 1000000
 FUZZ_SECONDS ?= 0
 fuzz: setup
-	for target in retry_after json_object body; do \
+	for target in retry_after json_object body config; do \
 	  mkdir -p target/fuzz-new/$$target; \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$target --sanitizer none \
 	    target/fuzz-new/$$target fuzz/corpus/$$target -- \
