@@ -20,6 +20,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, waitFor, withSpoolPage } from './harness.mjs';
+import { CHAOS_WEIGHTS, checkDuplicates, checkRetryAfter } from './chaos-invariants.mjs';
 
 const PAGE = '/tests/e2e/pages/reliability.html';
 const EVENTS = Number(process.env.SPOOL_CHAOS_EVENTS ?? 5000);
@@ -38,17 +39,6 @@ const CONFIG = {
   maxBatchEvents: 25,
   // Small enough to fill when Retry-After answers keep the endpoint closed for long.
   maxQueueEvents: 3000,
-};
-const WEIGHTS = {
-  ok: 60,
-  badRequest: 3,
-  retryAfterSeconds: 4,
-  retryAfterDate: 3,
-  e500: 5,
-  e503: 8,
-  stall: 3,
-  reset: 4,
-  acceptThen500: 5,
 };
 // Longer than requestTimeoutMs: the exporter always gives up first.
 const STALL_MS = 15_000;
@@ -264,22 +254,10 @@ function check(run, log) {
   same(droppedUuids, droppedHeld, 'captured events not delivered vs dropped after capture');
 
   // 2. Duplicates only after an unacknowledged receipt.
-  const duplicateCauses = {};
-  let duplicated = 0;
-  for (const [uuid, entries] of accepted) {
-    if (entries.length < 2) continue;
-    duplicated++;
-    for (const e of entries.slice(0, -1)) {
-      const t = transmits.get(transmitOf(e));
-      const acked = answerOf.get(t?.id) === e && is2xx(t.outcome.status);
-      if (acked) violate(`event ${uuid} was sent again after entry ${e.seq} acknowledged it`);
-      const cause = e.fate === 'ok' ? 'ok answered after the page gave up' : e.fate;
-      if (!['acceptThen500', 'stall', 'ok answered after the page gave up'].includes(cause)) {
-        violate(`event ${uuid}: accepted twice, the first time by a ${cause}`);
-      }
-      duplicateCauses[cause] = (duplicateCauses[cause] ?? 0) + 1;
-    }
-  }
+  const { duplicated, duplicateCauses } = checkDuplicates(accepted, (e) => {
+    const t = transmits.get(transmitOf(e));
+    return answerOf.get(t?.id) === e && is2xx(t.outcome.status);
+  }, 'page', violate);
 
   // 3. Retry-After: a request the page sent after it had taken an answer naming a deadline
   // arrives at or after that deadline (both clocks are this machine's). Requests sent before
@@ -288,28 +266,15 @@ function check(run, log) {
   for (const [id, e] of answerOf) {
     if (e.retryAfterUntil != null) deadlines.push([transmits.get(id).outcome.seq, e.retryAfterUntil, e]);
   }
-  deadlines.sort((x, y) => x[0] - y[0]);
-  const bySent = log.filter((e) => transmits.has(transmitOf(e)))
-    .map((e) => [transmits.get(transmitOf(e)).sent.seq, e])
-    .sort((x, y) => x[0] - y[0]);
-  let gate = 0;
-  let gateFrom = null;
-  let d = 0;
+  const sends = log.filter((e) => transmits.has(transmitOf(e))).map((e) => [transmits.get(transmitOf(e)).sent.seq, e]);
   let crossed = 0;
-  for (const [sentSeq, e] of bySent) {
-    while (d < deadlines.length && deadlines[d][0] < sentSeq) {
-      if (deadlines[d][1] > gate) [gate, gateFrom] = [deadlines[d][1], deadlines[d][2]];
-      d++;
-    }
-    if (e.receivedAt < gate) {
-      violate(`entry ${e.seq} arrived at ${e.receivedAt}, before the Retry-After deadline ${gate} of entry ${gateFrom.seq}`);
-    }
+  checkRetryAfter(deadlines, sends, violate, undefined, (e, gate) => {
     // For the summary: requests that crossed a Retry-After answer on the way (it was given
     // before they arrived, they arrived before its deadline, and the page had sent them before
     // it saw the answer, or they would be violations above).
     const racing = deadlines.some(([, until, ra]) => ra.answeredAt <= e.receivedAt && e.receivedAt < until);
     if (racing && e.receivedAt >= gate) crossed++;
-  }
+  });
 
   // 4. In flight: the page's own count is exact; the collector sees the same requests, with
   // the abort of a timed-out one and the start of the next racing on the network.
@@ -392,7 +357,7 @@ const CHAOS_TEST =
 
 test(CHAOS_TEST, { timeout: 30 * 60_000 }, async (t) => {
   await crossOrigin(async ({ page, collector }) => {
-    collector.control.chaos({ seed: SEED, weights: WEIGHTS, stallMs: STALL_MS });
+    collector.control.chaos({ seed: SEED, weights: CHAOS_WEIGHTS, stallMs: STALL_MS });
     const run = await page.evaluate(scenario, {
       events: EVENTS,
       seed: SEED,
@@ -410,7 +375,7 @@ test(CHAOS_TEST, { timeout: 30 * 60_000 }, async (t) => {
     assert.deepEqual(violations, [], `${summary.violations} violations`);
     // The run exercised what it claims to.
     if (EVENTS >= 2000) {
-      for (const fate of Object.keys(WEIGHTS)) assert.ok(summary.fates[fate] > 0, `fate ${fate} drawn`);
+      for (const fate of Object.keys(CHAOS_WEIGHTS)) assert.ok(summary.fates[fate] > 0, `fate ${fate} drawn`);
       assert.ok(summary.flushes > 0 && summary.pageHides > 0 && summary.keepalive > 0, 'flushes and page-hides happened');
     }
   });

@@ -24,26 +24,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCollector, waitFor } from '../e2e/harness.mjs';
 import { startWorker } from './workerd.mjs';
+import { CHAOS_WEIGHTS, checkDuplicates, checkRetryAfter } from '../e2e/chaos-invariants.mjs';
 
 const REQUESTS = Number(process.env.SPOOL_EDGE_CHAOS_REQUESTS ?? 300);
 const SEED = Number(process.env.SPOOL_EDGE_CHAOS_SEED ?? 42);
 // Requests dispatched at once.
 const WIDTH = 20;
 const OPTIONS = { requestTimeoutMs: 1000, initialBackoffMs: 50, maxBackoffMs: 500, maxAttempts: 6, deadlineMs: 8000 };
-const WEIGHTS = {
-  ok: 60,
-  badRequest: 3,
-  retryAfterSeconds: 4,
-  retryAfterDate: 3,
-  e500: 5,
-  e503: 8,
-  stall: 3,
-  reset: 4,
-  acceptThen500: 5,
-};
 // Past requestTimeoutMs: the exporter always gives up first. Retry-After of 0 to 2 s: every
 // one holds the whole isolate back.
-const CHAOS = { seed: SEED, weights: WEIGHTS, stallMs: 3000, retryAfterMaxSeconds: 2 };
+const CHAOS = { seed: SEED, weights: CHAOS_WEIGHTS, stallMs: 3000, retryAfterMaxSeconds: 2 };
 
 // The test Worker: the middleware as the example Worker uses it, with OPTIONS, and the wire
 // recorder around it. The recorder's state is plain data at module scope (one isolate).
@@ -179,23 +169,10 @@ function check({ sent, taken, settled }, entries, logText) {
   if (neverArrived > warnings.length) violate(`${neverArrived} events never accepted, ${warnings.length} logged`);
 
   // 2. Accepted twice only after an unacknowledged acceptance.
-  const duplicateCauses = {};
-  let duplicated = 0;
-  for (const [uuid, es] of accepted) {
-    if (es.length < 2) continue;
-    duplicated++;
-    for (const e of es.slice(0, -1)) {
-      const wire = wireOf(e);
-      if (answerOf.get(wire) === e && is2xx(takenOf.get(wire).status)) {
-        violate(`event ${uuid} was sent again after entry ${e.seq} acknowledged it`);
-      }
-      const cause = e.fate === 'ok' ? 'ok answered after the Worker gave up' : e.fate;
-      if (!['acceptThen500', 'stall', 'ok answered after the Worker gave up'].includes(cause)) {
-        violate(`event ${uuid}: accepted twice, the first time by a ${cause}`);
-      }
-      duplicateCauses[cause] = (duplicateCauses[cause] ?? 0) + 1;
-    }
-  }
+  const { duplicated, duplicateCauses } = checkDuplicates(accepted, (e) => {
+    const wire = wireOf(e);
+    return answerOf.get(wire) === e && is2xx(takenOf.get(wire).status);
+  }, 'Worker', violate);
 
   // 3. Retry-After, across requests: a request the isolate sent after it had taken an answer
   // naming a deadline arrives at or after that deadline (both clocks are this machine's).
@@ -204,21 +181,8 @@ function check({ sent, taken, settled }, entries, logText) {
   for (const [wire, e] of answerOf) {
     if (e.retryAfterUntil != null) deadlines.push([takenOf.get(wire).seq, e.retryAfterUntil, e]);
   }
-  deadlines.sort((x, y) => x[0] - y[0]);
-  const bySent = entries.filter((e) => wireOf(e) < sent.length).map((e) => [sent[wireOf(e)], e]);
-  bySent.sort((x, y) => x[0] - y[0]);
-  let gate = 0;
-  let gateFrom = null;
-  let d = 0;
-  for (const [sentSeq, e] of bySent) {
-    while (d < deadlines.length && deadlines[d][0] < sentSeq) {
-      if (deadlines[d][1] > gate) [gate, gateFrom] = [deadlines[d][1], deadlines[d][2]];
-      d++;
-    }
-    if (e.receivedAt < gate) {
-      violate(`entry ${e.seq} (${pathOf(e)}) arrived at ${e.receivedAt}, before the Retry-After deadline ${gate} of entry ${gateFrom.seq} (${pathOf(gateFrom)})`);
-    }
-  }
+  const sends = entries.filter((e) => wireOf(e) < sent.length).map((e) => [sent[wireOf(e)], e]);
+  checkRetryAfter(deadlines, sends, violate, (e) => `entry ${e.seq} (${pathOf(e)})`);
 
   // 4. workerd refused nothing.
   const refused = logText.match(/.*(different request|Cannot perform I\/O|cross-request).*/i);
@@ -285,7 +249,7 @@ test(`edge chaos: ${REQUESTS} Worker requests through random faults: every event
   assert.deepEqual(violations, [], `${summary.violations} violations`);
   // The run exercised what it claims to.
   if (REQUESTS >= 300) {
-    for (const fate of Object.keys(WEIGHTS)) assert.ok(summary.fates[fate] > 0, `fate ${fate} drawn`);
+    for (const fate of Object.keys(CHAOS_WEIGHTS)) assert.ok(summary.fates[fate] > 0, `fate ${fate} drawn`);
     assert.ok(summary.retryAfterAnswers > 0, 'Retry-After answers taken');
   }
 });
