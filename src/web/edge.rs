@@ -28,9 +28,9 @@
 
 use super::config::{self, Options};
 use super::exporter::Exporter;
-use super::shell::{Hold, Shell};
+use super::shell::Hold;
 use super::{error, host};
-use crate::engine::{Config, ConfigError, Engine};
+use crate::engine::{Config, ConfigError};
 use js_sys::{Array, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -189,16 +189,12 @@ impl Template {
             config.api_key = api_key.unwrap_or_default();
         }
         config.distinct_id = config.distinct_id.or(distinct_id);
-        let engine = Engine::new(config, host::seed()).map_err(|e| error::config(&e))?;
         let options = Options {
             flush_on_page_hide: false,
             headers: self.options.headers.clone(),
             debug: self.options.debug,
         };
-        Ok(Exporter {
-            shell: Shell::new(engine, options, self.hold.clone()),
-        }
-        .into())
+        Exporter::build(config, options, self.hold.clone()).map(JsValue::from)
     }
 }
 

@@ -2,9 +2,10 @@
 //! `stats`, `shutdown`.
 
 use super::capture::Capture;
-use super::shell::{drive, drive_soon, Shared, Shell};
+use super::config::Options;
+use super::shell::{drive, drive_soon, Hold, Shared, Shell};
 use super::{config, error, host, report};
-use crate::engine::{CaptureError, Engine};
+use crate::engine::{CaptureError, Config, Engine};
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -28,6 +29,17 @@ pub struct Exporter {
     pub(super) shell: Shared,
 }
 
+impl Exporter {
+    /// An exporter from a read config, seeded from `crypto`, sharing `hold`; the engine's range
+    /// checks fail as a `SpoolConfigError`.
+    pub(super) fn build(config: Config, options: Options, hold: Hold) -> Result<Exporter, JsValue> {
+        let engine = Engine::new(config, host::seed()).map_err(|e| error::config(&e))?;
+        Ok(Exporter {
+            shell: Shell::new(engine, options, hold),
+        })
+    }
+}
+
 #[wasm_bindgen]
 impl Exporter {
     /// Creates an exporter. Throws an `Error` named `SpoolConfigError`, whose `field` names
@@ -37,10 +49,7 @@ impl Exporter {
         #[wasm_bindgen(unchecked_param_type = "ExporterConfig")] config: JsValue,
     ) -> Result<Exporter, JsValue> {
         let (config, options) = config::read(&config).map_err(|e| error::config(&e))?;
-        let engine = Engine::new(config, host::seed()).map_err(|e| error::config(&e))?;
-        Ok(Exporter {
-            shell: Shell::new(engine, options, Default::default()),
-        })
+        Exporter::build(config, options, Hold::default())
     }
 
     /// Captures an event now; returns its uuid.
