@@ -301,7 +301,7 @@ impl Sim {
             );
         }
         self.drain_notices(t);
-        self.check(t);
+        self.check();
     }
 
     fn drain_notices(&mut self, t: &mut Totals) {
@@ -357,7 +357,7 @@ impl Sim {
         }
     }
 
-    fn check(&self, _t: &mut Totals) {
+    fn check(&self) {
         let ordinary = self.in_flight.values().filter(|f| !f.keepalive).count();
         assert!(
             ordinary <= self.config.max_in_flight,
@@ -509,16 +509,13 @@ impl Sim {
         ] {
             *t.dropped.entry(k).or_default() += v;
         }
+        // Everything the engine accounted for: the accepted events, and those refused at
+        // capture and counted as dropped.
         assert_eq!(
             s.delivered + s.dropped.total(),
-            t_events_settled(self, s.dropped.queue_full + s.dropped.too_large)
+            self.captured.len() as u64 + s.dropped.queue_full + s.dropped.too_large
         );
     }
-}
-
-/// Events the engine accounted for: accepted ones plus those refused at capture as dropped.
-fn t_events_settled(sim: &Sim, refused_and_counted: u64) -> u64 {
-    sim.captured.len() as u64 + refused_and_counted
 }
 
 fn fate_name(f: Fate) -> &'static str {
