@@ -683,3 +683,41 @@ fn hostile_properties_get_a_clear_error_or_are_kept_and_memory_stays_flat() {
     let dropped = get(&ex.stats().unwrap(), "dropped");
     assert_eq!(number_of(&dropped, "tooLarge"), 7.0);
 }
+
+#[wasm_bindgen_test]
+async fn a_burst_sends_nothing_inside_capture_and_auto_mode_cuts_it_into_full_batches() {
+    let path = "burst-auto";
+    let ex = exporter(path, r#""batchMode":"auto","maxBatchEvents":100"#);
+    for i in 0..250 {
+        ex.capture(
+            "e".into(),
+            json(&format!(r#"{{"i":{i}}}"#)),
+            JsValue::UNDEFINED,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        requests_to(&endpoint(path)).length(),
+        0,
+        "no request is started inside capture"
+    );
+    // The exporter's step runs in a microtask once the captures' task yields.
+    JsFuture::from(Promise::resolve(&JsValue::UNDEFINED))
+        .await
+        .unwrap();
+    JsFuture::from(ex.flush()).await.unwrap();
+    assert_eq!(number_of(&ex.stats().unwrap(), "delivered"), 250.0);
+    let sizes: Vec<f64> = requests_to(&endpoint(path))
+        .iter()
+        .map(|r| {
+            get(&get(&r, "body"), "batch")
+                .unchecked_into::<Array>()
+                .length() as f64
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [100.0, 100.0, 50.0],
+        "full batches, not a first event alone"
+    );
+}
