@@ -22,6 +22,7 @@ setup:
 
 build: setup
 	wasm-pack build --target web --release --out-dir pkg
+	node scripts/finish-pkg.mjs pkg
 
 # Formatting, and clippy on both targets: the web shell only compiles for wasm32.
 check: setup

@@ -5,8 +5,8 @@
 //! It is read from outside instead: the CPU time of the workerd process (user + system, all its
 //! threads, from /proc/PID/stat) while it serves `requests` requests one after another.
 //! That includes workerd's own HTTP handling, the same for both variants, and everything the
-//! middleware causes (its wasm, its batches sent in `waitUntil`): the ratio is what a Worker
-//! pays for telemetry on a trivial handler. A third Worker, the same handler posting its event
+//! middleware causes (its wasm, its batches sent in `waitUntil`, up to the arrival of the last
+//! event at the collector): the ratio is what a Worker pays for telemetry on a trivial handler. A third Worker, the same handler posting its event
 //! with plain `fetch` in `waitUntil`, is the floor for one collector request per Worker request.
 
 import { execSync } from 'node:child_process';
@@ -14,11 +14,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { rotate, summary } from './stats.mjs';
 
-/** Whether the built package exports the edge middleware. */
+/** Whether the built package has the edge middleware (pkg/edge.js exporting withTelemetry). */
 export function hasWithTelemetry(root) {
-  const glue = path.join(root, 'pkg', 'spool.js');
-  if (!fs.existsSync(glue)) return false;
-  return /export\s+(?:async\s+)?function\s+withTelemetry\b|export\s*\{[^}]*\bwithTelemetry\b/.test(fs.readFileSync(glue, 'utf8'));
+  const edge = path.join(root, 'pkg', 'edge.js');
+  if (!fs.existsSync(edge)) return false;
+  return /export\s+(?:async\s+)?function\s+withTelemetry\b|export\s*\{[^}]*\bwithTelemetry\b/.test(fs.readFileSync(edge, 'utf8'));
 }
 
 export async function edgeCpu({ root, collector, requests, runs, log }) {
@@ -53,6 +53,9 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
     let error = null;
     // Warm-up: compile, JIT, open connections.
     for (const v of variants) await serve(handles[v], 200).catch((e) => (error ??= e));
+    if (telemetry) await arrived(collector, 400).catch((e) => (error ??= e));
+    await new Promise((res) => setTimeout(res, 300));
+    let received = eventsAt(collector);
     for (let r = 0; r < runs && !error; r++) {
       for (const v of rotate(variants, r)) {
         const c0 = cpu();
@@ -62,8 +65,11 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
           error = e;
           break;
         }
-        // Let waitUntil work (batches to the collector) finish inside the measured window.
+        // The waitUntil work (what goes to the collector) finishes inside the measured window:
+        // every event has arrived (withTelemetry's last batch waits out its flushIntervalMs).
+        if (v != 'plain') await arrived(collector, received + requests);
         await new Promise((res) => setTimeout(res, 300));
+        received = eventsAt(collector);
         const us = (cpu() - c0) / 1000 / requests;
         results[v].push(us);
         log?.(`  run ${r + 1}/${runs} ${v}: ${us.toFixed(1)} µs CPU/request`);
@@ -88,6 +94,19 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
     };
   } finally {
     await mf.dispose();
+  }
+}
+
+/** The events the collector has received. */
+function eventsAt(collector) {
+  return collector.log().batches.reduce((n, b) => n + (b.body?.batch?.length ?? 0), 0);
+}
+
+/** Resolves once the collector has received `n` events (30 s at most). */
+async function arrived(collector, n) {
+  for (const deadline = Date.now() + 30_000; eventsAt(collector) < n; ) {
+    if (Date.now() > deadline) throw new Error(`the collector received ${eventsAt(collector)} of ${n} events`);
+    await new Promise((res) => setTimeout(res, 20));
   }
 }
 

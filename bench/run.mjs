@@ -411,7 +411,7 @@ function environment() {
       'posthog-js': pkgVersion('posthog-js'),
       miniflare: pkgVersion('miniflare'),
       workerd: pkgVersion('workerd'),
-      'edge middleware': hasWithTelemetry(ROOT) ? 'withTelemetry exported by pkg/spool.js' : 'not built (pkg/spool.js exports no withTelemetry)',
+      'edge middleware': hasWithTelemetry(ROOT) ? 'withTelemetry exported by pkg/edge.js' : 'not built (no pkg/edge.js exporting withTelemetry)',
     },
   };
 }

@@ -2,7 +2,8 @@
 // shows. bench/edge.mjs runs it only when the built package exports `withTelemetry`; the
 // collector's URL comes in the SPOOL_ENDPOINT binding.
 import wasm from "../../pkg/spool_bg.wasm";
-import { initSync, withTelemetry } from "../../pkg/spool.js";
+import { initSync } from "../../pkg/spool.js";
+import { withTelemetry } from "../../pkg/edge.js";
 
 initSync({ module: wasm });
 

@@ -121,7 +121,7 @@ pub fn timeout_ms(options: &JsValue, default: u64) -> Result<u64, ConfigError> {
 }
 
 /// `obj[key]`, with `undefined` and `null` meaning "not set".
-pub(super) fn get(obj: &Object, key: &'static str) -> Result<Option<JsValue>, ConfigError> {
+fn get(obj: &Object, key: &'static str) -> Result<Option<JsValue>, ConfigError> {
     match Reflect::get(obj, &JsValue::from_str(key)) {
         Ok(v) if v.is_undefined() || v.is_null() => Ok(None),
         Ok(v) => Ok(Some(v)),
@@ -132,7 +132,7 @@ pub(super) fn get(obj: &Object, key: &'static str) -> Result<Option<JsValue>, Co
     }
 }
 
-pub(super) fn string(obj: &Object, key: &'static str) -> Result<Option<String>, ConfigError> {
+fn string(obj: &Object, key: &'static str) -> Result<Option<String>, ConfigError> {
     match get(obj, key)? {
         None => Ok(None),
         Some(v) => v
@@ -142,7 +142,7 @@ pub(super) fn string(obj: &Object, key: &'static str) -> Result<Option<String>, 
     }
 }
 
-pub(super) fn boolean(obj: &Object, key: &'static str) -> Result<Option<bool>, ConfigError> {
+fn boolean(obj: &Object, key: &'static str) -> Result<Option<bool>, ConfigError> {
     match get(obj, key)? {
         None => Ok(None),
         Some(v) => v
@@ -153,7 +153,7 @@ pub(super) fn boolean(obj: &Object, key: &'static str) -> Result<Option<bool>, C
 }
 
 /// A finite, non-negative whole number.
-pub(super) fn number(obj: &Object, key: &'static str) -> Result<Option<u64>, ConfigError> {
+fn number(obj: &Object, key: &'static str) -> Result<Option<u64>, ConfigError> {
     let Some(v) = get(obj, key)? else {
         return Ok(None);
     };

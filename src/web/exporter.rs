@@ -5,8 +5,9 @@ use super::capture::Capture;
 use super::config::Options;
 use super::shell::{drive, drive_soon, Hold, Shared, Shell};
 use super::{config, error, host, report};
-use crate::engine::{CaptureError, Config, Engine};
+use crate::engine::{BatchMode, CaptureError, Config, Engine};
 use js_sys::{Function, Promise};
+use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -49,7 +50,24 @@ impl Exporter {
         #[wasm_bindgen(unchecked_param_type = "ExporterConfig")] config: JsValue,
     ) -> Result<Exporter, JsValue> {
         let (config, options) = config::read(&config).map_err(|e| error::config(&e))?;
-        Exporter::build(config, options, Hold::default())
+        let hold = hold_for(&config.endpoint);
+        Exporter::build(config, options, hold)
+    }
+
+    /// Checks `config` as `new Exporter(config)` does, throwing the same `SpoolConfigError`,
+    /// but creates nothing: no timer, no random numbers, so it may run where those are not
+    /// allowed, such as a Worker's module scope. Returns how long a captured event may wait
+    /// for its batch: `flushIntervalMs` in `linger` mode, 0 in `auto` and `off`.
+    #[wasm_bindgen(js_name = checkConfig)]
+    pub fn check_config(
+        #[wasm_bindgen(unchecked_param_type = "ExporterConfig")] config: JsValue,
+    ) -> Result<f64, JsValue> {
+        let (config, _) = config::read(&config).map_err(|e| error::config(&e))?;
+        config.validate().map_err(|e| error::config(&e))?;
+        Ok(match config.batch_mode {
+            BatchMode::Linger => config.flush_interval_ms as f64,
+            _ => 0.0,
+        })
     }
 
     /// Captures an event now; returns its uuid.
@@ -157,6 +175,25 @@ impl Exporter {
             .distinct_id()
             .to_string())
     }
+}
+
+thread_local! {
+    /// The `Retry-After` hold of each endpoint an exporter was created for: a `Retry-After`
+    /// is about the collector, not about one exporter, so every exporter of this module
+    /// instance that sends to the same endpoint honours it (in a Worker, every request's).
+    static HOLDS: RefCell<Vec<(String, Hold)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The shared hold of `endpoint`.
+fn hold_for(endpoint: &str) -> Hold {
+    HOLDS.with_borrow_mut(|holds| {
+        if let Some((_, hold)) = holds.iter().find(|(e, _)| e == endpoint) {
+            return hold.clone();
+        }
+        let hold = Hold::default();
+        holds.push((endpoint.to_string(), hold.clone()));
+        hold
+    })
 }
 
 /// A new promise and its `resolve`.

@@ -19,7 +19,6 @@
 mod allocator;
 mod capture;
 mod config;
-mod edge;
 mod error;
 mod exporter;
 mod host;
@@ -28,5 +27,4 @@ mod report;
 mod shell;
 mod typescript;
 
-pub use edge::with_telemetry;
 pub use exporter::Exporter;

@@ -20,9 +20,8 @@ use wasm_bindgen::prelude::*;
 /// The shared handle the `Exporter`, the listeners and the answer callback hold.
 pub type Shared = Rc<RefCell<Shell>>;
 
-/// A `Retry-After` hold (ms since the epoch) shared by exporters of the same endpoint: the
-/// edge middleware gives one to all the exporters of an isolate, a browser exporter has its
-/// own. Plain data, so sharing it across Worker requests shares no I/O.
+/// A `Retry-After` hold (ms since the epoch) shared by the exporters of one endpoint (see
+/// `Exporter::new`). Plain data, so sharing it across Worker requests shares no I/O.
 pub type Hold = Rc<Cell<u64>>;
 
 /// Everything the exporter owns besides the JS object itself.

@@ -1,6 +1,7 @@
 // Chaos for the edge middleware in workerd (miniflare, offline): a Worker wrapped by
-// withTelemetry serves hundreds of requests, several at a time, and each request's event goes
-// out from that request's own exporter inside its ctx.waitUntil, to a collector that answers
+// withTelemetry serves hundreds of requests, several at a time; their events go out in small
+// batches, each from the exporter of the request that led its window, inside that request's
+// ctx.waitUntil, to a collector that answers
 // each request at random from a seeded draw (tools/collector.mjs, chaos mode): 2xx, 400, 429
 // and 503 with a small Retry-After (seconds or an HTTP-date), 500, 503, stalls past the
 // request timeout, dropped connections, events kept but answered 500. Once every waitUntil
@@ -8,15 +9,17 @@
 // record of its requests, its log and the collector's log:
 //
 // - every request's event is acknowledged by the collector or logged by the middleware as
-//   not delivered (console.warn, with the reason), never neither, and the counts add up;
+//   not delivered (console.warn, with the count and the reason), never neither, and the
+//   counts add up;
 // - an event is accepted twice only if its earlier acceptance went unacknowledged;
 // - no request reaches the collector before a Retry-After deadline named by an answer the
-//   isolate had already taken, whichever request's exporter took it (one hold per isolate);
+//   isolate had already taken, whichever request's exporter took it (one hold per endpoint);
 // - workerd never refuses I/O shared between requests.
 //
 // The Worker records the wire as the browser test's page does: it wraps the global fetch the
 // exporters call, tags each request (?wire=N), numbers sends and answers in one sequence (an
-// answer at the moment the exporter takes it), and counts the waitUntil promises settled.
+// answer at the moment the exporter takes it), and counts the waitUntil promises handed over
+// and settled.
 //
 // SPOOL_EDGE_CHAOS_REQUESTS sets the requests (default 300), SPOOL_EDGE_CHAOS_SEED the seed
 // (default 42). Needs the built pkg/ (make build; make test-edge does that).
@@ -30,7 +33,16 @@ const REQUESTS = Number(process.env.SPOOL_EDGE_CHAOS_REQUESTS ?? 300);
 const SEED = Number(process.env.SPOOL_EDGE_CHAOS_SEED ?? 42);
 // Requests dispatched at once.
 const WIDTH = 20;
-const OPTIONS = { requestTimeoutMs: 1000, initialBackoffMs: 50, maxBackoffMs: 500, maxAttempts: 6, deadlineMs: 8000 };
+// Windows of 50 ms and batches of at most 3 events: many batches, several in flight at once.
+const OPTIONS = {
+  requestTimeoutMs: 1000,
+  initialBackoffMs: 50,
+  maxBackoffMs: 500,
+  maxAttempts: 6,
+  deadlineMs: 8000,
+  flushIntervalMs: 50,
+  maxBatchEvents: 3,
+};
 // Past requestTimeoutMs: the exporter always gives up first. Retry-After of 0 to 2 s: every
 // one holds the whole isolate back.
 const CHAOS = { seed: SEED, weights: CHAOS_WEIGHTS, stallMs: 3000, retryAfterMaxSeconds: 2 };
@@ -39,12 +51,14 @@ const CHAOS = { seed: SEED, weights: CHAOS_WEIGHTS, stallMs: 3000, retryAfterMax
 // recorder around it. The recorder's state is plain data at module scope (one isolate).
 const WORKER = `
 import wasm from "./pkg/spool_bg.wasm";
-import { initSync, withTelemetry } from "./pkg/spool.js";
+import { initSync } from "./pkg/spool.js";
+import { withTelemetry } from "./pkg/edge.js";
 initSync({ module: wasm });
 
 let clock = 0;
 const sent = [];  // [seq]: by wire id, when the isolate sent it
 const taken = []; // [wire, seq, status or null (network error, abort), Retry-After or null]
+let handed = 0;
 let settled = 0;
 const original = globalThis.fetch.bind(globalThis);
 globalThis.fetch = (url, init) => {
@@ -68,9 +82,9 @@ const app = withTelemetry({ async fetch() { return new Response("ok"); } }, ${JS
 
 export default {
   async fetch(request, env, ctx) {
-    if (new URL(request.url).pathname == "/__wire") return Response.json({ sent, taken, settled });
+    if (new URL(request.url).pathname == "/__wire") return Response.json({ sent, taken, handed, settled });
     const counted = {
-      waitUntil: (p) => ctx.waitUntil(p.finally(() => settled++)),
+      waitUntil: (p) => (handed++, ctx.waitUntil(p.finally(() => settled++))),
       passThroughOnException: () => ctx.passThroughOnException(),
     };
     return app.fetch(request, env, counted);
@@ -92,15 +106,17 @@ after(async () => {
 
 const is2xx = (status) => status >= 200 && status < 300;
 const wireOf = (entry) => Number(new URL(entry.url, 'http://collector').searchParams.get('wire'));
-const pathOf = (entry) => entry.body?.batch?.[0]?.properties?.path;
+const pathsOf = (entry) => (entry.body?.batch ?? []).map((event) => event?.properties?.path);
+const describeEntry = (e) => `entry ${e.seq} (${pathsOf(e).join(' ')})`;
 
 /** Checks the run; returns { violations, summary }. */
-function check({ sent, taken, settled }, entries, logText) {
+function check({ sent, taken, handed, settled }, entries, logText) {
   const violations = [];
   const violate = (m) => violations.length < 50 && violations.push(m);
   const same = (actual, expected, what) => actual === expected || violate(`${what}: ${actual}, not ${expected}`);
 
-  same(settled, REQUESTS, 'waitUntil promises settled');
+  same(settled, handed, 'waitUntil promises settled');
+  if (!(handed > 0 && handed < REQUESTS)) violate(`${handed} batch windows for ${REQUESTS} requests`);
   const entriesOf = new Map();
   for (const e of entries) {
     const wire = wireOf(e);
@@ -133,40 +149,50 @@ function check({ sent, taken, settled }, entries, logText) {
   const acknowledged = new Set();
   for (const [wire, e] of answerOf) {
     if (!is2xx(takenOf.get(wire).status)) continue;
-    const path = pathOf(e);
-    if (acknowledged.has(path)) violate(`the event of ${path} acknowledged twice`);
-    acknowledged.add(path);
+    for (const path of pathsOf(e)) {
+      if (acknowledged.has(path)) violate(`the event of ${path} acknowledged twice`);
+      acknowledged.add(path);
+    }
   }
   const accepted = new Map(); // uuid -> accepted entries, in arrival order
   const acceptedPaths = new Set();
   const uuidOf = new Map(); // path -> uuid
+  let batched = 0;
   for (const e of entries) {
-    const event = e.body?.batch?.[0];
-    if (e.body?.batch?.length !== 1 || !paths.has(event?.properties?.path)) {
-      violate(`entry ${e.seq} is not one event of a request made: ${JSON.stringify(e.body)?.slice(0, 200)}`);
+    const batch = e.body?.batch;
+    if (!(batch?.length >= 1 && batch.length <= OPTIONS.maxBatchEvents) || !batch.every((ev) => paths.has(ev?.properties?.path))) {
+      violate(`entry ${e.seq} is not a batch of events of requests made: ${JSON.stringify(e.body)?.slice(0, 200)}`);
       continue;
     }
-    const path = event.properties.path;
-    if ((uuidOf.get(path) ?? event.uuid) !== event.uuid) violate(`${path}: two uuids`);
-    uuidOf.set(path, event.uuid);
-    if (e.accepted) {
-      acceptedPaths.add(path);
-      if (!accepted.has(event.uuid)) accepted.set(event.uuid, []);
-      accepted.get(event.uuid).push(e);
+    if (batch.length > 1) batched++;
+    for (const event of batch) {
+      const path = event.properties.path;
+      if ((uuidOf.get(path) ?? event.uuid) !== event.uuid) violate(`${path}: two uuids`);
+      uuidOf.set(path, event.uuid);
+      if (e.accepted) {
+        acceptedPaths.add(path);
+        if (!accepted.has(event.uuid)) accepted.set(event.uuid, []);
+        accepted.get(event.uuid).push(e);
+      }
     }
   }
+  if (batched === 0) violate('no collector request carried more than one event');
   for (const path of acknowledged) {
     if (!acceptedPaths.has(path)) violate(`the event of ${path} acknowledged but never accepted`);
   }
-  const warnings = [...logText.matchAll(/spool: a http_request event was not delivered \(([^;)]*)(?:; last error: ([^)]*))?\)/g)];
+  // "a http_request event was" or "N http_request events were" not delivered (reasons; last error).
+  const warnings = [...logText.matchAll(/spool: (a|\d+) http_request events? (?:was|were) not delivered \(([^;)]*)(?:; last error: ([^)]*))?\)/g)];
   const notDelivered = {};
-  for (const [, why, last] of warnings) {
+  let logged = 0;
+  for (const [, count, why, last] of warnings) {
+    const n = count == 'a' ? 1 : Number(count);
+    logged += n;
     const reason = last ? `${why} (${last.replace(/\d+ ms/, 'N ms')})` : why;
-    notDelivered[reason] = (notDelivered[reason] ?? 0) + 1;
+    notDelivered[reason] = (notDelivered[reason] ?? 0) + n;
   }
-  same(acknowledged.size + warnings.length, REQUESTS, 'events acknowledged + logged as not delivered vs requests');
+  same(acknowledged.size + logged, REQUESTS, 'events acknowledged + logged as not delivered vs requests');
   const neverArrived = [...paths].filter((p) => !acceptedPaths.has(p)).length;
-  if (neverArrived > warnings.length) violate(`${neverArrived} events never accepted, ${warnings.length} logged`);
+  if (neverArrived > logged) violate(`${neverArrived} events never accepted, ${logged} logged`);
 
   // 2. Accepted twice only after an unacknowledged acceptance.
   const { duplicated, duplicateCauses } = checkDuplicates(accepted, (e) => {
@@ -182,7 +208,7 @@ function check({ sent, taken, settled }, entries, logText) {
     if (e.retryAfterUntil != null) deadlines.push([takenOf.get(wire).seq, e.retryAfterUntil, e]);
   }
   const sends = entries.filter((e) => wireOf(e) < sent.length).map((e) => [sent[wireOf(e)], e]);
-  checkRetryAfter(deadlines, sends, violate, (e) => `entry ${e.seq} (${pathOf(e)})`);
+  checkRetryAfter(deadlines, sends, violate, describeEntry);
 
   // 4. workerd refused nothing.
   const refused = logText.match(/.*(different request|Cannot perform I\/O|cross-request).*/i);
@@ -195,7 +221,9 @@ function check({ sent, taken, settled }, entries, logText) {
     violations,
     summary: {
       requests: REQUESTS,
+      batchWindows: handed,
       collectorRequests: entries.length,
+      batchesOfMoreThanOne: batched,
       workerRequests: sent.length,
       runtimeResends: resent,
       fates,
@@ -225,10 +253,10 @@ test(`edge chaos: ${REQUESTS} Worker requests through random faults: every event
   const served = Date.now() - started;
 
   const wire = async () => (await worker.dispatchFetch('https://shop.example/__wire')).json();
-  // Every delivery settled: each ends by its deadline (8 s after its response, plus the abort).
+  // Every delivery settled: each ends by its deadline (8 s after its window, plus the abort).
   const record = await waitFor(async () => {
     const w = await wire();
-    return w.settled >= REQUESTS && w;
+    return w.handed > 0 && w.settled >= w.handed && w;
   }, { timeoutMs: 60_000 + REQUESTS * 100, intervalMs: 100, message: 'every waitUntil settled' });
   const settledIn = Date.now() - started;
   // Stalled requests the Worker gave up on: the collector sees their connections close.
@@ -237,8 +265,13 @@ test(`edge chaos: ${REQUESTS} Worker requests through random faults: every event
     message: 'every request answered or closed at the collector',
   });
   // The warnings were printed before their waitUntil settled; give workerd's pipe a moment.
-  const delivered = new Set(record.taken.filter(([, , status]) => is2xx(status)).map(([wire]) => wire)).size;
-  const warned = () => log.text().match(/was not delivered/g)?.length ?? 0;
+  const ok = new Set(record.taken.filter(([, , status]) => is2xx(status)).map(([wire]) => wire));
+  const delivered = new Set(
+    collector.log().batches.filter((e) => e.answeredAt !== null && ok.has(wireOf(e))).flatMap(pathsOf),
+  ).size;
+  const warned = () =>
+    [...log.text().matchAll(/spool: (a|\d+) http_request events? (?:was|were) not delivered/g)]
+      .reduce((n, [, count]) => n + (count == 'a' ? 1 : Number(count)), 0);
   await waitFor(() => warned() >= REQUESTS - delivered, { timeoutMs: 5000, message: 'the not-delivered warnings' })
     .catch(() => {});
   await new Promise((r) => setTimeout(r, 300));

@@ -1,6 +1,6 @@
-// One Retry-After hold per isolate: each Worker request has an exporter of its own, and a
-// Retry-After answered to one of them holds back the others too (workerd through miniflare,
-// offline, against tools/collector.mjs). Needs the built pkg/ (make build).
+// One Retry-After hold per endpoint: the request that leads each batch window has an exporter
+// of its own, and a Retry-After answered to one of them holds back the others too (workerd
+// through miniflare, offline, against tools/collector.mjs). Needs the built pkg/ (make build).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCollector, waitFor } from '../e2e/harness.mjs';

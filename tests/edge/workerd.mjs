@@ -64,7 +64,8 @@ export async function startWorker(source, bindings = {}) {
 export function wrappedWorker(handler, options) {
   return `
 import wasm from "./pkg/spool_bg.wasm";
-import { initSync, withTelemetry } from "./pkg/spool.js";
+import { initSync } from "./pkg/spool.js";
+import { withTelemetry } from "./pkg/edge.js";
 initSync({ module: wasm });
 export default withTelemetry(${handler}, ${JSON.stringify(options)});
 `;

@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+// Completes pkg/ after `wasm-pack build`: adds the edge middleware, `spool/edge.js` with its
+// types, which is plain JavaScript over the Exporter class. It is a module of its own, not part
+// of the wasm or of spool.js, so a web page never downloads it.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const pkg = path.join(root, process.argv[2] ?? 'pkg');
+const added = ['edge.js', 'edge.d.ts'];
+for (const file of added) fs.copyFileSync(path.join(root, 'src', 'web', file), path.join(pkg, file));
+
+const manifestPath = path.join(pkg, 'package.json');
+const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+manifest.files = [...new Set([...(manifest.files ?? []), ...added])];
+fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
