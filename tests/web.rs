@@ -20,6 +20,10 @@ export function installFakeFetch() {
   globalThis.__spoolRequests = [];
   globalThis.fetch = (url, init) => {
     globalThis.__spoolRequests.push({ url: String(url), init, body: JSON.parse(init.body) });
+    // A collector that asks for a minute's pause.
+    if (String(url).includes("/answers-429/")) {
+      return Promise.resolve(new Response("{}", { status: 429, headers: { "Retry-After": "60" } }));
+    }
     return Promise.resolve(new Response("{}", { status: 200 }));
   };
 }
@@ -720,4 +724,66 @@ async fn a_burst_sends_nothing_inside_capture_and_auto_mode_cuts_it_into_full_ba
         [100.0, 100.0, 50.0],
         "full batches, not a first event alone"
     );
+}
+
+#[wasm_bindgen_test]
+fn check_config_throws_what_the_constructor_throws_and_returns_the_window() {
+    let e = expect_error(
+        Exporter::check_config(config("check", r#""maxAttempts":0"#)),
+        "SpoolConfigError",
+    );
+    assert_eq!(string_of(&e, "field"), "maxAttempts");
+    let e = expect_error(Exporter::check_config(json("{}")), "SpoolConfigError");
+    assert_eq!(string_of(&e, "field"), "endpoint");
+    assert_eq!(Exporter::check_config(config("check", "")).unwrap(), 1000.0);
+    let window = Exporter::check_config(config("check", r#""flushIntervalMs":250"#));
+    assert_eq!(window.unwrap(), 250.0);
+    let auto = Exporter::check_config(config("check", r#""batchMode":"auto""#));
+    assert_eq!(auto.unwrap(), 0.0);
+}
+
+/// Resolves after `ms` of the page's time.
+async fn sleep(ms: u32) {
+    let promise: Promise = js(&format!(
+        "return new Promise((resolve) => setTimeout(resolve, {ms}))"
+    ))
+    .unchecked_into();
+    settle(promise).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_retry_after_holds_every_exporter_of_the_endpoint_and_no_other() {
+    let held = "answers-429";
+    let a = exporter(held, "");
+    a.capture("a".into(), json("{}"), JsValue::UNDEFINED)
+        .unwrap();
+    let _ = a.flush();
+    sleep(50).await;
+    assert_eq!(
+        requests_to(&endpoint(held)).length(),
+        1,
+        "a's batch, answered 429"
+    );
+    // A new exporter of the same endpoint has never been answered, but holds too.
+    let b = exporter(held, "");
+    b.capture("b".into(), json("{}"), JsValue::UNDEFINED)
+        .unwrap();
+    let _ = b.flush();
+    // Another endpoint is not held.
+    let c = exporter("not-held", "");
+    c.capture("c".into(), json("{}"), JsValue::UNDEFINED)
+        .unwrap();
+    let _ = c.flush();
+    sleep(100).await;
+    assert_eq!(
+        requests_to(&endpoint(held)).length(),
+        1,
+        "b sent during a's Retry-After"
+    );
+    assert_eq!(requests_to(&endpoint("not-held")).length(), 1);
+    let none = json(r#"{"timeoutMs":0}"#);
+    for ex in [&a, &b] {
+        let report = settle(ex.shutdown(none.clone())).await;
+        assert_eq!(number_of(&report, "abandoned"), 1.0);
+    }
 }
