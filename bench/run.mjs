@@ -304,8 +304,10 @@ function render(r, env) {
     out.push('## 6. Edge: CPU time per request with and without `withTelemetry`', '');
     out.push(
       'A trivial Worker (`return new Response("ok")`) in workerd through miniflare, served requests one after another; CPU time of the ' +
-        'workerd process (user + system, /proc) over the requests, which includes workerd\'s own HTTP handling and everything the ' +
-        `middleware causes (its batches sent in \`waitUntil\`). ${e.requests.toLocaleString('en-US')} requests per run, ${runs(e.runs)}, the variants alternating.`,
+        'workerd process (user + system, /proc) over the requests and until the last event has reached the collector, which includes ' +
+        'workerd\'s own HTTP handling and everything the middleware causes (its batches sent in `waitUntil`). withTelemetry sends ' +
+        'the events of each batching window (`flushIntervalMs`, 1 s by default) together, from the `waitUntil` of the request that opened the window. ' +
+        `${e.requests.toLocaleString('en-US')} requests per run, ${runs(e.runs)}, the variants alternating.`,
       '',
     );
     const na = !e.telemetry ? 'n/a (withTelemetry not built)' : e.error ? `n/a (${e.error})` : null;
