@@ -12,7 +12,7 @@
 import { execSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { rotate, summary } from './stats.mjs';
+import { percentile, rotate, summary } from './stats.mjs';
 
 /** Whether the built package has the edge middleware (pkg/edge.js exporting withTelemetry). */
 export function hasWithTelemetry(root) {
@@ -50,6 +50,8 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
     const variants = telemetry ? ['plain', 'fetch', 'telemetry'] : ['plain', 'fetch'];
     const handles = Object.fromEntries(await Promise.all(variants.map(async (v) => [v, await mf.getWorker(v)])));
     const results = Object.fromEntries(variants.map((v) => [v, []]));
+    // Per variant: collector requests per run, and each event's capture-to-arrival time.
+    const wire = Object.fromEntries(variants.map((v) => [v, { requests: [], latencies: [] }]));
     let error = null;
     // Warm-up: compile, JIT, open connections.
     for (const v of variants) await serve(handles[v], 200).catch((e) => (error ??= e));
@@ -58,6 +60,7 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
     let received = eventsAt(collector);
     for (let r = 0; r < runs && !error; r++) {
       for (const v of rotate(variants, r)) {
+        const first = collector.log().batches.length;
         const c0 = cpu();
         try {
           await serve(handles[v], requests);
@@ -72,6 +75,11 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
         received = eventsAt(collector);
         const us = (cpu() - c0) / 1000 / requests;
         results[v].push(us);
+        const entries = collector.log().batches.slice(first);
+        wire[v].requests.push(entries.length);
+        for (const e of entries) {
+          for (const event of e.body?.batch ?? []) wire[v].latencies.push(e.receivedAt - Date.parse(event.timestamp));
+        }
         log?.(`  run ${r + 1}/${runs} ${v}: ${us.toFixed(1)} µs CPU/request`);
       }
     }
@@ -84,6 +92,18 @@ export async function edgeCpu({ root, collector, requests, runs, log }) {
       plain: summary(results.plain),
       fetch: results.fetch.length ? summary(results.fetch) : null,
       fetchRatio: over('fetch', 'plain'),
+      wire: Object.fromEntries(
+        Object.entries(wire)
+          .filter(([v]) => v != 'plain')
+          .map(([v, w]) => [
+            v,
+            {
+              requests: w.requests.length ? summary(w.requests) : null,
+              p50: percentile(w.latencies, 50),
+              p95: percentile(w.latencies, 95),
+            },
+          ]),
+      ),
     };
     if (!telemetry || error) return { ...base, withTelemetry: null, ratio: null, overFetch: null };
     return {

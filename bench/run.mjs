@@ -322,6 +322,19 @@ function render(r, env) {
       ),
       '',
     );
+    if (e.wire?.fetch) {
+      const row = (name, w) => [name, w ? spread(w.requests) : 'n/a', w ? `${num(w.p50)} / ${num(w.p95)}` : 'n/a'];
+      out.push(
+        `What reaches the collector per run of ${e.requests.toLocaleString('en-US')} Worker requests (each collector request is one of the Worker's subrequests), ` +
+          "and each event's time from its request to its arrival at the collector:",
+        '',
+        table(
+          ['handler', 'collector requests per run', 'capture to collector, p50 / p95 ms'],
+          [row('plain `fetch` in `waitUntil`', e.wire.fetch), row('`withTelemetry`', e.wire.telemetry)],
+        ),
+        '',
+      );
+    }
     goals.push([
       'edge middleware adds ≤ 10 % CPU to a trivial handler',
       na ?? `+${num((e.ratio.median - 1) * 100)} %`,
