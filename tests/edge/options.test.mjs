@@ -107,6 +107,27 @@ test('opted in: the query string and the listed headers are recorded, under the 
   });
 });
 
+test('batching: one window, one collector request; in auto mode, each request its own at once', async () => {
+  await withWorker({ flushIntervalMs: 300 }, async ({ worker }) => {
+    const started = Date.now();
+    await Promise.all([0, 1, 2, 3].map(async (i) => (await worker.dispatchFetch(`https://shop.example/w/${i}`)).text()));
+    await waitFor(() => delivered().length == 4, { message: 'the window\'s 4 events' });
+    assert.ok(Date.now() - started >= 290, 'sent when the window closed');
+    assert.deepEqual(collector.log().batches.map((b) => b.body.batch.length), [4]);
+    // A request after the window opens the next one.
+    await (await worker.dispatchFetch('https://shop.example/w/4')).text();
+    await waitFor(() => delivered().length == 5, { message: 'the next window\'s event' });
+    assert.deepEqual(collector.log().batches.map((b) => b.body.batch.length), [4, 1]);
+  });
+  await withWorker({ batchMode: 'auto' }, async ({ worker }) => {
+    const started = Date.now();
+    await Promise.all([0, 1, 2].map(async (i) => (await worker.dispatchFetch(`https://shop.example/a/${i}`)).text()));
+    await waitFor(() => delivered().length == 3, { message: 'the 3 events' });
+    assert.ok(Date.now() - started < 900, 'no window to wait out');
+    assert.deepEqual(collector.log().batches.map((b) => b.body.batch.length), [1, 1, 1]);
+  });
+});
+
 test('a Retry-After past deadlineMs abandons the event at once, and the Worker log says so', async () => {
   await withWorker({ deadlineMs: 3000 }, async ({ worker, log }) => {
     collector.control.plan([{ status: 429, retryAfter: '60', times: 5 }]);
