@@ -22,6 +22,11 @@ if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 
   log "adding components clippy rustfmt"
   rustup component add clippy rustfmt
 fi
+# std's source: `make build` recompiles std for the wasm so that panics abort at once (smaller).
+if ! rustup component list --installed | grep -q '^rust-src'; then
+  log "adding component rust-src"
+  rustup component add rust-src
+fi
 
 # --- wasm-pack: from crates.io (the npm package downloads a prebuilt binary, which fails here)
 if ! wasm-pack --version >/dev/null 2>&1; then
