@@ -29,6 +29,7 @@ setup:
 BUILD_STD := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Csymbol-mangling-version=legacy"
 build: setup
 	$(BUILD_STD) wasm-pack build . --target web --release --out-dir pkg -- -Z build-std=std,panic_abort
+	node scripts/minify.mjs pkg
 
 # Formatting, and clippy on both targets: the web shell only compiles for wasm32.
 check: setup

@@ -63,7 +63,8 @@ if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
 fi
 
 # --- npm dev tools: playwright-core, binaryen (wasm-opt >= 132; Debian's v108 breaks the
-# output), miniflare and wrangler (pinned to the last releases that run on Node 20).
+# output), esbuild (minifies the package's JavaScript), miniflare and wrangler (pinned to the
+# last releases that run on Node 20).
 # npm keeps its own copy of the lockfile in node_modules; when that is newer than both
 # package files, the install is current and `npm ci` (which wipes node_modules) is skipped.
 if [[ -f package-lock.json ]]; then
