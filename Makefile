@@ -26,7 +26,10 @@ setup:
 # clippy, fuzz) rebuild from scratch. RUSTC_BOOTSTRAP lets the stable compiler take the -Z
 # flags, as for `make fuzz`; it also switches symbol names to the longer v0 mangling, which
 # would show in the wasm's export names and the glue (+100 bytes gzipped), so legacy is asked for.
-BUILD_STD := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Csymbol-mangling-version=legacy"
+# With panics aborting, nothing prints a `{:?}` or a source location, so their code and strings
+# go too (fmt-debug, location-detail: 240 bytes gzipped).
+BUILD_STD := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort \
+  -Csymbol-mangling-version=legacy -Zfmt-debug=none -Zlocation-detail=none"
 build: setup
 	$(BUILD_STD) wasm-pack build . --target web --release --out-dir pkg -- -Z build-std=std,panic_abort
 	node scripts/minify.mjs pkg
