@@ -797,8 +797,10 @@ impl<F: WireFormat> Engine<F> {
             self.flushes.settle(item.seq, delivered, &mut done);
         }
         // After the settlements, so a reader of both sees a flush complete with its events.
-        self.notices
-            .extend(done.into_iter().map(Notice::FlushComplete));
+        // One push_back each: VecDeque's extend from an iterator costs 400 bytes of wasm more.
+        for report in done {
+            self.notices.push_back(Notice::FlushComplete(report));
+        }
         if self.held_events == 0 {
             self.overflow_warned = false;
         }
