@@ -160,6 +160,18 @@ export function copyHeaders(headers) {
   return copy;
 }
 
+/**
+ * The Error spool throws or rejects with: a TypeError when `type` is true (an argument of the
+ * wrong type, so `instanceof TypeError` holds), else an Error; named `name`, with the message
+ * `spool: ${message}`, and a `field` property when one is given (a config error's key).
+ */
+export function error(type, name, message, field) {
+  const e = type ? new TypeError(`spool: ${message}`) : new Error(`spool: ${message}`);
+  e.name = name;
+  if (field !== undefined) e.field = field;
+  return e;
+}
+
 /** A new promise and its resolve function, as [promise, resolve]. */
 export function deferred() {
   let resolve;

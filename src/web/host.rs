@@ -47,6 +47,10 @@ extern "C" {
     #[wasm_bindgen(catch, js_name = copyHeaders)]
     pub fn copy_headers(headers: &JsValue) -> Result<JsValue, JsValue>;
 
+    /// An `Error` (a `TypeError` if `type_error`) named `name` with the message
+    /// `spool: {message}`, and a `field` property if one is given.
+    pub fn error(type_error: bool, name: &str, message: &str, field: Option<&str>) -> JsValue;
+
     /// `[promise, resolve]`.
     pub fn deferred() -> js_sys::Array;
 
