@@ -10,7 +10,7 @@ extern "C" {
     /// POSTs `body`; `input(ANSWER, id, status, retryAfter, error)` is called once,
     /// asynchronously. Returns the request's `AbortController`, or `undefined`.
     pub fn post(
-        url: &str,
+        url: &JsValue,
         body: &str,
         content_type: &str,
         headers: &JsValue,

@@ -30,8 +30,8 @@ pub struct Shell {
     pub engine: Engine,
     /// Taken into the engine before every send, raised to the engine's after every input.
     hold: Hold,
-    /// The collector's URL.
-    endpoint: Rc<str>,
+    /// The collector's URL, as a JS string: made once, not passed from the wasm per request.
+    endpoint: JsValue,
     /// The user's `headers` (a plain object), or `undefined`.
     headers: JsValue,
     debug: bool,
@@ -99,7 +99,7 @@ impl Shell {
     /// A shell around `engine`, listening to the page lifecycle if `options` say so and there
     /// is a page, sharing `hold` with other exporters of the endpoint.
     pub fn new(engine: Engine, options: Options, hold: Hold) -> Shared {
-        let endpoint: Rc<str> = engine.config().endpoint.as_str().into();
+        let endpoint = JsValue::from_str(&engine.config().endpoint);
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             let weak = this.clone();
             let input = Closure::<dyn FnMut(u32, f64, u16, Option<String>, Option<String>)>::new(
