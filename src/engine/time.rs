@@ -32,8 +32,11 @@ pub fn write_iso8601(out: &mut String, ms: u64) {
     buf[19] = b'.';
     put(&mut buf[20..23], rem % 1000);
     buf[23] = b'Z';
-    // Every byte written above is ASCII.
-    out.push_str(core::str::from_utf8(&buf).unwrap_or_default());
+    // Every byte written above is ASCII: pushed as characters, with no UTF-8 validation to pay
+    // for in the wasm.
+    for b in buf {
+        out.push(char::from(b));
+    }
 }
 
 /// Writes `n` as zero-padded decimal filling `dst`.
