@@ -8,7 +8,10 @@
 //    after the function plus a 16-hex-digit hash (`__wbg_post_394069219d0753d2`), and every
 //    name is written twice, in the wasm's import section and as a key of the glue's import
 //    object; hashes do not compress. Each becomes a short name (`a`, `b`, ...) in both files,
-//    which changes nothing else: a wasm import is matched to its function by name only.
+//    which changes nothing else: a wasm import is matched to its function by name only. The
+//    same for the exports named with such a hash (the closure shims the glue calls as
+//    `wasm.wasm_bindgen__convert__closures_____invoke__h1e24d103cb78c5ab`); the exports a
+//    caller may use (`memory`, `exporter_new`, ...) keep their names.
 //
 // Every page downloads these files, and the size budget counts them gzipped, as it counts
 // posthog-js's bundles, which ship minified; measuring ours unminified would compare a
@@ -112,56 +115,72 @@ function shortName(i) {
   return letters[i % letters.length] + (round ? round.toString(36) : '');
 }
 
-/** The wasm with every import from the glue renamed, and the renames as [old, new]. */
-function renameImports(bytes) {
+// An export named after a hash, as wasm-bindgen names its closure shims.
+const HASHED_EXPORT = /_h[0-9a-f]{16}$/;
+
+/**
+ * The wasm with every import from the glue and every hash-named export renamed, and the
+ * renames as [old, new, isImport].
+ */
+function rename(bytes) {
   const parts = [bytes.subarray(0, 8)];
   const renames = [];
+  const next = () => shortName(renames.length);
   let at = 8;
   while (at < bytes.length) {
     const id = bytes[at];
     const [size, start] = readU32(bytes, at + 1);
     const end = start + size;
-    if (id !== 2) {
+    if (id !== 2 && id !== 7) {
       parts.push(bytes.subarray(at, end));
       at = end;
       continue;
     }
     let [count, i] = readU32(bytes, start);
-    const imports = [u32(count)];
+    const entries = [u32(count)];
     for (let n = 0; n < count; n++) {
       let length;
-      [length, i] = readU32(bytes, i);
-      const module = bytes.subarray(i, i + length).toString();
-      i += length;
+      let module;
+      if (id === 2) {
+        [length, i] = readU32(bytes, i);
+        module = bytes.subarray(i, i + length).toString();
+        i += length;
+      }
       [length, i] = readU32(bytes, i);
       let field = bytes.subarray(i, i + length).toString();
       i += length;
-      const description = bytes.subarray(i, (i = skipDescription(bytes, i)));
-      if (module === GLUE_MODULE) {
-        const short = shortName(renames.length);
-        renames.push([field, short]);
+      // An import's description, or an export's kind byte and index.
+      const description = bytes.subarray(i, (i = id === 2 ? skipDescription(bytes, i) : readU32(bytes, i + 1)[1]));
+      if (id === 2 ? module === GLUE_MODULE : HASHED_EXPORT.test(field)) {
+        const short = next();
+        renames.push([field, short, id === 2]);
         field = short;
       }
-      imports.push(name(module), name(field), description);
+      entries.push(...(id === 2 ? [name(module)] : []), name(field), description);
     }
-    if (i !== end) throw new Error(`minify: the import section of ${wasm} does not add up`);
-    const section = Buffer.concat(imports);
-    parts.push(Buffer.from([2]), u32(section.length), section);
+    if (i !== end) throw new Error(`minify: section ${id} of ${wasm} does not add up`);
+    const section = Buffer.concat(entries);
+    parts.push(Buffer.from([id]), u32(section.length), section);
     at = end;
   }
   return [Buffer.concat(parts), renames];
 }
 
 const original = fs.readFileSync(wasm);
-const [renamed, renames] = renameImports(original);
+const [renamed, renames] = rename(original);
 let code = fs.readFileSync(glue, 'utf8');
 const before = code.length;
-for (const [from, to] of renames) {
-  // Each name is a key of the import object, and appears nowhere else; anything else means
-  // the glue is not shaped as expected, and the build stops rather than ship a broken pair.
+for (const [from, to, isImport] of renames) {
+  // An import's name is a key of the import object and appears nowhere else; an export's is
+  // read as a property of the exports (`.name`), once or more, and appears nowhere else.
+  // Anything else means the glue is not shaped as expected, and the build stops rather than
+  // ship a broken pair.
   const pattern = new RegExp(`\\b${from}\\b`, 'g');
   const found = code.match(pattern)?.length ?? 0;
-  if (found !== 1) throw new Error(`minify: ${from} appears ${found} times in ${glue}, not once`);
+  const asProperty = code.match(new RegExp(`\\.${from}\\b`, 'g'))?.length ?? 0;
+  if (isImport ? found !== 1 : found === 0 || asProperty !== found) {
+    throw new Error(`minify: ${from} appears ${found} times in ${glue}, unexpectedly`);
+  }
   code = code.replace(pattern, to);
 }
 new WebAssembly.Module(renamed); // throws if the rewrite broke the binary
