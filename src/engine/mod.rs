@@ -418,16 +418,17 @@ impl<F: WireFormat> Engine<F> {
     /// Lingering, backoff and `Retry-After` need nothing here: `poll_transmit` sees the time.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         if self.timers.is_expired(Timer::RequestTimeout, now_ms) {
-            let expired: Vec<TransmitId> = self
-                .batches
-                .iter()
-                .filter_map(|b| match b.state {
+            // A loop rather than filter_map and collect: the iterator adapter and its
+            // collection cost the wasm more than this.
+            let mut expired = Vec::new();
+            for b in &self.batches {
+                match b.state {
                     BatchState::InFlight {
                         transmit, deadline, ..
-                    } if deadline <= now_ms => Some(transmit),
-                    _ => None,
-                })
-                .collect();
+                    } if deadline <= now_ms => expired.push(transmit),
+                    _ => {}
+                }
+            }
             for id in expired {
                 self.notices.push_back(Notice::Abort(id));
                 self.handle_outcome(id, Outcome::Timeout, now_ms);
