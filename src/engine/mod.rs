@@ -785,7 +785,10 @@ impl<F: WireFormat> Engine<F> {
             Settlement::Dropped(reason) => self.stats.dropped.add(reason, n),
         }
         if self.report_settlements && n > 0 {
-            let uuids = items.iter().map(|i| i.uuid).collect();
+            let mut uuids = Vec::with_capacity(items.len());
+            for item in &items {
+                uuids.push(item.uuid);
+            }
             self.notices.push_back(Notice::Settled {
                 settlement: how,
                 uuids,
@@ -862,14 +865,15 @@ impl<F: WireFormat> Engine<F> {
             };
             timers.set(timer, Some(p.at));
         }
-        let request_deadline = self
-            .batches
-            .iter()
-            .filter_map(|b| match b.state {
-                BatchState::InFlight { deadline, .. } => Some(deadline),
-                _ => None,
-            })
-            .min();
+        // Loops rather than iterator adapters here and below: each adapter chain compiles to
+        // code of its own in the wasm.
+        let mut request_deadline = None;
+        for b in &self.batches {
+            if let BatchState::InFlight { deadline, .. } = b.state {
+                request_deadline =
+                    Some(request_deadline.map_or(deadline, |d: u64| d.min(deadline)));
+            }
+        }
         timers.set(Timer::RequestTimeout, request_deadline);
         if let Some(s) = self.shutdown.filter(|s| !s.done) {
             timers.set(Timer::ShutdownDeadline, Some(s.deadline));
