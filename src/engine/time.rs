@@ -34,7 +34,7 @@ pub fn write_iso8601(out: &mut String, ms: u64) {
     buf[23] = b'Z';
     // Every byte written above is ASCII: pushed as characters, with no UTF-8 validation to pay
     // for in the wasm.
-    for b in buf {
+    for &b in &buf {
         out.push(char::from(b));
     }
 }
