@@ -80,7 +80,7 @@ extern "C" {
 
     /// `debug: true`: logs an outcome.
     #[wasm_bindgen(js_name = logOutcome)]
-    pub fn log_outcome(id: f64, status: u16, retry_after: Option<String>, error: Option<String>);
+    pub fn log_outcome(id: f64, status: u16, retry_after: &JsValue, error: &JsValue);
 }
 
 #[wasm_bindgen]

@@ -102,7 +102,9 @@ impl Shell {
         let endpoint = JsValue::from_str(&engine.config().endpoint);
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             let weak = this.clone();
-            let input = Closure::<dyn FnMut(u32, f64, u16, Option<String>, Option<String>)>::new(
+            // The answer's strings come as JS values, read only where needed: a closure of
+            // plain values has the smaller shims.
+            let input = Closure::<dyn FnMut(u32, f64, u16, JsValue, JsValue)>::new(
                 move |what, id: f64, status, retry_after, error| {
                     let Some(shared) = weak.upgrade() else {
                         return;
@@ -336,23 +338,21 @@ pub fn drive(shared: &Shared) {
 
 /// A request ended (called from `host.js`): hand the engine its outcome. An aborted request's
 /// rejection lands here too; the engine has already counted it and ignores the stale id.
-fn answered(
-    shared: &Shared,
-    id: TransmitId,
-    status: u16,
-    retry_after: Option<String>,
-    error: Option<String>,
-) {
+fn answered(shared: &Shared, id: TransmitId, status: u16, retry_after: JsValue, error: JsValue) {
     let (known, debug) = match shared.try_borrow_mut() {
         Ok(mut shell) => {
             if let Some(i) = shell.requests.iter().position(|(r, _)| *r == id) {
                 shell.requests.swap_remove(i);
             }
-            let outcome = match &error {
-                Some(e) => Outcome::NetworkError(e.clone()),
+            // Each a string or undefined.
+            let outcome = match error.as_string() {
+                Some(e) => Outcome::NetworkError(e),
                 None => Outcome::Response {
                     status,
-                    retry_after: retry_after.as_deref().and_then(RetryAfter::parse),
+                    retry_after: retry_after
+                        .as_string()
+                        .as_deref()
+                        .and_then(RetryAfter::parse),
                 },
             };
             let debug = shell.debug;
@@ -361,7 +361,7 @@ fn answered(
         Err(_) => (false, false),
     };
     if debug && known {
-        host::log_outcome(id.0 as f64, status, retry_after, error);
+        host::log_outcome(id.0 as f64, status, &retry_after, &error);
     }
     drive(shared);
 }
