@@ -22,6 +22,11 @@ if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 
   log "adding components clippy rustfmt"
   rustup component add clippy rustfmt
 fi
+# std's source: `make build` recompiles std for the wasm so that panics abort at once (smaller).
+if ! rustup component list --installed | grep -q '^rust-src'; then
+  log "adding component rust-src"
+  rustup component add rust-src
+fi
 
 # --- wasm-pack: from crates.io (the npm package downloads a prebuilt binary, which fails here)
 if ! wasm-pack --version >/dev/null 2>&1; then
@@ -58,7 +63,8 @@ if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
 fi
 
 # --- npm dev tools: playwright-core, binaryen (wasm-opt >= 132; Debian's v108 breaks the
-# output), miniflare and wrangler (pinned to the last releases that run on Node 20).
+# output), esbuild (minifies the package's JavaScript), miniflare and wrangler (pinned to the
+# last releases that run on Node 20).
 # npm keeps its own copy of the lockfile in node_modules; when that is newer than both
 # package files, the install is current and `npm ci` (which wipes node_modules) is skipped.
 if [[ -f package-lock.json ]]; then

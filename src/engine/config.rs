@@ -210,8 +210,10 @@ fn validate_endpoint(endpoint: &str, allow_insecure: bool) -> Result<(), ConfigE
     } else {
         return bad("starting with http:// or https://");
     };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || host.starts_with(':') || host.contains('@') {
+    // Byte searches here and in `is_loopback`: every delimiter is ASCII, and core's string
+    // patterns would add their own code to the wasm.
+    let host = before(rest, |b| matches!(b, b'/' | b'?' | b'#'));
+    if host.is_empty() || host.as_bytes()[0] == b':' || host.bytes().any(|b| b == b'@') {
         return bad("with a host name");
     }
     if endpoint
@@ -233,15 +235,39 @@ fn validate_endpoint(endpoint: &str, allow_insecure: bool) -> Result<(), ConfigE
 
 /// Whether `host` (with an optional `:port`) names this machine.
 fn is_loopback(host: &str) -> bool {
-    if let Some(v6) = host.strip_prefix('[') {
-        return v6.split(']').next() == Some("::1");
+    if let Some(v6) = host.strip_prefix("[") {
+        return before(v6, |b| b == b']') == "::1";
     }
-    let name = host.split(':').next().unwrap_or_default();
-    let octets: Vec<&str> = name.split('.').collect();
-    name.eq_ignore_ascii_case("localhost")
-        || (octets.len() == 4
-            && octets[0] == "127"
-            && octets.iter().all(|o| o.parse::<u8>().is_ok()))
+    let name = before(host, |b| b == b':');
+    // 127.x.x.x: four octets, counted rather than collected (less wasm).
+    let mut octets = 0;
+    let mut ipv4 = true;
+    for octet in name.as_bytes().split(|&b| b == b'.') {
+        ipv4 &= is_u8(octet) && (octets > 0 || octet == b"127");
+        octets += 1;
+    }
+    name.eq_ignore_ascii_case("localhost") || (octets == 4 && ipv4)
+}
+
+/// `text` up to the first byte that is `end`, or all of it.
+fn before(text: &str, end: impl Fn(u8) -> bool) -> &str {
+    // `end` matches ASCII bytes only, so the cut is at a character boundary.
+    let at = text.bytes().position(end).unwrap_or(text.len());
+    text.get(..at).unwrap_or(text)
+}
+
+/// Whether `text` reads as a `u8` as `str::parse` reads one: decimal digits after an optional
+/// `+`, at most 255.
+fn is_u8(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"+").unwrap_or(text);
+    !digits.is_empty()
+        && digits
+            .iter()
+            .try_fold(0u32, |n, &b| {
+                let n = n * 10 + u32::from(b.wrapping_sub(b'0'));
+                (b.is_ascii_digit() && n <= 255).then_some(n)
+            })
+            .is_some()
 }
 
 #[cfg(test)]

@@ -96,7 +96,13 @@ impl Queue {
     /// Removes everything.
     pub fn drain_all(&mut self) -> Vec<Item> {
         self.bytes = 0;
-        Vec::from(core::mem::take(&mut self.items))
+        // Popped rather than `Vec::from(VecDeque)`, whose in-place rotation costs half a
+        // kilobyte of wasm; the copy is the same O(n).
+        let mut all = Vec::with_capacity(self.items.len());
+        while let Some(item) = self.items.pop_front() {
+            all.push(item);
+        }
+        all
     }
 }
 

@@ -32,8 +32,11 @@ pub fn write_iso8601(out: &mut String, ms: u64) {
     buf[19] = b'.';
     put(&mut buf[20..23], rem % 1000);
     buf[23] = b'Z';
-    // Every byte written above is ASCII.
-    out.push_str(core::str::from_utf8(&buf).unwrap_or_default());
+    // Every byte written above is ASCII: pushed as characters, with no UTF-8 validation to pay
+    // for in the wasm.
+    for &b in &buf {
+        out.push(char::from(b));
+    }
 }
 
 /// Writes `n` as zero-padded decimal filling `dst`.
@@ -49,29 +52,44 @@ fn put(dst: &mut [u8], mut n: u64) {
 /// Accepts the preferred IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) and the two obsolete
 /// forms recipients must still accept: RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
 /// (`Sun Nov  6 08:49:37 1994`).
+///
+/// Works on bytes (every valid date is ASCII): core's string splitting, searching and number
+/// parsing would add about a kilobyte to the wasm for this one function.
 pub fn parse_http_date(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let (_, rest) = t.split_once([',', ' '])?;
-    let parts: Vec<&str> = rest.split([' ', '-']).filter(|p| !p.is_empty()).collect();
-    let (day, month, year, clock) = match parts.as_slice() {
+    let t = text.trim().as_bytes();
+    // The day name ends at the first ',' or ' '; the rest is split at spaces and dashes.
+    let start = t.iter().position(|&b| b == b',' || b == b' ')? + 1;
+    let mut parts: [&[u8]; 5] = [&[]; 5];
+    let mut count = 0;
+    for part in t[start..].split(|&b| b == b' ' || b == b'-') {
+        if part.is_empty() {
+            continue;
+        }
+        *parts.get_mut(count)? = part;
+        count += 1;
+    }
+    let (day, month, year, clock) = match (count, parts) {
         // IMF-fixdate and RFC 850: day month year time GMT
-        [d, mo, y, c, "GMT"] => (*d, *mo, *y, *c),
+        (5, [d, mo, y, c, b"GMT"]) => (d, mo, y, c),
         // asctime: month day time year
-        [mo, d, c, y] if !t.contains(',') => (*d, *mo, *y, *c),
+        (4, [mo, d, c, y, _]) if !t.contains(&b',') => (d, mo, y, c),
         _ => return None,
     };
-    let day: u64 = number(day, 1, 2)?;
-    let month = MONTHS.iter().position(|m| *m == month)? as u64 + 1;
-    let mut year: u64 = number(year, 2, 4)?;
+    let day = number(day, 1, 2)?;
+    let month = MONTHS.iter().position(|m| m.as_bytes() == month)? as u64 + 1;
+    let mut year = number(year, 2, 4)?;
     if year < 100 {
         // RFC 9110: a two-digit year more than 50 years in the future is in the past century.
         year += if year < 70 { 2000 } else { 1900 };
     }
-    let mut hms = clock.split(':');
-    let h: u64 = number(hms.next()?, 2, 2)?;
-    let mi: u64 = number(hms.next()?, 2, 2)?;
-    let s: u64 = number(hms.next()?, 2, 2)?;
-    if hms.next().is_some() || !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
+    // hh:mm:ss, two digits each.
+    let [h1, h2, b':', m1, m2, b':', s1, s2] = *clock else {
+        return None;
+    };
+    let h = number(&[h1, h2], 2, 2)?;
+    let mi = number(&[m1, m2], 2, 2)?;
+    let s = number(&[s1, s2], 2, 2)?;
+    if !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
     if !(1970..=9999).contains(&year) {
@@ -86,11 +104,13 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// Parses between `min` and `max` ASCII digits.
-fn number(s: &str, min: usize, max: usize) -> Option<u64> {
-    if s.len() < min || s.len() > max || !s.bytes().all(|b| b.is_ascii_digit()) {
+fn number(s: &[u8], min: usize, max: usize) -> Option<u64> {
+    if s.len() < min || s.len() > max {
         return None;
     }
-    s.parse().ok()
+    s.iter().try_fold(0, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

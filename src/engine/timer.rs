@@ -36,7 +36,12 @@ impl TimerTable {
 
     /// The earliest armed timer's time.
     pub fn next_timeout(&self) -> Option<u64> {
-        self.data.iter().flatten().copied().min()
+        // A loop rather than `.min()` on the iterator: less wasm.
+        let mut next = None;
+        for t in self.data.into_iter().flatten() {
+            next = Some(next.map_or(t, |n: u64| n.min(t)));
+        }
+        next
     }
 
     /// Whether `timer` is armed at or before `now`.

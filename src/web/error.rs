@@ -1,6 +1,7 @@
 //! Every failure reaches JavaScript as an `Error` whose `name` says what kind it is, and whose
 //! message starts with `spool:`. Nothing here ever includes the API key.
 
+use super::host;
 use crate::engine::{CaptureError, ConfigError};
 use wasm_bindgen::prelude::*;
 
@@ -18,26 +19,18 @@ pub const BUSY: &str = "SpoolBusy";
 
 /// An `Error` with `name` and the message `spool: {message}`.
 pub fn error(name: &str, message: &str) -> JsValue {
-    let e = js_sys::Error::new(&prefixed(message));
-    e.set_name(name);
-    e.into()
+    host::error(false, name, message, None)
 }
 
 /// A `TypeError` (so `instanceof TypeError` holds) with `name` and a message, for arguments
 /// of the wrong type.
 pub fn type_error(name: &str, message: &str) -> JsValue {
-    let e = js_sys::TypeError::new(&prefixed(message));
-    let e: &js_sys::Error = e.unchecked_ref();
-    e.set_name(name);
-    e.into()
+    host::error(true, name, message, None)
 }
 
 /// A config error: `name` is `SpoolConfigError`, `field` the camelCase key.
 pub fn config(e: &ConfigError) -> JsValue {
-    let err = js_sys::Error::new(&prefixed(&e.full_message()));
-    err.set_name(CONFIG_ERROR);
-    let _ = js_sys::Reflect::set(&err, &"field".into(), &e.field.into());
-    err.into()
+    host::error(false, CONFIG_ERROR, &e.full_message(), Some(e.field))
 }
 
 /// A refused capture, named by [`CaptureError::kind`].
@@ -51,11 +44,4 @@ pub fn busy() -> JsValue {
         BUSY,
         "the exporter was called from inside one of its own calls; the inner call did nothing",
     )
-}
-
-fn prefixed(message: &str) -> String {
-    let mut s = String::with_capacity(message.len() + 7);
-    s.push_str("spool: ");
-    s.push_str(message);
-    s
 }

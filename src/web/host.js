@@ -11,16 +11,29 @@ const KEEPALIVE_FETCH = typeof Request == "function" && "keepalive" in Request.p
 // never answered (sendBeacon is fire-and-forget).
 const BEACON_QUEUED = 202;
 
+// What the exporter's one callback, `input(what, ...)`, is told: the values of `Input` in
+// shell.rs. One callback for every kind of input costs the wasm one closure shim, not five.
+const ANSWER = 0;
+const WAKE = 1;
+const SOON = 2;
+const HIDDEN = 3;
+const VISIBLE = 4;
+
+// `input(what)` for the inputs that carry nothing: the id and status must still be numbers,
+// which wasm-bindgen's debug glue (in `wasm-pack test`) checks.
+const tell = (input, what) => input(what, 0, 0);
+
 /**
  * POSTs `body` (a string: CORS-simple `text/plain`, so no preflight) to `url`, with `headers`
  * (the user's, or undefined for a keepalive request: a custom header forces a preflight, which
- * cannot finish while a page unloads). Calls `answer(id, status, retryAfter, error)` exactly
- * once and never synchronously: `status` 0 with `error` for a network error. Where keepalive
- * fetch is missing or throws, falls back to `navigator.sendBeacon`. Returns the request's
- * AbortController, or undefined.
+ * cannot finish while a page unloads). Calls `input(ANSWER, id, status, retryAfter, error)`
+ * exactly once and never synchronously: `status` 0 with `error` for a network error. Where
+ * keepalive fetch is missing or throws, falls back to `navigator.sendBeacon`. Returns the
+ * request's AbortController, or undefined.
  */
-export function post(url, body, contentType, headers, keepalive, id, answer) {
-  const later = (status, error) => void Promise.resolve().then(() => answer(id, status, undefined, error));
+export function post(url, body, contentType, headers, keepalive, id, input) {
+  const answer = (...outcome) => input(ANSWER, id, ...outcome);
+  const later = (status, error) => void Promise.resolve().then(() => answer(status, undefined, error));
   if (keepalive && !KEEPALIVE_FETCH) return beacon(url, body, later);
   const controller = typeof AbortController == "function" ? new AbortController() : undefined;
   const init = { method: "POST", body, headers: { ...headers, "Content-Type": contentType } };
@@ -37,11 +50,11 @@ export function post(url, body, contentType, headers, keepalive, id, answer) {
     (response) => {
       // A cross-origin response shows Retry-After only if the collector sends
       // Access-Control-Expose-Headers: Retry-After.
-      answer(id, response.status, response.headers.get("Retry-After") ?? undefined, undefined);
+      answer(response.status, response.headers.get("Retry-After") ?? undefined, undefined);
       // The body is never read: let the connection go (edge runtimes warn about unread bodies).
       response.body?.cancel().catch(() => {});
     },
-    (e) => answer(id, 0, undefined, message(e)),
+    (e) => answer(0, undefined, message(e)),
   );
   return controller;
 }
@@ -56,7 +69,47 @@ function beacon(url, body, later) {
   later(queued ? BEACON_QUEUED : 0, queued ? undefined : "sendBeacon refused the body");
 }
 
-/** Aborts a request started by `post`. */
+/** Calls `input(WAKE)` in `delay` ms; returns the timer for `disarm`. */
+export function arm(input, delay) {
+  return setTimeout(() => tell(input, WAKE), delay);
+}
+
+/** Cancels a timer `arm` started (nothing happens if it has fired). */
+export function disarm(timer) {
+  clearTimeout(timer);
+}
+
+/** Calls `input(SOON)` in a microtask: once the current task's code returns, before anything
+ * else (a timer, an event, page teardown) can run. */
+export function soon(input) {
+  queueMicrotask(() => tell(input, SOON));
+}
+
+// Fired on `window` when the page is unloaded or put into the back/forward cache; in some
+// navigations before `visibilitychange`, so it alone must count as hidden.
+const PAGE_HIDE = "pagehide";
+
+/**
+ * Calls `input(HIDDEN)` when the page is hidden or closed (`visibilitychange` to hidden,
+ * `pagehide`) and `input(VISIBLE)` when it is back (`visibilitychange` to visible, `pageshow`
+ * after a back/forward-cache restore). Returns a function that removes the listeners, or
+ * undefined where there is no page (a Web Worker, an edge runtime).
+ */
+export function listen(input) {
+  const page = typeof window == "object" ? window : undefined;
+  const document = page?.document;
+  if (!document) return undefined;
+  const listener = (event) =>
+    tell(input, event.type == PAGE_HIDE || document.visibilityState == "hidden" ? HIDDEN : VISIBLE);
+  const each = (method) => {
+    document[method]("visibilitychange", listener);
+    page[method](PAGE_HIDE, listener);
+    page[method]("pageshow", listener);
+  };
+  each("addEventListener");
+  return () => each("removeEventListener");
+}
+
 // "00" to "ff", for uuidText.
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
@@ -72,6 +125,7 @@ export function uuidText(a, b, c, d) {
   return `${word(a)}-${x.slice(0, 4)}-${x.slice(4)}-${y.slice(0, 4)}-${y.slice(4)}${word(d)}`;
 }
 
+/** Aborts a request started by `post`. */
 export function abort(controller) {
   controller.abort();
 }
@@ -104,6 +158,18 @@ export function copyHeaders(headers) {
     if (name.toLowerCase() != "content-type") copy[name] = value;
   }
   return copy;
+}
+
+/**
+ * The Error spool throws or rejects with: a TypeError when `type` is true (an argument of the
+ * wrong type, so `instanceof TypeError` holds), else an Error; named `name`, with the message
+ * `spool: ${message}`, and a `field` property when one is given (a config error's key).
+ */
+export function error(type, name, message, field) {
+  const e = type ? new TypeError(`spool: ${message}`) : new Error(`spool: ${message}`);
+  e.name = name;
+  if (field !== undefined) e.field = field;
+  return e;
 }
 
 /** A new promise and its resolve function, as [promise, resolve]. */

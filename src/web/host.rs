@@ -1,31 +1,37 @@
 //! What the shell calls in its JavaScript host: a few globals (`crypto`, `console`, `String`)
-//! and the small JavaScript module beside this file (`host.js`), which sends requests and
-//! builds plain objects. Sending from JavaScript keeps the wasm small: one `fetch` call there
+//! and the small JavaScript module beside this file (`host.js`), which sends requests, arms
+//! the timer, listens to the page and builds plain objects. Sending from JavaScript keeps the wasm small: one `fetch` call there
 //! replaces a future, a response binding and a dozen property writes here.
 
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen]
-extern "C" {
-    /// The global `queueMicrotask`: runs `callback` once the current task's code returns,
-    /// before anything else (a timer, an event, page teardown) can run.
-    #[wasm_bindgen(js_name = queueMicrotask)]
-    pub fn queue_microtask(callback: &js_sys::Function);
-}
-
 #[wasm_bindgen(module = "/src/web/host.js")]
 extern "C" {
-    /// POSTs `body`; `answer(id, status, retryAfter, error)` is called once, asynchronously.
-    /// Returns the request's `AbortController`, or `undefined`.
+    /// POSTs `body`; `input(ANSWER, id, status, retryAfter, error)` is called once,
+    /// asynchronously. Returns the request's `AbortController`, or `undefined`.
     pub fn post(
-        url: &str,
+        url: &JsValue,
         body: &str,
         content_type: &str,
         headers: &JsValue,
         keepalive: bool,
         id: f64,
-        answer: &js_sys::Function,
+        input: &js_sys::Function,
     ) -> JsValue;
+
+    /// `setTimeout`: calls `input(WAKE)` in `delay` ms. Returns the timer, for [`disarm`].
+    pub fn arm(input: &js_sys::Function, delay: i32) -> JsValue;
+
+    /// `clearTimeout` of a timer [`arm`] started.
+    pub fn disarm(timer: &JsValue);
+
+    /// `queueMicrotask`: calls `input(SOON)` once the current task's code returns, before
+    /// anything else (a timer, an event, page teardown) can run.
+    pub fn soon(input: &js_sys::Function);
+
+    /// Listens to the page lifecycle, calling `input(HIDDEN)` or `input(VISIBLE)`. Returns
+    /// the function that stops listening, or `undefined` where there is no page.
+    pub fn listen(input: &js_sys::Function) -> JsValue;
 
     /// A uuid's canonical text from its four 32-bit words, most significant first.
     #[wasm_bindgen(js_name = uuidText)]
@@ -40,6 +46,10 @@ extern "C" {
     /// A checked plain copy of the `headers` config; throws an `Error` saying what is wrong.
     #[wasm_bindgen(catch, js_name = copyHeaders)]
     pub fn copy_headers(headers: &JsValue) -> Result<JsValue, JsValue>;
+
+    /// An `Error` (a `TypeError` if `type_error`) named `name` with the message
+    /// `spool: {message}`, and a `field` property if one is given.
+    pub fn error(type_error: bool, name: &str, message: &str, field: Option<&str>) -> JsValue;
 
     /// `[promise, resolve]`.
     pub fn deferred() -> js_sys::Array;
@@ -70,7 +80,7 @@ extern "C" {
 
     /// `debug: true`: logs an outcome.
     #[wasm_bindgen(js_name = logOutcome)]
-    pub fn log_outcome(id: f64, status: u16, retry_after: Option<String>, error: Option<String>);
+    pub fn log_outcome(id: f64, status: u16, retry_after: &JsValue, error: &JsValue);
 }
 
 #[wasm_bindgen]

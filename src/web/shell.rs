@@ -11,7 +11,6 @@ use super::host::{self, now_ms};
 use super::lifecycle::{Lifecycle, PageState};
 use super::report::{Settled, ShutdownReport};
 use crate::engine::{Engine, FlushId, Notice, Outcome, RetryAfter, Stats, Transmit, TransmitId};
-use gloo_timers::callback::Timeout;
 use js_sys::Function;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -30,17 +29,17 @@ pub struct Shell {
     pub engine: Engine,
     /// Taken into the engine before every send, raised to the engine's after every input.
     hold: Hold,
-    /// The collector's URL.
-    endpoint: Rc<str>,
+    /// The collector's URL, as a JS string: made once, not passed from the wasm per request.
+    endpoint: JsValue,
     /// The user's `headers` (a plain object), or `undefined`.
     headers: JsValue,
     debug: bool,
-    /// `answer(id, status, retryAfter, error)`, handed to every request: one closure for the
-    /// exporter's life instead of one per request.
-    answer: Function,
-    /// Runs [`drive`] in a microtask; see [`drive_soon`].
-    soon: Function,
-    /// Whether that microtask is queued.
+    /// `input(what, id, status, retryAfter, error)`: the one callback through which every
+    /// answer, the timer, the microtask of [`drive_soon`] and the page listener reach the
+    /// shell, `what` saying which (see [`ANSWER`]). One closure for the exporter's life, not
+    /// one per request or per kind of input.
+    input: Function,
+    /// Whether the microtask of [`drive_soon`] is queued.
     soon_queued: bool,
     /// Requests in flight that can be aborted, with their `AbortController`.
     requests: Vec<(TransmitId, JsValue)>,
@@ -48,9 +47,32 @@ pub struct Shell {
     flushes: Vec<(FlushId, Function)>,
     shutdown: Option<ShutdownWait>,
     /// The one timer, armed at `engine.poll_timeout()`; dropping it cancels it.
-    wake: Option<(u64, Timeout)>,
+    wake: Option<Timer>,
     lifecycle: Option<Lifecycle>,
-    this: Weak<RefCell<Shell>>,
+}
+
+/// What `input`'s first argument says has happened; `host.js` has the same constants. A request
+/// was answered: `input(ANSWER, id, status, retryAfter, error)`.
+const ANSWER: u32 = 0;
+/// The timer fired.
+const WAKE: u32 = 1;
+/// The microtask of [`drive_soon`] runs.
+const SOON: u32 = 2;
+/// The page was hidden or is being closed.
+const HIDDEN: u32 = 3;
+/// The page is visible again.
+const VISIBLE: u32 = 4;
+
+/// The armed JavaScript timer, due at `at`; dropping it cancels it.
+struct Timer {
+    at: u64,
+    id: JsValue,
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        host::disarm(&self.id);
+    }
 }
 
 /// A `shutdown()` under way or done.
@@ -76,23 +98,33 @@ impl Shell {
     /// A shell around `engine`, listening to the page lifecycle if `options` say so and there
     /// is a page, sharing `hold` with other exporters of the endpoint.
     pub fn new(engine: Engine, options: Options, hold: Hold) -> Shared {
-        let endpoint: Rc<str> = engine.config().endpoint.as_str().into();
+        let endpoint = JsValue::from_str(&engine.config().endpoint);
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             let weak = this.clone();
-            let answer = Closure::<dyn FnMut(f64, u16, Option<String>, Option<String>)>::new(
-                move |id: f64, status, retry_after, error| {
-                    answered(&weak, TransmitId(id as u64), status, retry_after, error)
+            // The answer's strings come as JS values, read only where needed: a closure of
+            // plain values has the smaller shims.
+            let input = Closure::<dyn FnMut(u32, f64, u16, JsValue, JsValue)>::new(
+                move |what, id: f64, status, retry_after, error| {
+                    let Some(shared) = weak.upgrade() else {
+                        return;
+                    };
+                    match what {
+                        ANSWER => {
+                            answered(&shared, TransmitId(id as u64), status, retry_after, error)
+                        }
+                        WAKE => on_wake(&shared),
+                        SOON => {
+                            if let Ok(mut shell) = shared.try_borrow_mut() {
+                                shell.soon_queued = false;
+                            }
+                            drive(&shared);
+                        }
+                        HIDDEN => on_page(&shared, PageState::Hidden),
+                        VISIBLE => on_page(&shared, PageState::Visible),
+                        _ => {}
+                    }
                 },
             );
-            let weak = this.clone();
-            let soon = Closure::<dyn FnMut()>::new(move || {
-                if let Some(shared) = weak.upgrade() {
-                    if let Ok(mut shell) = shared.try_borrow_mut() {
-                        shell.soon_queued = false;
-                    }
-                    drive(&shared);
-                }
-            });
             RefCell::new(Shell {
                 engine,
                 hold,
@@ -100,20 +132,18 @@ impl Shell {
                 headers: options.headers,
                 debug: options.debug,
                 // Owned by JavaScript from here on; it holds only a weak reference back.
-                answer: answer.into_js_value().into(),
-                soon: soon.into_js_value().into(),
+                input: input.into_js_value().into(),
                 soon_queued: false,
                 requests: Vec::new(),
                 flushes: Vec::new(),
                 shutdown: None,
                 wake: None,
                 lifecycle: None,
-                this: this.clone(),
             })
         });
         if options.flush_on_page_hide {
-            let weak = Rc::downgrade(&shared);
-            let lifecycle = Lifecycle::listen(move |state| on_page(&weak, state));
+            let input = shared.borrow().input.clone();
+            let lifecycle = Lifecycle::listen(&input);
             if let Ok(mut shell) = shared.try_borrow_mut() {
                 shell.lifecycle = lifecycle;
             }
@@ -203,14 +233,17 @@ impl Shell {
             self.wake = None;
             return;
         };
-        if self.wake.as_ref().is_some_and(|(armed, _)| *armed == at) {
+        if self.wake.as_ref().is_some_and(|timer| timer.at == at) {
             return;
         }
-        // gloo-timers hands the delay to setTimeout as an i32; a longer one would wrap and
-        // fire at once.
-        let delay = at.saturating_sub(now).min(i32::MAX as u64) as u32;
-        let this = self.this.clone();
-        self.wake = Some((at, Timeout::new(delay, move || on_wake(&this))));
+        // setTimeout takes the delay as a 32-bit signed integer; a longer one would overflow
+        // and fire at once.
+        let delay = at.saturating_sub(now).min(i32::MAX as u64) as i32;
+        // Replacing the timer drops (cancels) the one armed before.
+        self.wake = Some(Timer {
+            at,
+            id: host::arm(&self.input, delay),
+        });
     }
 }
 
@@ -218,21 +251,21 @@ impl Shell {
 /// arrive before that. For `capture`: a loop of captures costs no request each, and a burst
 /// captured in one go is cut into full batches, not a first request of one event.
 pub fn drive_soon(shared: &Shared) {
-    let soon = match shared.try_borrow_mut() {
+    let input = match shared.try_borrow_mut() {
         Ok(mut shell) if !shell.soon_queued => {
             shell.soon_queued = true;
-            shell.soon.clone()
+            shell.input.clone()
         }
         _ => return,
     };
-    host::queue_microtask(&soon);
+    host::soon(&input);
 }
 
 /// Sends what the engine wants sent, acts on its notices, and re-arms the timer. Call after
 /// every input.
 pub fn drive(shared: &Shared) {
     let mut work = Work::default();
-    let (endpoint, headers, answer, debug) = {
+    let (endpoint, headers, input, debug) = {
         let Ok(mut shell) = shared.try_borrow_mut() else {
             return;
         };
@@ -244,7 +277,7 @@ pub fn drive(shared: &Shared) {
             (
                 Some(s.endpoint.clone()),
                 s.headers.clone(),
-                Some(s.answer.clone()),
+                Some(s.input.clone()),
                 s.debug,
             )
         }
@@ -255,7 +288,7 @@ pub fn drive(shared: &Shared) {
         host::abort(controller);
     }
     let mut started = Vec::new();
-    if let (Some(endpoint), Some(answer)) = (endpoint, answer) {
+    if let (Some(endpoint), Some(input)) = (endpoint, input) {
         for t in &work.sends {
             if debug {
                 host::log_request(
@@ -279,7 +312,7 @@ pub fn drive(shared: &Shared) {
                 headers,
                 t.keepalive,
                 t.id.0 as f64,
-                &answer,
+                &input,
             );
             if !controller.is_undefined() {
                 started.push((t.id, controller));
@@ -304,26 +337,21 @@ pub fn drive(shared: &Shared) {
 
 /// A request ended (called from `host.js`): hand the engine its outcome. An aborted request's
 /// rejection lands here too; the engine has already counted it and ignores the stale id.
-fn answered(
-    this: &Weak<RefCell<Shell>>,
-    id: TransmitId,
-    status: u16,
-    retry_after: Option<String>,
-    error: Option<String>,
-) {
-    let Some(shared) = this.upgrade() else {
-        return;
-    };
+fn answered(shared: &Shared, id: TransmitId, status: u16, retry_after: JsValue, error: JsValue) {
     let (known, debug) = match shared.try_borrow_mut() {
         Ok(mut shell) => {
             if let Some(i) = shell.requests.iter().position(|(r, _)| *r == id) {
                 shell.requests.swap_remove(i);
             }
-            let outcome = match &error {
-                Some(e) => Outcome::NetworkError(e.clone()),
+            // Each a string or undefined.
+            let outcome = match error.as_string() {
+                Some(e) => Outcome::NetworkError(e),
                 None => Outcome::Response {
                     status,
-                    retry_after: retry_after.as_deref().and_then(RetryAfter::parse),
+                    retry_after: retry_after
+                        .as_string()
+                        .as_deref()
+                        .and_then(RetryAfter::parse),
                 },
             };
             let debug = shell.debug;
@@ -332,21 +360,17 @@ fn answered(
         Err(_) => (false, false),
     };
     if debug && known {
-        host::log_outcome(id.0 as f64, status, retry_after, error);
+        host::log_outcome(id.0 as f64, status, &retry_after, &error);
     }
-    drive(&shared);
+    drive(shared);
 }
 
 /// The timer fired.
-fn on_wake(this: &Weak<RefCell<Shell>>) {
-    let Some(shared) = this.upgrade() else {
-        return;
-    };
+fn on_wake(shared: &Shared) {
     let fired = match shared.try_borrow_mut() {
         Ok(mut shell) => {
             // Taken so that `rearm` arms afresh even for the same instant (a timer may fire a
-            // millisecond early by Date.now()). Dropping the running closure is safe:
-            // wasm-bindgen frees it only once the call returns.
+            // millisecond early by Date.now()). Cancelling a timer that has fired does nothing.
             let fired = shell.wake.take();
             shell.engine.handle_timeout(now_ms());
             fired
@@ -354,15 +378,12 @@ fn on_wake(this: &Weak<RefCell<Shell>>) {
         Err(_) => None,
     };
     drop(fired);
-    drive(&shared);
+    drive(shared);
 }
 
 /// The page was hidden or shown: the keepalive requests the engine makes go out now, in this
 /// task, before the page can go away.
-fn on_page(this: &Weak<RefCell<Shell>>, state: PageState) {
-    let Some(shared) = this.upgrade() else {
-        return;
-    };
+fn on_page(shared: &Shared, state: PageState) {
     if let Ok(mut shell) = shared.try_borrow_mut() {
         let now = now_ms();
         match state {
@@ -372,7 +393,7 @@ fn on_page(this: &Weak<RefCell<Shell>>, state: PageState) {
             PageState::Visible => shell.engine.page_visible(now),
         }
     }
-    drive(&shared);
+    drive(shared);
 }
 
 fn warn_overflow(max_events: usize, max_bytes: usize) {
