@@ -72,7 +72,7 @@ impl WireFormat for PostHogBatch {
         out.push_str(",\"distinct_id\":");
         json::write_str(out, e.distinct_id);
         out.push_str(",\"properties\":");
-        out.push_str(e.properties.trim());
+        out.push_str(e.properties.trim_ascii());
         out.push_str(",\"timestamp\":\"");
         write_iso8601(out, e.timestamp_ms);
         out.push_str("\",\"uuid\":\"");

@@ -319,19 +319,28 @@ impl<F: WireFormat> Engine<F> {
     /// alone larger than `maxBatchBytes` (counted as dropped `tooLarge`), if the queue is full
     /// (counted as dropped `queueFull`), or after `shutdown`.
     pub fn capture(&mut self, event: EventInput<'_>, now_ms: u64) -> Result<Uuid, CaptureError> {
+        if let Some(p) = event.properties {
+            json::validate_object(p).map_err(CaptureError::InvalidProperties)?;
+        }
+        self.capture_json(event, now_ms)
+    }
+
+    /// [`capture`](Engine::capture) for properties that are known to be one JSON object, such
+    /// as what `JSON.stringify` made of an object: they are not checked again. The browser
+    /// shell captures this way; properties that are not a JSON object would make the
+    /// collector refuse the whole batch (dropped as `rejected`).
+    pub fn capture_json(
+        &mut self,
+        event: EventInput<'_>,
+        now_ms: u64,
+    ) -> Result<Uuid, CaptureError> {
         if self.shutdown.is_some() {
             return Err(CaptureError::ShutDown);
         }
         if event.name.is_empty() {
             return Err(CaptureError::EmptyName);
         }
-        let properties = match event.properties {
-            Some(p) => {
-                json::validate_object(p).map_err(CaptureError::InvalidProperties)?;
-                p
-            }
-            None => "{}",
-        };
+        let properties = event.properties.unwrap_or("{}");
         let timestamp_ms = event.timestamp_ms.unwrap_or(now_ms);
         if timestamp_ms > time::MAX_TIMESTAMP_MS {
             return Err(CaptureError::InvalidTimestamp(timestamp_ms));

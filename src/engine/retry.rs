@@ -46,7 +46,7 @@ impl RetryAfter {
     /// Parses delta-seconds or an HTTP-date; `None` for anything else (the header is then
     /// ignored and ordinary backoff applies).
     pub fn parse(header: &str) -> Option<RetryAfter> {
-        let h = header.trim();
+        let h = header.trim_ascii();
         if !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit()) {
             // A huge number of seconds saturates; the cap applies in `deadline`. Summed here
             // rather than with `str::parse`, which adds its own code to the wasm.

@@ -135,6 +135,28 @@ fn events_without_a_distinct_id_share_the_exporters_own() {
 }
 
 #[test]
+fn capture_json_encodes_as_capture_does_without_checking_the_json_again() {
+    let mut checked = engine(config());
+    let mut trusted = engine(config());
+    let event = EventInput::new("x")
+        .properties(" {\"a\":[1,{\"b\":null}]} ")
+        .uuid("0190a3c1-7a2b-7c3d-8e4f-5a6b7c8d9e0f");
+    checked.capture(event, T0).unwrap();
+    trusted.capture_json(event, T0).unwrap();
+    let body = |e: &mut Engine| drain(e, T0 + 1000).remove(0).body;
+    assert_eq!(body(&mut checked), body(&mut trusted));
+    // What capture refuses, capture_json takes as given: the caller vouches for it.
+    let broken = EventInput::new("x").properties("{\"a\":");
+    assert!(checked.capture(broken, T0).is_err());
+    assert!(trusted.capture_json(broken, T0).is_ok());
+    // Everything else is checked the same.
+    assert_eq!(
+        trusted.capture_json(EventInput::new(""), T0),
+        Err(CaptureError::EmptyName)
+    );
+}
+
+#[test]
 fn malformed_events_are_refused_and_the_exporter_keeps_working() {
     let mut e = engine(config());
     assert_eq!(

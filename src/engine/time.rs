@@ -56,7 +56,7 @@ fn put(dst: &mut [u8], mut n: u64) {
 /// Works on bytes (every valid date is ASCII): core's string splitting, searching and number
 /// parsing would add about a kilobyte to the wasm for this one function.
 pub fn parse_http_date(text: &str) -> Option<u64> {
-    let t = text.trim().as_bytes();
+    let t = text.trim_ascii().as_bytes();
     // The day name ends at the first ',' or ' '; the rest is split at spaces and dashes.
     let start = t.iter().position(|&b| b == b',' || b == b' ')? + 1;
     let mut parts: [&[u8]; 5] = [&[]; 5];

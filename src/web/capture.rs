@@ -1,6 +1,10 @@
 //! Reads the arguments of `capture(name, properties, options)`: checks their types and
 //! serializes the properties with `JSON.stringify` at once, so later changes to the caller's
-//! object change nothing.
+//! object change nothing. What `JSON.stringify` makes of an object is a JSON object, so the
+//! engine takes it without parsing it again ([`Engine::capture_json`]); anything else
+//! `toJSON` may turn it into is refused here.
+//!
+//! [`Engine::capture_json`]: crate::engine::Engine::capture_json
 //!
 //! This runs before the exporter's state is borrowed: `JSON.stringify` and getters run the
 //! caller's code (`toJSON`), which may call the exporter again.

@@ -89,7 +89,7 @@ impl Exporter {
         let capture = Capture::read(&name, &properties, &options)?;
         let result = {
             let mut shell = self.shell.try_borrow_mut().map_err(|_| error::busy())?;
-            shell.engine.capture(capture.input(), host::now_ms())
+            shell.engine.capture_json(capture.input(), host::now_ms())
         };
         drive_soon(&self.shell);
         match result {
