@@ -15,7 +15,7 @@
 //! await exporter.flush();
 //! ```
 
-#[cfg(all(feature = "talc", not(target_feature = "atomics")))]
+#[cfg(all(feature = "allocator", not(target_feature = "atomics")))]
 mod allocator;
 mod capture;
 mod config;
