@@ -214,6 +214,20 @@ fn unknown_config_keys_warn_once_and_are_not_fatal() {
         line.contains("flushInterval") && line.contains("retries"),
         "{line}"
     );
+    // Every documented key is known: none of them warns.
+    let console = capture_console("warn");
+    let every = r#""allowInsecure":false,"distinctId":"d","batchMode":"linger","flushOnPageHide":true,
+        "headers":{},"debug":false,"flushIntervalMs":1000,"maxBatchEvents":100,"maxBatchBytes":60000,
+        "maxQueueEvents":10000,"maxQueueBytes":5242880,"maxAttempts":10,"initialBackoffMs":1000,
+        "maxBackoffMs":30000,"maxInFlight":4,"requestTimeoutMs":10000"#;
+    let made = Exporter::new(config("known-keys", every));
+    let seen: Array = get(&console, "seen").unchecked_into();
+    get(&console, "restore")
+        .unchecked_into::<Function>()
+        .call0(&JsValue::UNDEFINED)
+        .unwrap();
+    assert!(made.is_ok());
+    assert_eq!(seen.length(), 0, "{:?}", seen.get(0).as_string());
 }
 
 #[wasm_bindgen_test]
@@ -620,10 +634,10 @@ async fn a_to_json_that_captures_again_does_not_break_the_exporter() {
 fn every_exporter_gets_its_own_distinct_id_unless_configured() {
     let a = exporter("distinct-a", "");
     let b = exporter("distinct-b", "");
-    assert_eq!(a.distinct_id().unwrap().len(), 36);
-    assert_ne!(a.distinct_id().unwrap(), b.distinct_id().unwrap());
+    assert_eq!(a.distinct_id().len(), 36);
+    assert_ne!(a.distinct_id(), b.distinct_id());
     let c = exporter("distinct-c", r#""distinctId":"user-1""#);
-    assert_eq!(c.distinct_id().unwrap(), "user-1");
+    assert_eq!(c.distinct_id(), "user-1");
 }
 
 #[wasm_bindgen_test]

@@ -24,17 +24,11 @@ pub struct Options {
     pub debug: bool,
 }
 
-/// The keys that are not numbers; with [`NUMBERS`], every key the config object may have.
-const OTHER_KEYS: [&str; 8] = [
-    "endpoint",
-    "allowInsecure",
-    "apiKey",
-    "distinctId",
-    "batchMode",
-    "flushOnPageHide",
-    "headers",
-    "debug",
-];
+/// Every key the config object may have (the numeric ones are also in [`NUMBERS`]), separated
+/// by spaces: any other gets a warning.
+const KNOWN_KEYS: &str = "endpoint allowInsecure apiKey distinctId batchMode flushOnPageHide \
+    headers debug flushIntervalMs maxBatchEvents maxBatchBytes maxQueueEvents maxQueueBytes \
+    maxAttempts initialBackoffMs maxBackoffMs maxInFlight requestTimeoutMs";
 
 /// The numeric keys, in the order [`read`] assigns them.
 const NUMBERS: [&str; 10] = [
@@ -56,21 +50,20 @@ const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 /// Reads `value` (the argument of `new Exporter(config)`). The engine validates ranges and the
 /// endpoint when it is built from the result.
 pub fn read(value: &JsValue) -> Result<(Config, Options), ConfigError> {
-    if !value.is_object() {
+    let endpoint = match value.is_object() {
+        true => string(value.unchecked_ref(), "endpoint")?,
+        false => None,
+    };
+    let Some(endpoint) = endpoint else {
         return Err(ConfigError::new(
             "endpoint",
-            "is required: pass { endpoint: \"https://collector.example/batch/\" }".into(),
-        ));
-    }
-    let obj: &Object = value.unchecked_ref();
-    warn_unknown_keys(obj);
-    let endpoint = string(obj, "endpoint")?.ok_or_else(|| {
-        ConfigError::new(
-            "endpoint",
-            "is required: the collector's batch URL, e.g. \"https://collector.example/batch/\""
+            "is required: the collector's batch URL, as in \
+             { endpoint: \"https://collector.example/batch/\" }"
                 .into(),
-        )
-    })?;
+        ));
+    };
+    let obj: &Object = value.unchecked_ref();
+    host::warn_unknown_keys(obj, KNOWN_KEYS);
     let mut c = Config::new(endpoint);
     c.allow_insecure = boolean(obj, "allowInsecure")?.unwrap_or(false);
     if let Some(v) = string(obj, "apiKey")? {
@@ -191,23 +184,4 @@ fn wrong_type(key: &'static str, want: &str, got: &JsValue) -> ConfigError {
     m.push_str(&got.js_typeof().as_string().unwrap_or_default());
     m.push(')');
     ConfigError::new(key, m)
-}
-
-fn warn_unknown_keys(obj: &Object) {
-    let mut unknown = String::new();
-    for key in Object::keys(obj).iter() {
-        let Some(key) = key.as_string() else { continue };
-        if !OTHER_KEYS.contains(&key.as_str()) && !NUMBERS.contains(&key.as_str()) {
-            if !unknown.is_empty() {
-                unknown.push_str(", ");
-            }
-            unknown.push_str(&key);
-        }
-    }
-    if !unknown.is_empty() {
-        let mut m = String::from("spool: ignoring unknown config keys: ");
-        m.push_str(&unknown);
-        m.push_str(" (see ExporterConfig for the known ones)");
-        host::warn(&m);
-    }
 }

@@ -28,6 +28,8 @@ const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 2000;
 #[wasm_bindgen]
 pub struct Exporter {
     pub(super) shell: Shared,
+    /// The engine's, which never changes: kept here, it is read without borrowing the state.
+    distinct_id: String,
 }
 
 impl Exporter {
@@ -36,6 +38,7 @@ impl Exporter {
     pub(super) fn build(config: Config, options: Options, hold: Hold) -> Result<Exporter, JsValue> {
         let engine = Engine::new(config, host::seed()).map_err(|e| error::config(&e))?;
         Ok(Exporter {
+            distinct_id: engine.distinct_id().to_string(),
             shell: Shell::new(engine, options, hold),
         })
     }
@@ -166,14 +169,8 @@ impl Exporter {
 
     /// The distinct id events get when a capture names none.
     #[wasm_bindgen(getter, js_name = distinctId)]
-    pub fn distinct_id(&self) -> Result<String, JsValue> {
-        Ok(self
-            .shell
-            .try_borrow()
-            .map_err(|_| error::busy())?
-            .engine
-            .distinct_id()
-            .to_string())
+    pub fn distinct_id(&self) -> String {
+        self.distinct_id.clone()
     }
 }
 

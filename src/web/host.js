@@ -130,6 +130,18 @@ export function abort(controller) {
   controller.abort();
 }
 
+/**
+ * One console.warn naming the keys of `config` not in `known` (names separated by spaces), if
+ * any: it catches a typo such as `flushInterval` without breaking the page.
+ */
+export function warnUnknownKeys(config, known) {
+  const names = known.split(" ");
+  const unknown = Object.keys(config).filter((key) => !names.includes(key));
+  if (unknown.length) {
+    console.warn(`spool: ignoring unknown config keys: ${unknown.join(", ")} (see ExporterConfig for the known ones)`);
+  }
+}
+
 /** The `message` of something thrown, without ever throwing itself. */
 export function message(e) {
   try {

@@ -43,6 +43,11 @@ extern "C" {
     /// The `message` of a thrown value; never throws.
     pub fn message(thrown: &JsValue) -> String;
 
+    /// One `console.warn` naming the keys of `config` that are not in `known` (names separated
+    /// by spaces), if there are any.
+    #[wasm_bindgen(js_name = warnUnknownKeys)]
+    pub fn warn_unknown_keys(config: &JsValue, known: &str);
+
     /// A checked plain copy of the `headers` config; throws an `Error` saying what is wrong.
     #[wasm_bindgen(catch, js_name = copyHeaders)]
     pub fn copy_headers(headers: &JsValue) -> Result<JsValue, JsValue>;
