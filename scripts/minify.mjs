@@ -1,10 +1,11 @@
 // Minifies the built package in place, after wasm-pack (`make build` runs it):
 //
-// 1. The JavaScript: pkg/spool.js (wasm-bindgen's glue) and every file under pkg/snippets/
-//    (our host.js and its siblings), with esbuild. No `format` is given on purpose: esbuild then
-//    keeps the names of exported declarations (`export class Exporter` stays `Exporter`, so
-//    `exporter.constructor.name` does not change) and renames only what is private to a module.
-// 2. The names the wasm imports its JavaScript functions by. wasm-bindgen names each one
+// 1. The JavaScript: pkg/spool.js (wasm-bindgen's glue) and the files under pkg/snippets/ it
+//    imports (our host.js), bundled by esbuild into one minified pkg/spool.js, so a page loads
+//    one script instead of two, compressed together (about 400 bytes less gzipped than the two
+//    minified apart). pkg/snippets/ is then removed, and with it from package.json. The exports
+//    keep their names (`Exporter`, `initSync`, the default `init`).
+// 2. The names the wasm imports its JavaScript functions by, and their module's name. wasm-bindgen names each one
 //    after the function plus a 16-hex-digit hash (`__wbg_post_394069219d0753d2`), and every
 //    name is written twice, in the wasm's import section and as a key of the glue's import
 //    object; hashes do not compress. Each becomes a short name (`a`, `b`, ...) in both files,
@@ -21,32 +22,38 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { transformSync } from 'esbuild';
+import { buildSync } from 'esbuild';
 
 const pkg = path.resolve(process.argv[2] ?? 'pkg');
 const glue = path.join(pkg, 'spool.js');
 const wasm = path.join(pkg, 'spool_bg.wasm');
-// The module name wasm-bindgen gives every import of the wasm: the glue itself.
+// The module name wasm-bindgen gives every import of the wasm: the glue itself. It is written
+// before each of the 50-odd imports, so it becomes one letter too.
 const GLUE_MODULE = './spool_bg.js';
-
-function walk(dir) {
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = path.join(dir, e.name);
-    return e.isDirectory() ? walk(p) : [p];
-  });
-}
+const SHORT_MODULE = 'a';
 
 function report(file, before, after) {
   console.log(`minify: ${path.relative(process.cwd(), file)} ${before} -> ${after} bytes`);
 }
 
-const scripts = [glue, ...walk(path.join(pkg, 'snippets'))].filter((f) => f.endsWith('.js'));
-for (const file of scripts) {
-  const source = fs.readFileSync(file, 'utf8');
-  const { code } = transformSync(source, { minify: true, loader: 'js' });
-  fs.writeFileSync(file, code);
-  report(file, source.length, code.length);
+{
+  const source = fs.readFileSync(glue, 'utf8');
+  const [bundle] = buildSync({
+    entryPoints: [glue],
+    bundle: true,
+    minify: true,
+    format: 'esm',
+    platform: 'neutral',
+    write: false,
+  }).outputFiles;
+  fs.writeFileSync(glue, bundle.text);
+  report(glue, source.length, bundle.text.length);
+  fs.rmSync(path.join(pkg, 'snippets'), { recursive: true, force: true });
+  const manifestPath = path.join(pkg, 'package.json');
+  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+  manifest.files = manifest.files?.filter((f) => f !== 'snippets');
+  delete manifest.sideEffects; // only the snippets were listed
+  fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
 }
 
 // --- The import names -------------------------------------------------------------------------
@@ -156,6 +163,7 @@ function rename(bytes) {
         renames.push([field, short, id === 2]);
         field = short;
       }
+      if (module === GLUE_MODULE) module = SHORT_MODULE;
       entries.push(...(id === 2 ? [name(module)] : []), name(field), description);
     }
     if (i !== end) throw new Error(`minify: section ${id} of ${wasm} does not add up`);
@@ -183,6 +191,10 @@ for (const [from, to, isImport] of renames) {
   }
   code = code.replace(pattern, to);
 }
+// The module's key in the import object, once.
+const moduleKey = JSON.stringify(GLUE_MODULE) + ':';
+if (code.split(moduleKey).length !== 2) throw new Error(`minify: ${moduleKey} is not in ${glue} once`);
+code = code.replace(moduleKey, `${SHORT_MODULE}:`);
 new WebAssembly.Module(renamed); // throws if the rewrite broke the binary
 fs.writeFileSync(wasm, renamed);
 fs.writeFileSync(glue, code);
