@@ -26,8 +26,9 @@ function walk(dir) {
 
 /**
  * `{ spool: { parts: [{ name, raw, gzip, brotli }], total }, posthog: [{ name, note, raw, gzip,
- * brotli }] }`. spool's total is what a page loads: the wasm, the glue and its snippets (each
- * file compressed on its own, as a server sends them).
+ * brotli }] }`. spool's total is what a page loads: the wasm and the glue (and any snippets
+ * the glue imports; `make build` bundles them into it), each file compressed on its own, as a
+ * server sends them.
  */
 export function measureSizes(root) {
   const pkg = path.join(root, 'pkg');
