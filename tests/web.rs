@@ -634,10 +634,10 @@ async fn a_to_json_that_captures_again_does_not_break_the_exporter() {
 fn every_exporter_gets_its_own_distinct_id_unless_configured() {
     let a = exporter("distinct-a", "");
     let b = exporter("distinct-b", "");
-    assert_eq!(a.distinct_id().len(), 36);
+    assert_eq!(a.distinct_id().as_string().unwrap().len(), 36);
     assert_ne!(a.distinct_id(), b.distinct_id());
     let c = exporter("distinct-c", r#""distinctId":"user-1""#);
-    assert_eq!(c.distinct_id(), "user-1");
+    assert_eq!(c.distinct_id().as_string().unwrap(), "user-1");
 }
 
 #[wasm_bindgen_test]

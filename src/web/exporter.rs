@@ -28,8 +28,8 @@ const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 2000;
 #[wasm_bindgen]
 pub struct Exporter {
     pub(super) shell: Shared,
-    /// The engine's, which never changes: kept here, it is read without borrowing the state.
-    distinct_id: String,
+    /// The engine's, which never changes, as a JS string: read without borrowing the state.
+    distinct_id: JsValue,
 }
 
 impl Exporter {
@@ -38,7 +38,7 @@ impl Exporter {
     pub(super) fn build(config: Config, options: Options, hold: Hold) -> Result<Exporter, JsValue> {
         let engine = Engine::new(config, host::seed()).map_err(|e| error::config(&e))?;
         Ok(Exporter {
-            distinct_id: engine.distinct_id().to_string(),
+            distinct_id: engine.distinct_id().into(),
             shell: Shell::new(engine, options, hold),
         })
     }
@@ -167,9 +167,9 @@ impl Exporter {
         Ok(report::stats(stats))
     }
 
-    /// The distinct id events get when a capture names none.
-    #[wasm_bindgen(getter, js_name = distinctId)]
-    pub fn distinct_id(&self) -> String {
+    /// The distinct id events get when a capture names none (a string).
+    #[wasm_bindgen(getter, js_name = distinctId, unchecked_return_type = "string")]
+    pub fn distinct_id(&self) -> JsValue {
         self.distinct_id.clone()
     }
 }
