@@ -341,7 +341,7 @@ function render(r, env) {
     }
     goals.push([
       'edge middleware adds ≤ 10 % CPU to a trivial handler',
-      na ?? `+${num((e.ratio.median - 1) * 100)} %`,
+      na ?? `${e.ratio.median >= 1 ? '+' : '−'}${num(Math.abs(e.ratio.median - 1) * 100)} %`,
       na ? null : e.ratio.median - 1 <= GOAL.edgeOverhead,
     ]);
   }
