@@ -85,6 +85,15 @@ fn number_of(value: &JsValue, key: &str) -> f64 {
     get(value, key).as_f64().expect("a number")
 }
 
+/// Puts back the console method `capture_console` replaced; returns the lines it saw.
+fn restore_console(console: &JsValue) -> Array {
+    get(console, "restore")
+        .unchecked_into::<Function>()
+        .call0(&JsValue::UNDEFINED)
+        .unwrap();
+    get(console, "seen").unchecked_into()
+}
+
 async fn settle(promise: Promise) -> JsValue {
     JsFuture::from(promise).await.expect("resolves")
 }
@@ -202,11 +211,7 @@ fn the_api_key_never_appears_in_a_config_error() {
 fn unknown_config_keys_warn_once_and_are_not_fatal() {
     let console = capture_console("warn");
     let made = Exporter::new(config("unknown-keys", r#""flushInterval":5,"retries":3"#));
-    let seen: Array = get(&console, "seen").unchecked_into();
-    get(&console, "restore")
-        .unchecked_into::<Function>()
-        .call0(&JsValue::UNDEFINED)
-        .unwrap();
+    let seen = restore_console(&console);
     assert!(made.is_ok());
     assert_eq!(seen.length(), 1);
     let line = seen.get(0).as_string().unwrap();
@@ -221,11 +226,7 @@ fn unknown_config_keys_warn_once_and_are_not_fatal() {
         "maxQueueEvents":10000,"maxQueueBytes":5242880,"maxAttempts":10,"initialBackoffMs":1000,
         "maxBackoffMs":30000,"maxInFlight":4,"requestTimeoutMs":10000"#;
     let made = Exporter::new(config("known-keys", every));
-    let seen: Array = get(&console, "seen").unchecked_into();
-    get(&console, "restore")
-        .unchecked_into::<Function>()
-        .call0(&JsValue::UNDEFINED)
-        .unwrap();
+    let seen = restore_console(&console);
     assert!(made.is_ok());
     assert_eq!(seen.length(), 0, "{:?}", seen.get(0).as_string());
 }
@@ -509,11 +510,7 @@ async fn a_full_queue_drops_without_throwing_and_counts_it() {
     JsFuture::from(Promise::resolve(&JsValue::UNDEFINED))
         .await
         .unwrap();
-    let seen: Array = get(&console, "seen").unchecked_into();
-    get(&console, "restore")
-        .unchecked_into::<Function>()
-        .call0(&JsValue::UNDEFINED)
-        .unwrap();
+    let seen = restore_console(&console);
     assert!(results[..2].iter().all(|r| r.is_string()));
     assert!(results[2..].iter().all(JsValue::is_undefined));
     assert_eq!(seen.length(), 1, "one warning per overflow episode");
@@ -593,11 +590,7 @@ async fn debug_logs_requests_but_never_the_api_key() {
     ex.capture("e".into(), json(r#"{"a":1}"#), JsValue::UNDEFINED)
         .unwrap();
     settle(ex.flush()).await;
-    let seen: Array = get(&console, "seen").unchecked_into();
-    get(&console, "restore")
-        .unchecked_into::<Function>()
-        .call0(&JsValue::UNDEFINED)
-        .unwrap();
+    let seen = restore_console(&console);
     let lines: Vec<String> = seen.iter().filter_map(|l| l.as_string()).collect();
     assert!(
         lines.iter().any(|l| l.starts_with("spool: POST")),
@@ -765,13 +758,18 @@ async fn sleep(ms: u32) {
     settle(promise).await;
 }
 
+/// Captures one event and flushes at once, without waiting for the flush.
+fn capture_and_flush(ex: &Exporter) {
+    ex.capture("e".into(), json("{}"), JsValue::UNDEFINED)
+        .unwrap();
+    let _ = ex.flush();
+}
+
 #[wasm_bindgen_test]
 async fn a_retry_after_holds_every_exporter_of_the_endpoint_and_no_other() {
     let held = "answers-429";
     let a = exporter(held, "");
-    a.capture("a".into(), json("{}"), JsValue::UNDEFINED)
-        .unwrap();
-    let _ = a.flush();
+    capture_and_flush(&a);
     sleep(50).await;
     assert_eq!(
         requests_to(&endpoint(held)).length(),
@@ -780,14 +778,10 @@ async fn a_retry_after_holds_every_exporter_of_the_endpoint_and_no_other() {
     );
     // A new exporter of the same endpoint has never been answered, but holds too.
     let b = exporter(held, "");
-    b.capture("b".into(), json("{}"), JsValue::UNDEFINED)
-        .unwrap();
-    let _ = b.flush();
+    capture_and_flush(&b);
     // Another endpoint is not held.
     let c = exporter("not-held", "");
-    c.capture("c".into(), json("{}"), JsValue::UNDEFINED)
-        .unwrap();
-    let _ = c.flush();
+    capture_and_flush(&c);
     sleep(100).await;
     assert_eq!(
         requests_to(&endpoint(held)).length(),
