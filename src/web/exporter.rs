@@ -2,10 +2,9 @@
 //! `stats`, `shutdown`.
 
 use super::capture::Capture;
-use super::config::Options;
 use super::shell::{drive, drive_soon, Hold, Shared, Shell};
 use super::{config, error, host, report};
-use crate::engine::{BatchMode, CaptureError, Config, Engine};
+use crate::engine::{BatchMode, CaptureError, Engine};
 use js_sys::{Function, Promise};
 use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
@@ -27,34 +26,27 @@ const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 2000;
 /// exporter that is garbage-collected (or `free()`d) stops its timer and page listeners.
 #[wasm_bindgen]
 pub struct Exporter {
-    pub(super) shell: Shared,
+    shell: Shared,
     /// The engine's, which never changes, as a JS string: read without borrowing the state.
     distinct_id: JsValue,
 }
 
-impl Exporter {
-    /// An exporter from a read config, seeded from `crypto`, sharing `hold`; the engine's range
-    /// checks fail as a `SpoolConfigError`.
-    pub(super) fn build(config: Config, options: Options, hold: Hold) -> Result<Exporter, JsValue> {
-        let engine = Engine::new(config, host::seed()).map_err(|e| error::config(&e))?;
-        Ok(Exporter {
-            distinct_id: engine.distinct_id().into(),
-            shell: Shell::new(engine, options, hold),
-        })
-    }
-}
-
 #[wasm_bindgen]
 impl Exporter {
-    /// Creates an exporter. Throws an `Error` named `SpoolConfigError`, whose `field` names
-    /// the offending key, if the config is invalid.
+    /// Creates an exporter, seeded from `crypto`, sharing the `Retry-After` hold of its
+    /// endpoint with the others. Throws an `Error` named `SpoolConfigError`, whose `field`
+    /// names the offending key, if the config is invalid.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "ExporterConfig")] config: JsValue,
     ) -> Result<Exporter, JsValue> {
         let (config, options) = config::read(&config).map_err(|e| error::config(&e))?;
         let hold = hold_for(&config.endpoint);
-        Exporter::build(config, options, hold)
+        let engine = Engine::new(config, host::seed()).map_err(|e| error::config(&e))?;
+        Ok(Exporter {
+            distinct_id: engine.distinct_id().into(),
+            shell: Shell::new(engine, options, hold),
+        })
     }
 
     /// Checks `config` as `new Exporter(config)` does, throwing the same `SpoolConfigError`,

@@ -1,7 +1,8 @@
 //! What the shell calls in its JavaScript host: a few globals (`crypto`, `console`, `String`)
 //! and the small JavaScript module beside this file (`host.js`), which sends requests, arms
-//! the timer, listens to the page and builds plain objects. Sending from JavaScript keeps the wasm small: one `fetch` call there
-//! replaces a future, a response binding and a dozen property writes here.
+//! the timer, listens to the page and builds plain objects. Sending from JavaScript keeps the
+//! wasm small: one `fetch` call there replaces a future, a response binding and a dozen
+//! property writes here.
 
 use wasm_bindgen::prelude::*;
 
