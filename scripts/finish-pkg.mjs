@@ -5,13 +5,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { editManifest } from './manifest.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = path.join(root, process.argv[2] ?? 'pkg');
 const added = ['edge.js', 'edge.d.ts'];
 for (const file of added) fs.copyFileSync(path.join(root, 'src', 'web', file), path.join(pkg, file));
 
-const manifestPath = path.join(pkg, 'package.json');
-const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-manifest.files = [...new Set([...(manifest.files ?? []), ...added])];
-fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
+editManifest(pkg, (manifest) => {
+  manifest.files = [...new Set([...(manifest.files ?? []), ...added])];
+});

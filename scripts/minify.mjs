@@ -23,6 +23,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildSync } from 'esbuild';
+import { editManifest } from './manifest.mjs';
 
 const pkg = path.resolve(process.argv[2] ?? 'pkg');
 const glue = path.join(pkg, 'spool.js');
@@ -49,11 +50,10 @@ function report(file, before, after) {
   fs.writeFileSync(glue, bundle.text);
   report(glue, source.length, bundle.text.length);
   fs.rmSync(path.join(pkg, 'snippets'), { recursive: true, force: true });
-  const manifestPath = path.join(pkg, 'package.json');
-  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-  manifest.files = manifest.files?.filter((f) => f !== 'snippets');
-  delete manifest.sideEffects; // only the snippets were listed
-  fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + '\n');
+  editManifest(pkg, (manifest) => {
+    manifest.files = manifest.files?.filter((f) => f !== 'snippets');
+    delete manifest.sideEffects; // only the snippets were listed
+  });
 }
 
 // --- The import names -------------------------------------------------------------------------
