@@ -128,6 +128,32 @@ test('batching: one window, one collector request; in auto mode, each request it
   });
 });
 
+test('a leading request that never takes its window is replaced once its grace is past', async () => {
+  // Here in Node: the first leader's timer is lost, as when its request's waitUntil is cancelled.
+  collector.control.reset();
+  const wrapped = withTelemetry(app, { endpoint: `${collector.url}/batch/`, flushIntervalMs: 100 });
+  const handed = [];
+  const ctx = { waitUntil: (p) => handed.push(p) };
+  const realSetTimeout = globalThis.setTimeout;
+  const realNow = Date.now;
+  let lose = true;
+  globalThis.setTimeout = (fn, ms, ...rest) => (lose && ms === 100 ? ((lose = false), 0) : realSetTimeout(fn, ms, ...rest));
+  try {
+    await wrapped.fetch(new Request('https://shop.example/first'), {}, ctx);
+    await wrapped.fetch(new Request('https://shop.example/second'), {}, ctx);
+    assert.equal(handed.length, 1, 'within its window and grace, the first leader keeps the window');
+    Date.now = () => realNow() + 100 + 5000 + 1; // the window (100 ms) and the grace (5 s) are past
+    await wrapped.fetch(new Request('https://shop.example/third'), {}, ctx);
+    assert.equal(handed.length, 2, 'the next request leads');
+  } finally {
+    Date.now = realNow;
+    globalThis.setTimeout = realSetTimeout;
+  }
+  await handed[1];
+  const batches = collector.log().batches;
+  assert.deepEqual(batches.map((b) => b.body.batch.map((e) => e.properties.path)), [['/first', '/second', '/third']]);
+});
+
 test('a Retry-After past deadlineMs abandons the event at once, and the Worker log says so', async () => {
   await withWorker({ deadlineMs: 3000 }, async ({ worker, log }) => {
     collector.control.plan([{ status: 429, retryAfter: '60', times: 5 }]);
