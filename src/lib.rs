@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod schema;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -3,7 +3,8 @@
 use super::json::write_u64;
 
 /// How events are grouped into requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BatchMode {
     /// Wait up to `flush_interval_ms` after the oldest queued event, or until a batch is full.
     #[default]
@@ -33,8 +34,11 @@ impl BatchMode {
 /// Everything the engine needs to know, with the defaults of [`Config::new`].
 ///
 /// Field docs give the JS name (camelCase), the default and the allowed range; [`Config::validate`]
-/// enforces the ranges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// enforces the ranges. It is serde-derived under those camelCase names, every field but
+/// `endpoint` optional: the JavaScript config object is read through it, and
+/// [`crate::schema`] describes each key for the TypeScript types and the README.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Config {
     /// `endpoint`: where batches are POSTed. Required. `https://`, or `http://` to a loopback
     /// host (`localhost`, `127.x.x.x`, `[::1]`) unless `allow_insecure` is set.
@@ -74,6 +78,13 @@ pub struct Config {
     /// `requestTimeoutMs`: a request not answered by then is abandoned and retried.
     /// Default 10,000, 100 to 600,000.
     pub request_timeout_ms: u64,
+}
+
+impl Default for Config {
+    /// The defaults with no endpoint yet ([`Config::validate`] refuses an empty one).
+    fn default() -> Config {
+        Config::new("")
+    }
 }
 
 impl Config {

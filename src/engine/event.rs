@@ -155,21 +155,6 @@ pub enum CaptureError {
 }
 
 impl CaptureError {
-    /// A stable name for the error kind, used as the JS `Error.name`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CaptureError::EmptyName => "SpoolInvalidEvent",
-            CaptureError::InvalidProperties(_) => "SpoolInvalidEvent",
-            CaptureError::InvalidUuid => "SpoolInvalidEvent",
-            CaptureError::InvalidTimestamp(_) => "SpoolInvalidEvent",
-            CaptureError::TooLarge { .. } => "SpoolEventTooLarge",
-            CaptureError::QueueFull => "SpoolQueueFull",
-            CaptureError::ShutDown => "SpoolShutDown",
-        }
-    }
-}
-
-impl CaptureError {
     /// What went wrong, in words for the developer who called `capture`. Built without the
     /// formatting machinery, which would add kilobytes to the wasm.
     pub fn message(&self) -> String {

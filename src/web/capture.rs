@@ -82,6 +82,23 @@ impl Capture {
     }
 }
 
+/// The JSON text of Rust `properties`: made a plain JS value by serde-wasm-bindgen (maps as
+/// objects), then `JSON.stringify`-ed as a JavaScript caller's would be, so both take the
+/// same path into the engine.
+pub fn properties_json<P: serde::Serialize + ?Sized>(
+    properties: &P,
+) -> Result<String, super::client::Error> {
+    use super::client::Error;
+    let value = properties
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| Error::Properties(host::message(&e.into())))?;
+    match serialize(&value) {
+        Ok(Some(json)) => Ok(json),
+        Ok(None) => Ok(String::from("{}")),
+        Err(e) => Err(Error::Properties(host::message(&e))),
+    }
+}
+
 /// `JSON.stringify(properties)`, which must give a JSON object; `None` for no properties.
 fn serialize(properties: &JsValue) -> Result<Option<String>, JsValue> {
     if properties.is_undefined() || properties.is_null() {

@@ -1,102 +1,141 @@
-//! Reads the JavaScript config object into the engine's [`Config`] and the shell's own
-//! [`Options`], refusing wrong types with an error that names the field.
+//! Reads the JavaScript config object through serde: [`Config`] (the engine's keys) and
+//! [`ShellOptions`] (the shell's) are deserialized from it by serde-wasm-bindgen, each reading
+//! only its own keys, once. [`crate::schema::KEYS`] names every key: any other gets one
+//! `console.warn`, which catches a typo such as `flushInterval` without breaking a page.
 //!
-//! Ranges are the engine's to check ([`Config::validate`]); here a number must be a finite,
-//! non-negative whole number and a string a string, so `"100"`, `NaN`, `Infinity` and `-1`
-//! never reach it. Unknown keys are not fatal: they get one `console.warn`, which catches a
-//! typo such as `flushInterval` without breaking a page.
+//! `undefined` and `null` mean "not set". A value of the wrong type is refused with a
+//! `ConfigError` naming the key (found by `serde_path_to_error`) and its expected type, never
+//! the value, which could be a secret put in the wrong field; ranges are the engine's to check
+//! ([`Config::validate`]).
 
 use super::host;
-use crate::engine::{BatchMode, Config, ConfigError};
+use crate::engine::{Config, ConfigError};
+use crate::schema::{self, Kind, ShellOptions};
 use js_sys::{Object, Reflect};
+use serde::de::DeserializeOwned;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// The shell's settings that the engine has no use for.
-pub struct Options {
-    /// `flushOnPageHide` (default true): send what is queued with `keepalive` when the page is
-    /// hidden or closed.
-    pub flush_on_page_hide: bool,
-    /// `headers`: a plain object sent with every ordinary (non-keepalive) request, or
-    /// `undefined`.
-    pub headers: JsValue,
-    /// `debug`: log each request and outcome with `console.debug`.
-    pub debug: bool,
-}
-
-/// Every key the config object may have (the numeric ones are also in [`NUMBERS`]), separated
-/// by spaces: any other gets a warning.
-const KNOWN_KEYS: &str = "endpoint allowInsecure apiKey distinctId batchMode flushOnPageHide \
-    headers debug flushIntervalMs maxBatchEvents maxBatchBytes maxQueueEvents maxQueueBytes \
-    maxAttempts initialBackoffMs maxBackoffMs maxInFlight requestTimeoutMs";
-
-/// The numeric keys, in the order [`read`] assigns them.
-const NUMBERS: [&str; 10] = [
-    "flushIntervalMs",
-    "maxBatchEvents",
-    "maxBatchBytes",
-    "maxQueueEvents",
-    "maxQueueBytes",
-    "maxAttempts",
-    "initialBackoffMs",
-    "maxBackoffMs",
-    "maxInFlight",
-    "requestTimeoutMs",
-];
-
-/// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
-
 /// Reads `value` (the argument of `new Exporter(config)`). The engine validates ranges and the
 /// endpoint when it is built from the result.
-pub fn read(value: &JsValue) -> Result<(Config, Options), ConfigError> {
-    let endpoint = match value.is_object() {
-        true => string(value.unchecked_ref(), "endpoint")?,
-        false => None,
-    };
-    let Some(endpoint) = endpoint else {
+pub fn read(value: &JsValue) -> Result<(Config, ShellOptions), ConfigError> {
+    let set = known(value)?;
+    let config: Config = deserialize(&set)?;
+    let options: ShellOptions = deserialize(&set)?;
+    if config.endpoint.is_empty() && !Reflect::has(&set, &"endpoint".into()).unwrap_or(false) {
         return Err(ConfigError::new(
             "endpoint",
             "is required: the collector's batch URL, as in \
              { endpoint: \"https://collector.example/batch/\" }"
                 .into(),
         ));
-    };
-    let obj: &Object = value.unchecked_ref();
-    host::warn_unknown_keys(obj, KNOWN_KEYS);
-    let mut c = Config::new(endpoint);
-    c.allow_insecure = boolean(obj, "allowInsecure")?.unwrap_or(false);
-    if let Some(v) = string(obj, "apiKey")? {
-        c.api_key = v;
     }
-    c.distinct_id = string(obj, "distinctId")?;
-    if let Some(v) = string(obj, "batchMode")? {
-        c.batch_mode = BatchMode::parse(&v)?;
+    check_headers(&options)?;
+    Ok((config, options))
+}
+
+/// A copy of `value` with only its known keys whose values are set; one `console.warn` names
+/// the unknown ones.
+fn known(value: &JsValue) -> Result<Object, ConfigError> {
+    let set = Object::new();
+    if !value.is_object() {
+        return Ok(set);
     }
-    // One loop over the numeric fields rather than ten inlined reads: smaller wasm.
-    for (i, key) in NUMBERS.iter().enumerate() {
-        let Some(n) = number(obj, key)? else { continue };
-        // usize is 32 bits in wasm32; the engine's ranges are far below that.
-        let size = usize::try_from(n).map_err(|_| ConfigError::new(key, "is far too large".into()));
-        match i {
-            0 => c.flush_interval_ms = n,
-            1 => c.max_batch_events = size?,
-            2 => c.max_batch_bytes = size?,
-            3 => c.max_queue_events = size?,
-            4 => c.max_queue_bytes = size?,
-            5 => c.max_attempts = u32::try_from(n).unwrap_or(u32::MAX),
-            6 => c.initial_backoff_ms = n,
-            7 => c.max_backoff_ms = n,
-            8 => c.max_in_flight = size?,
-            _ => c.request_timeout_ms = n,
+    let mut unknown = String::new();
+    let object: &Object = value.unchecked_ref();
+    for key in Object::keys(object).iter() {
+        let name = key.as_string().unwrap_or_default();
+        let Some(k) = schema::exporter_key(&name) else {
+            if !unknown.is_empty() {
+                unknown.push_str(", ");
+            }
+            unknown.push_str(&name);
+            continue;
+        };
+        let v = Reflect::get(value, &key)
+            .map_err(|_| ConfigError::new(k.name, "could not be read (its getter threw)".into()))?;
+        if !v.is_undefined() && !v.is_null() {
+            let _ = Reflect::set(&set, &key, &v);
         }
     }
-    let options = Options {
-        flush_on_page_hide: boolean(obj, "flushOnPageHide")?.unwrap_or(true),
-        headers: headers(obj)?,
-        debug: boolean(obj, "debug")?.unwrap_or(false),
+    if !unknown.is_empty() {
+        let mut m = String::from("spool: ignoring unknown config keys: ");
+        m.push_str(&unknown);
+        m.push_str(" (see ExporterConfig for the known ones)");
+        host::warn(&m);
+    }
+    Ok(set)
+}
+
+/// `T` from the known keys of the config; an error names the key whose value is wrong.
+fn deserialize<T: DeserializeOwned>(set: &Object) -> Result<T, ConfigError> {
+    let de = serde_wasm_bindgen::Deserializer::from(JsValue::from(set));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let name = match e.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+            _ => String::new(),
+        };
+        let value = Reflect::get(set, &JsValue::from_str(&name)).unwrap_or(JsValue::UNDEFINED);
+        wrong(&name, &value)
+    })
+}
+
+/// The error for `value`, of the wrong type or out of the type's domain, at key `name`.
+fn wrong(name: &str, value: &JsValue) -> ConfigError {
+    let Some(key) = schema::exporter_key(name) else {
+        return ConfigError::new("config", "must be an object".into());
     };
-    Ok((c, options))
+    let mut m = String::from(key.expected());
+    match (key.kind, value.as_f64()) {
+        (Kind::Whole, Some(n)) => {
+            m = String::from("must be a whole number, 0 or more (got ");
+            m.push_str(&host::number_text(n));
+        }
+        (Kind::OneOf, _) => {
+            m = String::from("must be \"linger\", \"auto\" or \"off\" (got ");
+            m.push_str(&value.as_string().map_or_else(type_of(value), |s| quote(&s)));
+        }
+        _ => {
+            m.push_str(" (got type ");
+            m.push_str(&value.js_typeof().as_string().unwrap_or_default());
+        }
+    }
+    m.push(')');
+    ConfigError::new(key.name, m)
+}
+
+fn type_of(value: &JsValue) -> impl FnOnce() -> String + '_ {
+    move || {
+        let mut m = String::from("type ");
+        m.push_str(&value.js_typeof().as_string().unwrap_or_default());
+        m
+    }
+}
+
+fn quote(s: &str) -> String {
+    let mut m = String::from("\"");
+    m.push_str(s);
+    m.push('"');
+    m
+}
+
+/// `headers`: each a valid header name and value, checked now by the host's own `Headers`, so
+/// a bad one fails here rather than on every request.
+fn check_headers(options: &ShellOptions) -> Result<(), ConfigError> {
+    let bad = || ConfigError::new("headers", String::new());
+    if options.headers.is_empty() {
+        return Ok(());
+    }
+    let check = web_sys::Headers::new().map_err(|_| bad())?;
+    for (name, value) in &options.headers {
+        if check.append(name, value).is_err() {
+            // Not the host's message: some name the value, which may be a secret.
+            let mut m = String::from(name);
+            m.push_str(" is not a valid header name, or its value is not a valid value");
+            return Err(ConfigError::new("headers", m));
+        }
+    }
+    Ok(())
 }
 
 /// Reads `timeoutMs` from the options of `shutdown(options)`; `default` when absent.
@@ -110,78 +149,23 @@ pub fn timeout_ms(options: &JsValue, default: u64) -> Result<u64, ConfigError> {
             "must be given in an options object, e.g. { timeoutMs: 2000 }".into(),
         ));
     }
-    Ok(number(options.unchecked_ref(), "timeoutMs")?.unwrap_or(default))
-}
-
-/// `obj[key]`, with `undefined` and `null` meaning "not set".
-fn get(obj: &Object, key: &'static str) -> Result<Option<JsValue>, ConfigError> {
-    match Reflect::get(obj, &JsValue::from_str(key)) {
-        Ok(v) if v.is_undefined() || v.is_null() => Ok(None),
-        Ok(v) => Ok(Some(v)),
-        Err(_) => Err(ConfigError::new(
-            key,
-            "could not be read (its getter threw)".into(),
-        )),
+    let v = Reflect::get(options, &"timeoutMs".into()).unwrap_or(JsValue::UNDEFINED);
+    if v.is_undefined() || v.is_null() {
+        return Ok(default);
     }
-}
-
-fn string(obj: &Object, key: &'static str) -> Result<Option<String>, ConfigError> {
-    match get(obj, key)? {
-        None => Ok(None),
-        Some(v) => v
-            .as_string()
-            .map(Some)
-            .ok_or_else(|| wrong_type(key, "a string", &v)),
-    }
-}
-
-fn boolean(obj: &Object, key: &'static str) -> Result<Option<bool>, ConfigError> {
-    match get(obj, key)? {
-        None => Ok(None),
-        Some(v) => v
-            .as_bool()
-            .map(Some)
-            .ok_or_else(|| wrong_type(key, "true or false", &v)),
-    }
-}
-
-/// A finite, non-negative whole number.
-fn number(obj: &Object, key: &'static str) -> Result<Option<u64>, ConfigError> {
-    let Some(v) = get(obj, key)? else {
-        return Ok(None);
-    };
     match v.as_f64() {
-        Some(n) if (0.0..=MAX_SAFE_INTEGER).contains(&n) && n.fract() == 0.0 => Ok(Some(n as u64)),
+        Some(n) if (0.0..=9_007_199_254_740_991.0).contains(&n) && n.fract() == 0.0 => Ok(n as u64),
         Some(n) => {
             let mut m = String::from("must be a whole number, 0 or more (got ");
             m.push_str(&host::number_text(n));
             m.push(')');
-            Err(ConfigError::new(key, m))
+            Err(ConfigError::new("timeoutMs", m))
         }
-        None => Err(wrong_type(key, "a number", &v)),
+        None => {
+            let mut m = String::from("must be a number (got type ");
+            m.push_str(&v.js_typeof().as_string().unwrap_or_default());
+            m.push(')');
+            Err(ConfigError::new("timeoutMs", m))
+        }
     }
-}
-
-/// `headers`: an object of strings, each a valid header name and value (checked now by the
-/// browser's own `Headers`, so a bad one fails here rather than on every request); kept as a
-/// plain copy, or `undefined` when absent.
-fn headers(obj: &Object) -> Result<JsValue, ConfigError> {
-    let Some(v) = get(obj, "headers")? else {
-        return Ok(JsValue::UNDEFINED);
-    };
-    if !v.is_object() {
-        return Err(wrong_type("headers", "an object of strings", &v));
-    }
-    host::copy_headers(&v).map_err(|thrown| ConfigError::new("headers", host::message(&thrown)))
-}
-
-/// "must be {want} (got type {typeof})": names the type only, never the value, which could be a
-/// secret put in the wrong field.
-fn wrong_type(key: &'static str, want: &str, got: &JsValue) -> ConfigError {
-    let mut m = String::from("must be ");
-    m.push_str(want);
-    m.push_str(" (got type ");
-    m.push_str(&got.js_typeof().as_string().unwrap_or_default());
-    m.push(')');
-    ConfigError::new(key, m)
 }

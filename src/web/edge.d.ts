@@ -12,15 +12,11 @@ export interface EdgeOptions extends Partial<ExporterConfig> {
   apiKey?: string;
   /** The event's name. Default "http_request". */
   eventName?: string;
-  /** Record the query string (as the `query` property). Default false: query strings carry
-   *  tokens and personal data. */
+  /** Record the query string (as the `query` property). Default false: query strings carry tokens and personal data. */
   captureQuery?: boolean;
-  /** Request headers to record (as the `headers` property), e.g. ["user-agent"]. Default
-   *  false: none (headers carry cookies and credentials). */
+  /** Request headers to record (as the `headers` property), e.g. ["user-agent"]. Default false: none (headers carry cookies and credentials). */
   captureHeaders?: false | string[];
-  /** How long a batch's delivery may run after its batching window before what is left is
-   *  abandoned (counted and logged). Default 25,000, 100 to 30,000; with the window, at most
-   *  30,000 (Cloudflare's limit for `waitUntil` work). */
+  /** How long a batch's delivery may run after its batching window before what is left is abandoned (counted and logged). Default 25,000, 100 to 30,000; with the window, at most 30,000 (Cloudflare's limit for `waitUntil` work). */
   deadlineMs?: number;
 }
 

@@ -1,14 +1,15 @@
 //! The `Exporter` class, as JavaScript sees it: `new Exporter(config)`, `capture`, `flush`,
-//! `stats`, `shutdown`.
+//! `stats`, `shutdown`. A thin layer over the Rust [`Client`]: it reads JavaScript arguments
+//! and turns the client's results into JavaScript values, promises and errors.
 
 use super::capture::Capture;
-use super::shell::{drive, drive_soon, Hold, Shared, Shell};
-use super::{config, error, host, report};
-use crate::engine::{BatchMode, CaptureError, Engine};
-use js_sys::{Function, Promise};
-use std::cell::RefCell;
+use super::client::{Client, Error};
+use super::{config, error, report};
+use crate::engine::{BatchMode, CaptureError};
+use js_sys::Promise;
+use serde::Serialize;
+use std::future::Future;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 /// `shutdown()`'s `timeoutMs` when none is given.
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 2000;
@@ -26,8 +27,8 @@ const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 2000;
 /// exporter that is garbage-collected (or `free()`d) stops its timer and page listeners.
 #[wasm_bindgen]
 pub struct Exporter {
-    shell: Shared,
-    /// The engine's, which never changes, as a JS string: read without borrowing the state.
+    client: Client,
+    /// The client's, which never changes, as a JS string: made once.
     distinct_id: JsValue,
 }
 
@@ -41,11 +42,10 @@ impl Exporter {
         #[wasm_bindgen(unchecked_param_type = "ExporterConfig")] config: JsValue,
     ) -> Result<Exporter, JsValue> {
         let (config, options) = config::read(&config).map_err(|e| error::config(&e))?;
-        let hold = hold_for(&config.endpoint);
-        let engine = Engine::new(config, host::seed()).map_err(|e| error::config(&e))?;
+        let client = Client::with_options(config, options).map_err(|e| error::config(&e))?;
         Ok(Exporter {
-            distinct_id: engine.distinct_id().into(),
-            shell: Shell::new(engine, options, hold),
+            distinct_id: client.distinct_id().into(),
+            client,
         })
     }
 
@@ -82,20 +82,15 @@ impl Exporter {
     ) -> Result<JsValue, JsValue> {
         // Reads (and runs any toJSON or getter) before the state is borrowed.
         let capture = Capture::read(&name, &properties, &options)?;
-        let result = {
-            let mut shell = self.shell.try_borrow_mut().map_err(|_| error::busy())?;
-            shell.engine.capture_json(capture.input(), host::now_ms())
-        };
-        drive_soon(&self.shell);
-        match result {
-            Ok(uuid) => Ok(host::uuid_text(
+        match self.client.capture_json(capture.input()) {
+            Ok(uuid) => Ok(super::host::uuid_text(
                 (uuid.0 >> 96) as u32,
                 (uuid.0 >> 64) as u32,
                 (uuid.0 >> 32) as u32,
                 uuid.0 as u32,
             )),
-            Err(CaptureError::QueueFull) => Ok(JsValue::UNDEFINED),
-            Err(e) => Err(error::capture(&e)),
+            Err(Error::Capture(CaptureError::QueueFull)) => Ok(JsValue::UNDEFINED),
+            Err(e) => Err(to_error(e)),
         }
     }
 
@@ -104,16 +99,7 @@ impl Exporter {
     /// other flushes do not delay it. Never rejects.
     #[wasm_bindgen(unchecked_return_type = "Promise<FlushReport>")]
     pub fn flush(&self) -> Promise {
-        let (promise, resolve) = pending();
-        {
-            let Ok(mut shell) = self.shell.try_borrow_mut() else {
-                return Promise::reject(&error::busy());
-            };
-            let id = shell.engine.flush(host::now_ms());
-            shell.wait_flush(id, resolve);
-        }
-        drive(&self.shell);
-        promise
+        promise(self.client.flush())
     }
 
     /// Stops taking events, sends what is held, and resolves to `{ delivered, dropped,
@@ -127,22 +113,10 @@ impl Exporter {
         &self,
         #[wasm_bindgen(unchecked_optional_param_type = "ShutdownOptions")] options: JsValue,
     ) -> Promise {
-        let timeout_ms = match config::timeout_ms(&options, DEFAULT_SHUTDOWN_TIMEOUT_MS) {
-            Ok(ms) => ms,
-            Err(e) => return Promise::reject(&error::config(&e)),
-        };
-        let (promise, resolve) = pending();
-        let done = {
-            let Ok(mut shell) = self.shell.try_borrow_mut() else {
-                return Promise::reject(&error::busy());
-            };
-            shell.shutdown(timeout_ms, resolve)
-        };
-        if let Some((resolve, report)) = done {
-            let _ = resolve.call1(&JsValue::UNDEFINED, &report.to_js());
+        match config::timeout_ms(&options, DEFAULT_SHUTDOWN_TIMEOUT_MS) {
+            Ok(ms) => promise(self.client.shutdown_ms(ms)),
+            Err(e) => Promise::reject(&error::config(&e)),
         }
-        drive(&self.shell);
-        promise
     }
 
     /// A snapshot of the counters: `{ queued, inFlight, inFlightRequests, requests,
@@ -150,13 +124,7 @@ impl Exporter {
     /// attemptsExhausted, shutdown }, lastError }` (`lastError` is `null` when nothing failed).
     #[wasm_bindgen(unchecked_return_type = "ExporterStats")]
     pub fn stats(&self) -> Result<JsValue, JsValue> {
-        let stats = self
-            .shell
-            .try_borrow()
-            .map_err(|_| error::busy())?
-            .engine
-            .stats();
-        Ok(report::stats(stats))
+        Ok(report::stats(&self.client.stats().map_err(to_error)?))
     }
 
     /// The distinct id events get when a capture names none (a string).
@@ -166,27 +134,22 @@ impl Exporter {
     }
 }
 
-thread_local! {
-    /// The `Retry-After` hold of each endpoint an exporter was created for: a `Retry-After`
-    /// is about the collector, not about one exporter, so every exporter of this module
-    /// instance that sends to the same endpoint honours it (in a Worker, every request's).
-    static HOLDS: RefCell<Vec<(String, Hold)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The shared hold of `endpoint`.
-fn hold_for(endpoint: &str) -> Hold {
-    HOLDS.with_borrow_mut(|holds| {
-        if let Some((_, hold)) = holds.iter().find(|(e, _)| e == endpoint) {
-            return hold.clone();
-        }
-        let hold = Hold::default();
-        holds.push((endpoint.to_string(), hold.clone()));
-        hold
+/// A promise settled by `report`: its value as a plain object, or the error.
+fn promise<T: Serialize>(report: impl Future<Output = Result<T, Error>> + 'static) -> Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        report.await.map(|r| report::to_js(&r)).map_err(to_error)
     })
 }
 
-/// A new promise and its `resolve`.
-fn pending() -> (Promise, Function) {
-    let pair = host::deferred();
-    (pair.get(0).unchecked_into(), pair.get(1).unchecked_into())
+/// The JavaScript error for a client's error.
+fn to_error(e: Error) -> JsValue {
+    match e {
+        Error::Capture(e) => error::capture(&e),
+        Error::Properties(m) => error::error(error::INVALID_EVENT, &m),
+        Error::Busy => error::busy(),
+        Error::Stopped => error::error(
+            error::BUSY,
+            "the exporter was freed before its flush or shutdown finished",
+        ),
+    }
 }

@@ -1,96 +1,47 @@
-//! What the shell calls in its JavaScript host: a few globals (`crypto`, `console`, `String`)
-//! and the small JavaScript module beside this file (`host.js`), which sends requests, arms
-//! the timer, listens to the page and builds plain objects. Sending from JavaScript keeps the
-//! wasm small: one `fetch` call there replaces a future, a response binding and a dozen
-//! property writes here.
+//! What the shell calls in its JavaScript host beyond web-sys: the global scope (`fetch`,
+//! `navigator`, `document`, found the same way in a page, a Web Worker and workerd), the
+//! `keepalive` setter web-sys lacks, `crypto.getRandomValues`, and `host.js`'s one helper.
 
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 #[wasm_bindgen(module = "/src/web/host.js")]
 extern "C" {
-    /// POSTs `body`; `input(ANSWER, id, status, retryAfter, error)` is called once,
-    /// asynchronously. Returns the request's `AbortController`, or `undefined`.
-    pub fn post(
-        url: &JsValue,
-        body: &str,
-        content_type: &str,
-        headers: &JsValue,
-        keepalive: bool,
-        id: f64,
-        input: &js_sys::Function,
-    ) -> JsValue;
-
-    /// `setTimeout`: calls `input(WAKE)` in `delay` ms. Returns the timer, for [`disarm`].
-    pub fn arm(input: &js_sys::Function, delay: i32) -> JsValue;
-
-    /// `clearTimeout` of a timer [`arm`] started.
-    pub fn disarm(timer: &JsValue);
-
-    /// `queueMicrotask`: calls `input(SOON)` once the current task's code returns, before
-    /// anything else (a timer, an event, page teardown) can run.
-    pub fn soon(input: &js_sys::Function);
-
-    /// Listens to the page lifecycle, calling `input(HIDDEN)` or `input(VISIBLE)`. Returns
-    /// the function that stops listening, or `undefined` where there is no page.
-    pub fn listen(input: &js_sys::Function) -> JsValue;
-
     /// A uuid's canonical text from its four 32-bit words, most significant first.
     #[wasm_bindgen(js_name = uuidText)]
     pub fn uuid_text(a: u32, b: u32, c: u32, d: u32) -> JsValue;
-
-    /// Aborts a request `post` started.
-    pub fn abort(controller: &JsValue);
-
-    /// The `message` of a thrown value; never throws.
-    pub fn message(thrown: &JsValue) -> String;
-
-    /// One `console.warn` naming the keys of `config` that are not in `known` (names separated
-    /// by spaces), if there are any.
-    #[wasm_bindgen(js_name = warnUnknownKeys)]
-    pub fn warn_unknown_keys(config: &JsValue, known: &str);
-
-    /// A checked plain copy of the `headers` config; throws an `Error` saying what is wrong.
-    #[wasm_bindgen(catch, js_name = copyHeaders)]
-    pub fn copy_headers(headers: &JsValue) -> Result<JsValue, JsValue>;
-
-    /// An `Error` (a `TypeError` if `type_error`) named `name` with the message
-    /// `spool: {message}`, and a `field` property if one is given.
-    pub fn error(type_error: bool, name: &str, message: &str, field: Option<&str>) -> JsValue;
-
-    /// `[promise, resolve]`.
-    pub fn deferred() -> js_sys::Array;
-
-    /// `{ delivered, dropped }`, plus `abandoned` when given.
-    pub fn report(delivered: f64, dropped: f64, abandoned: Option<f64>) -> JsValue;
-
-    /// The `stats()` object.
-    #[allow(clippy::too_many_arguments)]
-    pub fn stats(
-        queued: f64,
-        in_flight: f64,
-        in_flight_requests: f64,
-        requests: f64,
-        delivered: f64,
-        retried: f64,
-        queue_full: f64,
-        too_large: f64,
-        rejected: f64,
-        attempts_exhausted: f64,
-        shutdown: f64,
-        last_error: Option<String>,
-    ) -> JsValue;
-
-    /// `debug: true`: logs a request.
-    #[wasm_bindgen(js_name = logRequest)]
-    pub fn log_request(id: f64, events: f64, bytes: f64, attempt: f64, keepalive: bool);
-
-    /// `debug: true`: logs an outcome.
-    #[wasm_bindgen(js_name = logOutcome)]
-    pub fn log_outcome(id: f64, status: u16, retry_after: &JsValue, error: &JsValue);
 }
 
 #[wasm_bindgen]
 extern "C" {
+    /// `globalThis`: a `Window`, a `WorkerGlobalScope` or workerd's global, each of which has
+    /// `fetch`.
+    pub type Global;
+
+    /// `globalThis.fetch(url, init)`: looked up on the global at the call, so a page that
+    /// wraps `fetch` is honoured.
+    #[wasm_bindgen(method, catch, js_name = fetch)]
+    pub fn fetch(
+        this: &Global,
+        url: &str,
+        init: &web_sys::RequestInit,
+    ) -> Result<js_sys::Promise, JsValue>;
+
+    /// `globalThis.navigator`, if any.
+    #[wasm_bindgen(method, getter)]
+    pub fn navigator(this: &Global) -> Option<web_sys::Navigator>;
+
+    /// `globalThis.document`: a page's, absent in a Worker and at the edge.
+    #[wasm_bindgen(method, getter)]
+    pub fn document(this: &Global) -> Option<web_sys::Document>;
+
+    /// A `RequestInit` seen as having `keepalive`, which web-sys 0.3's lacks a setter for.
+    pub type KeepaliveInit;
+
+    /// `init.keepalive = value`.
+    #[wasm_bindgen(method, setter = keepalive)]
+    pub fn set_keepalive(this: &KeepaliveInit, value: bool);
+
     #[wasm_bindgen(catch, js_namespace = crypto, js_name = getRandomValues)]
     fn get_random_values(buf: &mut [u8]) -> Result<JsValue, JsValue>;
 
@@ -98,10 +49,36 @@ extern "C" {
     #[wasm_bindgen(js_namespace = console, js_name = warn)]
     pub fn warn(message: &str);
 
-    /// `String(n)`: JavaScript's own text for a number (`NaN`, `-3`, `1.5`, `Infinity`),
-    /// without carrying Rust's float formatting into the wasm.
-    #[wasm_bindgen(js_name = String)]
-    pub fn number_text(n: f64) -> String;
+    /// `console.debug(label, value)`.
+    #[wasm_bindgen(js_namespace = console, js_name = debug)]
+    pub fn debug(label: &str, value: &JsValue);
+}
+
+/// The global scope.
+pub fn global() -> Global {
+    js_sys::global().unchecked_into()
+}
+
+/// Whether `fetch` here takes `keepalive` (Firefox before 133 does not): `Request.prototype`
+/// has it.
+pub fn keepalive_fetch() -> bool {
+    let request = js_sys::Reflect::get(&js_sys::global(), &"Request".into());
+    match request.and_then(|r| js_sys::Reflect::get(&r, &"prototype".into())) {
+        Ok(proto) if proto.is_object() => {
+            js_sys::Reflect::has(&proto, &"keepalive".into()).unwrap_or(false)
+        }
+        _ => false,
+    }
+}
+
+/// The `message` of a thrown value (its `String()` if it has none); never throws.
+pub fn message(thrown: &JsValue) -> String {
+    if let Some(e) = thrown.dyn_ref::<js_sys::Error>() {
+        return e.message().into();
+    }
+    thrown
+        .as_string()
+        .unwrap_or_else(|| String::from("unknown error"))
 }
 
 /// Milliseconds since the Unix epoch, from `Date.now()`: the only clock fed to the engine.
@@ -120,4 +97,13 @@ pub fn seed() -> u64 {
     }
     let r = (js_sys::Math::random() * (1u64 << 53) as f64) as u64;
     r ^ now_ms().rotate_left(32)
+}
+
+/// JavaScript's own text for a number (`NaN`, `-3`, `1.5`, `Infinity`), without carrying
+/// Rust's float formatting into the wasm.
+pub fn number_text(n: f64) -> String {
+    js_sys::Number::from(n)
+        .to_string_with_radix(10)
+        .map(String::from)
+        .unwrap_or_default()
 }

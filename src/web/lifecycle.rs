@@ -2,13 +2,12 @@
 //! hidden, `pagehide`) and when it is back (`visibilitychange` to visible, `pageshow` after a
 //! back/forward-cache restore), so what is queued leaves with `keepalive` while it still can.
 //!
-//! The listener is `host.js`'s `listen`; it calls the shell's input callback with
-//! [`PageState`]'s code. It lives as long as the [`Lifecycle`]: dropping it removes the
-//! listener everywhere.
+//! web-sys `EventTarget` listeners, one closure per purpose, on `document` and on the global
+//! (the `window`). They live as long as the [`Lifecycle`]: dropping it removes them.
 
 use super::host;
-use js_sys::Function;
-use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{Document, EventTarget, VisibilityState};
 
 /// Which way the page went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,28 +18,63 @@ pub enum PageState {
     Visible,
 }
 
-/// The listener on `document` and `window`; removed on drop.
+/// One listener: where, for which event, and its closure (freed with it).
+struct Listener {
+    target: EventTarget,
+    event: &'static str,
+    closure: Closure<dyn FnMut()>,
+}
+
+/// The page listeners; removed on drop.
 pub struct Lifecycle {
-    /// Removes the listener (what `listen` returned).
-    stop: Function,
+    listeners: Vec<Listener>,
 }
 
 impl Lifecycle {
-    /// Listens, calling `input` on every change; `None` where there is no `window` or
-    /// `document` (a Web Worker, an edge runtime).
-    pub fn listen(input: &Function) -> Option<Lifecycle> {
-        let stop = host::listen(input);
-        if stop.is_undefined() {
-            return None;
-        }
-        Some(Lifecycle {
-            stop: stop.unchecked_into(),
-        })
+    /// Listens, calling `on_change` on every change; `None` where there is no `document` (a
+    /// Web Worker, an edge runtime).
+    pub fn listen(on_change: impl Fn(PageState) + Clone + 'static) -> Option<Lifecycle> {
+        let global = host::global();
+        let document: Document = global.document()?;
+        let window: EventTarget = JsValue::from(global).into();
+        let mut lifecycle = Lifecycle {
+            listeners: Vec::with_capacity(3),
+        };
+        let changed = on_change.clone();
+        let doc = document.clone();
+        lifecycle.add(document.into(), "visibilitychange", move || {
+            changed(match doc.visibility_state() {
+                VisibilityState::Hidden => PageState::Hidden,
+                _ => PageState::Visible,
+            })
+        });
+        // Fired when the page is unloaded or put into the back/forward cache; in some
+        // navigations before `visibilitychange`, so it alone must count as hidden.
+        let changed = on_change.clone();
+        lifecycle.add(window.clone(), "pagehide", move || {
+            changed(PageState::Hidden)
+        });
+        lifecycle.add(window, "pageshow", move || on_change(PageState::Visible));
+        Some(lifecycle)
+    }
+
+    fn add(&mut self, target: EventTarget, event: &'static str, f: impl FnMut() + 'static) {
+        let closure = Closure::<dyn FnMut()>::new(f);
+        let _ = target.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
+        self.listeners.push(Listener {
+            target,
+            event,
+            closure,
+        });
     }
 }
 
 impl Drop for Lifecycle {
     fn drop(&mut self) {
-        let _ = self.stop.call0(&wasm_bindgen::JsValue::UNDEFINED);
+        for l in &self.listeners {
+            let _ = l
+                .target
+                .remove_event_listener_with_callback(l.event, l.closure.as_ref().unchecked_ref());
+        }
     }
 }

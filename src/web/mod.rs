@@ -1,11 +1,14 @@
-//! The browser shell: the `Exporter` JavaScript class around the [`engine`](crate::engine).
+//! The browser shell: the `Exporter` JavaScript class and the Rust [`Client`] it is a thin
+//! layer over, around the [`engine`](crate::engine).
 //!
 //! Every input (a capture, a flush, a shutdown, the timer firing, a response arriving, the page
 //! being hidden) goes to the engine; then the shell sends what the engine wants sent, acts on
 //! its notices and arms its one timer. It decides nothing about *when* or *whether* to send:
-//! that is the engine's. It touches JavaScript only through the global scope (`fetch`,
-//! `setTimeout`, `crypto`, `console`, `navigator`), so it runs in a page, a Web Worker and an
-//! edge runtime alike; page lifecycle listeners are added only where a `document` exists.
+//! that is the engine's. It is built on wasm-bindgen, js-sys, web-sys (`fetch`, `Headers`,
+//! `AbortController`, `sendBeacon`, page listeners), gloo-timers (the one timer) and
+//! serde-wasm-bindgen (the config in, the reports and stats out). It reaches its host only
+//! through the global scope, so it runs in a page, a Web Worker and an edge runtime alike;
+//! page lifecycle listeners are added only where a `document` exists.
 //!
 //! ```js
 //! import init, { Exporter } from "spool";
@@ -18,13 +21,18 @@
 #[cfg(all(feature = "allocator", not(target_feature = "atomics")))]
 mod allocator;
 mod capture;
+mod client;
 mod config;
 mod error;
 mod exporter;
+mod fetch;
 mod host;
 mod lifecycle;
 mod report;
 mod shell;
 mod typescript;
 
+pub use crate::schema::ShellOptions;
+pub use client::{Client, Error};
 pub use exporter::Exporter;
+pub use report::{FlushReport, ShutdownReport};

@@ -1,12 +1,22 @@
-//! The plain objects handed back to JavaScript: stats, and what a flush or a shutdown settled.
-//! Plain data (numbers, strings, `null`), so `JSON.stringify` works on every one of them.
+//! What a flush or a shutdown settled, and the stats: Rust values for Rust callers, and plain
+//! objects for JavaScript made by serde-wasm-bindgen's JSON-compatible serializer, so
+//! `JSON.stringify` works on every one of them.
 
-use super::host;
-use crate::engine::{FlushReport, Stats};
+use crate::engine::Stats;
+use serde::Serialize;
 use wasm_bindgen::JsValue;
 
+/// What a `flush()` settled: the events captured before the call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FlushReport {
+    /// Delivered.
+    pub delivered: u64,
+    /// Dropped instead, whatever the reason.
+    pub dropped: u64,
+}
+
 /// What a `shutdown()` settled: the events held when it was called.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ShutdownReport {
     /// Delivered after the call.
     pub delivered: u64,
@@ -16,46 +26,58 @@ pub struct ShutdownReport {
     pub abandoned: u64,
 }
 
-/// What a settled `flush()` or `shutdown()` promise resolves to.
-#[derive(Debug, Clone, Copy)]
-pub enum Settled {
-    /// `{ delivered, dropped }`.
-    Flush(FlushReport),
-    /// `{ delivered, dropped, abandoned }`.
-    Shutdown(ShutdownReport),
+/// `stats()` as JavaScript sees it: the engine's [`Stats`] with `dropped.total`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsView<'a> {
+    queued: u64,
+    in_flight: u64,
+    in_flight_requests: u64,
+    requests: u64,
+    delivered: u64,
+    retried: u64,
+    dropped: DroppedView,
+    last_error: Option<&'a str>,
 }
 
-impl Settled {
-    /// The JS object.
-    pub fn to_js(self) -> JsValue {
-        // Counters stay far below 2^53, where f64 is exact.
-        match self {
-            Settled::Flush(r) => host::report(r.delivered as f64, r.dropped as f64, None),
-            Settled::Shutdown(r) => host::report(
-                r.delivered as f64,
-                r.dropped as f64,
-                Some(r.abandoned as f64),
-            ),
-        }
-    }
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DroppedView {
+    total: u64,
+    queue_full: u64,
+    too_large: u64,
+    rejected: u64,
+    attempts_exhausted: u64,
+    shutdown: u64,
+}
+
+/// A plain object (numbers, strings, `null`) for `value`.
+pub fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
+    // Counters stay far below 2^53, where a JS number is exact: the serializer cannot fail.
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::UNDEFINED)
 }
 
 /// `{ queued, inFlight, inFlightRequests, requests, delivered, retried, dropped: { total,
 /// queueFull, tooLarge, rejected, attemptsExhausted, shutdown }, lastError }`.
-pub fn stats(s: Stats) -> JsValue {
+pub fn stats(s: &Stats) -> JsValue {
     let d = s.dropped;
-    host::stats(
-        s.queued as f64,
-        s.in_flight as f64,
-        s.in_flight_requests as f64,
-        s.requests as f64,
-        s.delivered as f64,
-        s.retried as f64,
-        d.queue_full as f64,
-        d.too_large as f64,
-        d.rejected as f64,
-        d.attempts_exhausted as f64,
-        d.shutdown as f64,
-        s.last_error,
-    )
+    to_js(&StatsView {
+        queued: s.queued,
+        in_flight: s.in_flight,
+        in_flight_requests: s.in_flight_requests,
+        requests: s.requests,
+        delivered: s.delivered,
+        retried: s.retried,
+        dropped: DroppedView {
+            total: d.total(),
+            queue_full: d.queue_full,
+            too_large: d.too_large,
+            rejected: d.rejected,
+            attempts_exhausted: d.attempts_exhausted,
+            shutdown: d.shutdown,
+        },
+        last_error: s.last_error.as_deref(),
+    })
 }

@@ -2,25 +2,30 @@
 //! wants sent, acts on the engine's notices and arms the one timer.
 //!
 //! The state sits in an `Rc<RefCell<..>>`. A borrow lasts only while the engine is fed or
-//! drained; every call that could run the page's own code (`fetch`, `console`, resolving a
-//! promise) happens after the borrow is released, so a wrapped `fetch` or a `console.warn`
+//! drained; every call that could run the page's own code (`fetch`, `console`, a waiting
+//! future) happens after the borrow is released, so a wrapped `fetch` or a `console.warn`
 //! hook that calls the exporter again finds it free.
+//!
+//! Each input has its own small closure holding a weak reference to the state: the timer's
+//! (a gloo-timers `Timeout`), each request's answer (a future on its `fetch` promise), the
+//! microtask of [`drive_soon`] and the page listeners ([`Lifecycle`]).
 
-use super::config::Options;
+use super::fetch::{self, Request};
 use super::host::{self, now_ms};
 use super::lifecycle::{Lifecycle, PageState};
-use super::report::{Settled, ShutdownReport};
-use crate::engine::{Engine, FlushId, Notice, Outcome, RetryAfter, Stats, Transmit, TransmitId};
-use js_sys::Function;
+use super::report::{FlushReport, ShutdownReport};
+use crate::engine::{Engine, FlushId, Notice, Outcome, Stats, Transmit, TransmitId};
+use crate::schema::ShellOptions;
+use futures_channel::oneshot;
+use gloo_timers::callback::Timeout;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
-use wasm_bindgen::prelude::*;
 
-/// The shared handle the `Exporter`, the listeners and the answer callback hold.
+/// The shared handle the exporter, the listeners and the callbacks hold.
 pub type Shared = Rc<RefCell<Shell>>;
 
 /// A `Retry-After` hold (ms since the epoch) shared by the exporters of one endpoint (see
-/// `Exporter::new`). Plain data, so sharing it across Worker requests shares no I/O.
+/// `Client::new`). Plain data, so sharing it across Worker requests shares no I/O.
 pub type Hold = Rc<Cell<u64>>;
 
 /// Everything the exporter owns besides the JS object itself.
@@ -29,57 +34,29 @@ pub struct Shell {
     pub engine: Engine,
     /// Taken into the engine before every send, raised to the engine's after every input.
     hold: Hold,
-    /// The collector's URL, as a JS string: made once, not passed from the wasm per request.
-    endpoint: JsValue,
-    /// The user's `headers` (a plain object), or `undefined`.
-    headers: JsValue,
+    /// How requests go out: the endpoint and the user's headers.
+    request: Request,
     debug: bool,
-    /// `input(what, id, status, retryAfter, error)`: the one callback through which every
-    /// answer, the timer, the microtask of [`drive_soon`] and the page listener reach the
-    /// shell, `what` saying which (see [`ANSWER`]). One closure for the exporter's life, not
-    /// one per request or per kind of input.
-    input: Function,
+    /// A weak handle on this state, for the callbacks.
+    this: Weak<RefCell<Shell>>,
     /// Whether the microtask of [`drive_soon`] is queued.
     soon_queued: bool,
     /// Requests in flight that can be aborted, with their `AbortController`.
-    requests: Vec<(TransmitId, JsValue)>,
-    /// `flush()` promises waiting for their `FlushComplete`.
-    flushes: Vec<(FlushId, Function)>,
+    requests: Vec<(TransmitId, web_sys::AbortController)>,
+    /// `flush()` calls waiting for their `FlushComplete`.
+    flushes: Vec<(FlushId, oneshot::Sender<FlushReport>)>,
     shutdown: Option<ShutdownWait>,
-    /// The one timer, armed at `engine.poll_timeout()`; dropping it cancels it.
-    wake: Option<Timer>,
+    /// The one timer, armed at `engine.poll_timeout()`, with the time it is due; dropping it
+    /// cancels it.
+    wake: Option<(u64, Timeout)>,
     lifecycle: Option<Lifecycle>,
-}
-
-/// What `input`'s first argument says has happened; `host.js` has the same constants. A request
-/// was answered: `input(ANSWER, id, status, retryAfter, error)`.
-const ANSWER: u32 = 0;
-/// The timer fired.
-const WAKE: u32 = 1;
-/// The microtask of [`drive_soon`] runs.
-const SOON: u32 = 2;
-/// The page was hidden or is being closed.
-const HIDDEN: u32 = 3;
-/// The page is visible again.
-const VISIBLE: u32 = 4;
-
-/// The armed JavaScript timer, due at `at`; dropping it cancels it.
-struct Timer {
-    at: u64,
-    id: JsValue,
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        host::disarm(&self.id);
-    }
 }
 
 /// A `shutdown()` under way or done.
 struct ShutdownWait {
     /// Stats when it was called: the report counts what settled since.
     before: Stats,
-    waiters: Vec<Function>,
+    waiters: Vec<oneshot::Sender<ShutdownReport>>,
     report: Option<ShutdownReport>,
 }
 
@@ -87,8 +64,9 @@ struct ShutdownWait {
 #[derive(Default)]
 struct Work {
     sends: Vec<Transmit>,
-    aborts: Vec<JsValue>,
-    resolves: Vec<(Function, Settled)>,
+    aborts: Vec<web_sys::AbortController>,
+    flushes: Vec<(oneshot::Sender<FlushReport>, FlushReport)>,
+    shutdowns: Vec<(oneshot::Sender<ShutdownReport>, ShutdownReport)>,
     overflow: Option<(usize, usize)>,
     /// Listeners to remove (dropped) after the state is released.
     lifecycle: Option<Lifecycle>,
@@ -97,42 +75,15 @@ struct Work {
 impl Shell {
     /// A shell around `engine`, listening to the page lifecycle if `options` say so and there
     /// is a page, sharing `hold` with other exporters of the endpoint.
-    pub fn new(engine: Engine, options: Options, hold: Hold) -> Shared {
-        let endpoint = JsValue::from_str(&engine.config().endpoint);
+    pub fn new(engine: Engine, options: ShellOptions, hold: Hold) -> Shared {
+        let request = Request::new(&engine.config().endpoint, &options.headers);
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
-            let weak = this.clone();
-            // The answer's strings come as JS values, read only where needed: a closure of
-            // plain values has the smaller shims.
-            let input = Closure::<dyn FnMut(u32, f64, u16, JsValue, JsValue)>::new(
-                move |what, id: f64, status, retry_after, error| {
-                    let Some(shared) = weak.upgrade() else {
-                        return;
-                    };
-                    match what {
-                        ANSWER => {
-                            answered(&shared, TransmitId(id as u64), status, retry_after, error)
-                        }
-                        WAKE => on_wake(&shared),
-                        SOON => {
-                            if let Ok(mut shell) = shared.try_borrow_mut() {
-                                shell.soon_queued = false;
-                            }
-                            drive(&shared);
-                        }
-                        HIDDEN => on_page(&shared, PageState::Hidden),
-                        VISIBLE => on_page(&shared, PageState::Visible),
-                        _ => {}
-                    }
-                },
-            );
             RefCell::new(Shell {
                 engine,
                 hold,
-                endpoint,
-                headers: options.headers,
+                request,
                 debug: options.debug,
-                // Owned by JavaScript from here on; it holds only a weak reference back.
-                input: input.into_js_value().into(),
+                this: this.clone(),
                 soon_queued: false,
                 requests: Vec::new(),
                 flushes: Vec::new(),
@@ -142,8 +93,12 @@ impl Shell {
             })
         });
         if options.flush_on_page_hide {
-            let input = shared.borrow().input.clone();
-            let lifecycle = Lifecycle::listen(&input);
+            let weak = Rc::downgrade(&shared);
+            let lifecycle = Lifecycle::listen(move |state| {
+                if let Some(shared) = weak.upgrade() {
+                    on_page(&shared, state);
+                }
+            });
             if let Ok(mut shell) = shared.try_borrow_mut() {
                 shell.lifecycle = lifecycle;
             }
@@ -151,31 +106,30 @@ impl Shell {
         shared
     }
 
-    /// Registers a `flush()` promise's `resolve` for flush `id`.
-    pub fn wait_flush(&mut self, id: FlushId, resolve: Function) {
-        self.flushes.push((id, resolve));
+    /// Registers a `flush()` waiting for flush `id`.
+    pub fn wait_flush(&mut self, id: FlushId, done: oneshot::Sender<FlushReport>) {
+        self.flushes.push((id, done));
     }
 
-    /// Starts `shutdown` with `timeout_ms`, or joins the one under way; `resolve` gets the
-    /// report. Returns the report at once if an earlier shutdown has already finished.
-    pub fn shutdown(&mut self, timeout_ms: u64, resolve: Function) -> Option<(Function, Settled)> {
+    /// Starts `shutdown` with `timeout_ms`, or joins the one under way; `done` gets the
+    /// report (at once if an earlier shutdown has already finished).
+    pub fn shutdown(&mut self, timeout_ms: u64, done: oneshot::Sender<ShutdownReport>) {
         if let Some(wait) = &mut self.shutdown {
-            return match wait.report {
-                Some(report) => Some((resolve, Settled::Shutdown(report))),
-                None => {
-                    wait.waiters.push(resolve);
-                    None
+            match wait.report {
+                Some(report) => {
+                    let _ = done.send(report);
                 }
-            };
+                None => wait.waiters.push(done),
+            }
+            return;
         }
         let now = now_ms();
         self.shutdown = Some(ShutdownWait {
             before: self.engine.stats(),
-            waiters: vec![resolve],
+            waiters: vec![done],
             report: None,
         });
         self.engine.shutdown(now, now.saturating_add(timeout_ms));
-        None
     }
 
     /// Drains the engine into `work` and re-arms the timer. First the shared hold: a
@@ -193,8 +147,12 @@ impl Shell {
             match notice {
                 Notice::FlushComplete(report) => {
                     if let Some(i) = self.flushes.iter().position(|(id, _)| *id == report.id) {
-                        let (_, resolve) = self.flushes.swap_remove(i);
-                        work.resolves.push((resolve, Settled::Flush(report)));
+                        let (_, done) = self.flushes.swap_remove(i);
+                        let report = FlushReport {
+                            delivered: report.delivered,
+                            dropped: report.dropped,
+                        };
+                        work.flushes.push((done, report));
                     }
                 }
                 Notice::ShutdownComplete { abandoned } => {
@@ -206,8 +164,8 @@ impl Shell {
                             abandoned,
                         };
                         wait.report = Some(report);
-                        for resolve in wait.waiters.drain(..) {
-                            work.resolves.push((resolve, Settled::Shutdown(report)));
+                        for done in wait.waiters.drain(..) {
+                            work.shutdowns.push((done, report));
                         }
                     }
                     work.lifecycle = self.lifecycle.take();
@@ -233,17 +191,22 @@ impl Shell {
             self.wake = None;
             return;
         };
-        if self.wake.as_ref().is_some_and(|timer| timer.at == at) {
+        if self.wake.as_ref().is_some_and(|(due, _)| *due == at) {
             return;
         }
-        // setTimeout takes the delay as a 32-bit signed integer; a longer one would overflow
-        // and fire at once.
-        let delay = at.saturating_sub(now).min(i32::MAX as u64) as i32;
+        // gloo-timers hands the delay to setTimeout as a 32-bit signed integer; a longer one
+        // would wrap and fire at once.
+        let delay = at.saturating_sub(now).min(i32::MAX as u64) as u32;
+        let weak = self.this.clone();
         // Replacing the timer drops (cancels) the one armed before.
-        self.wake = Some(Timer {
+        self.wake = Some((
             at,
-            id: host::arm(&self.input, delay),
-        });
+            Timeout::new(delay, move || {
+                if let Some(shared) = weak.upgrade() {
+                    on_wake(&shared);
+                }
+            }),
+        ));
     }
 }
 
@@ -251,76 +214,59 @@ impl Shell {
 /// arrive before that. For `capture`: a loop of captures costs no request each, and a burst
 /// captured in one go is cut into full batches, not a first request of one event.
 pub fn drive_soon(shared: &Shared) {
-    let input = match shared.try_borrow_mut() {
-        Ok(mut shell) if !shell.soon_queued => {
-            shell.soon_queued = true;
-            shell.input.clone()
-        }
+    match shared.try_borrow_mut() {
+        Ok(mut shell) if !shell.soon_queued => shell.soon_queued = true,
         _ => return,
-    };
-    host::soon(&input);
+    }
+    let weak = Rc::downgrade(shared);
+    wasm_bindgen_futures::spawn_local(async move {
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        if let Ok(mut shell) = shared.try_borrow_mut() {
+            shell.soon_queued = false;
+        }
+        drive(&shared);
+    });
 }
 
 /// Sends what the engine wants sent, acts on its notices, and re-arms the timer. Call after
 /// every input.
 pub fn drive(shared: &Shared) {
     let mut work = Work::default();
-    let (endpoint, headers, input, debug) = {
+    let (request, debug) = {
         let Ok(mut shell) = shared.try_borrow_mut() else {
             return;
         };
         shell.collect(&mut work);
-        if work.sends.is_empty() {
-            (None, JsValue::UNDEFINED, None, false)
-        } else {
-            let s = &*shell;
-            (
-                Some(s.endpoint.clone()),
-                s.headers.clone(),
-                Some(s.input.clone()),
-                s.debug,
-            )
-        }
+        let request = (!work.sends.is_empty()).then(|| shell.request.clone());
+        (request, shell.debug)
     };
     // Aborts first: a timed-out request's slot may already be taken by a send below, and the
     // page must never hold more than `maxInFlight` requests open, not even for a moment.
     for controller in &work.aborts {
-        host::abort(controller);
+        controller.abort();
     }
     let mut started = Vec::new();
-    if let (Some(endpoint), Some(input)) = (endpoint, input) {
-        for t in &work.sends {
+    if let Some(request) = request {
+        for t in work.sends {
             if debug {
-                host::log_request(
-                    t.id.0 as f64,
-                    t.events as f64,
-                    t.body.len() as f64,
-                    t.attempt.into(),
-                    t.keepalive,
-                );
+                fetch::log_request(&t);
             }
-            // Keepalive requests go without the user's headers: see `host.js`.
-            let headers = if t.keepalive {
-                &JsValue::UNDEFINED
-            } else {
-                &headers
-            };
-            let controller = host::post(
-                &endpoint,
-                &t.body,
-                t.content_type,
-                headers,
-                t.keepalive,
-                t.id.0 as f64,
-                &input,
-            );
-            if !controller.is_undefined() {
-                started.push((t.id, controller));
+            let id = t.id;
+            let weak = Rc::downgrade(shared);
+            let controller = request.send(t, move |outcome| {
+                if let Some(shared) = weak.upgrade() {
+                    answered(&shared, id, outcome);
+                }
+            });
+            if let Some(controller) = controller {
+                started.push((id, controller));
             }
         }
     }
     if !started.is_empty() {
-        // Answers always come later (`post` never calls back synchronously), so every
+        // Answers always come later (`send` never calls back synchronously), so every
         // controller is registered before its request can be answered or timed out.
         if let Ok(mut shell) = shared.try_borrow_mut() {
             shell.requests.append(&mut started);
@@ -330,37 +276,31 @@ pub fn drive(shared: &Shared) {
         warn_overflow(events, bytes);
     }
     drop(work.lifecycle);
-    for (resolve, settled) in work.resolves {
-        let _ = resolve.call1(&JsValue::UNDEFINED, &settled.to_js());
+    for (done, report) in work.flushes {
+        let _ = done.send(report);
+    }
+    for (done, report) in work.shutdowns {
+        let _ = done.send(report);
     }
 }
 
-/// A request ended (called from `host.js`): hand the engine its outcome. An aborted request's
-/// rejection lands here too; the engine has already counted it and ignores the stale id.
-fn answered(shared: &Shared, id: TransmitId, status: u16, retry_after: JsValue, error: JsValue) {
-    let (known, debug) = match shared.try_borrow_mut() {
+/// A request ended: hand the engine its outcome. An aborted request's rejection lands here
+/// too; the engine has already counted it and ignores the stale id.
+fn answered(shared: &Shared, id: TransmitId, outcome: Outcome) {
+    let logged = match shared.try_borrow_mut() {
         Ok(mut shell) => {
             if let Some(i) = shell.requests.iter().position(|(r, _)| *r == id) {
                 shell.requests.swap_remove(i);
             }
-            // Each a string or undefined.
-            let outcome = match error.as_string() {
-                Some(e) => Outcome::NetworkError(e),
-                None => Outcome::Response {
-                    status,
-                    retry_after: retry_after
-                        .as_string()
-                        .as_deref()
-                        .and_then(RetryAfter::parse),
-                },
-            };
             let debug = shell.debug;
-            (shell.engine.handle_outcome(id, outcome, now_ms()), debug)
+            let log = debug.then(|| outcome.clone());
+            let known = shell.engine.handle_outcome(id, outcome, now_ms());
+            log.filter(|_| known)
         }
-        Err(_) => (false, false),
+        Err(_) => None,
     };
-    if debug && known {
-        host::log_outcome(id.0 as f64, status, &retry_after, &error);
+    if let Some(outcome) = logged {
+        fetch::log_outcome(id, &outcome);
     }
     drive(shared);
 }
@@ -370,13 +310,15 @@ fn on_wake(shared: &Shared) {
     let fired = match shared.try_borrow_mut() {
         Ok(mut shell) => {
             // Taken so that `rearm` arms afresh even for the same instant (a timer may fire a
-            // millisecond early by Date.now()). Cancelling a timer that has fired does nothing.
+            // millisecond early by Date.now()).
             let fired = shell.wake.take();
             shell.engine.handle_timeout(now_ms());
             fired
         }
         Err(_) => None,
     };
+    // The fired `Timeout` is dropped (freed) only now, outside the state's borrow; clearing a
+    // timer that has fired does nothing.
     drop(fired);
     drive(shared);
 }

@@ -9,17 +9,21 @@ const TYPES: &'static str = r#"
 export interface ExporterConfig {
   /** Where batches are POSTed (PostHog's batch API), e.g. "https://collector.example/batch/". */
   endpoint: string;
+  /** Accept an http:// endpoint on a host other than localhost, 127.0.0.1 or [::1] (events and the API key then cross the network in clear text). Default false. */
+  allowInsecure?: boolean;
   /** The project key written into every batch body. Never logged. Default "". */
   apiKey?: string;
   /** Who events belong to unless a capture says otherwise. Default: a uuid per exporter. */
   distinctId?: string;
+  /** "linger" (wait up to flushIntervalMs or a full batch), "auto" (send at once when idle, accumulate while a request is in flight) or "off" (one event per request). Default "linger". */
+  batchMode?: "linger" | "auto" | "off";
   /** Longest an event waits before its batch is sent ("linger" mode). Default 1000, 0 to 3,600,000. */
   flushIntervalMs?: number;
   /** Events per request. Default 100, 1 to 10,000. */
   maxBatchEvents?: number;
   /** Body bytes per request. Default 60,000, 512 to 16 MiB. */
   maxBatchBytes?: number;
-  /** Events held at once; more are dropped (counted as queueFull). Default 10,000. */
+  /** Events held at once; more are dropped (counted as queueFull). Default 10,000, 1 to 10,000,000. */
   maxQueueEvents?: number;
   /** Bytes of events held at once. Default 5 MiB, 1 KiB to 1 GiB. */
   maxQueueBytes?: number;
@@ -27,25 +31,18 @@ export interface ExporterConfig {
   maxAttempts?: number;
   /** Ceiling of the first retry's random delay. Default 1000, 1 to 3,600,000. */
   initialBackoffMs?: number;
-  /** Ceiling of any retry's random delay. Default 30,000, at least initialBackoffMs. */
+  /** Ceiling of any retry's random delay. Default 30,000, initialBackoffMs to 3,600,000. */
   maxBackoffMs?: number;
   /** Ordinary requests in flight at once. Default 4, 1 to 64. */
   maxInFlight?: number;
   /** A request unanswered by then is aborted and retried. Default 10,000, 100 to 600,000. */
   requestTimeoutMs?: number;
-  /** "linger" (wait up to flushIntervalMs or a full batch), "auto" (send at once when idle,
-   *  accumulate while a request is in flight) or "off" (one event per request). Default "linger". */
-  batchMode?: "linger" | "auto" | "off";
   /** Send what is queued with keepalive when the page is hidden or closed. Default true. */
   flushOnPageHide?: boolean;
-  /** Extra headers for ordinary requests (not keepalive ones: they would force a CORS
-   *  preflight, which cannot finish while a page unloads). Never logged. */
+  /** Extra headers for ordinary requests (not keepalive ones: they would force a CORS preflight, which cannot finish while a page unloads). Never logged. */
   headers?: Record<string, string>;
   /** Log each request and outcome with console.debug (never the body or the key). Default false. */
   debug?: boolean;
-  /** Accept an http:// endpoint on a host other than localhost, 127.0.0.1 or [::1] (events
-   *  and the API key then cross the network in clear text). Default false. */
-  allowInsecure?: boolean;
 }
 
 /** The properties of an event: anything JSON.stringify turns into a JSON object. */

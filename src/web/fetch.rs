@@ -1,0 +1,196 @@
+//! Sending one request: `fetch` through the global scope with web-sys's `RequestInit`,
+//! `Headers`, `AbortController` and `Response`, so it runs in a page, a Web Worker and workerd
+//! alike; `navigator.sendBeacon` where a keepalive `fetch` is missing or throws. The answer
+//! comes back as the engine's [`Outcome`], always asynchronously.
+
+use super::host;
+use super::report::to_js;
+use crate::engine::{Outcome, RetryAfter, Transmit, TransmitId};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{AbortController, Headers, RequestInit, Response};
+
+/// The status reported for a beacon the browser accepted: 202 Accepted, since it is queued,
+/// never answered (sendBeacon is fire-and-forget).
+const BEACON_QUEUED: u16 = 202;
+
+/// Where and how an exporter's requests go; cheap to clone.
+#[derive(Clone)]
+pub struct Request(Rc<Inner>);
+
+struct Inner {
+    endpoint: String,
+    /// The user's `headers`, checked at construction; never on keepalive requests.
+    headers: Vec<(String, String)>,
+    /// Whether `fetch` takes `keepalive` here.
+    keepalive_fetch: bool,
+}
+
+impl Request {
+    /// Requests to `endpoint` with the user's `headers` (a `Content-Type` among them is left
+    /// out: the body's own always goes).
+    pub fn new(endpoint: &str, headers: &BTreeMap<String, String>) -> Request {
+        Request(Rc::new(Inner {
+            endpoint: endpoint.into(),
+            headers: headers
+                .iter()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect(),
+            keepalive_fetch: host::keepalive_fetch(),
+        }))
+    }
+
+    /// POSTs `t.body` (a string: CORS-simple `text/plain`, so no preflight). `answer` is called
+    /// exactly once and never synchronously. A keepalive request goes without the user's
+    /// headers: a custom header forces a preflight, which cannot finish while a page unloads.
+    /// Returns the request's `AbortController`, if it has one.
+    pub fn send(
+        &self,
+        t: Transmit,
+        answer: impl FnOnce(Outcome) + 'static,
+    ) -> Option<AbortController> {
+        let r = &self.0;
+        if t.keepalive && !r.keepalive_fetch {
+            beacon(&r.endpoint, &t.body, answer);
+            return None;
+        }
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&t.body.as_str().into());
+        if let Ok(headers) = Headers::new() {
+            if !t.keepalive {
+                for (name, value) in &r.headers {
+                    let _ = headers.append(name, value);
+                }
+            }
+            let _ = headers.set("Content-Type", t.content_type);
+            init.set_headers(&headers);
+        }
+        if t.keepalive {
+            init.unchecked_ref::<host::KeepaliveInit>()
+                .set_keepalive(true);
+        }
+        let controller = AbortController::new().ok();
+        if let Some(c) = &controller {
+            init.set_signal(Some(&c.signal()));
+        }
+        let sent = match host::global().fetch(&r.endpoint, &init) {
+            Ok(sent) => sent,
+            Err(_) if t.keepalive => {
+                beacon(&r.endpoint, &t.body, answer);
+                return None;
+            }
+            Err(e) => {
+                let outcome = Outcome::NetworkError(host::message(&e));
+                spawn_local(async move { answer(outcome) });
+                return None;
+            }
+        };
+        spawn_local(async move {
+            let response = match JsFuture::from(sent).await {
+                Ok(response) => response.unchecked_into::<Response>(),
+                Err(e) => return answer(Outcome::NetworkError(host::message(&e))),
+            };
+            // A cross-origin response shows Retry-After only if the collector sends
+            // Access-Control-Expose-Headers: Retry-After.
+            let retry_after = response.headers().get("Retry-After").ok().flatten();
+            answer(Outcome::Response {
+                status: response.status(),
+                retry_after: retry_after.as_deref().and_then(RetryAfter::parse),
+            });
+            // The body is never read: let the connection go (edge runtimes warn about unread
+            // bodies).
+            if let Some(body) = response.body() {
+                let _ = JsFuture::from(body.cancel()).await;
+            }
+        });
+        controller
+    }
+}
+
+/// `navigator.sendBeacon(url, body)`: a string body goes as `text/plain`.
+fn beacon(url: &str, body: &str, answer: impl FnOnce(Outcome) + 'static) {
+    let queued = host::global()
+        .navigator()
+        .map(|n| n.send_beacon_with_opt_str(url, Some(body)));
+    let outcome = match queued {
+        Some(Ok(true)) => Outcome::status(BEACON_QUEUED),
+        Some(Ok(false)) => Outcome::NetworkError("sendBeacon refused the body".into()),
+        _ => Outcome::NetworkError("no keepalive fetch and no sendBeacon here".into()),
+    };
+    spawn_local(async move { answer(outcome) });
+}
+
+/// `debug: true`: one line per request (never the body, which holds the API key).
+pub fn log_request(t: &Transmit) {
+    #[derive(Serialize)]
+    struct Line {
+        id: u64,
+        events: usize,
+        bytes: usize,
+        attempt: u32,
+        keepalive: bool,
+    }
+    let line = Line {
+        id: t.id.0,
+        events: t.events,
+        bytes: t.body.len(),
+        attempt: t.attempt,
+        keepalive: t.keepalive,
+    };
+    host::debug("spool: POST", &to_js(&line));
+}
+
+/// `debug: true`: one line per outcome.
+pub fn log_outcome(id: TransmitId, outcome: &Outcome) {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Line<'a> {
+        id: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_until: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+    }
+    let line = match outcome {
+        Outcome::Response {
+            status,
+            retry_after,
+        } => Line {
+            id: id.0,
+            status: Some(*status),
+            retry_after_ms: match retry_after {
+                Some(RetryAfter::Delay(ms)) => Some(*ms),
+                _ => None,
+            },
+            retry_after_until: match retry_after {
+                Some(RetryAfter::At(ms)) => Some(*ms),
+                _ => None,
+            },
+            error: None,
+        },
+        Outcome::NetworkError(e) => Line {
+            id: id.0,
+            status: None,
+            retry_after_ms: None,
+            retry_after_until: None,
+            error: Some(e),
+        },
+        Outcome::Timeout => Line {
+            id: id.0,
+            status: None,
+            retry_after_ms: None,
+            retry_after_until: None,
+            error: Some("timeout"),
+        },
+    };
+    host::debug("spool: outcome", &to_js(&line));
+}
