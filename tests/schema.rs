@@ -143,3 +143,21 @@ fn the_readme_configuration_tables_are_the_schemas() {
         &(schema::readme_table(Owner::Shell) + "\n"),
     );
 }
+
+#[test]
+fn the_readme_rust_example_is_the_compiled_one() {
+    let example = read("examples/rust_app.rs");
+    let start = "    // README example start\n";
+    let from = example.find(start).unwrap() + start.len();
+    let to = example.find("    // README example end").unwrap();
+    let code: String = example[from..to]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let readme = read("README.md");
+    assert!(
+        readme.contains(&format!("```rust\n{code}```")),
+        "README.md's Rust app example should be examples/rust_app.rs's:\n{code}"
+    );
+}

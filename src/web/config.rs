@@ -4,7 +4,7 @@
 //! `console.warn`, which catches a typo such as `flushInterval` without breaking a page.
 //!
 //! `undefined` and `null` mean "not set". A value of the wrong type is refused with a
-//! `ConfigError` naming the key (found by `serde_path_to_error`) and its expected type, never
+//! `ConfigError` naming the key and its expected type, never
 //! the value, which could be a secret put in the wrong field; ranges are the engine's to check
 //! ([`Config::validate`]).
 
@@ -67,17 +67,22 @@ fn known(value: &JsValue) -> Result<Object, ConfigError> {
     Ok(set)
 }
 
-/// `T` from the known keys of the config; an error names the key whose value is wrong.
+/// `T` from the known keys of the config. On an error, each key is tried alone to name the
+/// one whose value is wrong: the same deserializer again, on the error path only, rather than
+/// a path-tracking wrapper around every field of the success path.
 fn deserialize<T: DeserializeOwned>(set: &Object) -> Result<T, ConfigError> {
-    let de = serde_wasm_bindgen::Deserializer::from(JsValue::from(set));
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let name = match e.path().iter().next() {
-            Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
-            _ => String::new(),
-        };
-        let value = Reflect::get(set, &JsValue::from_str(&name)).unwrap_or(JsValue::UNDEFINED);
-        wrong(&name, &value)
-    })
+    if let Ok(value) = serde_wasm_bindgen::from_value::<T>(set.into()) {
+        return Ok(value);
+    }
+    for key in Object::keys(set).iter() {
+        let value = Reflect::get(set, &key).unwrap_or(JsValue::UNDEFINED);
+        let alone = Object::new();
+        let _ = Reflect::set(&alone, &key, &value);
+        if serde_wasm_bindgen::from_value::<T>(alone.into()).is_err() {
+            return Err(wrong(&key.as_string().unwrap_or_default(), &value));
+        }
+    }
+    Err(ConfigError::new("config", "could not be read".into()))
 }
 
 /// The error for `value`, of the wrong type or out of the type's domain, at key `name`.
