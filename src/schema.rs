@@ -14,8 +14,6 @@
 //! Adding a key: a field on the serde struct that owns it (with its default), then one entry
 //! here, then `SPOOL_BLESS=1 cargo test --test schema`.
 
-use std::collections::BTreeMap;
-
 /// Who reads a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
@@ -234,8 +232,10 @@ pub struct ShellOptions {
     /// `flushOnPageHide` (default true): send what is queued with `keepalive` when the page is
     /// hidden or closed.
     pub flush_on_page_hide: bool,
-    /// `headers`: sent with every ordinary (non-keepalive) request. Default none.
-    pub headers: BTreeMap<String, String>,
+    /// `headers`: name and value of each header sent with every ordinary (non-keepalive)
+    /// request, given as an object of strings. Default none.
+    #[serde(with = "pairs")]
+    pub headers: Vec<(String, String)>,
     /// `debug`: log each request and outcome with `console.debug`. Default false.
     pub debug: bool,
 }
@@ -244,7 +244,7 @@ impl Default for ShellOptions {
     fn default() -> ShellOptions {
         ShellOptions {
             flush_on_page_hide: true,
-            headers: BTreeMap::new(),
+            headers: Vec::new(),
             debug: false,
         }
     }
@@ -308,4 +308,38 @@ pub fn readme_table(owner: Owner) -> String {
         out.push_str("|\n");
     }
     out
+}
+
+/// `(name, value)` pairs as serde's map: an object of strings in JavaScript and JSON. A `Vec`
+/// rather than a `BTreeMap`, whose code the wasm would carry for a handful of headers.
+mod pairs {
+    use serde::de::{MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(pairs.len()))?;
+        for (name, value) in pairs {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = Vec<(String, String)>;
+            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(pairs)
+            }
+        }
+        d.deserialize_map(Pairs)
+    }
 }

@@ -170,7 +170,7 @@ async fn shell_options_set_headers_for_ordinary_requests() {
     let path = "rust-headers";
     install_fake_fetch();
     let options = ShellOptions {
-        headers: BTreeMap::from([("X-Team".to_string(), "rust".to_string())]),
+        headers: vec![("X-Team".to_string(), "rust".to_string())],
         ..ShellOptions::default()
     };
     let c = Client::with_options(Config::new(endpoint(path)), options).unwrap();

@@ -7,7 +7,6 @@ use super::host;
 use super::report::to_js;
 use crate::engine::{Outcome, RetryAfter, Transmit, TransmitId};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
@@ -32,7 +31,7 @@ struct Inner {
 impl Request {
     /// Requests to `endpoint` with the user's `headers` (a `Content-Type` among them is left
     /// out: the body's own always goes).
-    pub fn new(endpoint: &str, headers: &BTreeMap<String, String>) -> Request {
+    pub fn new(endpoint: &str, headers: &[(String, String)]) -> Request {
         Request(Rc::new(Inner {
             endpoint: endpoint.into(),
             headers: headers
@@ -53,10 +52,39 @@ impl Request {
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
     ) -> Option<AbortController> {
+        let (start, controller) = self.start(&t);
+        // One future for every way a request ends: answered, failed or beaconed.
+        spawn_local(async move {
+            let sent = match start {
+                Ok(sent) => sent,
+                Err(outcome) => return answer(outcome),
+            };
+            let response = match JsFuture::from(sent).await {
+                Ok(response) => response.unchecked_into::<Response>(),
+                Err(e) => return answer(Outcome::NetworkError(host::message(&e))),
+            };
+            // A cross-origin response shows Retry-After only if the collector sends
+            // Access-Control-Expose-Headers: Retry-After.
+            let retry_after = response.headers().get("Retry-After").ok().flatten();
+            answer(Outcome::Response {
+                status: response.status(),
+                retry_after: retry_after.as_deref().and_then(RetryAfter::parse),
+            });
+            // The body is never read: let the connection go (edge runtimes warn about unread
+            // bodies).
+            if let Some(body) = response.body() {
+                let _ = JsFuture::from(body.cancel()).await;
+            }
+        });
+        controller
+    }
+
+    /// Starts `t`: the `fetch` promise and its `AbortController`, or at once the outcome of a
+    /// beacon or of a `fetch` that threw.
+    fn start(&self, t: &Transmit) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {
         let r = &self.0;
         if t.keepalive && !r.keepalive_fetch {
-            beacon(&r.endpoint, &t.body, answer);
-            return None;
+            return (Err(beacon(&r.endpoint, &t.body)), None);
         }
         let init = RequestInit::new();
         init.set_method("POST");
@@ -78,51 +106,24 @@ impl Request {
         if let Some(c) = &controller {
             init.set_signal(Some(&c.signal()));
         }
-        let sent = match host::global().fetch(&r.endpoint, &init) {
-            Ok(sent) => sent,
-            Err(_) if t.keepalive => {
-                beacon(&r.endpoint, &t.body, answer);
-                return None;
-            }
-            Err(e) => {
-                let outcome = Outcome::NetworkError(host::message(&e));
-                spawn_local(async move { answer(outcome) });
-                return None;
-            }
-        };
-        spawn_local(async move {
-            let response = match JsFuture::from(sent).await {
-                Ok(response) => response.unchecked_into::<Response>(),
-                Err(e) => return answer(Outcome::NetworkError(host::message(&e))),
-            };
-            // A cross-origin response shows Retry-After only if the collector sends
-            // Access-Control-Expose-Headers: Retry-After.
-            let retry_after = response.headers().get("Retry-After").ok().flatten();
-            answer(Outcome::Response {
-                status: response.status(),
-                retry_after: retry_after.as_deref().and_then(RetryAfter::parse),
-            });
-            // The body is never read: let the connection go (edge runtimes warn about unread
-            // bodies).
-            if let Some(body) = response.body() {
-                let _ = JsFuture::from(body.cancel()).await;
-            }
-        });
-        controller
+        match host::global().fetch(&r.endpoint, &init) {
+            Ok(sent) => (Ok(sent), controller),
+            Err(_) if t.keepalive => (Err(beacon(&r.endpoint, &t.body)), None),
+            Err(e) => (Err(Outcome::NetworkError(host::message(&e))), None),
+        }
     }
 }
 
 /// `navigator.sendBeacon(url, body)`: a string body goes as `text/plain`.
-fn beacon(url: &str, body: &str, answer: impl FnOnce(Outcome) + 'static) {
+fn beacon(url: &str, body: &str) -> Outcome {
     let queued = host::global()
         .navigator()
         .map(|n| n.send_beacon_with_opt_str(url, Some(body)));
-    let outcome = match queued {
+    match queued {
         Some(Ok(true)) => Outcome::status(BEACON_QUEUED),
         Some(Ok(false)) => Outcome::NetworkError("sendBeacon refused the body".into()),
         _ => Outcome::NetworkError("no keepalive fetch and no sendBeacon here".into()),
-    };
-    spawn_local(async move { answer(outcome) });
+    }
 }
 
 /// `debug: true`: one line per request (never the body, which holds the API key).
