@@ -15,7 +15,7 @@ export DEMO_PORT DEMO_HEADLESS
 # The steps share cargo's target dir and lock, and `test` must stop at the first failure in
 # the order written.
 .NOTPARALLEL:
-.PHONY: setup build check test-native test-browser test-e2e test-edge test-demo test demo bench clean
+.PHONY: setup build check test-native test-browser test-e2e test-edge test-demo test-plain test demo bench clean
 
 setup:
 	scripts/setup.sh
@@ -66,7 +66,15 @@ test-edge: build
 test-demo: build
 	node tools/demo.mjs --headless
 
-test: check test-native fuzz build test-browser test-e2e test-edge test-demo
+# What a user of the crate builds: a plain `wasm-pack build --target web --release` (no std
+# rebuild, no minify.mjs), in a target dir of its own so that it does not rebuild `make
+# build`'s; then the package captures, flushes and shuts down in Node.
+test-plain: setup
+	rm -rf target/pkg-plain
+	CARGO_TARGET_DIR=target/plain wasm-pack build . --target web --release --out-dir target/pkg-plain
+	node tests/plain-build.mjs target/pkg-plain
+
+test: check test-native fuzz build test-browser test-e2e test-edge test-demo test-plain
 
 # spool beside posthog-js and a plain-JS floor (capture cost, size, requests, latency, memory,
 # edge CPU) in headless Chromium and workerd; prints the tables and writes BENCHMARKS.md. Not

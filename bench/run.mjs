@@ -51,7 +51,7 @@ const LATENCY_WAIT_MS = QUICK ? 2_000 : 10_000;
 const GOAL = {
   captureVsFloor: 1, // spool's µs/capture at most the floor's
   posthogOverSpool: 50, // posthog-js at least 50 times spool's µs/capture
-  gzipBytes: 25 * 1024, // wasm + glue (with any snippets), gzipped
+  gzipBytes: 36 * 1024, // wasm + glue (with any snippets), gzipped: the page budget
   wireRatio: 1.1, // bytes on the wire / the events' own JSON
   edgeOverhead: 0.1, // withTelemetry adds at most 10 % CPU to a trivial handler
 };
@@ -197,7 +197,7 @@ function render(r, env) {
     out.push(table(['file', 'raw bytes', 'gzip bytes', 'brotli bytes', ''], rows), '');
     if (slim) out.push(`spool is ${num(s.spool.total.gzip / slim.gzip, 2)} × posthog-js's slim bundle, gzipped.`, '');
     goals.push([
-      'wasm + glue ≤ 25 KiB (25,600 B) gzipped',
+      'wasm + glue ≤ 36 KiB (36,864 B) gzipped',
       `${s.spool.total.gzip.toLocaleString('en-US')} B (${(s.spool.total.gzip / 1024).toFixed(2)} KiB)`,
       s.spool.total.gzip <= GOAL.gzipBytes,
     ]);
