@@ -34,7 +34,7 @@ pub enum Kind {
     Flag,
     /// A finite whole number, 0 or more.
     Whole,
-    /// One of the strings in the key's TypeScript type.
+    /// One of the strings in the key's TypeScript type (a serde enum: its error names them).
     OneOf,
     /// An object of strings.
     Strings,
@@ -140,7 +140,7 @@ impl Key {
             Kind::Text => "must be a string",
             Kind::Flag => "must be true or false",
             Kind::Whole => "must be a number",
-            Kind::OneOf => "must be one of",
+            Kind::OneOf => "must be a string",
             Kind::Strings => "must be an object of strings",
             Kind::Names => "must be false or an array of header names",
         }

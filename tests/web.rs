@@ -188,6 +188,18 @@ fn config_errors_are_errors_that_name_the_field() {
 }
 
 #[wasm_bindgen_test]
+fn a_bad_batch_mode_is_refused_naming_the_allowed_ones() {
+    let e = expect_error(
+        Exporter::new(json(r#"{"endpoint":"https://c.test/","batchMode":"fast"}"#)),
+        "SpoolConfigError",
+    );
+    let message = string_of(&e, "message");
+    for mode in ["linger", "auto", "off"] {
+        assert!(message.contains(mode), "{message}");
+    }
+}
+
+#[wasm_bindgen_test]
 fn plain_http_needs_allow_insecure_except_to_loopback() {
     for text in [
         r#"{"endpoint":"http://127.0.0.1:9/batch/"}"#,

@@ -78,15 +78,16 @@ fn deserialize<T: DeserializeOwned>(set: &Object) -> Result<T, ConfigError> {
         let value = Reflect::get(set, &key).unwrap_or(JsValue::UNDEFINED);
         let alone = Object::new();
         let _ = Reflect::set(&alone, &key, &value);
-        if serde_wasm_bindgen::from_value::<T>(alone.into()).is_err() {
-            return Err(wrong(&key.as_string().unwrap_or_default(), &value));
+        if let Err(e) = serde_wasm_bindgen::from_value::<T>(alone.into()) {
+            return Err(wrong(&key.as_string().unwrap_or_default(), &value, e));
         }
     }
     Err(ConfigError::new("config", "could not be read".into()))
 }
 
-/// The error for `value`, of the wrong type or out of the type's domain, at key `name`.
-fn wrong(name: &str, value: &JsValue) -> ConfigError {
+/// The error for `value`, of the wrong type or out of the type's domain, at key `name`;
+/// `e` is serde's, whose words name the allowed values of an enum.
+fn wrong(name: &str, value: &JsValue, e: serde_wasm_bindgen::Error) -> ConfigError {
     let Some(key) = schema::exporter_key(name) else {
         return ConfigError::new("config", "must be an object".into());
     };
@@ -96,9 +97,10 @@ fn wrong(name: &str, value: &JsValue) -> ConfigError {
             m = String::from("must be a whole number, 0 or more (got ");
             m.push_str(&host::number_text(n));
         }
-        (Kind::OneOf, _) => {
-            m = String::from("must be \"linger\", \"auto\" or \"off\" (got ");
-            m.push_str(&value.as_string().map_or_else(type_of(value), |s| quote(&s)));
+        // A string, but not one of the enum's: serde's message names the allowed ones.
+        (Kind::OneOf, _) if value.is_string() => {
+            m = String::from("must be one of the allowed values (");
+            m.push_str(&host::message(&e.into()));
         }
         _ => {
             m.push_str(" (got type ");
@@ -107,21 +109,6 @@ fn wrong(name: &str, value: &JsValue) -> ConfigError {
     }
     m.push(')');
     ConfigError::new(key.name, m)
-}
-
-fn type_of(value: &JsValue) -> impl FnOnce() -> String + '_ {
-    move || {
-        let mut m = String::from("type ");
-        m.push_str(&value.js_typeof().as_string().unwrap_or_default());
-        m
-    }
-}
-
-fn quote(s: &str) -> String {
-    let mut m = String::from("\"");
-    m.push_str(s);
-    m.push('"');
-    m
 }
 
 /// `headers`: each a valid header name and value, checked now by the host's own `Headers`, so

@@ -21,6 +21,10 @@ pub const SHUT_DOWN: &str = "SpoolShutDown";
 /// `undefined` from `capture`).
 pub const QUEUE_FULL: &str = "SpoolQueueFull";
 
+/// The `name` of the rejection of a `flush()` or `shutdown()` whose exporter was freed before
+/// it finished.
+pub const FREED: &str = "SpoolFreed";
+
 /// The `name` of the error thrown if a call arrives while the exporter's state is borrowed.
 /// By design it never is when the page's code can run (arguments are read before, `fetch`,
 /// `console` and promises are called after), so this replaces a panic that cannot happen.

@@ -148,7 +148,7 @@ fn to_error(e: Error) -> JsValue {
         Error::Properties(m) => error::error(error::INVALID_EVENT, &m),
         Error::Busy => error::busy(),
         Error::Stopped => error::error(
-            error::BUSY,
+            error::FREED,
             "the exporter was freed before its flush or shutdown finished",
         ),
     }
