@@ -14,6 +14,11 @@
 //    `wasm.wasm_bindgen__convert__closures_____invoke__h1e24d103cb78c5ab`); the exports a
 //    caller may use (`memory`, `exporter_new`, ...) keep their names.
 //
+//    binaryen's wasm-opt cannot do this job (v132, checked): `--minify-imports` renames only
+//    the imports of `env` and `wasi_*` modules, and `--minify-imports-and-exports[-and-modules]`
+//    renames every export too, `memory` and `exporter_new` included, which `init()` hands to
+//    its caller by name. So the import section is rewritten here, and wasm-opt does the rest.
+//
 // Every page downloads these files, and the size budget counts them gzipped, as it counts
 // posthog-js's bundles, which ship minified; measuring ours unminified would compare a
 // source file with a build. The .d.ts files are left as they are: they are for editors.
