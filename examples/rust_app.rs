@@ -26,13 +26,11 @@ mod app {
             ..Config::new("https://collector.example/batch/")
         };
         let client = Client::new(config).expect("a valid config");
-        let uuid = client.capture(
-            "signup",
-            &Signup {
-                plan: "pro",
-                seats: 3,
-            },
-        )?;
+        let signup = Signup {
+            plan: "pro",
+            seats: 3,
+        };
+        let uuid = client.capture("signup", &signup)?;
         let report = client.flush().await?; // once the events captured so far have settled
         assert_eq!(report.delivered + report.dropped, 1);
         let stats = client.stats()?;
