@@ -96,7 +96,8 @@ impl Exporter {
 
     /// Sends everything captured so far without lingering. Resolves to `{ delivered,
     /// dropped }` once every event captured before the call has settled; later captures and
-    /// other flushes do not delay it. Never rejects.
+    /// other flushes do not delay it. Rejects only if the exporter is freed first (an error
+    /// named `SpoolFreed`) or is called from inside one of its own calls (`SpoolBusy`).
     #[wasm_bindgen(unchecked_return_type = "Promise<FlushReport>")]
     pub fn flush(&self) -> Promise {
         promise(self.client.flush())
