@@ -270,6 +270,7 @@ impl Sim {
                 Fate::RetryAfterSeconds => Some(Outcome::Response {
                     status: 429,
                     retry_after: RetryAfter::parse(&(self.rng.up_to(5)).to_string()),
+                    body: None,
                 }),
                 Fate::RetryAfterDate => {
                     // Dated a few seconds after the answer arrives, at whole-second precision.
@@ -277,6 +278,7 @@ impl Sim {
                     Some(Outcome::Response {
                         status: 503,
                         retry_after: RetryAfter::parse(&date),
+                    body: None,
                     })
                 }
                 Fate::Stall => None,

@@ -374,6 +374,7 @@ fn retry_after_holds_every_batch_until_the_named_time() {
         Outcome::Response {
             status: 429,
             retry_after: Some(ra),
+            body: None,
         },
         T0 + 100,
     );
@@ -403,6 +404,7 @@ fn retry_after_as_an_http_date_is_honoured() {
         Outcome::Response {
             status: 503,
             retry_after: Some(ra),
+            body: None,
         },
         T0 + 1000,
     );
@@ -569,6 +571,7 @@ fn shutdown_gives_up_early_when_retry_after_reaches_past_its_deadline() {
         Outcome::Response {
             status: 429,
             retry_after: ra,
+            body: None,
         },
         T0 + 1100,
     );
@@ -623,6 +626,7 @@ fn page_hide_skips_backoff_but_not_retry_after() {
         Outcome::Response {
             status: 429,
             retry_after: Some(RetryAfter::Delay(5000)),
+            body: None,
         },
         T0 + 1002,
     );
