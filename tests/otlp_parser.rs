@@ -96,12 +96,26 @@ fn every_record_reaches_the_official_parser_with_its_time_name_uid_and_attribute
         .unwrap();
     let sent = bodies(&mut e, T0 + 10);
     assert_eq!(sent.len(), 1);
-    let parsed = parse(&sent).remove(0).expect("the official parser takes the body");
+    let parsed = parse(&sent)
+        .remove(0)
+        .expect("the official parser takes the body");
     let parsed: serde_json::Value = serde_json::from_str(&parsed).unwrap();
     let rl = &parsed["resourceLogs"][0];
     let resource = attrs(&rl["resource"]);
-    assert_eq!(resource[0], ("service.name".into(), serde_json::json!({"stringValue":"checkout-web"})));
-    assert_eq!(resource[1], ("telemetry.sdk.name".into(), serde_json::json!({"stringValue":"spool"})));
+    assert_eq!(
+        resource[0],
+        (
+            "service.name".into(),
+            serde_json::json!({"stringValue":"checkout-web"})
+        )
+    );
+    assert_eq!(
+        resource[1],
+        (
+            "telemetry.sdk.name".into(),
+            serde_json::json!({"stringValue":"spool"})
+        )
+    );
     assert_eq!(resource[2].0, "telemetry.sdk.version");
     assert_eq!(rl["scopeLogs"][0]["scope"]["name"], "spool");
     let records = rl["scopeLogs"][0]["logRecords"].as_array().unwrap();
@@ -109,10 +123,19 @@ fn every_record_reaches_the_official_parser_with_its_time_name_uid_and_attribute
 
     let r = &records[0];
     assert_eq!(r["timeUnixNano"], ((T0 + 5) * 1_000_000).to_string());
-    assert_eq!(r["observedTimeUnixNano"], ((T0 + 5) * 1_000_000).to_string());
+    assert_eq!(
+        r["observedTimeUnixNano"],
+        ((T0 + 5) * 1_000_000).to_string()
+    );
     assert_eq!(r["eventName"], "checkout");
-    assert_eq!(attr(r, "user.id"), serde_json::json!({"stringValue":"user-7"}));
-    assert_eq!(attr(r, "log.record.uid"), serde_json::json!({"stringValue": u1.to_string()}));
+    assert_eq!(
+        attr(r, "user.id"),
+        serde_json::json!({"stringValue":"user-7"})
+    );
+    assert_eq!(
+        attr(r, "log.record.uid"),
+        serde_json::json!({"stringValue": u1.to_string()})
+    );
     assert_eq!(attr(r, "plan"), serde_json::json!({"stringValue":"pro"}));
     assert_eq!(attr(r, "seats"), serde_json::json!({"intValue":"3"}));
     assert_eq!(attr(r, "price"), serde_json::json!({"doubleValue":9.5}));
@@ -129,21 +152,37 @@ fn every_record_reaches_the_official_parser_with_its_time_name_uid_and_attribute
                 {"key":"sku","value":{"stringValue":"x1"}},{"key":"qty","value":{"intValue":"2"}}]}}]}}},
             {"key":"coupon","value":{"kvlistValue":{"values":[{"key":"code","value":{"stringValue":"Z"}}]}}}]}})
     );
-    assert_eq!(attr(r, "big"), serde_json::json!({"doubleValue":1.2345678901234567e19}));
+    assert_eq!(
+        attr(r, "big"),
+        serde_json::json!({"doubleValue":1.2345678901234567e19})
+    );
     assert_eq!(attr(r, "emoji"), serde_json::json!({"stringValue":"😀 😀"}));
-    assert_eq!(attr(r, "cut"), serde_json::json!({"stringValue":"x\u{fffd}"}));
+    assert_eq!(
+        attr(r, "cut"),
+        serde_json::json!({"stringValue":"x\u{fffd}"})
+    );
 
     let r = &records[1];
     assert_eq!(r["eventName"], "sign\"up");
     assert_eq!(r["timeUnixNano"], ((T0 + 7) * 1_000_000).to_string());
-    assert_eq!(attr(r, "user.id"), serde_json::json!({"stringValue":"other \u{e9}"}));
-    assert_eq!(attr(r, "log.record.uid"), serde_json::json!({"stringValue": u2.to_string()}));
+    assert_eq!(
+        attr(r, "user.id"),
+        serde_json::json!({"stringValue":"other \u{e9}"})
+    );
+    assert_eq!(
+        attr(r, "log.record.uid"),
+        serde_json::json!({"stringValue": u2.to_string()})
+    );
 }
 
 #[test]
 fn properties_as_deep_as_allowed_parse_and_one_level_more_is_refused_at_capture() {
     let nested = |depth: usize| {
-        format!("{}{}", r#"{"a":"#.repeat(depth - 1) + "{}", "}".repeat(depth - 1))
+        format!(
+            "{}{}",
+            r#"{"a":"#.repeat(depth - 1) + "{}",
+            "}".repeat(depth - 1)
+        )
     };
     let mut e = otlp_engine();
     e.capture(
@@ -160,12 +199,18 @@ fn properties_as_deep_as_allowed_parse_and_one_level_more_is_refused_at_capture(
     assert!(matches!(err, CaptureError::TooDeep { .. }), "{err}");
     assert_eq!(err.kind(), "SpoolInvalidEvent");
     let sent = bodies(&mut e, T0);
-    assert!(parse(&sent)[0].is_ok(), "the deepest allowed properties parse");
+    assert!(
+        parse(&sent)[0].is_ok(),
+        "the deepest allowed properties parse"
+    );
 
     // What the limit protects against: the same record one level deeper, built by hand, is
     // refused by the parser.
-    let refused = sent[0].replacen(r#""value":{"kvlistValue":{"values":[]}}"#,
-        r#""value":{"kvlistValue":{"values":[{"key":"a","value":{"kvlistValue":{"values":[]}}}]}}"#, 1);
+    let refused = sent[0].replacen(
+        r#""value":{"kvlistValue":{"values":[]}}"#,
+        r#""value":{"kvlistValue":{"values":[{"key":"a","value":{"kvlistValue":{"values":[]}}}]}}"#,
+        1,
+    );
     assert_ne!(refused, sent[0]);
     let err = parse(&[refused]).remove(0).unwrap_err();
     assert!(err.contains("ParseError"), "{err}");
@@ -174,8 +219,9 @@ fn properties_as_deep_as_allowed_parse_and_one_level_more_is_refused_at_capture(
 #[test]
 fn the_parser_refuses_unknown_fields() {
     // The check that makes the tests above meaningful: a misspelt field is an error.
-    let err = parse(&[r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"eventname":"x"}]}]}]}"#.into()])
-        .remove(0)
-        .unwrap_err();
+    let err =
+        parse(&[r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"eventname":"x"}]}]}]}"#.into()])
+            .remove(0)
+            .unwrap_err();
     assert!(err.contains("eventname"), "{err}");
 }

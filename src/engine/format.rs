@@ -219,7 +219,11 @@ mod tests {
         let f = PostHogBatch::new("phc_k");
         let body = |depth: usize| {
             // The properties object is level 1; each "a" nests one more.
-            let props = format!("{}{}", r#"{"a":"#.repeat(depth - 1) + "{}", "}".repeat(depth - 1));
+            let props = format!(
+                "{}{}",
+                r#"{"a":"#.repeat(depth - 1) + "{}",
+                "}".repeat(depth - 1)
+            );
             let mut frag = String::new();
             f.write_event(
                 &EventRecord {

@@ -17,9 +17,9 @@ fn surrogate(hex: &[u8]) -> Option<u16> {
     if hex.len() != 4 || !hex.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
-    let v = hex
-        .iter()
-        .fold(0u16, |n, &c| (n << 4) | (c as char).to_digit(16).unwrap_or(0) as u16);
+    let v = hex.iter().fold(0u16, |n, &c| {
+        (n << 4) | (c as char).to_digit(16).unwrap_or(0) as u16
+    });
     (0xD800..=0xDFFF).contains(&v).then_some(v)
 }
 
@@ -133,7 +133,10 @@ mod tests {
             r#"{"\ufffd":"\ufffd\ud83d\ude00"}"#
         );
         // Low then high: both lone.
-        assert_eq!(repaired(r#"{"a":"\ude00\ud83d"}"#), r#"{"a":"\ufffd\ufffd"}"#);
+        assert_eq!(
+            repaired(r#"{"a":"\ude00\ud83d"}"#),
+            r#"{"a":"\ufffd\ufffd"}"#
+        );
         assert_eq!(repaired(r#"{"a":"\ud83d\n"}"#), r#"{"a":"\ufffd\n"}"#);
     }
 
