@@ -2,6 +2,8 @@
 //! `opentelemetry-proto` and `protobuf`, `json_format.Parse` with unknown fields refused, run
 //! through `tools/otlp_parse.py`; `scripts/setup.sh` installs them).
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use spool::engine::{
     CaptureError, Config, Engine, EventInput, Format, Outcome, OTLP_MAX_PROPERTIES_DEPTH,
 };

@@ -7,7 +7,7 @@
 //! typo such as `flushInterval` without breaking a page.
 
 use super::host;
-use crate::engine::{BatchMode, Config, ConfigError};
+use crate::engine::{BatchMode, Config, ConfigError, Format};
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -26,7 +26,8 @@ pub struct Options {
 
 /// Every key the config object may have (the numeric ones are also in [`NUMBERS`]), separated
 /// by spaces: any other gets a warning.
-const KNOWN_KEYS: &str = "endpoint allowInsecure apiKey distinctId batchMode flushOnPageHide \
+const KNOWN_KEYS: &str = "endpoint allowInsecure format apiKey serviceName distinctId batchMode \
+    flushOnPageHide \
     headers debug flushIntervalMs maxBatchEvents maxBatchBytes maxQueueEvents maxQueueBytes \
     maxAttempts initialBackoffMs maxBackoffMs maxInFlight requestTimeoutMs";
 
@@ -66,8 +67,14 @@ pub fn read(value: &JsValue) -> Result<(Config, Options), ConfigError> {
     host::warn_unknown_keys(obj, KNOWN_KEYS);
     let mut c = Config::new(endpoint);
     c.allow_insecure = boolean(obj, "allowInsecure")?.unwrap_or(false);
+    if let Some(v) = string(obj, "format")? {
+        c.format = Format::parse(&v)?;
+    }
     if let Some(v) = string(obj, "apiKey")? {
         c.api_key = v;
+    }
+    if let Some(v) = string(obj, "serviceName")? {
+        c.service_name = v;
     }
     c.distinct_id = string(obj, "distinctId")?;
     if let Some(v) = string(obj, "batchMode")? {

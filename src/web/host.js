@@ -26,8 +26,8 @@ const tell = (input, what) => input(what, 0, 0);
 /**
  * POSTs `body` (a string: CORS-simple `text/plain`, so no preflight) to `url`, with `headers`
  * (the user's, or undefined for a keepalive request: a custom header forces a preflight, which
- * cannot finish while a page unloads). Calls `input(ANSWER, id, status, retryAfter, error)`
- * exactly once and never synchronously: `status` 0 with `error` for a network error. Where
+ * cannot finish while a page unloads). Calls `input(ANSWER, id, status, retryAfter, error, body)`
+ * exactly once (`body` only for a 2xx answer to an `application/json` request) and never synchronously: `status` 0 with `error` for a network error. Where
  * keepalive fetch is missing or throws, falls back to `navigator.sendBeacon`. Returns the
  * request's AbortController, or undefined.
  */
@@ -50,8 +50,16 @@ export function post(url, body, contentType, headers, keepalive, id, input) {
     (response) => {
       // A cross-origin response shows Retry-After only if the collector sends
       // Access-Control-Expose-Headers: Retry-After.
-      answer(response.status, response.headers.get("Retry-After") ?? undefined, undefined);
-      // The body is never read: let the connection go (edge runtimes warn about unread bodies).
+      const retryAfter = response.headers.get("Retry-After") ?? undefined;
+      // An OTLP (application/json) 2xx may carry a partialSuccess the engine reads.
+      if (response.ok && contentType == "application/json") {
+        return response.text().then(
+          (text) => answer(response.status, retryAfter, undefined, text),
+          () => answer(response.status, retryAfter, undefined),
+        );
+      }
+      answer(response.status, retryAfter, undefined);
+      // The body is not read: let the connection go (edge runtimes warn about unread bodies).
       response.body?.cancel().catch(() => {});
     },
     (e) => answer(0, undefined, message(e)),

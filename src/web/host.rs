@@ -8,8 +8,8 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/src/web/host.js")]
 extern "C" {
-    /// POSTs `body`; `input(ANSWER, id, status, retryAfter, error)` is called once,
-    /// asynchronously. Returns the request's `AbortController`, or `undefined`.
+    /// POSTs `body`; `input(ANSWER, id, status, retryAfter, error, body)` is called once,
+    /// asynchronously (`body`, the response's, only for a 2xx to an `application/json` request). Returns the request's `AbortController`, or `undefined`.
     pub fn post(
         url: &JsValue,
         body: &str,

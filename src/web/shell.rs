@@ -103,14 +103,15 @@ impl Shell {
             let weak = this.clone();
             // The answer's strings come as JS values, read only where needed: a closure of
             // plain values has the smaller shims.
-            let input = Closure::<dyn FnMut(u32, f64, u16, JsValue, JsValue)>::new(
-                move |what, id: f64, status, retry_after, error| {
+            let input = Closure::<dyn FnMut(u32, f64, u16, JsValue, JsValue, JsValue)>::new(
+                move |what, id: f64, status, retry_after, error, body| {
                     let Some(shared) = weak.upgrade() else {
                         return;
                     };
                     match what {
                         ANSWER => {
-                            answered(&shared, TransmitId(id as u64), status, retry_after, error)
+                            let answer = (status, retry_after, error, body);
+                            answered(&shared, TransmitId(id as u64), answer)
                         }
                         WAKE => on_wake(&shared),
                         SOON => {
@@ -337,7 +338,8 @@ pub fn drive(shared: &Shared) {
 
 /// A request ended (called from `host.js`): hand the engine its outcome. An aborted request's
 /// rejection lands here too; the engine has already counted it and ignores the stale id.
-fn answered(shared: &Shared, id: TransmitId, status: u16, retry_after: JsValue, error: JsValue) {
+fn answered(shared: &Shared, id: TransmitId, answer: (u16, JsValue, JsValue, JsValue)) {
+    let (status, retry_after, error, body) = answer;
     let (known, debug) = match shared.try_borrow_mut() {
         Ok(mut shell) => {
             if let Some(i) = shell.requests.iter().position(|(r, _)| *r == id) {
@@ -352,6 +354,7 @@ fn answered(shared: &Shared, id: TransmitId, status: u16, retry_after: JsValue, 
                         .as_string()
                         .as_deref()
                         .and_then(RetryAfter::parse),
+                    body: body.as_string(),
                 },
             };
             let debug = shell.debug;
