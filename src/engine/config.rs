@@ -144,12 +144,6 @@ impl Config {
     /// Checks every field, naming the first one out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_endpoint(&self.endpoint, self.allow_insecure)?;
-        if self.format == Format::PostHog {
-            validate_api_key(&self.api_key)?;
-        }
-        if self.service_name.trim().is_empty() {
-            return Err(ConfigError::new("serviceName", "must not be empty".into()));
-        }
         range("flushIntervalMs", self.flush_interval_ms, 0, 3_600_000)?;
         range("maxBatchEvents", self.max_batch_events as u64, 1, 10_000)?;
         range("maxBatchBytes", self.max_batch_bytes as u64, 512, 16 << 20)?;
@@ -174,6 +168,12 @@ impl Config {
             if id.is_empty() {
                 return Err(ConfigError::new("distinctId", "must not be empty".into()));
             }
+        }
+        if self.format == Format::PostHog {
+            validate_api_key(&self.api_key)?;
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError::new("serviceName", "must not be empty".into()));
         }
         Ok(())
     }

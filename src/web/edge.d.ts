@@ -6,9 +6,11 @@ import type { ExporterConfig } from "./spool.js";
  *  the events of the requests an isolate serves within `flushIntervalMs` (default 1000) go to
  *  the collector together; in `auto` and `off` each request's event goes at once. */
 export interface EdgeOptions extends Partial<ExporterConfig> {
-  /** The collector's batch URL. Default: the `SPOOL_ENDPOINT` env binding, read per request. */
+  /** The collector's URL: PostHog's `/batch/`, or with `format: "otlp"` a collector's
+   *  `/v1/logs`. Default: the `SPOOL_ENDPOINT` env binding, read per request. */
   endpoint?: string;
-  /** The project key. Default: the `SPOOL_API_KEY` env binding (or ""). Never logged. */
+  /** The PostHog project key, required with the PostHog format. Default: the `SPOOL_API_KEY`
+   *  env binding. Never logged. */
   apiKey?: string;
   /** The event's name. Default "http_request". */
   eventName?: string;

@@ -80,7 +80,7 @@ async function scenario({ events, seed, config, shutdownTimeoutMs }) {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   const recorder = recordWire();
-  const exporter = new Exporter({ endpoint, ...config, debug: true });
+  const exporter = new Exporter({ endpoint, apiKey: 'phc_test', ...config, debug: true });
   const captured = []; // [uuid, i, before, after]
   let attempts = 0;
   let queueFull = 0;
