@@ -1,12 +1,13 @@
 """Parses OTLP/HTTP JSON logs bodies with the official protobuf bindings.
 
-Reads one body per line (JSON text) on stdin and writes one line of JSON per body on stdout:
+Reads one body per line on stdin (JSON text, or its UTF-8 bytes base64-encoded) and writes one line of JSON per body on stdout:
 {"ok": true, "request": "..."} with the request as protobuf's own `MessageToJson` writes it
 back (a string, so that a reader with a nesting limit of its own needs to parse it only when it
 looks inside), or {"ok": false, "error": "..."} when `json_format.Parse` refuses the
 body. Unknown fields are NOT ignored: a field the proto does not define is an error, as it is
 for a collector. tools/collector.mjs runs this once per OTLP collector and feeds it bodies.
 """
+import base64
 import json
 import sys
 
@@ -19,6 +20,8 @@ def main():
         line = line.strip()
         if not line:
             continue
+        if not line.startswith("{"):
+            line = base64.b64decode(line).decode("utf-8")
         request = ExportLogsServiceRequest()
         try:
             json_format.Parse(line, request, ignore_unknown_fields=False)
