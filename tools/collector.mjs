@@ -24,7 +24,9 @@
 //!                        An entry has receivedAt, answeredAt and closedAt (the connection closed
 //!                        before an answer), the status, accepted, the body; `fate` when chaos
 //!                        drew it; `retryAfter` and `retryAfterUntil` (the ms it names) if sent
-//!   POST /control/reset  forgets the log, the plan, the default and chaos
+//!   POST /control        {"poison":"marker"}: any batch body containing the marker is refused
+//!                        (400) before the plan is consulted; {"poison":null} turns it off
+//!   POST /control/reset  forgets the log, the plan, the default, chaos and poison
 
 import http from 'node:http';
 import fs from 'node:fs/promises';
@@ -115,6 +117,11 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
     chaos(config) {
       state.chaos = config == null ? null : makeChaos(config);
     },
+    // A collector with rules stricter than spool knows: any batch body containing `marker`
+    // (a string) is refused with 400, whatever the plan says. null turns it off.
+    poison(marker) {
+      state.poison = marker ?? null;
+    },
     reset() {
       state.batches = [];
       state.preflights = 0;
@@ -122,6 +129,7 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       state.plan = [];
       state.default = { ...DEFAULT_ANSWER };
       state.chaos = null;
+      state.poison = null;
     },
   };
 
@@ -164,6 +172,10 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
         const chaosOnly = config !== null && typeof config === 'object' && 'chaos' in config &&
           !('plan' in config) && !('default' in config);
         if (config !== null && typeof config === 'object' && 'chaos' in config) control.chaos(config.chaos);
+        if (config !== null && typeof config === 'object' && 'poison' in config) {
+          control.poison(config.poison);
+          if (!('plan' in config) && !('default' in config)) return send(res, 200, { ok: true });
+        }
         if (!chaosOnly) control.plan(config);
       } catch (err) {
         return send(res, 400, { error: String(err.message) });
@@ -200,6 +212,7 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
     let refusal = null;
     let otlpRequest = null;
     if (strict) refusal = posthogRefusal(text, body);
+    if (!refusal && state.poison && text.includes(state.poison)) refusal = { status: 400, reason: 'poisoned' };
     if (otlp) {
       const parsed = await otlpParser().parse(text);
       if (parsed.ok) otlpRequest = JSON.parse(parsed.request);

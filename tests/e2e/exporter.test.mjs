@@ -146,9 +146,9 @@ test('503 then 200: delivered after a backoff', async () => {
   });
 });
 
-test('400: dropped, counted under rejected, never retried', async () => {
+test('400 for every body: the batch is halved until each event was refused alone, then dropped as rejected', async () => {
   await crossOrigin(async ({ page, collector }) => {
-    collector.control.plan([{ status: 400 }], { status: 200 });
+    collector.control.plan([], { status: 400 });
     const result = await page.evaluate(async () => {
       const exporter = new Exporter({ endpoint, apiKey: 'phc_test', initialBackoffMs: 10, maxBackoffMs: 10 });
       for (let i = 0; i < 4; i++) exporter.capture('refused', { i });
@@ -157,10 +157,10 @@ test('400: dropped, counted under rejected, never retried', async () => {
       return { report, stats: exporter.stats() };
     });
     assert.deepEqual(result.report, { delivered: 0, dropped: 4 });
-    assert.equal(collector.log().batches.length, 1, 'not retried');
+    // 4, then 2 + 2, then 1 + 1 + 1 + 1: 2·4 − 1 requests, the most bisection ever costs.
+    assert.deepEqual(collector.log().batches.map((b) => b.events), [4, 2, 2, 1, 1, 1, 1]);
     assert.equal(result.stats.dropped.rejected, 4);
     assert.equal(result.stats.dropped.total, 4);
-    assert.equal(result.stats.retried, 0);
     assert.equal(result.stats.lastError, 'HTTP 400');
   });
 });

@@ -26,7 +26,7 @@ function delivered() {
 }
 
 /** Runs `fn({ worker, log })` against a Worker wrapping HANDLER with `options`. */
-async function withWorker(options, fn, bindings = { SPOOL_ENDPOINT: `${collector.url}/batch/` }) {
+async function withWorker(options, fn, bindings = { SPOOL_ENDPOINT: `${collector.url}/batch/`, SPOOL_API_KEY: 'phc_test' }) {
   collector.control.reset();
   const { worker, log } = await startWorker(wrappedWorker(HANDLER, options), bindings);
   try {
