@@ -388,6 +388,7 @@ test('a timed-out request is aborted before the request that takes its slot star
       const recorder = recordWire();
       const exporter = new Exporter({
         endpoint,
+        apiKey: 'phc_test',
         debug: true,
         maxInFlight: 1,
         maxBatchEvents: 1,

@@ -3,7 +3,7 @@
 // body parsed by the official protobuf bindings, unknown fields refused).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchBrowser, withSpoolPage } from './harness.mjs';
+import { launchBrowser, openPage, startCollector, waitFor, withSpoolPage } from './harness.mjs';
 
 const PAGE = '/tests/e2e/pages/exporter.html';
 let browser;
@@ -166,4 +166,64 @@ test('OTLP: a partialSuccess answer counts its rejected records, and 503 with Re
     const answered = collector.log().batches.filter((b) => b.path === '/v1/logs').map((b) => b.status);
     assert.deepEqual(answered, [503, 200]);
   });
+});
+
+/**
+ * Queues `count` events for `endpointPath` in `format`, navigates away, and returns what reached
+ * the collector: records (OTLP) or events (PostHog), requests and preflights.
+ */
+async function pageHide(page, collector, { format, count }) {
+  await page.evaluate(({ format, count }) => {
+    const otlp = format === 'otlp';
+    window.exporter = new Exporter({
+      endpoint: otlp ? endpoint.replace('/batch/', '/v1/logs') : endpoint,
+      ...(otlp ? { format } : { apiKey: 'phc_e2e' }),
+      flushIntervalMs: 60_000,
+      maxBatchEvents: 10_000,
+      maxBatchBytes: 16 << 20,
+    });
+    for (let i = 0; i < count; i++) window.exporter.capture('queued', { i });
+  }, { format, count });
+  await page.goto(new URL('/tests/e2e/pages/blank.html', page.url()).href);
+  await new Promise((r) => setTimeout(r, 1500));
+  const log = collector.log();
+  const batches = log.batches.filter((b) => b.status === 200);
+  const uuids = batches.flatMap((b) =>
+    format === 'otlp'
+      ? b.otlp.resourceLogs[0].scopeLogs[0].logRecords.map((r) => r.attributes.find((a) => a.key === 'log.record.uid').value.stringValue)
+      : b.body.batch.map((e) => e.uuid),
+  );
+  const bytes = log.batches.reduce((n, b) => n + b.bytes, 0);
+  return { received: uuids.length, unique: new Set(uuids).size, requests: log.batches.length, bytes, preflights: log.preflights };
+}
+
+test('page-hide with OTLP\'s application/json: what the CORS preflight costs against text/plain (measured)', async (t) => {
+  const results = {};
+  for (const format of ['posthog', 'otlp']) {
+    for (const count of [300, 1000]) {
+      await withSpoolPage(browser, PAGE, async ({ page, collector }) => {
+        results[`${format} ${count}`] = await pageHide(page, collector, { format, count });
+      });
+    }
+  }
+  // The same from the collector's own origin: no preflight, the body size alone.
+  for (const count of [300, 1000]) {
+    const site = await startCollector({ port: 0, host: '127.0.0.1' });
+    const opened = await openPage(browser, `${site.url}${PAGE}`);
+    try {
+      await waitFor(() => opened.page.evaluate(() => window.spoolReady), { message: 'spool loaded' });
+      results[`otlp ${count} same-origin`] = await pageHide(opened.page, site, { format: 'otlp', count });
+    } finally {
+      await opened.close();
+      await site.close();
+    }
+  }
+  for (const [k, r] of Object.entries(results)) {
+    t.diagnostic(`page-hide, ${k} events: ${r.unique} delivered in ${r.requests} requests (${r.bytes} bytes), ${r.preflights} preflights`);
+    assert.equal(r.unique, r.received, 'none twice');
+  }
+  assert.equal(results['posthog 300'].preflights, 0, 'text/plain needs no preflight');
+  assert.ok(results['otlp 300'].preflights > 0, 'application/json is preflighted');
+  // Chromium lets a keepalive request wait for its preflight while the page goes away.
+  assert.ok(results['otlp 300'].unique > 0, 'the preflighted keepalive request got out');
 });
