@@ -165,8 +165,12 @@ impl Config {
         range("maxInFlight", self.max_in_flight as u64, 1, 64)?;
         range("requestTimeoutMs", self.request_timeout_ms, 100, 600_000)?;
         if let Some(id) = &self.distinct_id {
-            if id.is_empty() {
-                return Err(ConfigError::new("distinctId", "must not be empty".into()));
+            // PostHog's capture refuses a blank distinct id: every event would be refused.
+            if id.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "distinctId",
+                    "must not be empty or only whitespace".into(),
+                ));
             }
         }
         if self.format == Format::PostHog {
@@ -369,6 +373,9 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         c.service_name = " ".into();
         assert_eq!(c.validate().unwrap_err().field, "serviceName");
+        let mut c = keyed("https://c.example/");
+        c.distinct_id = Some(" \t".into());
+        assert_eq!(c.validate().unwrap_err().field, "distinctId");
     }
 
     #[test]
