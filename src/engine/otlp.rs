@@ -133,12 +133,25 @@ impl WireFormat for OtlpLogs {
 /// `partialSuccess.rejectedLogRecords` of an `ExportLogsServiceResponse` in JSON: an int64,
 /// which the mapping writes as a string but a parser must also take as a number.
 pub fn rejected_log_records(body: &str) -> Option<u64> {
-    const KEY: &str = "\"rejectedLogRecords\"";
-    let at = body.find(KEY)? + KEY.len();
-    let rest = body.get(at..)?.trim_start();
-    let rest = rest.strip_prefix(':')?.trim_start();
-    let rest = rest.strip_prefix('"').unwrap_or(rest);
-    let digits = rest.bytes().take_while(u8::is_ascii_digit);
+    const KEY: &[u8] = b"\"rejectedLogRecords\"";
+    // A byte search: core's string search would add its own code to the wasm.
+    let b = body.as_bytes();
+    let mut i = b.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let skip_ws = |i: &mut usize| {
+        while b.get(*i).is_some_and(|c| c.is_ascii_whitespace()) {
+            *i += 1;
+        }
+    };
+    skip_ws(&mut i);
+    if b.get(i) != Some(&b':') {
+        return None;
+    }
+    i += 1;
+    skip_ws(&mut i);
+    if b.get(i) == Some(&b'"') {
+        i += 1;
+    }
+    let digits = b.get(i..)?.iter().copied().take_while(u8::is_ascii_digit);
     let mut n: u64 = 0;
     let mut any = false;
     for d in digits {
