@@ -201,9 +201,9 @@ fn config_errors_are_errors_that_name_the_field() {
 #[wasm_bindgen_test]
 fn plain_http_needs_allow_insecure_except_to_loopback() {
     for text in [
-        r#"{"endpoint":"http://127.0.0.1:9/batch/"}"#,
-        r#"{"endpoint":"http://localhost:9/batch/"}"#,
-        r#"{"endpoint":"http://collector.test/batch/","allowInsecure":true}"#,
+        r#"{"endpoint":"http://127.0.0.1:9/batch/","apiKey":"phc_test"}"#,
+        r#"{"endpoint":"http://localhost:9/batch/","apiKey":"phc_test"}"#,
+        r#"{"endpoint":"http://collector.test/batch/","allowInsecure":true,"apiKey":"phc_test"}"#,
     ] {
         let exporter = Exporter::new(json(text)).expect(text);
         drop(exporter);
