@@ -80,4 +80,12 @@ else
   npm install --no-audit --no-fund
 fi
 
+# --- The official OTLP protobuf bindings: the tests parse every OTLP body with them
+# (tools/otlp_parse.py, json_format.Parse with unknown fields refused).
+if ! python3 -c 'import google.protobuf, opentelemetry.proto.collector.logs.v1.logs_service_pb2' \
+    >/dev/null 2>&1; then
+  log "pip install opentelemetry-proto protobuf"
+  python3 -m pip install --quiet opentelemetry-proto protobuf
+fi
+
 log "ready: $(wasm-pack --version), $(wasm-bindgen --version), $(node_modules/.bin/wasm-opt --version)"

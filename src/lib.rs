@@ -13,7 +13,9 @@
 //! # Example
 //! ```
 //! use spool::engine::{Config, Engine, EventInput, Outcome};
-//! let mut engine = Engine::new(Config::new("https://collector.example/batch/"), 7).unwrap();
+//! let mut config = Config::new("https://collector.example/batch/");
+//! config.api_key = "phc_project_key".into();
+//! let mut engine = Engine::new(config, 7).unwrap();
 //! let now = 1_700_000_000_000;
 //! engine.capture(EventInput::new("page_view"), now).unwrap();
 //! engine.flush(now);

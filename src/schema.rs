@@ -154,12 +154,19 @@ use Owner::*;
 pub const KEYS: &[Key] = &[
     key("endpoint", Engine, Text, "string").required().defaults("\"\"", "required")
         .range("`https://` URL; `http://` only to `localhost`, `127.x.x.x` or `[::1]`")
-        .doc("Where batches are POSTed (PostHog's batch API), e.g. \"https://collector.example/batch/\"."),
+        .doc("Where batches are POSTed: PostHog's batch API, e.g. \"https://us.i.posthog.com/batch/\", or with format \"otlp\" an OpenTelemetry Collector's \"https://collector.example:4318/v1/logs\"."),
     key("allowInsecure", Engine, Flag, "boolean").defaults("false", "`false`")
         .range("`true` accepts `http://` to any host (events and the key in clear text)")
         .doc("Accept an http:// endpoint on a host other than localhost, 127.0.0.1 or [::1] (events and the API key then cross the network in clear text). Default false."),
-    key("apiKey", Engine, Text, "string").defaults("\"\"", "`\"\"`")
-        .doc("The project key written into every batch body. Never logged. Default \"\"."),
+    key("format", Engine, OneOf, "\"posthog\" | \"otlp\"").defaults("\"posthog\"", "`\"posthog\"`")
+        .range("`\"posthog\"` (PostHog's batch API), `\"otlp\"` (OTLP/HTTP JSON logs)")
+        .doc("\"posthog\" (PostHog's batch API) or \"otlp\" (OTLP/HTTP JSON logs). Default \"posthog\"."),
+    key("apiKey", Engine, Text, "string").defaults("\"\"", "required with `\"posthog\"`")
+        .range("1 to 64 ASCII characters, not a personal `phx_` key")
+        .doc("The PostHog project key (phc_...) written into every batch body; required with the PostHog format (1 to 64 ASCII characters, not a personal phx_ key). Never logged."),
+    key("serviceName", Engine, Text, "string").defaults("\"unknown_service\"", "`\"unknown_service\"`")
+        .range("non-blank; the OTLP resource's `service.name`")
+        .doc("The OTLP resource's service.name. Default \"unknown_service\"."),
     key("distinctId", Engine, Text, "string").defaults("null", "a uuid per exporter")
         .range("non-empty")
         .doc("Who events belong to unless a capture says otherwise. Default: a uuid per exporter."),

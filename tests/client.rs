@@ -173,7 +173,9 @@ async fn shell_options_set_headers_for_ordinary_requests() {
         headers: vec![("X-Team".to_string(), "rust".to_string())],
         ..ShellOptions::default()
     };
-    let c = Client::with_options(Config::new(endpoint(path)), options).unwrap();
+    let mut config = Config::new(endpoint(path));
+    config.api_key = "phc_rust".into();
+    let c = Client::with_options(config, options).unwrap();
     c.capture("e", &BTreeMap::<String, u8>::new()).unwrap();
     c.flush().await.unwrap();
     assert_eq!(

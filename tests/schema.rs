@@ -85,7 +85,7 @@ fn the_engine_accepts_each_key_across_its_range_and_names_it_outside() {
         let with = |n: u64| -> Result<(), &'static str> {
             // maxBackoffMs at its largest, so initialBackoffMs may reach its own.
             let text = format!(
-                r#"{{"endpoint":"https://c.example/","maxBackoffMs":3600000,"{}":{n}}}"#,
+                r#"{{"endpoint":"https://c.example/","apiKey":"phc_test","maxBackoffMs":3600000,"{}":{n}}}"#,
                 k.name
             );
             let config: Config = serde_json::from_str(&text).unwrap();

@@ -1,11 +1,15 @@
 //! A simulated hour of faults: the engine against a collector that answers at random.
 //!
 //! Each seed picks a config and drives thousands of captures, flushes, page-hides and a final
-//! shutdown through the engine, with a fake clock. The collector answers 2xx, 400, 413, 429 with
+//! shutdown through the engine, with a fake clock. The collector answers 2xx, 413, 429 with
 //! `Retry-After` (seconds or an HTTP-date), 503, accept-then-500, a network error, or never (a
-//! stall the engine must time out). After every step the invariants are checked:
+//! stall the engine must time out). Some events are poisoned: the collector refuses (400) any
+//! body that holds one, as PostHog's capture refuses a whole request for one bad event. After
+//! every step the invariants are checked:
 //!
 //! - every captured event ends delivered or dropped with a reason, exactly once, never lost;
+//! - no good event is dropped because a poisoned one shared its batch: only poisoned events
+//!   are dropped as rejected;
 //! - a delivered event reached the collector, and its body kept the capture timestamp;
 //! - each attempt's `sent_at` is the time it was sent;
 //! - nothing is sent before a `Retry-After` deadline;
@@ -23,8 +27,8 @@ use std::collections::{HashMap, HashSet};
 
 use spool::engine::time::write_iso8601;
 use spool::engine::{
-    BatchMode, Config, Engine, EventInput, FlushId, FlushReport, Notice, Outcome, RetryAfter, Rng,
-    Settlement, TransmitId, Uuid, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
+    BatchMode, Config, DropReason, Engine, EventInput, FlushId, FlushReport, Notice, Outcome,
+    RetryAfter, Rng, Settlement, TransmitId, Uuid, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -33,7 +37,8 @@ const T0: u64 = 1_700_000_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Fate {
     Ok,
-    BadRequest,
+    /// The body holds a poisoned event: 400, whatever else happens.
+    Poisoned,
     TooLarge,
     RetryAfterSeconds,
     RetryAfterDate,
@@ -43,9 +48,8 @@ enum Fate {
     Stall,
 }
 
-const FATES: [(Fate, u64); 9] = [
-    (Fate::Ok, 62),
-    (Fate::BadRequest, 2),
+const FATES: [(Fate, u64); 8] = [
+    (Fate::Ok, 64),
     (Fate::TooLarge, 2),
     (Fate::RetryAfterSeconds, 4),
     (Fate::RetryAfterDate, 3),
@@ -111,6 +115,8 @@ struct Totals {
     flushes: u64,
     page_hides: u64,
     violations: u64,
+    /// Poisoned events dropped as rejected, each alone.
+    poisoned_rejected: u64,
 }
 
 struct Sim {
@@ -132,6 +138,8 @@ struct Sim {
     gate: u64,
     flushes: HashMap<FlushId, HashSet<Uuid>>,
     shutdown_done: bool,
+    /// Events the collector refuses wherever they are.
+    poisoned: HashSet<Uuid>,
 }
 
 impl Sim {
@@ -168,11 +176,16 @@ impl Sim {
             gate: 0,
             flushes: HashMap::new(),
             shutdown_done: false,
+            poisoned: HashSet::new(),
         }
     }
 
     fn capture(&mut self, i: u64, t: &mut Totals) {
-        let props = if self.rng.up_to(50) == 0 {
+        // One event in 100 is poisoned.
+        let poison = self.rng.up_to(99) == 0;
+        let props = if poison {
+            format!("{{\"i\":{i},\"poison\":true}}")
+        } else if self.rng.up_to(50) == 0 {
             // Now and then an event too large for any batch.
             format!(
                 "{{\"i\":{i},\"pad\":\"{}\"}}",
@@ -200,6 +213,9 @@ impl Sim {
                     self.captured.insert(uuid, iso).is_none() && self.unsettled.insert(uuid),
                     "uuid minted twice"
                 );
+                if poison {
+                    self.poisoned.insert(uuid);
+                }
             }
             Err(_) => t.refused_at_capture += 1,
         }
@@ -244,7 +260,11 @@ impl Sim {
                 tx.body.len() <= self.config.max_batch_bytes,
                 "body over maxBatchBytes"
             );
-            let fate = Fate::pick(&mut self.rng);
+            let fate = if uuids.iter().any(|u| self.poisoned.contains(u)) {
+                Fate::Poisoned
+            } else {
+                Fate::pick(&mut self.rng)
+            };
             *t.faults.entry(fate_name(fate)).or_default() += u64::from(fate != Fate::Ok);
             if fate.received() {
                 for u in &uuids {
@@ -262,7 +282,7 @@ impl Sim {
             let delay = 1 + self.rng.up_to(if slow { 8000 } else { 400 });
             let outcome = match fate {
                 Fate::Ok => Some(Outcome::status(200)),
-                Fate::BadRequest => Some(Outcome::status(400)),
+                Fate::Poisoned => Some(Outcome::status(400)),
                 Fate::TooLarge => Some(Outcome::status(413)),
                 Fate::Unavailable => Some(Outcome::status(503)),
                 Fate::AcceptedThen500 => Some(Outcome::status(500)),
@@ -270,6 +290,7 @@ impl Sim {
                 Fate::RetryAfterSeconds => Some(Outcome::Response {
                     status: 429,
                     retry_after: RetryAfter::parse(&(self.rng.up_to(5)).to_string()),
+                    body: None,
                 }),
                 Fate::RetryAfterDate => {
                     // Dated a few seconds after the answer arrives, at whole-second precision.
@@ -277,6 +298,7 @@ impl Sim {
                     Some(Outcome::Response {
                         status: 503,
                         retry_after: RetryAfter::parse(&date),
+                        body: None,
                     })
                 }
                 Fate::Stall => None,
@@ -313,6 +335,13 @@ impl Sim {
                             Settlement::Delivered => Settled::Delivered,
                             Settlement::Dropped(_) => Settled::Dropped,
                         };
+                        if settlement == Settlement::Dropped(DropReason::Rejected(400)) {
+                            assert!(
+                                self.poisoned.contains(&u),
+                                "a good event was dropped because a poisoned one shared its batch"
+                            );
+                            t.poisoned_rejected += 1;
+                        }
                         assert!(self.captured.contains_key(&u), "settled an unknown event");
                         assert!(self.settled.insert(u, how).is_none(), "event settled twice");
                         self.unsettled.remove(&u);
@@ -521,7 +550,7 @@ impl Sim {
 fn fate_name(f: Fate) -> &'static str {
     match f {
         Fate::Ok => "ok",
-        Fate::BadRequest => "400",
+        Fate::Poisoned => "400 poisoned",
         Fate::TooLarge => "413",
         Fate::RetryAfterSeconds => "429 Retry-After seconds",
         Fate::RetryAfterDate => "503 Retry-After date",
@@ -607,6 +636,10 @@ fn random_faults_never_lose_duplicate_or_rush_an_event() {
         "violations in {} seeds",
         totals.violations
     );
+    assert!(
+        totals.poisoned_rejected > 0,
+        "poisoned events were captured and refused"
+    );
 }
 
 fn merge(into: &mut Totals, t: Totals) {
@@ -619,6 +652,7 @@ fn merge(into: &mut Totals, t: Totals) {
     into.delivered += t.delivered;
     into.flushes += t.flushes;
     into.page_hides += t.page_hides;
+    into.poisoned_rejected += t.poisoned_rejected;
     for (k, v) in t.faults {
         *into.faults.entry(k).or_default() += v;
     }

@@ -163,6 +163,20 @@ fn config_errors_are_errors_that_name_the_field() {
             r#"{"endpoint":"https://c.test/","distinctId":""}"#,
             "distinctId",
         ),
+        (r#"{"endpoint":"https://c.test/"}"#, "apiKey"),
+        (r#"{"endpoint":"https://c.test/","apiKey":""}"#, "apiKey"),
+        (
+            r#"{"endpoint":"https://c.test/","apiKey":"phx_personal"}"#,
+            "apiKey",
+        ),
+        (
+            r#"{"endpoint":"https://c.test/","apiKey":"phc_é"}"#,
+            "apiKey",
+        ),
+        (
+            r#"{"endpoint":"https://c.test/","format":"zipkin"}"#,
+            "format",
+        ),
     ];
     for (text, field) in cases {
         let e = expect_error(Exporter::new(json(text)), "SpoolConfigError");
@@ -202,9 +216,9 @@ fn a_bad_batch_mode_is_refused_naming_the_allowed_ones() {
 #[wasm_bindgen_test]
 fn plain_http_needs_allow_insecure_except_to_loopback() {
     for text in [
-        r#"{"endpoint":"http://127.0.0.1:9/batch/"}"#,
-        r#"{"endpoint":"http://localhost:9/batch/"}"#,
-        r#"{"endpoint":"http://collector.test/batch/","allowInsecure":true}"#,
+        r#"{"endpoint":"http://127.0.0.1:9/batch/","apiKey":"phc_test"}"#,
+        r#"{"endpoint":"http://localhost:9/batch/","apiKey":"phc_test"}"#,
+        r#"{"endpoint":"http://collector.test/batch/","allowInsecure":true,"apiKey":"phc_test"}"#,
     ] {
         let exporter = Exporter::new(json(text)).expect(text);
         drop(exporter);
@@ -809,4 +823,25 @@ async fn a_retry_after_holds_every_exporter_of_the_endpoint_and_no_other() {
         let report = settle(ex.shutdown(none.clone())).await;
         assert_eq!(number_of(&report, "abandoned"), 1.0);
     }
+}
+
+#[wasm_bindgen_test]
+async fn lone_surrogates_in_the_name_properties_and_id_reach_the_collector_as_replacement_characters(
+) {
+    let path = "lone-surrogates";
+    let ex = exporter(path, "");
+    // '😀'.slice(0, 1): what cutting a string by code units leaves.
+    let cut = js("return 'x' + '\\ud83d\\ude00'.slice(0, 1)");
+    let props = js("return { s: 'x' + '\\ud83d', ['k\\ude00']: 1, ok: '\\ud83d\\ude00' }");
+    let options = js("return { distinctId: 'user' + '\\udc00' }");
+    ex.capture(cut, props, options).unwrap();
+    settle(ex.flush()).await;
+    let body = get(&requests_to(&endpoint(path)).get(0), "body");
+    let event = Array::from(&get(&body, "batch")).get(0);
+    assert_eq!(string_of(&event, "event"), "x\u{fffd}");
+    assert_eq!(string_of(&event, "distinct_id"), "user\u{fffd}");
+    let properties = get(&event, "properties");
+    assert_eq!(string_of(&properties, "s"), "x\u{fffd}");
+    assert_eq!(string_of(&properties, "ok"), "\u{1f600}");
+    assert_eq!(number_of(&properties, "k\u{fffd}"), 1.0);
 }

@@ -6,6 +6,9 @@
 //! Node's standard library only: it must run before `npm ci` and inside any test.
 //!
 //! CLI:    node tools/collector.mjs [--port N] [--host 127.0.0.1] [--root DIR]
+//! Paths: /batch/ takes anything; /strict/batch/ applies PostHog capture's rules (see
+//!         posthogRefusal); /v1/logs parses OTLP/HTTP JSON logs with the official protobuf
+//!         bindings (python3 tools/otlp_parse.py) and refuses what they refuse.
 //! Module: const c = await startCollector({ port: 0 }); c.url; c.log(); c.control.plan([...]);
 //!         c.control.chaos({ seed: 42, weights: { ok: 90, e503: 10 } });
 //!
@@ -21,12 +24,15 @@
 //!                        An entry has receivedAt, answeredAt and closedAt (the connection closed
 //!                        before an answer), the status, accepted, the body; `fate` when chaos
 //!                        drew it; `retryAfter` and `retryAfterUntil` (the ms it names) if sent
-//!   POST /control/reset  forgets the log, the plan, the default and chaos
+//!   POST /control        {"poison":"marker"}: any batch body containing the marker is refused
+//!                        (400) before the plan is consulted; {"poison":null} turns it off
+//!   POST /control/reset  forgets the log, the plan, the default, chaos and poison
 
 import http from 'node:http';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -34,6 +40,12 @@ const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 // /batch/ is PostHog's batch endpoint; /e/ (posthog-js 1.449) and /i/v0/e/ (other versions)
 // are where posthog-js sends, kept so the same collector can record posthog-js in comparisons.
 const BATCH_PATHS = new Set(['/batch/', '/batch', '/e/', '/i/v0/e/']);
+// The strict PostHog mode: the batch API with the rules of PostHog's capture service
+// (rust/capture/ in the PostHog repository) applied, see `posthogRefusal`.
+const STRICT_PATHS = new Set(['/strict/batch/']);
+// An OpenTelemetry Collector's OTLP/HTTP logs endpoint: every body is parsed by the official
+// protobuf bindings (tools/otlp_parse.py) and refused with 400 if they refuse it.
+const OTLP_PATHS = new Set(['/v1/logs']);
 
 const CONTENT_TYPES = {
   '.wasm': 'application/wasm',
@@ -105,6 +117,11 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
     chaos(config) {
       state.chaos = config == null ? null : makeChaos(config);
     },
+    // A collector with rules stricter than spool knows: any batch body containing `marker`
+    // (a string) is refused with 400, whatever the plan says. null turns it off.
+    poison(marker) {
+      state.poison = marker ?? null;
+    },
     reset() {
       state.batches = [];
       state.preflights = 0;
@@ -112,6 +129,7 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       state.plan = [];
       state.default = { ...DEFAULT_ANSWER };
       state.chaos = null;
+      state.poison = null;
     },
   };
 
@@ -143,7 +161,9 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       state.preflights++;
       return send(res, 204);
     }
-    if (req.method === 'POST' && BATCH_PATHS.has(pathname)) return receiveBatch(req, res, pathname);
+    if (req.method === 'POST' && (BATCH_PATHS.has(pathname) || STRICT_PATHS.has(pathname) || OTLP_PATHS.has(pathname))) {
+      return receiveBatch(req, res, pathname);
+    }
     if (req.method === 'POST' && pathname === '/control') {
       let config;
       try {
@@ -152,6 +172,10 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
         const chaosOnly = config !== null && typeof config === 'object' && 'chaos' in config &&
           !('plan' in config) && !('default' in config);
         if (config !== null && typeof config === 'object' && 'chaos' in config) control.chaos(config.chaos);
+        if (config !== null && typeof config === 'object' && 'poison' in config) {
+          control.poison(config.poison);
+          if (!('plan' in config) && !('default' in config)) return send(res, 200, { ok: true });
+        }
         if (!chaosOnly) control.plan(config);
       } catch (err) {
         return send(res, 400, { error: String(err.message) });
@@ -173,14 +197,28 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
   async function receiveBatch(req, res, pathname) {
     let bytes = await readBody(req);
     const wireBytes = bytes.length;
-    if (req.headers['content-encoding'] === 'gzip') bytes = zlib.gunzipSync(bytes);
+    const strict = STRICT_PATHS.has(pathname);
+    const otlp = OTLP_PATHS.has(pathname);
+    // PostHog's capture recognizes gzip by its magic bytes, header or not.
+    const gzipped = req.headers['content-encoding'] === 'gzip' || (strict && bytes[0] === 0x1f && bytes[1] === 0x8b);
+    if (gzipped) bytes = zlib.gunzipSync(bytes);
     const text = bytes.toString('utf8');
     let body = null;
     try {
       body = JSON.parse(text);
     } catch {}
 
-    const answer = nextAnswer();
+    // What the real parser refuses: {status, reason}, answered instead of the plan.
+    let refusal = null;
+    let otlpRequest = null;
+    if (strict) refusal = posthogRefusal(text, body);
+    if (!refusal && state.poison && text.includes(state.poison)) refusal = { status: 400, reason: 'poisoned' };
+    if (otlp) {
+      const parsed = await otlpParser().parse(text);
+      if (parsed.ok) otlpRequest = JSON.parse(parsed.request);
+      else refusal = { status: 400, reason: parsed.error };
+    }
+    const answer = refusal ? { status: refusal.status, body: { error: refusal.reason } } : nextAnswer();
     const status = answer.reset ? null : (answer.status ?? 200);
     const entry = {
       seq: ++state.seq,
@@ -204,6 +242,9 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       sentAt: body?.sent_at ?? null,
       events: countEvents(body),
       ...(answer.fate ? { fate: answer.fate } : {}),
+      ...(refusal ? { refused: refusal.reason } : {}),
+      // The request as the official protobuf bindings read it (MessageToJson), for OTLP.
+      ...(otlp ? { otlp: otlpRequest } : {}),
     };
     state.batches.push(entry);
     res.once('close', () => {
@@ -408,7 +449,114 @@ function retryAfterDeadline(value, answeredAt) {
   return Number.isNaN(at) ? null : at;
 }
 
+/**
+ * Why PostHog's capture service would refuse this batch body, or null. From its source
+ * (rust/capture/): serde_json refuses lone surrogate escapes and nesting past its recursion
+ * limit (400 for the whole request); the token (`api_key`) must be non-empty, at most 64
+ * characters, ASCII, and not a personal `phx_` key (401); every event needs a non-empty
+ * `event`, a `distinct_id` that is not blank after trimming, and a parseable `uuid` if one is
+ * given (400 for the whole request).
+ */
+export function posthogRefusal(text, body) {
+  const json = serdeJsonRefusal(text);
+  if (json) return { status: 400, reason: json };
+  if (body === null || typeof body !== 'object') return { status: 400, reason: 'not a JSON object' };
+  const token = body.api_key ?? body.token;
+  if (typeof token !== 'string' || token.length === 0) return { status: 401, reason: 'token: empty' };
+  if (token.length > 64) return { status: 401, reason: 'token: too long' };
+  if (!/^[\x00-\x7f]*$/.test(token)) return { status: 401, reason: 'token: not ASCII' };
+  if (token.startsWith('phx_')) return { status: 401, reason: 'token: personal API key' };
+  const events = Array.isArray(body.batch) ? body.batch : [body];
+  for (const e of events) {
+    if (typeof e?.event !== 'string' || e.event.length === 0) return { status: 400, reason: 'event: empty name' };
+    const id = e.distinct_id ?? e.properties?.distinct_id;
+    if (id === undefined || id === null || String(id).trim() === '') return { status: 400, reason: 'distinct_id: blank' };
+    if (e.uuid !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(e.uuid)) {
+      return { status: 400, reason: 'uuid: unparseable' };
+    }
+  }
+  return null;
+}
+
+/** serde_json's nesting limit: it refuses the 128th level (de.rs, remaining_depth: 128). */
+const SERDE_JSON_MAX_NESTING = 127;
+
+/**
+ * What serde_json refuses that JSON.parse takes: a lone surrogate escape (`\ud83d` not followed
+ * by a low one, or a low one alone) and nesting deeper than 127; null if neither.
+ */
+export function serdeJsonRefusal(text) {
+  let depth = 0;
+  let inString = false;
+  const hex = (i) => (/^[0-9a-fA-F]{4}$/.test(text.slice(i, i + 4)) ? parseInt(text.slice(i, i + 4), 16) : -1);
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '"') inString = false;
+      else if (c === '\\') {
+        if (text[i + 1] === 'u') {
+          const first = hex(i + 2);
+          if (first >= 0xd800 && first <= 0xdbff) {
+            const second = text.slice(i + 6, i + 8) === '\\u' ? hex(i + 8) : -1;
+            if (second < 0xdc00 || second > 0xdfff) return `lone leading surrogate in hex escape at ${i}`;
+            i += 11;
+            continue;
+          }
+          if (first >= 0xdc00 && first <= 0xdfff) return `lone trailing surrogate in hex escape at ${i}`;
+          i += 5;
+        } else {
+          i += 1;
+        }
+      }
+    } else if (c === '"') {
+      inString = true;
+    } else if (c === '{' || c === '[') {
+      if (++depth > SERDE_JSON_MAX_NESTING) return 'recursion limit exceeded';
+    } else if (c === '}' || c === ']') {
+      depth--;
+    }
+  }
+  return null;
+}
+
+/** One parser process per collector process, started on the first OTLP body. */
+let parser;
+function otlpParser() {
+  if (parser) return parser;
+  const child = spawn('python3', [fileURLToPath(new URL('./otlp_parse.py', import.meta.url))], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  child.unref();
+  child.stdout.unref?.();
+  child.stdin.unref?.();
+  const waiting = [];
+  let buffered = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk) => {
+    buffered += chunk;
+    let nl;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      waiting.shift()?.(JSON.parse(line));
+    }
+  });
+  parser = {
+    // The body goes base64-encoded, one per line, so its bytes reach the parser as they came.
+    parse(text) {
+      return new Promise((resolve) => {
+        waiting.push(resolve);
+        child.stdin.write(Buffer.from(text, 'utf8').toString('base64') + '\n');
+      });
+    },
+  };
+  return parser;
+}
+
 function countEvents(body) {
+  if (Array.isArray(body?.resourceLogs)) {
+    return body.resourceLogs.flatMap((r) => r.scopeLogs ?? []).flatMap((s) => s.logRecords ?? []).length;
+  }
   if (Array.isArray(body?.batch)) return body.batch.length;
   if (Array.isArray(body)) return body.length;
   return body && typeof body === 'object' && 'event' in body ? 1 : 0;

@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(rest);
     let (endpoint, mode) = text.split_once('\0').unwrap_or((&text, "linger"));
     let mut c = Config::new(endpoint);
+    c.api_key = "phc_fuzz".into();
     c.allow_insecure = n(0) & 1 == 1;
     c.flush_interval_ms = n(0) >> 1;
     c.max_batch_events = n(1) as usize;

@@ -31,6 +31,40 @@ impl BatchMode {
     }
 }
 
+/// Which collector API the bodies speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// PostHog's batch API (`POST /batch/`): `{"api_key","batch":[…],"sent_at"}`.
+    #[default]
+    PostHog,
+    /// OTLP/HTTP JSON logs (`POST /v1/logs`): an `ExportLogsServiceRequest`, one `LogRecord`
+    /// per event, for any OpenTelemetry backend.
+    Otlp,
+}
+
+impl Format {
+    /// Parses the JS spelling: `"posthog"` or `"otlp"`.
+    pub fn parse(text: &str) -> Result<Format, ConfigError> {
+        match text {
+            "posthog" => Ok(Format::PostHog),
+            "otlp" => Ok(Format::Otlp),
+            other => Err(ConfigError::new(
+                "format",
+                quoted("must be \"posthog\" or \"otlp\" (got ", other, ")"),
+            )),
+        }
+    }
+}
+
+/// The longest project key PostHog's capture takes (its `token.rs`, `validate_token`): a
+/// longer one gets 401 for every batch.
+pub const MAX_API_KEY_LEN: usize = 64;
+
+/// `service.name` when `serviceName` is not set: the OpenTelemetry resource semantic
+/// conventions' value for an unnamed service.
+pub const DEFAULT_SERVICE_NAME: &str = "unknown_service";
+
 /// Everything the engine needs to know, with the defaults of [`Config::new`].
 ///
 /// Field docs give the JS name (camelCase), the default and the allowed range; [`Config::validate`]
@@ -46,8 +80,16 @@ pub struct Config {
     /// `allowInsecure`: accept an `http://` endpoint on any host. Default false: events and
     /// the API key would cross the network in clear text.
     pub allow_insecure: bool,
-    /// `apiKey`: the project key written into every body. Default empty.
+    /// `format`: the collector API, [`Format::PostHog`] (JS `"posthog"`, the default) or
+    /// [`Format::Otlp`] (JS `"otlp"`).
+    pub format: Format,
+    /// `apiKey`: the project key written into every PostHog body. Required with the PostHog
+    /// format, in the shape PostHog's capture accepts (1 to 64 ASCII characters, not a
+    /// personal `phx_` key): any other key gets 401 for every batch. Unused with OTLP.
     pub api_key: String,
+    /// `serviceName`: the OTLP resource's `service.name`. Default `"unknown_service"`.
+    /// Unused with PostHog.
+    pub service_name: String,
     /// `distinctId`: who events belong to unless a capture says otherwise. Default: a uuid
     /// minted per exporter.
     pub distinct_id: Option<String>,
@@ -93,7 +135,9 @@ impl Config {
         Config {
             endpoint: endpoint.into(),
             allow_insecure: false,
+            format: Format::PostHog,
             api_key: String::new(),
+            service_name: String::from(DEFAULT_SERVICE_NAME),
             distinct_id: None,
             batch_mode: BatchMode::Linger,
             flush_interval_ms: 1000,
@@ -133,9 +177,19 @@ impl Config {
         range("maxInFlight", self.max_in_flight as u64, 1, 64)?;
         range("requestTimeoutMs", self.request_timeout_ms, 100, 600_000)?;
         if let Some(id) = &self.distinct_id {
-            if id.is_empty() {
-                return Err(ConfigError::new("distinctId", "must not be empty".into()));
+            // PostHog's capture refuses a blank distinct id: every event would be refused.
+            if id.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "distinctId",
+                    "must not be empty or only whitespace".into(),
+                ));
             }
+        }
+        if self.format == Format::PostHog {
+            validate_api_key(&self.api_key)?;
+        }
+        if self.service_name.trim().is_empty() {
+            return Err(ConfigError::new("serviceName", "must not be empty".into()));
         }
         Ok(())
     }
@@ -202,6 +256,23 @@ fn range(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), Conf
             m
         }))
     }
+}
+
+/// PostHog capture's token rules (`rust/capture/src/token.rs`): non-empty, at most 64 bytes,
+/// ASCII, and not a personal API key (`phx_`).
+fn validate_api_key(key: &str) -> Result<(), ConfigError> {
+    let why = if key.is_empty() {
+        "is required with the PostHog format: the project key (phc_...) from the project's settings"
+    } else if key.len() > MAX_API_KEY_LEN {
+        "must be at most 64 characters, as PostHog's project keys are"
+    } else if !key.is_ascii() {
+        "must be ASCII, as PostHog's project keys are"
+    } else if key.starts_with("phx_") {
+        "is a personal API key (phx_...): use the project key (phc_...), which PostHog's capture takes"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::new("apiKey", why.into()))
 }
 
 /// Accepts `https://host...`, and `http://host...` for a loopback host or with
@@ -285,17 +356,50 @@ fn is_u8(text: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// `Config::new` with a project key, which the PostHog format requires.
+    fn keyed(endpoint: &str) -> Config {
+        let mut c = Config::new(endpoint);
+        c.api_key = "phc_test".into();
+        c
+    }
+
     #[test]
-    fn defaults_are_valid() {
-        assert_eq!(
-            Config::new("https://collector.example/batch/").validate(),
-            Ok(())
-        );
+    fn defaults_with_a_key_are_valid() {
+        assert_eq!(keyed("https://collector.example/batch/").validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_missing_or_ill_shaped_posthog_key_names_api_key() {
+        for bad in ["", &"k".repeat(65), "phc_é", "phx_personal"] {
+            let mut c = keyed("https://c.example/");
+            c.api_key = bad.into();
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.field, "apiKey", "{bad:?}");
+        }
+        let mut c = keyed("https://c.example/");
+        c.api_key = "k".repeat(64);
+        assert_eq!(c.validate(), Ok(()));
+        // OTLP has no key.
+        let mut c = Config::new("https://c.example/v1/logs");
+        c.format = Format::Otlp;
+        assert_eq!(c.validate(), Ok(()));
+        c.service_name = " ".into();
+        assert_eq!(c.validate().unwrap_err().field, "serviceName");
+        let mut c = keyed("https://c.example/");
+        c.distinct_id = Some(" \t".into());
+        assert_eq!(c.validate().unwrap_err().field, "distinctId");
+    }
+
+    #[test]
+    fn formats_parse_from_their_js_names() {
+        assert_eq!(Format::parse("posthog"), Ok(Format::PostHog));
+        assert_eq!(Format::parse("otlp"), Ok(Format::Otlp));
+        assert_eq!(Format::parse("OTLP").unwrap_err().field, "format");
     }
 
     #[test]
     fn an_out_of_range_field_is_named_with_its_range_and_value() {
-        let mut c = Config::new("https://c.example/");
+        let mut c = keyed("https://c.example/");
         c.max_batch_events = 0;
         let e = c.validate().unwrap_err();
         assert_eq!(e.field, "maxBatchEvents");
@@ -303,7 +407,7 @@ mod tests {
             e.to_string(),
             "invalid config: maxBatchEvents must be from 1 to 10000 (got 0)"
         );
-        let mut c = Config::new("https://c.example/");
+        let mut c = keyed("https://c.example/");
         c.max_backoff_ms = 10;
         assert_eq!(c.validate().unwrap_err().field, "maxBackoffMs");
     }
@@ -315,7 +419,7 @@ mod tests {
             "https://eu.i.posthog.com/batch/",
             "http://localhost",
         ] {
-            assert_eq!(Config::new(ok).validate(), Ok(()), "{ok}");
+            assert_eq!(keyed(ok).validate(), Ok(()), "{ok}");
         }
         for bad in [
             "",
@@ -326,7 +430,7 @@ mod tests {
             "http://a b/",
             "javascript:alert(1)",
         ] {
-            let e = Config::new(bad).validate().unwrap_err();
+            let e = keyed(bad).validate().unwrap_err();
             assert_eq!(e.field, "endpoint", "{bad}");
         }
     }
@@ -339,7 +443,7 @@ mod tests {
             "http://127.1.2.3:9/",
             "http://[::1]:80/",
         ] {
-            assert_eq!(Config::new(ok).validate(), Ok(()), "{ok}");
+            assert_eq!(keyed(ok).validate(), Ok(()), "{ok}");
         }
         for bad in [
             "http://collector.example/batch/",
@@ -347,10 +451,10 @@ mod tests {
             "http://10.0.0.1/",
             "http://localhost.example/",
         ] {
-            let e = Config::new(bad).validate().unwrap_err();
+            let e = keyed(bad).validate().unwrap_err();
             assert!(e.message.contains("must use https://"), "{bad}: {e}");
         }
-        let mut c = Config::new("http://collector.example/batch/");
+        let mut c = keyed("http://collector.example/batch/");
         c.allow_insecure = true;
         assert_eq!(c.validate(), Ok(()));
     }

@@ -135,6 +135,15 @@ impl core::fmt::Display for Uuid {
 pub enum CaptureError {
     /// The event name was empty.
     EmptyName,
+    /// The distinct id was empty or only whitespace, which PostHog's capture refuses.
+    BlankDistinctId,
+    /// The properties nested deeper than the collector's parser takes.
+    TooDeep {
+        /// How deep they nest (the properties object is level 1).
+        depth: usize,
+        /// The most the wire format allows.
+        max: usize,
+    },
     /// The properties were not one JSON object.
     InvalidProperties(JsonError),
     /// The uuid was not in the canonical 8-4-4-4-12 hex form.
@@ -161,6 +170,15 @@ impl CaptureError {
         let mut m = String::new();
         match self {
             CaptureError::EmptyName => m.push_str("event name must be a non-empty string"),
+            CaptureError::BlankDistinctId => {
+                m.push_str("distinct id must not be empty or only whitespace")
+            }
+            CaptureError::TooDeep { depth, max } => {
+                m.push_str("event properties nest ");
+                write_u64(&mut m, *depth as u64);
+                m.push_str(" levels deep; the collector's parser takes at most ");
+                write_u64(&mut m, *max as u64);
+            }
             CaptureError::InvalidProperties(e) => {
                 m.push_str("event properties must be a JSON object: ");
                 m.push_str(&e.message());

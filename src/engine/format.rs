@@ -6,7 +6,16 @@
 
 use super::event::Uuid;
 use super::json;
+use super::otlp::OtlpLogs;
+use super::retry::{Outcome, Verdict};
+use super::sanitize::SERDE_JSON_MAX_NESTING;
 use super::time::{write_iso8601, ISO8601_LEN};
+use super::{Config, Format};
+
+/// How deep properties may nest in a PostHog body (the properties object is level 1): the
+/// whole request must stay within serde_json's limit, and the envelope (the body, `batch`, the
+/// event) takes 3 of its 127 levels.
+pub const POSTHOG_MAX_PROPERTIES_DEPTH: usize = SERDE_JSON_MAX_NESTING - 3;
 
 /// One event's fields, ready to encode.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +49,68 @@ pub trait WireFormat {
     /// preflight), which a request sent while the page unloads cannot wait for.
     fn content_type(&self) -> &'static str {
         "text/plain;charset=UTF-8"
+    }
+    /// How deep an event's properties may nest (the object itself is level 1) before the
+    /// collector's parser refuses the body; deeper properties are refused at capture.
+    fn max_properties_depth(&self) -> usize {
+        POSTHOG_MAX_PROPERTIES_DEPTH
+    }
+    /// What an outcome means for the batch: the format's collector decides which statuses are
+    /// worth retrying. PostHog's rules ([`Verdict::posthog`]) by default.
+    fn verdict(&self, outcome: &Outcome) -> Verdict {
+        Verdict::posthog(outcome)
+    }
+}
+
+/// The format a [`Config`] names: what [`Engine::new`](super::Engine::new) speaks.
+#[derive(Debug, Clone)]
+pub enum ConfiguredFormat {
+    /// `format: "posthog"`.
+    PostHog(PostHogBatch),
+    /// `format: "otlp"`.
+    Otlp(OtlpLogs),
+}
+
+impl ConfiguredFormat {
+    /// The format `config` names, with its key or service name.
+    pub fn of(config: &Config) -> ConfiguredFormat {
+        match config.format {
+            Format::PostHog => ConfiguredFormat::PostHog(PostHogBatch::new(&config.api_key)),
+            Format::Otlp => ConfiguredFormat::Otlp(OtlpLogs::new(&config.service_name)),
+        }
+    }
+
+    fn inner(&self) -> &dyn WireFormat {
+        match self {
+            ConfiguredFormat::PostHog(f) => f,
+            ConfiguredFormat::Otlp(f) => f,
+        }
+    }
+}
+
+impl WireFormat for ConfiguredFormat {
+    fn write_event(&self, event: &EventRecord<'_>, out: &mut String) {
+        self.inner().write_event(event, out)
+    }
+    fn body_len(&self, count: usize, fragment_bytes: usize) -> usize {
+        self.inner().body_len(count, fragment_bytes)
+    }
+    fn write_body(
+        &self,
+        fragments: &mut dyn Iterator<Item = &str>,
+        sent_at_ms: u64,
+        out: &mut String,
+    ) {
+        self.inner().write_body(fragments, sent_at_ms, out)
+    }
+    fn content_type(&self) -> &'static str {
+        self.inner().content_type()
+    }
+    fn max_properties_depth(&self) -> usize {
+        self.inner().max_properties_depth()
+    }
+    fn verdict(&self, outcome: &Outcome) -> Verdict {
+        self.inner().verdict(outcome)
     }
 }
 
@@ -141,6 +212,39 @@ mod tests {
         );
         assert_eq!(f.body_len(2, 2 * frag.len()), body.len());
         assert_eq!(crate::engine::json::validate_object(&body), Ok(()));
+    }
+
+    #[test]
+    fn properties_at_the_depth_limit_make_a_body_serde_json_parses_and_one_more_it_refuses() {
+        let f = PostHogBatch::new("phc_k");
+        let body = |depth: usize| {
+            // The properties object is level 1; each "a" nests one more.
+            let props = format!(
+                "{}{}",
+                r#"{"a":"#.repeat(depth - 1) + "{}",
+                "}".repeat(depth - 1)
+            );
+            let mut frag = String::new();
+            f.write_event(
+                &EventRecord {
+                    name: "e",
+                    distinct_id: "d",
+                    properties: &props,
+                    timestamp_ms: 0,
+                    uuid: Uuid(1),
+                },
+                &mut frag,
+            );
+            let mut body = String::new();
+            f.write_body(&mut [frag.as_str()].into_iter(), 0, &mut body);
+            body
+        };
+        let max = f.max_properties_depth();
+        let ok = body(max);
+        assert!(serde_json::from_str::<serde_json::Value>(&ok).is_ok());
+        let deep = body(max + 1);
+        let err = serde_json::from_str::<serde_json::Value>(&deep).unwrap_err();
+        assert!(err.to_string().contains("recursion limit"), "{err}");
     }
 
     #[test]

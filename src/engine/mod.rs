@@ -33,24 +33,29 @@ mod event;
 mod flush;
 mod format;
 pub mod json;
+mod otlp;
 mod queue;
 mod retry;
 mod rng;
+pub mod sanitize;
 mod stats;
 pub mod time;
 mod timer;
 
-pub use config::{BatchMode, Config, ConfigError};
+pub use config::{BatchMode, Config, ConfigError, Format, DEFAULT_SERVICE_NAME, MAX_API_KEY_LEN};
 pub use event::{CaptureError, EventInput, Uuid};
 pub use flush::{FlushId, FlushReport};
-pub use format::{EventRecord, PostHogBatch, WireFormat};
-pub use retry::{Outcome, RetryAfter, MAX_RETRY_AFTER_MS};
+pub use format::{
+    ConfiguredFormat, EventRecord, PostHogBatch, WireFormat, POSTHOG_MAX_PROPERTIES_DEPTH,
+};
+pub use otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
+pub use retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
 pub use rng::Rng;
 pub use stats::{DropReason, Dropped, Stats};
 pub use timer::{Timer, TimerTable};
 
 use queue::{BodyLimit, Item, Queue};
-use retry::{backoff_ceiling, Verdict};
+use retry::backoff_ceiling;
 
 /// The browser's budget for keepalive request bodies in flight, per page: 64 KiB in total.
 /// Fetch standard, "HTTP-network-or-cache fetch": a keepalive request whose body would take
@@ -207,9 +212,9 @@ enum Source {
 
 /// The exporter's policy as a state machine. See the [module docs](self).
 ///
-/// Generic over its [`WireFormat`] (PostHog's batch API by default), so a build ships only the
-/// format it uses.
-pub struct Engine<F: WireFormat = PostHogBatch> {
+/// Generic over its [`WireFormat`]; [`Engine::new`] speaks the one the config names
+/// ([`ConfiguredFormat`]).
+pub struct Engine<F: WireFormat = ConfiguredFormat> {
     config: Config,
     format: F,
     distinct_id: String,
@@ -245,10 +250,11 @@ pub struct Engine<F: WireFormat = PostHogBatch> {
 }
 
 impl Engine {
-    /// An engine speaking the PostHog batch format, its randomness (uuids, jitter) seeded
-    /// with `seed`. Fails if the config is out of range.
+    /// An engine speaking the format the config names (`format`: PostHog's batch API or OTLP
+    /// logs), its randomness (uuids, jitter) seeded with `seed`. Fails if the config is out of
+    /// range.
     pub fn new(config: Config, seed: u64) -> Result<Engine, ConfigError> {
-        let format = PostHogBatch::new(&config.api_key);
+        let format = ConfiguredFormat::of(&config);
         Engine::with_format(config, format, seed)
     }
 }
@@ -340,7 +346,16 @@ impl<F: WireFormat> Engine<F> {
         if event.name.is_empty() {
             return Err(CaptureError::EmptyName);
         }
-        let properties = event.properties.unwrap_or("{}");
+        let raw_properties = event.properties.unwrap_or("{}");
+        // Lone surrogates are repaired and over-deep nesting refused here, so the collector's
+        // parser never refuses a whole batch for this event.
+        let repaired =
+            sanitize::check_properties(raw_properties, self.format.max_properties_depth())
+                .map_err(|e| CaptureError::TooDeep {
+                    depth: e.depth,
+                    max: e.max,
+                })?;
+        let properties = repaired.as_deref().unwrap_or(raw_properties);
         let timestamp_ms = event.timestamp_ms.unwrap_or(now_ms);
         if timestamp_ms > time::MAX_TIMESTAMP_MS {
             return Err(CaptureError::InvalidTimestamp(timestamp_ms));
@@ -350,6 +365,9 @@ impl<F: WireFormat> Engine<F> {
             None => Uuid::new_v7(timestamp_ms, &mut self.rng),
         };
         let distinct_id = event.distinct_id.unwrap_or(&self.distinct_id);
+        if sanitize::is_blank(distinct_id) {
+            return Err(CaptureError::BlankDistinctId);
+        }
         // Encoded into a reused buffer, then copied into an allocation of exactly its size.
         self.scratch.clear();
         self.format.write_event(
@@ -458,7 +476,7 @@ impl<F: WireFormat> Engine<F> {
             return false;
         };
         self.release(idx);
-        let verdict = Verdict::of(&outcome);
+        let verdict = self.format.verdict(&outcome);
         if verdict != Verdict::Delivered {
             self.stats.last_error = Some(describe(&outcome));
         }
@@ -467,10 +485,22 @@ impl<F: WireFormat> Engine<F> {
             Verdict::Reject(status) => {
                 self.settle(idx, Settlement::Dropped(DropReason::Rejected(status)))
             }
-            Verdict::Split if self.batches[idx].items.len() == 1 => {
-                self.settle(idx, Settlement::Dropped(DropReason::Rejected(413)))
+            Verdict::Partial { status, rejected } => {
+                // Which records were refused is not said: the last ones are counted.
+                let batch = &mut self.batches[idx];
+                let keep = batch.items.len().saturating_sub(rejected as usize);
+                let refused = batch.items.split_off(keep);
+                self.settle_items(refused, Settlement::Dropped(DropReason::Rejected(status)));
+                self.settle(idx, Settlement::Delivered);
             }
-            Verdict::Split => {
+            Verdict::Split(status) if self.batches[idx].items.len() == 1 => {
+                self.settle(idx, Settlement::Dropped(DropReason::Rejected(status)))
+            }
+            // Bisection: a refused body is sent again as two halves, so an event the collector
+            // refuses ends alone in a body of one and is dropped, and every other event is
+            // delivered. A batch of n events with k refused ones costs at most
+            // 2·k·⌈log2 n⌉ extra requests, and never more than 2·(n − 1).
+            Verdict::Split(_) => {
                 let batch = &mut self.batches[idx];
                 let second = batch.items.split_off(batch.items.len() / 2);
                 batch.state = BatchState::Waiting { not_before: now_ms };

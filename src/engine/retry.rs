@@ -16,6 +16,9 @@ pub enum Outcome {
         status: u16,
         /// The parsed `Retry-After` header, if any.
         retry_after: Option<RetryAfter>,
+        /// The response body, where the format reads one (an OTLP 2xx answer's
+        /// `partialSuccess`); `None` when the shell did not read it.
+        body: Option<String>,
     },
     /// The request failed before an answer (DNS, connection reset, CORS refusal, offline).
     NetworkError(String),
@@ -29,6 +32,16 @@ impl Outcome {
         Outcome::Response {
             status,
             retry_after: None,
+            body: None,
+        }
+    }
+
+    /// A response with `status` and `Retry-After`.
+    pub fn retry_after(status: u16, retry_after: RetryAfter) -> Outcome {
+        Outcome::Response {
+            status,
+            retry_after: Some(retry_after),
+            body: None,
         }
     }
 }
@@ -68,26 +81,39 @@ impl RetryAfter {
     }
 }
 
-/// What the engine does with a batch after an outcome.
+/// What the engine does with a batch after an outcome: the wire format's reading of it
+/// ([`WireFormat::verdict`](super::WireFormat::verdict)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// 2xx.
+pub enum Verdict {
+    /// Every event was taken.
     Delivered,
-    /// 408, 429, 5xx, network error, timeout: try again later.
+    /// The collector took all but `rejected` of the events (an OTLP `partialSuccess`); those
+    /// are dropped as rejected with the status.
+    Partial {
+        /// The status of the answer.
+        status: u16,
+        /// How many events the collector refused.
+        rejected: u64,
+    },
+    /// Try again later (honouring a `Retry-After`).
     Retry,
-    /// 413: the body was too large for the server; send the halves.
-    Split,
-    /// Any other status: the server will never take it.
+    /// The collector refused the body as a whole (413: too large; 400: something in it is
+    /// malformed): send the halves, so that a single event refused alone is dropped and the
+    /// others are delivered.
+    Split(u16),
+    /// The collector will never take it.
     Reject(u16),
 }
 
 impl Verdict {
-    pub(crate) fn of(outcome: &Outcome) -> Verdict {
+    /// PostHog's batch API: 2xx delivered; 408, 429, 5xx, network errors and timeouts retried;
+    /// 400 and 413 split; any other status rejected.
+    pub fn posthog(outcome: &Outcome) -> Verdict {
         match outcome {
             Outcome::Response { status, .. } => match status {
                 200..=299 => Verdict::Delivered,
                 408 | 429 | 500..=599 => Verdict::Retry,
-                413 => Verdict::Split,
+                400 | 413 => Verdict::Split(*status),
                 s => Verdict::Reject(*s),
             },
             Outcome::NetworkError(_) | Outcome::Timeout => Verdict::Retry,
@@ -139,19 +165,20 @@ mod tests {
 
     #[test]
     fn statuses_map_to_delivered_retried_split_or_rejected() {
-        let v = |s| Verdict::of(&Outcome::status(s));
+        let v = |s| Verdict::posthog(&Outcome::status(s));
         assert_eq!(v(200), Verdict::Delivered);
         assert_eq!(v(204), Verdict::Delivered);
         for s in [408, 429, 500, 502, 503, 504] {
             assert_eq!(v(s), Verdict::Retry, "{s}");
         }
-        assert_eq!(v(413), Verdict::Split);
-        for s in [301, 400, 401, 403, 404, 422] {
+        assert_eq!(v(413), Verdict::Split(413));
+        assert_eq!(v(400), Verdict::Split(400));
+        for s in [301, 401, 403, 404, 422] {
             assert_eq!(v(s), Verdict::Reject(s), "{s}");
         }
-        assert_eq!(Verdict::of(&Outcome::Timeout), Verdict::Retry);
+        assert_eq!(Verdict::posthog(&Outcome::Timeout), Verdict::Retry);
         assert_eq!(
-            Verdict::of(&Outcome::NetworkError("reset".into())),
+            Verdict::posthog(&Outcome::NetworkError("reset".into())),
             Verdict::Retry
         );
     }

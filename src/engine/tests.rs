@@ -325,7 +325,7 @@ fn a_503_is_retried_after_jittered_backoff_with_the_same_uuids_and_a_new_sent_at
 }
 
 #[test]
-fn a_400_is_dropped_as_rejected_and_not_retried() {
+fn a_400_for_a_lone_event_drops_it_as_rejected_without_retrying() {
     let mut e = engine(config());
     capture(&mut e, "x", T0);
     let t = drain(&mut e, T0 + 1000).remove(0);
@@ -374,6 +374,7 @@ fn retry_after_holds_every_batch_until_the_named_time() {
         Outcome::Response {
             status: 429,
             retry_after: Some(ra),
+            body: None,
         },
         T0 + 100,
     );
@@ -403,6 +404,7 @@ fn retry_after_as_an_http_date_is_honoured() {
         Outcome::Response {
             status: 503,
             retry_after: Some(ra),
+            body: None,
         },
         T0 + 1000,
     );
@@ -569,6 +571,7 @@ fn shutdown_gives_up_early_when_retry_after_reaches_past_its_deadline() {
         Outcome::Response {
             status: 429,
             retry_after: ra,
+            body: None,
         },
         T0 + 1100,
     );
@@ -623,6 +626,7 @@ fn page_hide_skips_backoff_but_not_retry_after() {
         Outcome::Response {
             status: 429,
             retry_after: Some(RetryAfter::Delay(5000)),
+            body: None,
         },
         T0 + 1002,
     );
@@ -666,4 +670,119 @@ fn a_hold_from_another_exporter_delays_every_request_like_retry_after() {
     assert_eq!(e.retry_after_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
     e.hold_until(T0, T0 + 6_000);
     assert_eq!(e.retry_after_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
+}
+
+/// Answers every request as a collector that refuses (400) any body holding a `"bad"` event,
+/// until nothing is held; returns the requests made.
+fn answer_strictly(e: &mut Engine, mut now: u64) -> usize {
+    let mut requests = 0;
+    e.flush(now);
+    for _ in 0..10_000 {
+        let sent = drain(e, now);
+        if sent.is_empty() {
+            match e.poll_timeout() {
+                Some(t) => {
+                    now = now.max(t);
+                    e.handle_timeout(now);
+                    continue;
+                }
+                None => break,
+            }
+        }
+        for t in sent {
+            requests += 1;
+            let status = if t.body.contains("\"bad\"") { 400 } else { 200 };
+            e.handle_outcome(t.id, Outcome::status(status), now + 5);
+        }
+        now += 5;
+    }
+    requests
+}
+
+#[test]
+fn one_event_a_collector_refuses_costs_only_itself_within_the_documented_requests() {
+    for bad_at in [0, 37, 99] {
+        let mut e = engine(config());
+        for i in 0..100 {
+            let name = if i == bad_at { "bad" } else { "good" };
+            capture(&mut e, name, T0);
+        }
+        let requests = answer_strictly(&mut e, T0);
+        let s = e.stats();
+        assert_eq!(s.delivered, 99, "bad event at {bad_at}");
+        assert_eq!(s.dropped.rejected, 1);
+        // 1 request, then at most 2·⌈log2 100⌉ = 14 more.
+        assert!(requests <= 1 + 14, "{requests} requests");
+    }
+}
+
+#[test]
+fn several_refused_events_are_isolated_and_the_rest_delivered() {
+    let mut e = engine(config());
+    for i in 0..100 {
+        capture(&mut e, if i % 10 == 3 { "bad" } else { "good" }, T0);
+    }
+    let requests = answer_strictly(&mut e, T0);
+    assert_eq!(e.stats().delivered, 90);
+    assert_eq!(e.stats().dropped.rejected, 10);
+    assert!(requests <= 1 + 2 * 99, "{requests} requests");
+}
+
+#[test]
+fn lone_surrogates_are_repaired_and_bad_ids_and_deep_properties_refused_at_capture() {
+    let mut e = engine(config());
+    e.capture(
+        EventInput::new("cut").properties(r#"{"s":"x\ud83d","ok":"\ud83d\ude00"}"#),
+        T0,
+    )
+    .unwrap();
+    for id in ["", "  \t"] {
+        let err = e
+            .capture(EventInput::new("e").distinct_id(id), T0)
+            .unwrap_err();
+        assert_eq!(err, CaptureError::BlankDistinctId);
+    }
+    let deep = format!(
+        "{{\"a\":{}{}}}",
+        "[".repeat(POSTHOG_MAX_PROPERTIES_DEPTH),
+        "]".repeat(POSTHOG_MAX_PROPERTIES_DEPTH)
+    );
+    let err = e
+        .capture(EventInput::new("deep").properties(&deep), T0)
+        .unwrap_err();
+    assert!(matches!(err, CaptureError::TooDeep { .. }), "{err}");
+    assert!(err.message().contains("124"), "{err}");
+    e.flush(T0);
+    let t = drain(&mut e, T0).remove(0);
+    assert!(t.body.contains(r#""s":"x\ufffd","ok":"\ud83d\ude00""#));
+    assert!(serde_json::from_str::<serde_json::Value>(&t.body).is_ok());
+}
+
+#[test]
+fn an_otlp_partial_success_drops_the_refused_count_and_delivers_the_rest() {
+    let mut c = Config::new("https://collector.example/v1/logs");
+    c.format = Format::Otlp;
+    let mut e = engine(c);
+    for _ in 0..5 {
+        capture(&mut e, "x", T0);
+    }
+    e.flush(T0);
+    let t = drain(&mut e, T0).remove(0);
+    e.handle_outcome(
+        t.id,
+        Outcome::Response {
+            status: 200,
+            retry_after: None,
+            body: Some(r#"{"partialSuccess":{"rejectedLogRecords":"2"}}"#.into()),
+        },
+        T0 + 5,
+    );
+    let s = e.stats();
+    assert_eq!((s.delivered, s.dropped.rejected), (3, 2));
+    // 500 is final for OTLP; 503 is retried.
+    capture(&mut e, "y", T0 + 10);
+    e.flush(T0 + 10);
+    let t = drain(&mut e, T0 + 10).remove(0);
+    e.handle_outcome(t.id, Outcome::status(500), T0 + 20);
+    assert_eq!(e.stats().dropped.rejected, 3);
 }

@@ -35,6 +35,8 @@ import { Exporter } from "./spool.js";
 // The env bindings read when the options name no endpoint or key.
 const ENDPOINT_BINDING = "SPOOL_ENDPOINT";
 const API_KEY_BINDING = "SPOOL_API_KEY";
+// Stands in for a key read from the env when the options are checked at module scope.
+const API_KEY_STAND_IN = "phc_stand_in";
 
 const DEFAULT_EVENT_NAME = "http_request";
 
@@ -93,7 +95,12 @@ export function withTelemetry(handler, options) {
   const endpointFromEnv = config.endpoint === undefined || config.endpoint === null;
   const apiKeyFromEnv = config.apiKey === undefined || config.apiKey === null;
   config.flushOnPageHide = false;
-  const windowMs = Exporter.checkConfig({ ...config, endpoint: endpointFromEnv ? ENDPOINT_STAND_IN : config.endpoint });
+  // A key read from the env per request is checked then; a stand-in lets the rest be checked now.
+  const windowMs = Exporter.checkConfig({
+    ...config,
+    endpoint: endpointFromEnv ? ENDPOINT_STAND_IN : config.endpoint,
+    apiKey: apiKeyFromEnv ? API_KEY_STAND_IN : config.apiKey,
+  });
   if (windowMs + deadlineMs > MAX_DEADLINE_MS) {
     throw configError(
       "deadlineMs",
@@ -226,6 +233,16 @@ function headerNames(value) {
 }
 
 /**
+ * `text` cut to at most `max` UTF-16 code units, never between the two halves of a surrogate
+ * pair: a lone half would be repaired to U+FFFD at capture, turning an emoji into garbage.
+ */
+function truncate(text, max) {
+  if (text.length <= max) return text;
+  const code = text.charCodeAt(max - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
+
+/**
  * The event's properties. Never the query string or a header unless asked for (they carry
  * tokens, cookies and personal data); never credentials written into the URL (`host` has
  * none).
@@ -237,7 +254,7 @@ function facts(request, status, durationMs, error, captureQuery, names) {
   const cf = request.cf;
   if (cf?.country) properties.country = cf.country;
   if (cf?.colo) properties.colo = cf.colo;
-  if (error !== undefined) properties.error = error.slice(0, MAX_ERROR_LENGTH);
+  if (error !== undefined) properties.error = truncate(error, MAX_ERROR_LENGTH);
   // fromEntries: a header named "__proto__" becomes a property like any other.
   const headers = names.map((name) => [name, request.headers.get(name)]).filter(([, value]) => value !== null);
   if (headers.length) properties.headers = Object.fromEntries(headers);

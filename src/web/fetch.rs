@@ -53,6 +53,8 @@ impl Request {
         answer: impl FnOnce(Outcome) + 'static,
     ) -> Option<AbortController> {
         let (start, controller) = self.start(&t);
+        // An OTLP (application/json) 2xx may carry a partialSuccess the engine reads.
+        let read_body = t.content_type == "application/json";
         // One future for every way a request ends: answered, failed or beaconed.
         spawn_local(async move {
             let sent = match start {
@@ -66,11 +68,25 @@ impl Request {
             // A cross-origin response shows Retry-After only if the collector sends
             // Access-Control-Expose-Headers: Retry-After.
             let retry_after = response.headers().get("Retry-After").ok().flatten();
+            let retry_after = retry_after.as_deref().and_then(RetryAfter::parse);
+            let status = response.status();
+            if read_body && response.ok() {
+                let text = match response.text() {
+                    Ok(text) => JsFuture::from(text).await.ok(),
+                    Err(_) => None,
+                };
+                return answer(Outcome::Response {
+                    status,
+                    retry_after,
+                    body: text.and_then(|t| t.as_string()),
+                });
+            }
             answer(Outcome::Response {
-                status: response.status(),
-                retry_after: retry_after.as_deref().and_then(RetryAfter::parse),
+                status,
+                retry_after,
+                body: None,
             });
-            // The body is never read: let the connection go (edge runtimes warn about unread
+            // The body is not read: let the connection go (edge runtimes warn about unread
             // bodies).
             if let Some(body) = response.body() {
                 let _ = JsFuture::from(body.cancel()).await;
@@ -165,6 +181,7 @@ pub fn log_outcome(id: TransmitId, outcome: &Outcome) {
         Outcome::Response {
             status,
             retry_after,
+            ..
         } => Line {
             id: id.0,
             status: Some(*status),

@@ -7,12 +7,16 @@ use wasm_bindgen::prelude::*;
 const TYPES: &'static str = r#"
 /** Settings for `new Exporter(config)`. Every field but `endpoint` is optional. */
 export interface ExporterConfig {
-  /** Where batches are POSTed (PostHog's batch API), e.g. "https://collector.example/batch/". */
+  /** Where batches are POSTed: PostHog's batch API, e.g. "https://us.i.posthog.com/batch/", or with format "otlp" an OpenTelemetry Collector's "https://collector.example:4318/v1/logs". */
   endpoint: string;
   /** Accept an http:// endpoint on a host other than localhost, 127.0.0.1 or [::1] (events and the API key then cross the network in clear text). Default false. */
   allowInsecure?: boolean;
-  /** The project key written into every batch body. Never logged. Default "". */
+  /** "posthog" (PostHog's batch API) or "otlp" (OTLP/HTTP JSON logs). Default "posthog". */
+  format?: "posthog" | "otlp";
+  /** The PostHog project key (phc_...) written into every batch body; required with the PostHog format (1 to 64 ASCII characters, not a personal phx_ key). Never logged. */
   apiKey?: string;
+  /** The OTLP resource's service.name. Default "unknown_service". */
+  serviceName?: string;
   /** Who events belong to unless a capture says otherwise. Default: a uuid per exporter. */
   distinctId?: string;
   /** "linger" (wait up to flushIntervalMs or a full batch), "auto" (send at once when idle, accumulate while a request is in flight) or "off" (one event per request). Default "linger". */

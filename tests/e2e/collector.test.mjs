@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { withCollector, startCollector, waitFor } from './harness.mjs';
 
@@ -409,3 +410,47 @@ test('chaos: the plan still comes first; a chaos-only body keeps the plan; chaos
     c.control.reset();
     assert.equal((await post(c)).status, 200, 'reset turns chaos off');
   }));
+
+test('strict PostHog mode: capture\'s refusals, each for the whole request, and gzip found by its magic bytes', async () => {
+  await withCollector(async (collector) => {
+    const post = (body, headers = {}) =>
+      fetch(`${collector.url}/strict/batch/`, { method: 'POST', body, headers }).then((r) => r.status);
+    const ev = (e) => JSON.stringify({ api_key: 'phc_k', batch: [{ event: 'ok', distinct_id: 'd', properties: {} }, e] });
+    const good = { event: 'e', distinct_id: 'd', properties: {}, uuid: '01890a5d-ac96-774b-bcce-b302099a8057' };
+    assert.equal(await post(ev(good)), 200);
+    // serde_json: a lone surrogate escape, either half; a pair is fine; nesting past 127.
+    assert.equal(await post(ev(good).replace('"properties":{}', '"properties":{"s":"\\ud83d"}')), 400);
+    assert.equal(await post(ev(good).replace('"properties":{}', '"properties":{"s":"x\\ude00"}')), 400);
+    assert.equal(await post(ev(good).replace('"properties":{}', '"properties":{"s":"\\ud83d\\ude00","t":"\\\\ud83d"}')), 200);
+    const nest = (d) => ev({ ...good, properties: JSON.parse(`${'{"a":'.repeat(d)}1${'}'.repeat(d)}`) });
+    assert.equal(await post(nest(124)), 200); // the body, batch and the event: 3 levels, + 124 = 127
+    assert.equal(await post(nest(125)), 400);
+    // Per event.
+    assert.equal(await post(ev({ ...good, event: '' })), 400);
+    assert.equal(await post(ev({ ...good, distinct_id: ' \t' })), 400);
+    assert.equal(await post(ev({ ...good, uuid: 'not-a-uuid' })), 400);
+    // The token: 401.
+    for (const key of ['', 'k'.repeat(65), 'phc_é', 'phx_personal']) {
+      assert.equal(await post(JSON.stringify({ api_key: key, batch: [good] })), 401, key);
+    }
+    // Gzip without a Content-Encoding header.
+    assert.equal(await post(zlib.gzipSync(ev(good))), 200);
+    const log = collector.log().batches;
+    assert.equal(log.at(-1).events, 2);
+    assert.ok(log.filter((b) => b.status !== 200).every((b) => b.refused));
+  });
+});
+
+test('OTLP mode: the official protobuf parser takes a request and refuses an unknown field with 400', async () => {
+  await withCollector(async (collector) => {
+    const post = (body) => fetch(`${collector.url}/v1/logs`, { method: 'POST', body, headers: { 'Content-Type': 'application/json' } });
+    const ok = await post('{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"eventName":"x","timeUnixNano":"1700000000000000000"}]}]}]}');
+    assert.equal(ok.status, 200);
+    const bad = await post('{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"eventname":"x"}]}]}]}');
+    assert.equal(bad.status, 400);
+    const [accepted, refused] = collector.log().batches;
+    assert.equal(accepted.otlp.resourceLogs[0].scopeLogs[0].logRecords[0].eventName, 'x');
+    assert.equal(accepted.events, 1);
+    assert.match(refused.refused, /eventname/);
+  });
+});

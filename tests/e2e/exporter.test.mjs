@@ -67,7 +67,7 @@ test('2,000 events with maxBatchEvents 100 arrive exactly once, in about 20 requ
 test('an event flushed 1.5 s after capture keeps its capture timestamp; sent_at is the send time', async () => {
   await crossOrigin(async ({ page, collector }) => {
     const times = await page.evaluate(async () => {
-      const exporter = new Exporter({ endpoint, flushIntervalMs: 60_000 });
+      const exporter = new Exporter({ endpoint, apiKey: 'phc_test', flushIntervalMs: 60_000 });
       const capturedAt = Date.now();
       exporter.capture('late', {});
       await new Promise((r) => setTimeout(r, 1500));
@@ -94,7 +94,7 @@ for (const form of ['delta-seconds', 'HTTP-date']) {
       collector.control.plan([{ status: 429, retryAfter }], { status: 200 });
       const report = await page.evaluate(async () => {
         // A tiny backoff: only Retry-After can hold the retry back.
-        const exporter = new Exporter({ endpoint, initialBackoffMs: 1, maxBackoffMs: 1, flushIntervalMs: 60_000 });
+        const exporter = new Exporter({ endpoint, apiKey: 'phc_test', initialBackoffMs: 1, maxBackoffMs: 1, flushIntervalMs: 60_000 });
         for (let i = 0; i < 5; i++) exporter.capture('limited', { i });
         const first = exporter.flush();
         // Captured while the endpoint is held back: must wait too.
@@ -130,7 +130,7 @@ test('503 then 200: delivered after a backoff', async () => {
   await crossOrigin(async ({ page, collector }) => {
     collector.control.plan([{ status: 503 }], { status: 200 });
     const result = await page.evaluate(async () => {
-      const exporter = new Exporter({ endpoint, initialBackoffMs: 50, maxBackoffMs: 100 });
+      const exporter = new Exporter({ endpoint, apiKey: 'phc_test', initialBackoffMs: 50, maxBackoffMs: 100 });
       for (let i = 0; i < 3; i++) exporter.capture('flaky', { i });
       const report = await exporter.flush();
       return { report, stats: exporter.stats() };
@@ -146,21 +146,21 @@ test('503 then 200: delivered after a backoff', async () => {
   });
 });
 
-test('400: dropped, counted under rejected, never retried', async () => {
+test('400 for every body: the batch is halved until each event was refused alone, then dropped as rejected', async () => {
   await crossOrigin(async ({ page, collector }) => {
-    collector.control.plan([{ status: 400 }], { status: 200 });
+    collector.control.plan([], { status: 400 });
     const result = await page.evaluate(async () => {
-      const exporter = new Exporter({ endpoint, initialBackoffMs: 10, maxBackoffMs: 10 });
+      const exporter = new Exporter({ endpoint, apiKey: 'phc_test', initialBackoffMs: 10, maxBackoffMs: 10 });
       for (let i = 0; i < 4; i++) exporter.capture('refused', { i });
       const report = await exporter.flush();
       await new Promise((r) => setTimeout(r, 300));
       return { report, stats: exporter.stats() };
     });
     assert.deepEqual(result.report, { delivered: 0, dropped: 4 });
-    assert.equal(collector.log().batches.length, 1, 'not retried');
+    // 4, then 2 + 2, then 1 + 1 + 1 + 1: 2·4 − 1 requests, the most bisection ever costs.
+    assert.deepEqual(collector.log().batches.map((b) => b.events), [4, 2, 2, 1, 1, 1, 1]);
     assert.equal(result.stats.dropped.rejected, 4);
     assert.equal(result.stats.dropped.total, 4);
-    assert.equal(result.stats.retried, 0);
     assert.equal(result.stats.lastError, 'HTTP 400');
   });
 });
@@ -169,7 +169,7 @@ test('400: dropped, counted under rejected, never retried', async () => {
 async function navigateAway(page, collector, count) {
   await page.evaluate((count) => {
     // Batches as large as allowed, so nothing leaves before the page goes away.
-    window.exporter = new Exporter({ endpoint, flushIntervalMs: 60_000, maxBatchEvents: 10_000, maxBatchBytes: 16 << 20 });
+    window.exporter = new Exporter({ endpoint, apiKey: 'phc_test', flushIntervalMs: 60_000, maxBatchEvents: 10_000, maxBatchBytes: 16 << 20 });
     for (let i = 0; i < count; i++) window.exporter.capture('queued', { i });
     if (window.exporter.stats().queued !== count) throw new Error('not all queued');
   }, count);
@@ -228,7 +228,7 @@ test('each bad input throws a clear Error, and a capture afterwards still works'
           return { threw: true, isError: e instanceof Error, name: e.name, message: e.message, field: e.field };
         }
       };
-      const exporter = new Exporter({ endpoint, flushIntervalMs: 60_000 });
+      const exporter = new Exporter({ endpoint, apiKey: 'phc_test', flushIntervalMs: 60_000 });
       const cycle = {};
       cycle.self = cycle;
       const cases = {
@@ -237,15 +237,15 @@ test('each bad input throws a clear Error, and a capture afterwards still works'
         function: () => exporter.capture('e', () => 1),
         nonStringName: () => exporter.capture(42, {}),
         invalidEndpoint: () => new Exporter({ endpoint: 'not a url' }),
-        outOfRange: () => new Exporter({ endpoint, maxBatchEvents: 0 }),
-        wrongType: () => new Exporter({ endpoint, flushIntervalMs: '1000' }),
+        outOfRange: () => new Exporter({ endpoint, apiKey: 'phc_test', maxBatchEvents: 0 }),
+        wrongType: () => new Exporter({ endpoint, apiKey: 'phc_test', flushIntervalMs: '1000' }),
       };
       const out = {};
       for (const [name, fn] of Object.entries(cases)) {
         out[name] = attempt(fn);
         out[name].after = typeof exporter.capture('after ' + name, { ok: true });
       }
-      const stopped = new Exporter({ endpoint });
+      const stopped = new Exporter({ endpoint, apiKey: 'phc_test' });
       await stopped.shutdown();
       out.afterShutdown = attempt(() => stopped.capture('late', {}));
       out.afterShutdown.after = typeof exporter.capture('after afterShutdown', {});
@@ -291,7 +291,7 @@ test('a request unanswered within requestTimeoutMs is aborted and retried', asyn
   await crossOrigin(async ({ page, collector }) => {
     collector.control.plan([{ status: 200, delayMs: 3000 }], { status: 200 });
     const result = await page.evaluate(async () => {
-      const exporter = new Exporter({ endpoint, requestTimeoutMs: 400, initialBackoffMs: 20, maxBackoffMs: 20 });
+      const exporter = new Exporter({ endpoint, apiKey: 'phc_test', requestTimeoutMs: 400, initialBackoffMs: 20, maxBackoffMs: 20 });
       exporter.capture('slow', {});
       const started = Date.now();
       const report = await exporter.flush();
@@ -311,7 +311,7 @@ test('shutdown abandons what is still unsent at its deadline and says how much',
   await crossOrigin(async ({ page, collector }) => {
     collector.control.plan([], { status: 200, delayMs: 5000 });
     const result = await page.evaluate(async () => {
-      const exporter = new Exporter({ endpoint, flushIntervalMs: 60_000 });
+      const exporter = new Exporter({ endpoint, apiKey: 'phc_test', flushIntervalMs: 60_000 });
       for (let i = 0; i < 7; i++) exporter.capture('stuck', { i });
       const started = Date.now();
       const report = await exporter.shutdown({ timeoutMs: 300 });

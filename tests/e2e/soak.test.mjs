@@ -71,7 +71,7 @@ test(ROUNDS_TEST, { timeout: 30 * 60_000 }, async (t) => {
     await waitFor(() => page.evaluate(() => window.spoolReady), { message: 'spool loaded' });
     collector.control.chaos({ seed: 7, weights: WEIGHTS });
     const initial = await page.evaluate(() => {
-      window.soakExporter = new Exporter({ endpoint, initialBackoffMs: 50, maxBackoffMs: 500 });
+      window.soakExporter = new Exporter({ endpoint, apiKey: 'phc_test', initialBackoffMs: 50, maxBackoffMs: 500 });
       return wasmMemoryBytes();
     });
     const rounds = [];
@@ -130,7 +130,7 @@ test(OUTAGES_TEST, { timeout: 10 * 60_000 }, async (t) => {
     const limits = { maxQueueEvents: 5000, maxQueueBytes: 1 << 20 };
     const initial = await page.evaluate((limits) => {
       // Retried through the outage, never exhausted.
-      window.fullExporter = new Exporter({ endpoint, ...limits, maxAttempts: 100, initialBackoffMs: 50, maxBackoffMs: 200 });
+      window.fullExporter = new Exporter({ endpoint, apiKey: 'phc_test', ...limits, maxAttempts: 100, initialBackoffMs: 50, maxBackoffMs: 200 });
       return wasmMemoryBytes();
     }, limits);
     const episodes = [];

@@ -35,6 +35,7 @@ const SEED = Number(process.env.SPOOL_EDGE_CHAOS_SEED ?? 42);
 const WIDTH = 20;
 // Windows of 50 ms and batches of at most 3 events: many batches, several in flight at once.
 const OPTIONS = {
+  apiKey: 'phc_test',
   requestTimeoutMs: 1000,
   initialBackoffMs: 50,
   maxBackoffMs: 500,

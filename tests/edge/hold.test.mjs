@@ -14,7 +14,7 @@ let log;
 before(async () => {
   collector = await startCollector({ port: 0, host: '127.0.0.1' });
   // debug: the Worker logs each outcome it takes, so the test knows when it has the 429.
-  ({ worker, log } = await startWorker(wrappedWorker(HANDLER, { debug: true }), {
+  ({ worker, log } = await startWorker(wrappedWorker(HANDLER, { debug: true, apiKey: 'phc_test' }), {
     SPOOL_ENDPOINT: `${collector.url}/batch/`,
   }));
 });

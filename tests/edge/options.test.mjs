@@ -26,7 +26,7 @@ function delivered() {
 }
 
 /** Runs `fn({ worker, log })` against a Worker wrapping HANDLER with `options`. */
-async function withWorker(options, fn, bindings = { SPOOL_ENDPOINT: `${collector.url}/batch/` }) {
+async function withWorker(options, fn, bindings = { SPOOL_ENDPOINT: `${collector.url}/batch/`, SPOOL_API_KEY: 'phc_test' }) {
   collector.control.reset();
   const { worker, log } = await startWorker(wrappedWorker(HANDLER, options), bindings);
   try {
@@ -75,7 +75,7 @@ test('a handler without fetch is a TypeError; other handlers are kept', () => {
   assert.throws(() => withTelemetry({}), TypeError);
   assert.throws(() => withTelemetry(undefined), TypeError);
   const scheduled = () => {};
-  const wrapped = withTelemetry({ fetch: () => new Response('ok'), scheduled }, { endpoint: 'https://c.example/batch/' });
+  const wrapped = withTelemetry({ fetch: () => new Response('ok'), scheduled }, { endpoint: 'https://c.example/batch/', apiKey: 'phc_test' });
   assert.equal(typeof wrapped.fetch, 'function');
   assert.equal(wrapped.scheduled, scheduled);
 });
@@ -131,7 +131,7 @@ test('batching: one window, one collector request; in auto mode, each request it
 test('a leading request that never takes its window is replaced once its grace is past', async () => {
   // Here in Node: the first leader's timer is lost, as when its request's waitUntil is cancelled.
   collector.control.reset();
-  const wrapped = withTelemetry(app, { endpoint: `${collector.url}/batch/`, flushIntervalMs: 100 });
+  const wrapped = withTelemetry(app, { endpoint: `${collector.url}/batch/`, apiKey: 'phc_test', flushIntervalMs: 100 });
   const handed = [];
   const ctx = { waitUntil: (p) => handed.push(p) };
   const realSetTimeout = globalThis.setTimeout;

@@ -6,7 +6,7 @@ const ready = init();
 self.onmessage = async ({ data }) => {
   try {
     await ready;
-    const exporter = new Exporter({ endpoint: data.endpoint, flushIntervalMs: 60_000 });
+    const exporter = new Exporter({ endpoint: data.endpoint, apiKey: 'phc_test', flushIntervalMs: 60_000 });
     for (let i = 0; i < data.count; i++) exporter.capture("from worker", { i });
     const report = await exporter.flush();
     const shutdown = await exporter.shutdown();
