@@ -28,6 +28,7 @@
 //! assert_eq!(engine.stats().delivered, 1);
 //! ```
 
+mod coalesce;
 mod config;
 mod event;
 mod flush;
@@ -40,6 +41,10 @@ mod stats;
 pub mod time;
 mod timer;
 
+pub use coalesce::{
+    CoalesceStats, Coalescer, EdgeConfig, RequestId, WindowId, WindowReport, DEFAULT_DEADLINE_MS,
+    FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
+};
 pub use config::{BatchMode, Config, ConfigError};
 pub use event::{CaptureError, EventInput, Uuid};
 pub use flush::{FlushId, FlushReport};
