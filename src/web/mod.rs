@@ -19,6 +19,7 @@
 mod allocator;
 mod capture;
 mod config;
+mod edge;
 mod error;
 mod exporter;
 mod host;
@@ -27,4 +28,5 @@ mod report;
 mod shell;
 mod typescript;
 
+pub use edge::EdgeCoalescer;
 pub use exporter::Exporter;
