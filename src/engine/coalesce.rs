@@ -50,10 +50,10 @@
 //! ```
 
 use super::{
-    BatchMode, CaptureError, Config, ConfigError, Engine, EventInput, Notice, Outcome, Rng, Stats,
-    Transmit, TransmitId, Uuid,
+    BatchMode, CaptureError, Config, ConfigError, DropReason, Engine, EventInput, Notice, Outcome,
+    Rng, Settlement, Stats, Transmit, TransmitId, Uuid,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 /// How long after its window is due a leading request may still not have taken it before the
 /// next request leads instead (its `waitUntil` was cancelled, or its isolate is stuck), and
@@ -169,6 +169,11 @@ pub struct CoalesceStats {
     pub dropped_waiting_full: u64,
     /// Requests made, all windows together.
     pub subrequests: u64,
+    /// Events delivered, all windows together.
+    pub delivered: u64,
+    /// Events dropped by windows' deliveries, whatever the reason (`tooLarge`, `rejected`,
+    /// `attemptsExhausted`, abandoned at the deadline...).
+    pub dropped: u64,
 }
 
 /// An event waiting for a window, or held by a window's delivery so that it can be handed back.
@@ -195,8 +200,10 @@ struct Delivery {
     engine: Engine,
     /// When the delivery gives up (the engine's shutdown deadline).
     deadline: u64,
-    /// Events captured and not yet settled, by uuid: what is handed back if the delivery stops.
-    unsettled: BTreeMap<u128, Pending>,
+    /// Events captured and not yet settled, in capture order: what is handed back if the
+    /// delivery stops. A list rather than a map: a window holds few events, and a map's code
+    /// would be shipped to every page that loads the wasm.
+    unsettled: Vec<Pending>,
     /// Requests made.
     sent: u32,
     /// Requests in flight and when each times out.
@@ -241,6 +248,9 @@ pub struct Coalescer {
     /// No request of any window leaves before this (the endpoint's last `Retry-After`).
     hold: u64,
     stats: CoalesceStats,
+    /// Whether settlements are reported, and those not yet polled.
+    report_settlements: bool,
+    settled: VecDeque<(Settlement, Vec<Uuid>)>,
     /// Where uuids are written for `capture`, kept to save an allocation per event.
     scratch: String,
 }
@@ -259,6 +269,8 @@ impl Coalescer {
             next_window: 0,
             hold: 0,
             stats: CoalesceStats::default(),
+            report_settlements: false,
+            settled: VecDeque::new(),
             scratch: String::with_capacity(36),
         })
     }
@@ -266,6 +278,19 @@ impl Coalescer {
     /// The config in force.
     pub fn config(&self) -> &EdgeConfig {
         &self.config
+    }
+
+    /// Turns [`poll_settled`](Self::poll_settled) on or off (off by default: only tests and
+    /// debugging tools read it).
+    pub fn report_settlements(&mut self, on: bool) {
+        self.report_settlements = on;
+    }
+
+    /// Events settled (delivered or dropped) since the last call, with how, when
+    /// [`report_settlements`](Self::report_settlements) is on. Events refused at capture by a
+    /// window's engine (`tooLarge`) come with the uuid they were captured with before, or none.
+    pub fn poll_settled(&mut self) -> Option<(Settlement, Vec<Uuid>)> {
+        self.settled.pop_front()
     }
 
     /// A Worker request arrived at `now_ms`. Leaders past their grace are replaced now.
@@ -535,7 +560,7 @@ impl Coalescer {
         let cap = (self.config.subrequest_limit as usize)
             .saturating_mul(self.config.exporter.max_batch_events)
             .min(self.config.exporter.max_queue_events);
-        let mut unsettled = BTreeMap::new();
+        let mut unsettled = Vec::new();
         let n = self.waiting.len().min(cap);
         for mut event in self.waiting.drain(..n) {
             let mut input = EventInput::new(&self.config.event_name)
@@ -546,10 +571,23 @@ impl Coalescer {
                 uuid.write(&mut self.scratch);
                 input = input.uuid(&self.scratch);
             }
-            // Refused events (tooLarge, queueFull) are counted in the engine's stats.
-            if let Ok(uuid) = engine.capture_json(input, now_ms) {
-                event.uuid = Some(uuid);
-                unsettled.insert(uuid.0, event);
+            match engine.capture_json(input, now_ms) {
+                Ok(uuid) => {
+                    event.uuid = Some(uuid);
+                    unsettled.push(event);
+                }
+                // Refused (tooLarge, queueFull): counted in the engine's stats, and here.
+                Err(e) => {
+                    self.stats.dropped += 1;
+                    if self.report_settlements {
+                        let reason = match e {
+                            CaptureError::QueueFull => DropReason::QueueFull,
+                            _ => DropReason::TooLarge,
+                        };
+                        let uuids = event.uuid.into_iter().collect();
+                        self.settled.push_back((Settlement::Dropped(reason), uuids));
+                    }
+                }
             }
         }
         let deadline = now_ms.saturating_add(self.config.deadline_ms);
@@ -580,9 +618,15 @@ impl Coalescer {
                     d.in_flight.retain(|(r, _)| *r != id);
                     window.aborts.push_back(id);
                 }
-                Notice::Settled { uuids, .. } => {
-                    for uuid in uuids {
-                        d.unsettled.remove(&uuid.0);
+                Notice::Settled { settlement, uuids } => {
+                    d.unsettled
+                        .retain(|e| !e.uuid.is_some_and(|u| uuids.contains(&u)));
+                    match settlement {
+                        Settlement::Delivered => self.stats.delivered += uuids.len() as u64,
+                        Settlement::Dropped(_) => self.stats.dropped += uuids.len() as u64,
+                    }
+                    if self.report_settlements {
+                        self.settled.push_back((settlement, uuids));
                     }
                 }
                 Notice::ShutdownComplete { .. } => d.done = true,
@@ -632,9 +676,7 @@ impl Coalescer {
     /// capture order; returns its report.
     fn hand_back(&mut self, d: Delivery) -> WindowReport {
         let handed_back = d.unsettled.len() as u64;
-        let mut events: Vec<Pending> = d.unsettled.into_values().collect();
-        events.sort_by_key(|e| e.timestamp_ms);
-        for event in events.into_iter().rev() {
+        for event in d.unsettled.into_iter().rev() {
             self.waiting.push_front(event);
         }
         self.stats.handed_back += handed_back;
