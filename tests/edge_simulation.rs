@@ -258,6 +258,13 @@ impl Sim {
             n += 1;
         }
         self.totals.requests += n;
+        let held = self.coalescer.held_events();
+        if held > 0 {
+            self.violate(format!(
+                "{held} events still held after {} quiet requests",
+                n - requests
+            ));
+        }
         self.evict();
         self.check();
         let missing: Vec<u64> = (0..n)

@@ -855,28 +855,31 @@ mod tests {
     fn a_window_never_makes_more_requests_than_its_leader_may_and_hands_the_rest_on() {
         let mut c = coalescer(|e| {
             e.subrequest_limit = 3;
-            e.exporter.max_attempts = 10;
+            e.exporter.max_batch_events = 1;
             e.exporter.initial_backoff_ms = 10;
             e.exporter.max_backoff_ms = 10;
         });
         let w = request(&mut c, 1, T0).unwrap();
-        let mut now = T0 + 1000;
-        let mut sent = Vec::new();
-        while !c.is_finished(w) {
-            for t in drain(&mut c, w, now) {
-                c.handle_outcome(w, t.id, Outcome::status(503), now + 5);
-                sent.push(t);
-            }
-            now = c.poll_timeout(w).unwrap_or(now).max(now + 1);
+        for n in 2..=5 {
+            request(&mut c, n, T0);
         }
-        assert_eq!(sent.len(), 3, "the subrequest limit, not maxAttempts");
+        let sent = drain(&mut c, w, T0 + 1000);
+        assert_eq!(sent.len(), 3, "3 of the 5 batches: the leader's subrequests");
+        for t in &sent {
+            c.handle_outcome(w, t.id, Outcome::status(503), T0 + 1010);
+        }
+        assert!(drain(&mut c, w, T0 + 2000).is_empty(), "no retry either");
+        assert!(c.is_finished(w));
         let report = c.take_report(w).unwrap();
-        assert_eq!((report.subrequests, report.handed_back), (3, 1));
+        assert_eq!((report.subrequests, report.handed_back), (3, 3));
         assert_eq!(report.stats.dropped.total(), 0, "not dropped: handed on");
-        let next = request(&mut c, 2, now).expect("the next request leads");
-        let resent = drain(&mut c, next, now + 1000).remove(0);
-        assert_eq!(paths(&resent), ["/1", "/2"]);
-        assert_eq!(uuids(&resent)[0], uuids(&sent[0])[0]);
+        // The window took no more than its subrequests could carry: 2 never left the list.
+        assert_eq!(c.waiting_events(), 5);
+        let next = request(&mut c, 6, T0 + 2000).expect("the next request leads");
+        let resent = drain(&mut c, next, T0 + 3000);
+        let paths: Vec<_> = resent.iter().flat_map(paths).collect();
+        assert_eq!(paths, ["/1", "/2", "/3"], "the oldest first");
+        assert_eq!(uuids(&resent[0]), uuids(&sent[0]), "the same event, resent");
     }
 
     #[test]
