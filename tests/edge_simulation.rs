@@ -110,6 +110,8 @@ enum Step {
 /// A leader's `waitUntil`: alive until its window finishes or it is cancelled.
 struct Leader {
     request: u64,
+    /// When its window is due to go.
+    due: u64,
     /// Cancelled by the runtime: its timers and answers never come.
     dead: bool,
     /// Requests of its window made so far.
@@ -310,6 +312,19 @@ impl Sim {
                 if let Some(window) = led {
                     self.lead(n, window);
                 }
+                // A leader that will never take its window keeps it no longer than its grace.
+                if let Some((w, _)) = self.coalescer.forming() {
+                    let grace = self.config.leader_grace_ms;
+                    if let Some(l) = self.leaders.get(&w.0) {
+                        if l.dead && self.now > l.due + grace {
+                            let late = self.now - l.due;
+                            self.violate(format!(
+                                "request {n} joined window {} whose leader is gone, {late} ms after it was due",
+                                w.0
+                            ));
+                        }
+                    }
+                }
             }
             Step::Wake { isolate, window } if isolate == self.isolate => self.drive(window),
             Step::Answer {
@@ -366,18 +381,26 @@ impl Sim {
 
     /// Request `request` leads `window`: its waitUntil starts (and may be cancelled).
     fn lead(&mut self, request: u64, window: WindowId) {
+        let due = self
+            .coalescer
+            .poll_timeout(window)
+            .expect("a forming window is due");
         self.leaders.insert(
             window.0,
             Leader {
                 request,
+                due,
                 dead: false,
                 sent: 0,
                 answers: HashMap::new(),
             },
         );
         if self.rng.up_to(30) == 0 {
-            let span = self.config.window_ms() + self.config.deadline_ms;
-            let at = self.now + self.rng.up_to(span);
+            // Half before the window goes, half during its delivery.
+            let at = match self.rng.up_to(1) {
+                0 => self.now + self.rng.up_to(self.config.window_ms()),
+                _ => due + self.rng.up_to(self.config.deadline_ms),
+            };
             let told = self.rng.up_to(1) == 0;
             self.schedule(
                 at,

@@ -864,7 +864,11 @@ mod tests {
             request(&mut c, n, T0);
         }
         let sent = drain(&mut c, w, T0 + 1000);
-        assert_eq!(sent.len(), 3, "3 of the 5 batches: the leader's subrequests");
+        assert_eq!(
+            sent.len(),
+            3,
+            "3 of the 5 batches: the leader's subrequests"
+        );
         for t in &sent {
             c.handle_outcome(w, t.id, Outcome::status(503), T0 + 1010);
         }
