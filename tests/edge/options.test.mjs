@@ -43,6 +43,8 @@ test('an invalid option throws a SpoolConfigError naming the field', () => {
     [{ deadlineMs: 60_000 }, 'deadlineMs', /got 60000/],
     [{ deadlineMs: 29_500 }, 'deadlineMs', /at most 29000 \(got 29500\)/],
     [{ deadlineMs: '5000' }, 'deadlineMs', /number/],
+    [{ subrequestLimit: 0 }, 'subrequestLimit', /from 1 to 1000 \(got 0\)/],
+    [{ subrequestLimit: 2.5 }, 'subrequestLimit', /got 2.5/],
     [{ eventName: '' }, 'eventName', /empty/],
     [{ eventName: 7 }, 'eventName', /string/],
     [{ captureQuery: 'yes' }, 'captureQuery', /true or false/],
@@ -83,7 +85,7 @@ test('a handler without fetch is a TypeError; other handlers are kept', () => {
 test('the package types withTelemetry and its options', async () => {
   const dts = await fs.readFile(path.join(ROOT, 'pkg', 'edge.d.ts'), 'utf8');
   assert.match(dts, /export function withTelemetry<H extends FetchHandler>\(handler: H, options\?: EdgeOptions\): H;/);
-  for (const key of ['eventName', 'captureQuery', 'captureHeaders', 'deadlineMs']) {
+  for (const key of ['eventName', 'captureQuery', 'captureHeaders', 'deadlineMs', 'subrequestLimit']) {
     assert.match(dts, new RegExp(`\\b${key}\\?:`), key);
   }
 });
