@@ -289,6 +289,7 @@ impl Coalescer {
     /// Events settled (delivered or dropped) since the last call, with how, when
     /// [`report_settlements`](Self::report_settlements) is on. Events refused at capture by a
     /// window's engine (`tooLarge`) come with the uuid they were captured with before, or none.
+    #[must_use]
     pub fn poll_settled(&mut self) -> Option<(Settlement, Vec<Uuid>)> {
         self.settled.pop_front()
     }
@@ -349,6 +350,7 @@ impl Coalescer {
 
     /// The next request window `window`'s leader must send now, if any: its batch, or a retry.
     /// Drain until `None` after every input. None once the window has spent its subrequests.
+    #[must_use]
     pub fn poll_transmit(&mut self, window: WindowId, now_ms: u64) -> Option<Transmit> {
         let idx = self.index(window)?;
         let limit = self.config.subrequest_limit;
@@ -375,6 +377,7 @@ impl Coalescer {
 
     /// The next request of window `window` its leader must abort (timed out, or abandoned at
     /// the deadline), if any.
+    #[must_use]
     pub fn poll_abort(&mut self, window: WindowId) -> Option<TransmitId> {
         let idx = self.index(window)?;
         self.windows[idx].aborts.pop_front()
@@ -384,6 +387,7 @@ impl Coalescer {
     /// next: the window's end while it forms, then its engine's next timer (batches, backoff,
     /// `Retry-After`, request timeouts, the deadline). `None` when it need not wake: it waits
     /// for an answer, or is finished. Valid after `poll_transmit` has been drained.
+    #[must_use]
     pub fn poll_timeout(&self, window: WindowId) -> Option<u64> {
         let idx = self.index(window)?;
         match &self.windows[idx].phase {
@@ -432,6 +436,7 @@ impl Coalescer {
     }
 
     /// The report of finished window `window`, once; the window is forgotten.
+    #[must_use]
     pub fn take_report(&mut self, window: WindowId) -> Option<WindowReport> {
         let idx = self.index(window)?;
         if !matches!(self.windows[idx].phase, Phase::Finished(_)) {
