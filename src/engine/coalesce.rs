@@ -53,7 +53,6 @@ use super::{
     BatchMode, CaptureError, Config, ConfigError, DropReason, Engine, EventInput, Notice, Outcome,
     Rng, Settlement, Stats, Transmit, TransmitId, Uuid,
 };
-use std::collections::VecDeque;
 
 /// How long after its window is due a leading request may still not have taken it before the
 /// next request leads instead (its `waitUntil` was cancelled, or its isolate is stuck), and
@@ -231,7 +230,7 @@ struct Window {
     phase: Phase,
     /// Requests the leader must abort (timed out, or abandoned at the deadline): kept here, so
     /// those of the last moment are read after the window finished.
-    aborts: VecDeque<TransmitId>,
+    aborts: Vec<TransmitId>,
 }
 
 /// The edge's batching policy for one isolate. See the [module docs](self).
@@ -242,7 +241,7 @@ pub struct Coalescer {
     /// The isolate's distinct id, minted by the first window's engine (unless configured).
     distinct_id: Option<String>,
     /// Events no window has taken, oldest first.
-    waiting: VecDeque<Pending>,
+    waiting: Vec<Pending>,
     windows: Vec<Window>,
     next_window: u64,
     /// No request of any window leaves before this (the endpoint's last `Retry-After`).
@@ -250,7 +249,7 @@ pub struct Coalescer {
     stats: CoalesceStats,
     /// Whether settlements are reported, and those not yet polled.
     report_settlements: bool,
-    settled: VecDeque<(Settlement, Vec<Uuid>)>,
+    settled: Vec<(Settlement, Vec<Uuid>)>,
     /// Where uuids are written for `capture`, kept to save an allocation per event.
     scratch: String,
 }
@@ -264,13 +263,13 @@ impl Coalescer {
             distinct_id: config.exporter.distinct_id.clone(),
             config,
             rng: Rng::new(seed),
-            waiting: VecDeque::new(),
+            waiting: Vec::new(),
             windows: Vec::new(),
             next_window: 0,
             hold: 0,
             stats: CoalesceStats::default(),
             report_settlements: false,
-            settled: VecDeque::new(),
+            settled: Vec::new(),
             scratch: String::with_capacity(36),
         })
     }
@@ -291,7 +290,7 @@ impl Coalescer {
     /// window's engine (`tooLarge`) come with the uuid they were captured with before, or none.
     #[must_use]
     pub fn poll_settled(&mut self) -> Option<(Settlement, Vec<Uuid>)> {
-        self.settled.pop_front()
+        first(&mut self.settled)
     }
 
     /// A Worker request arrived at `now_ms`. Leaders past their grace are replaced now.
@@ -321,7 +320,7 @@ impl Coalescer {
             return Err(CaptureError::QueueFull);
         }
         self.stats.events += 1;
-        self.waiting.push_back(Pending {
+        self.waiting.push(Pending {
             properties,
             timestamp_ms,
             uuid: None,
@@ -380,7 +379,7 @@ impl Coalescer {
     #[must_use]
     pub fn poll_abort(&mut self, window: WindowId) -> Option<TransmitId> {
         let idx = self.index(window)?;
-        self.windows[idx].aborts.pop_front()
+        first(&mut self.windows[idx].aborts)
     }
 
     /// When window `window`'s leader should call [`handle_timeout`](Self::handle_timeout)
@@ -421,7 +420,7 @@ impl Coalescer {
         let Phase::Delivering(d) = &mut self.windows[idx].phase else {
             return false;
         };
-        d.in_flight.retain(|(r, _)| *r != id);
+        forget(&mut d.in_flight, id);
         let known = d.engine.handle_outcome(id, outcome, now_ms);
         self.hold = self.hold.max(d.engine.retry_after_until());
         self.after(idx);
@@ -513,7 +512,7 @@ impl Coalescer {
         self.windows.push(Window {
             id,
             leader,
-            aborts: VecDeque::new(),
+            aborts: Vec::new(),
             phase: Phase::Forming {
                 due: now_ms + self.config.window_ms(),
             },
@@ -590,7 +589,7 @@ impl Coalescer {
                             _ => DropReason::TooLarge,
                         };
                         let uuids = event.uuid.into_iter().collect();
-                        self.settled.push_back((Settlement::Dropped(reason), uuids));
+                        self.settled.push((Settlement::Dropped(reason), uuids));
                     }
                 }
             }
@@ -620,8 +619,8 @@ impl Coalescer {
         while let Some(notice) = d.engine.poll_notice() {
             match notice {
                 Notice::Abort(id) => {
-                    d.in_flight.retain(|(r, _)| *r != id);
-                    window.aborts.push_back(id);
+                    forget(&mut d.in_flight, id);
+                    window.aborts.push(id);
                 }
                 Notice::Settled { settlement, uuids } => {
                     d.unsettled
@@ -631,7 +630,7 @@ impl Coalescer {
                         Settlement::Dropped(_) => self.stats.dropped += uuids.len() as u64,
                     }
                     if self.report_settlements {
-                        self.settled.push_back((settlement, uuids));
+                        self.settled.push((settlement, uuids));
                     }
                 }
                 Notice::ShutdownComplete { .. } => d.done = true,
@@ -681,15 +680,28 @@ impl Coalescer {
     /// capture order; returns its report.
     fn hand_back(&mut self, d: Delivery) -> WindowReport {
         let handed_back = d.unsettled.len() as u64;
-        for event in d.unsettled.into_iter().rev() {
-            self.waiting.push_front(event);
-        }
+        let mut events = d.unsettled;
+        events.append(&mut self.waiting);
+        self.waiting = events;
         self.stats.handed_back += handed_back;
         WindowReport {
             stats: d.engine.stats(),
             handed_back,
             subrequests: d.sent,
         }
+    }
+}
+
+/// Takes the first of `items`, if any. Lists here hold a few items, and a `VecDeque` would add
+/// its code to every page that loads the wasm.
+fn first<T>(items: &mut Vec<T>) -> Option<T> {
+    (!items.is_empty()).then(|| items.remove(0))
+}
+
+/// Forgets request `id` among those in flight.
+fn forget(in_flight: &mut Vec<(TransmitId, u64)>, id: TransmitId) {
+    if let Some(i) = in_flight.iter().position(|(r, _)| *r == id) {
+        in_flight.swap_remove(i);
     }
 }
 
