@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Completes pkg/ after `wasm-pack build`: adds the edge middleware, `spool/edge.js` with its
-// types, which is plain JavaScript over the Exporter class. It is a module of its own, not part
-// of the wasm or of spool.js, so a web page never downloads it.
+// types, which wires a Worker's requests to the wasm's EdgeCoalescer. It is a module of its own,
+// not part of spool.js, so a web page never downloads it.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

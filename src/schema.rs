@@ -224,6 +224,8 @@ pub const KEYS: &[Key] = &[
         .doc("Request headers to record (as the `headers` property), e.g. [\"user-agent\"]. Default false: none (headers carry cookies and credentials)."),
     key("deadlineMs", Edge, Whole, "number")
         .doc("How long a batch's delivery may run after its batching window before what is left is abandoned (counted and logged). Default 25,000, 100 to 30,000; with the window, at most 30,000 (Cloudflare's limit for `waitUntil` work)."),
+    key("subrequestLimit", Edge, Whole, "number")
+        .doc("Requests (batches and retries) one window's delivery may make: they are subrequests of the request leading the window, which Cloudflare limits (50 per request on the free plan, 1,000 on paid plans; the handler's own subrequests in that request count too). Events a window cannot send within it go to the next window. Default 50, 1 to 1,000."),
 ];
 
 /// The key of the exporter's config (engine or shell) named `name`.

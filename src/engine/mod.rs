@@ -28,6 +28,7 @@
 //! assert_eq!(engine.stats().delivered, 1);
 //! ```
 
+mod coalesce;
 mod config;
 mod event;
 mod flush;
@@ -42,6 +43,10 @@ mod stats;
 pub mod time;
 mod timer;
 
+pub use coalesce::{
+    CoalesceStats, Coalescer, EdgeConfig, RequestId, WindowId, WindowReport, DEFAULT_DEADLINE_MS,
+    FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
+};
 pub use config::{BatchMode, Config, ConfigError, Format, DEFAULT_SERVICE_NAME, MAX_API_KEY_LEN};
 pub use event::{CaptureError, EventInput, Uuid};
 pub use flush::{FlushId, FlushReport};

@@ -18,6 +18,8 @@ export interface EdgeOptions extends Partial<ExporterConfig> {
   captureHeaders?: false | string[];
   /** How long a batch's delivery may run after its batching window before what is left is abandoned (counted and logged). Default 25,000, 100 to 30,000; with the window, at most 30,000 (Cloudflare's limit for `waitUntil` work). */
   deadlineMs?: number;
+  /** Requests (batches and retries) one window's delivery may make: they are subrequests of the request leading the window, which Cloudflare limits (50 per request on the free plan, 1,000 on paid plans; the handler's own subrequests in that request count too). Events a window cannot send within it go to the next window. Default 50, 1 to 1,000. */
+  subrequestLimit?: number;
 }
 
 /** What `ctx` must offer: Cloudflare's `ExecutionContext`. */

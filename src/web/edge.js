@@ -12,25 +12,19 @@
 //
 // Batches across requests. workerd refuses I/O shared between requests ("Cannot perform I/O on
 // behalf of a different request"), so no request may await another's fetch or timer; plain
-// data, though, may pass between them. A request's facts therefore go, as plain data, into
-// the isolate's waiting list. The first request to find no batch forming leads one: its
-// `waitUntil` sleeps for the batching window (`flushIntervalMs` in `linger` mode, the default;
-// no sleep in `auto` and `off`), then takes every event waiting, captures them into an
-// Exporter of its own and shuts it down, which sends them in batches and retries, honouring
-// `Retry-After`, until `deadlineMs` after the window. Every request,
-// timer and answer of that delivery belongs to the leading request, and its `waitUntil`
-// awaits them all. The requests that only added an event do no I/O for telemetry at all,
-// which is what makes the middleware cheap: one collector request per window, not per
-// Worker request.
+// data, though, may pass between them. Which request leads which batching window, when the
+// window's batch goes, its retries, its deadline and the subrequests it may spend are the
+// engine's decisions (its `Coalescer`, through the wasm class `EdgeCoalescer`): this file only
+// tells it that a request arrived, that its event is ready and that a `waitUntil` ended, and
+// carries out what it says for each window from the `waitUntil` of the request leading it.
+// Every request, timer and answer of a window belongs to its leading request; the other
+// requests do no I/O for telemetry at all, which is what makes the middleware cheap: one
+// collector request per window, not per Worker request.
 //
-// Exporters of one endpoint share its `Retry-After` hold (see `Exporter`), so a 429 answered
-// to one batch holds back the next. Nothing runs when the module is loaded but the checks of
-// the options: workerd forbids timers, I/O and random numbers at module scope.
-//
-// When and whether to send within a batch is the engine's decision; this file touches the
-// request, env and ctx, and hands events over.
+// Nothing runs when the module is loaded but the checks of the options: workerd forbids
+// timers, I/O and random numbers at module scope.
 
-import { Exporter } from "./spool.js";
+import { EdgeCoalescer, Exporter } from "./spool.js";
 
 // The env bindings read when the options name no endpoint or key.
 const ENDPOINT_BINDING = "SPOOL_ENDPOINT";
@@ -50,17 +44,17 @@ const MIN_DEADLINE_MS = 100;
 // and events not yet delivered would be lost without being counted or logged.
 const MAX_DEADLINE_MS = 30_000;
 
-// How long after its window a leading request may still not have taken the waiting events
-// before the next request leads instead (its `waitUntil` was cancelled, say). Taking is
-// exclusive, so a late leader only finds fewer events.
-const LEADER_GRACE_MS = 5_000;
+// Subrequests (batches and retries) a window may make in its leading request: Cloudflare
+// allows 50 per request on the free plan and 1,000 on paid plans.
+const DEFAULT_SUBREQUEST_LIMIT = 50;
+const MAX_SUBREQUEST_LIMIT = 1000;
 
 // Stands in for the endpoint while the rest of the config is checked, when the endpoint comes
 // from env (known only per request). Never sent to.
 const ENDPOINT_STAND_IN = "https://endpoint-from-env.invalid/";
 
 // The middleware's own option keys; the rest of the options is the exporter's config.
-const OWN_KEYS = ["eventName", "captureQuery", "captureHeaders", "deadlineMs"];
+const OWN_KEYS = ["eventName", "captureQuery", "captureHeaders", "deadlineMs", "subrequestLimit"];
 
 // Longest `error` property, in characters: a thrown message can be arbitrarily long (some
 // embed whole response bodies), and one event must stay far below a batch's maxBatchBytes.
@@ -82,6 +76,10 @@ export function withTelemetry(handler, options) {
   const deadlineMs = optional(options, "deadlineMs", "number", "a number") ?? DEFAULT_DEADLINE_MS;
   if (!(deadlineMs >= MIN_DEADLINE_MS && deadlineMs <= MAX_DEADLINE_MS && Number.isInteger(deadlineMs))) {
     throw configError("deadlineMs", `must be from ${MIN_DEADLINE_MS} to ${MAX_DEADLINE_MS} (got ${deadlineMs})`);
+  }
+  const subrequestLimit = optional(options, "subrequestLimit", "number", "a number") ?? DEFAULT_SUBREQUEST_LIMIT;
+  if (!(subrequestLimit >= 1 && subrequestLimit <= MAX_SUBREQUEST_LIMIT && Number.isInteger(subrequestLimit))) {
+    throw configError("subrequestLimit", `must be from 1 to ${MAX_SUBREQUEST_LIMIT} (got ${subrequestLimit})`);
   }
   const captureQuery = optional(options, "captureQuery", "boolean", "true or false") ?? false;
   let names;
@@ -115,64 +113,106 @@ export function withTelemetry(handler, options) {
     );
   }
 
-  // The isolate's events not yet taken by a leading request: [properties, timestamp] pairs.
-  let waiting = [];
-  // The leading request that will take them, or undefined: { due } (ms since the epoch).
-  let leader;
-  // This isolate's events share one distinct id (unless the config names one): the first
-  // exporter mints it, inside a request, since workerd forbids random numbers at module scope.
-  let distinctId;
+  // The isolate's coalescer, made at its first request (it draws random numbers, which workerd
+  // forbids at module scope) with that request's env; undefined until then.
+  let coalescer;
   let reported = false;
+  let requests = 0;
 
-  /** The leading request's delivery: sleep for the window, take the waiting events, send them. */
-  const lead = async (me, env) => {
-    if (windowMs > 0) await new Promise((resolve) => setTimeout(resolve, windowMs));
-    const events = waiting;
-    waiting = [];
-    if (leader === me) leader = undefined;
-    let exporter;
+  /** The isolate's coalescer, or undefined (said once) when the config from env is invalid. */
+  const coalescerFor = (env) => {
+    if (coalescer || reported) return coalescer;
     try {
       if (endpointFromEnv && env?.[ENDPOINT_BINDING] == null) {
         throw configError("endpoint", `is required: set the ${ENDPOINT_BINDING} env binding (or the endpoint option)`);
       }
-      exporter = new Exporter({
+      const exporter = {
         ...config,
         endpoint: endpointFromEnv ? env?.[ENDPOINT_BINDING] : config.endpoint,
         apiKey: apiKeyFromEnv ? env?.[API_KEY_BINDING] : config.apiKey,
-        distinctId: config.distinctId ?? distinctId,
-      });
+      };
+      coalescer = new EdgeCoalescer(exporter, eventName, deadlineMs, subrequestLimit);
     } catch (e) {
       // The env is the same for every request of an isolate: say it once.
-      if (!reported) console.error(`${describe(e)} (events are not being sent)`);
+      console.error(`${describe(e)} (events are not being sent)`);
       reported = true;
-      return;
     }
-    try {
-      distinctId ??= exporter.distinctId;
-      for (const [properties, timestamp] of events) {
-        try {
-          exporter.capture(eventName, properties, { timestamp });
-        } catch (e) {
-          // An event larger than maxBatchBytes: counted in stats, reported below.
-          if (e?.name != "SpoolEventTooLarge") throw e;
-        }
+    return coalescer;
+  };
+
+  /**
+   * Carries out window `window`, which request `leader` leads, in the leader's `waitUntil`:
+   * sends what the coalescer says, hands it the answers, sleeps until it next asks to wake.
+   */
+  const deliver = async (c, window, leader, endpoint, now) => {
+    const { headers, debug } = c;
+    const inFlight = new Map(); // transmit id -> its AbortController
+    let wake = () => {};
+    const answer = (id, status, retryAfter, error, text) => {
+      inFlight.delete(id);
+      const known = c.answer(window, id, status, retryAfter, error, text, Date.now());
+      if (debug && known) {
+        console.debug("spool: outcome", error === undefined ? { id, status, retryAfter } : { id, error });
       }
-      const report = await exporter.shutdown({ timeoutMs: deadlineMs });
-      const stats = exporter.stats();
-      if (stats.dropped.total) undelivered(eventName, stats);
-      return report;
+      wake();
+    };
+    const send = ([id, body, contentType, events, attempt]) => {
+      if (debug) console.debug("spool: POST", { id, events, bytes: body.length, attempt, keepalive: false });
+      const controller = new AbortController();
+      inFlight.set(id, controller);
+      const init = { method: "POST", body, headers: { ...headers, "Content-Type": contentType }, signal: controller.signal };
+      let sent;
+      try {
+        sent = fetch(endpoint, init);
+      } catch (e) {
+        return void Promise.resolve().then(() => answer(id, 0, undefined, describe(e)));
+      }
+      sent.then(
+        (response) => {
+          const retryAfter = response.headers.get("Retry-After") ?? undefined;
+          // An OTLP (application/json) 2xx may carry a partialSuccess the coalescer reads.
+          if (response.ok && contentType == "application/json") {
+            return response.text().then(
+              (text) => answer(id, response.status, retryAfter, undefined, text),
+              () => answer(id, response.status, retryAfter, undefined),
+            );
+          }
+          answer(id, response.status, retryAfter, undefined);
+          // The body is not read: let the connection go (workerd warns about unread bodies).
+          response.body?.cancel().catch(() => {});
+        },
+        (e) => answer(id, 0, undefined, describe(e)),
+      );
+    };
+    try {
+      for (;; now = Date.now()) {
+        c.wake(window, now);
+        for (let t; (t = c.transmit(window, now)) !== undefined; ) send(t);
+        for (let id; (id = c.abort(window)) >= 0; ) inFlight.get(id)?.abort();
+        if (c.finished(window)) break;
+        const at = c.timeout(window);
+        let timer;
+        await new Promise((resolve) => {
+          wake = resolve;
+          if (at >= 0) timer = setTimeout(resolve, Math.max(0, at - now));
+        });
+        clearTimeout(timer);
+      }
+      const stats = c.report(window);
+      if (stats?.dropped.total) undelivered(eventName, stats);
     } finally {
-      exporter.free();
+      c.ended(leader, Date.now());
     }
   };
 
-  const record = (request, env, ctx, status, started, error) => {
-    waiting.push([facts(request, status, Date.now() - started, error, captureQuery, names), started]);
+  const record = (c, id, request, env, ctx, status, started, error) => {
     const now = Date.now();
-    if (leader && now <= leader.due) return;
-    const me = { due: now + windowMs + LEADER_GRACE_MS };
-    leader = me;
-    const delivery = lead(me, env).catch((e) => {
+    const properties = JSON.stringify(facts(request, status, now - started, error, captureQuery, names));
+    const window = c.ready(id, properties, started, now);
+    if (window < 0) console.warn(`spool: a ${eventName} event was not delivered (queueFull)`);
+    if (window <= 0) return;
+    const endpoint = endpointFromEnv ? env?.[ENDPOINT_BINDING] : config.endpoint;
+    const delivery = deliver(c, window, id, endpoint, now).catch((e) => {
       console.error(`spool: ${eventName} events were not sent: ${describe(e)}`);
     });
     ctx?.waitUntil(delivery);
@@ -189,14 +229,22 @@ export function withTelemetry(handler, options) {
     ...handler,
     async fetch(request, env, ctx) {
       const started = Date.now();
+      const id = ++requests;
+      let c;
+      try {
+        c = coalescerFor(env);
+        c?.arrive(id, started);
+      } catch (e) {
+        console.error(`spool: the request's ${eventName} event was not recorded: ${describe(e)}`);
+      }
       let response;
       try {
         response = await handler.fetch(request, env, ctx);
       } catch (error) {
-        safely(request, env, ctx, 500, started, describe(error));
+        if (c) safely(c, id, request, env, ctx, 500, started, describe(error));
         throw error;
       }
-      safely(request, env, ctx, response?.status ?? 500, started, undefined);
+      if (c) safely(c, id, request, env, ctx, response?.status ?? 500, started, undefined);
       return response;
     },
   };

@@ -23,6 +23,7 @@ mod allocator;
 mod capture;
 mod client;
 mod config;
+mod edge;
 mod error;
 mod exporter;
 mod fetch;
@@ -34,5 +35,6 @@ mod typescript;
 
 pub use crate::schema::ShellOptions;
 pub use client::{Client, Error};
+pub use edge::EdgeCoalescer;
 pub use exporter::Exporter;
 pub use report::{FlushReport, ShutdownReport};

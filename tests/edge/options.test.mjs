@@ -43,6 +43,8 @@ test('an invalid option throws a SpoolConfigError naming the field', () => {
     [{ deadlineMs: 60_000 }, 'deadlineMs', /got 60000/],
     [{ deadlineMs: 29_500 }, 'deadlineMs', /at most 29000 \(got 29500\)/],
     [{ deadlineMs: '5000' }, 'deadlineMs', /number/],
+    [{ subrequestLimit: 0 }, 'subrequestLimit', /from 1 to 1000 \(got 0\)/],
+    [{ subrequestLimit: 2.5 }, 'subrequestLimit', /got 2.5/],
     [{ eventName: '' }, 'eventName', /empty/],
     [{ eventName: 7 }, 'eventName', /string/],
     [{ captureQuery: 'yes' }, 'captureQuery', /true or false/],
@@ -83,7 +85,7 @@ test('a handler without fetch is a TypeError; other handlers are kept', () => {
 test('the package types withTelemetry and its options', async () => {
   const dts = await fs.readFile(path.join(ROOT, 'pkg', 'edge.d.ts'), 'utf8');
   assert.match(dts, /export function withTelemetry<H extends FetchHandler>\(handler: H, options\?: EdgeOptions\): H;/);
-  for (const key of ['eventName', 'captureQuery', 'captureHeaders', 'deadlineMs']) {
+  for (const key of ['eventName', 'captureQuery', 'captureHeaders', 'deadlineMs', 'subrequestLimit']) {
     assert.match(dts, new RegExp(`\\b${key}\\?:`), key);
   }
 });
@@ -152,6 +154,27 @@ test('a leading request that never takes its window is replaced once its grace i
   await handed[1];
   const batches = collector.log().batches;
   assert.deepEqual(batches.map((b) => b.body.batch.map((e) => e.properties.path)), [['/first', '/second', '/third']]);
+});
+
+test('a window makes no more collector requests than subrequestLimit; what it could not send goes with the next window', async () => {
+  const options = { subrequestLimit: 2, maxBatchEvents: 2, flushIntervalMs: 200, initialBackoffMs: 50, maxBackoffMs: 50 };
+  await withWorker(options, async ({ worker, log }) => {
+    collector.control.plan([{ status: 503, times: 2 }], { status: 200 });
+    await Promise.all([0, 1, 2].map(async (i) => (await worker.dispatchFetch(`https://shop.example/s/${i}`)).text()));
+    // One window, two batches (2 + 1 events), both answered 503; a retry would be a third.
+    await waitFor(() => collector.log().batches.length >= 2, { message: "the window's two requests" });
+    await new Promise((r) => setTimeout(r, 600));
+    assert.deepEqual(collector.log().batches.map((b) => b.status), [503, 503], 'no third request from that window');
+    const first = new Map(collector.log().batches.flatMap((b) => b.body.batch).map((e) => [e.properties.path, e.uuid]));
+    // The next request leads the next window, which sends the three held back with its own.
+    await (await worker.dispatchFetch('https://shop.example/s/3')).text();
+    await waitFor(() => delivered().length == 4, { message: 'the four events' });
+    assert.deepEqual(delivered().map((e) => e.properties.path).sort(), ['/s/0', '/s/1', '/s/2', '/s/3']);
+    for (const e of delivered()) {
+      if (first.has(e.properties.path)) assert.equal(e.uuid, first.get(e.properties.path), 'resent with its uuid');
+    }
+    assert.doesNotMatch(log.text(), /was not delivered/);
+  });
 });
 
 test('a Retry-After past deadlineMs abandons the event at once, and the Worker log says so', async () => {
