@@ -161,13 +161,27 @@ function pageMain(cfg, makeFragments, chunkFragments, body, gzipSync) {
       ok = true;
       pendingBytes += n;
       inflight++;
+      // A rejected request's body goes back to the front of the queue and the chain stops
+      // (pagehide may still send it); a completed one lets the chain send the next.
       fetch(url + '&via=keepalive', { method: 'POST', body: x.b, keepalive: true, headers: { 'Content-Type': 'text/plain' } })
-        .then(() => log.settled++, () => log.failed++)
-        .finally(() => {
+        .then(
+          () => {
+            log.settled++;
+            return true;
+          },
+          () => {
+            log.failed++;
+            log.accepted--;
+            log.wireBytes -= n;
+            if (queue) queue.unshift(x);
+            return false;
+          },
+        )
+        .then((ok) => {
           pendingBytes -= n;
           inflight--;
           save();
-          if (started && cfg.strategy === 'chain') pump(transport);
+          if (ok && started && cfg.strategy === 'chain') pump(transport);
         });
     }
     if (ok) {
@@ -528,7 +542,7 @@ function describe(c) {
   return {
     delivered: `${fmt(w.delivered)} (${fmt(c.best.delivered)})`,
     detail: `${w.reqs} req ${via}; ${fmt(Math.round(w.bytes / 1024))} KB; last +${w.lastAfterNavMs} ms${w.dupes ? `; ${w.dupes} dupes` : ''}; next page loaded +${w.navMs} ms`,
-    page: (l.offered != null ? `${l.accepted}/${l.offered} taken, ${l.bodies} bodies, build ${Math.round(l.buildMs || 0)} ms${l.persisted ? `, ${l.persisted} persisted` : ''}` : '') + (l.handlerMs ? `pagehide handler ${Math.round(l.handlerMs)} ms` : ''),
+    page: (l.offered != null ? `${l.accepted}/${l.offered} taken, ${l.bodies} bodies, build ${Math.round(l.buildMs || 0)} ms${l.failed ? `, ${l.failed} keepalive rejected` : ''}${l.persisted ? `, ${l.persisted} persisted` : ''}` : '') + (l.handlerMs ? `pagehide handler ${Math.round(l.handlerMs)} ms` : ''),
     hooks: (l.hooks || []).map((h) => h[0] + (h[3] === true || h[2] === true ? '(persisted)' : '')).join('→'),
   };
 }
