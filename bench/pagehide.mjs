@@ -863,10 +863,10 @@ for (const kind of BROWSERS) {
       await navTable('posthog-js 1.449 (same page shape)', cfgs, ['posthog-js config as bench/pages/bench.js (memory persistence, no remote config, so no gzip unless stated).']);
     }
     if (want('design')) {
-      const design = { gzip: true, size: 60 * 1024, transport: 'fetch', strategy: 'chain', conc: 1, budget: 60 * 1024, start: 'beforeunload', final: 'pagehide', finalTransport: 'beacon', persist: true };
+      const design = { gzip: true, size: 13 * 1024, transport: 'fetch', strategy: 'chain', conc: 4, budget: 64 * 1024, start: 'beforeunload', final: 'pagehide', finalTransport: 'beacon', persist: true };
       const cfgs = [];
       for (const n of [1000, 3000, 10000]) for (const latency of [0, 80]) cfgs.push([`proposed, N=${fmt(n)}, ${latency} ms`, { ...design, n, latency }]);
-      await navTable('Proposed page-hide path: gzip 60 KB wire bodies; beforeunload starts a keepalive chain; pagehide beacons the rest up to quota and persists what is left to localStorage for the next load', cfgs);
+      await navTable('Proposed page-hide path: gzip ~13 KB wire bodies; beforeunload starts a keepalive chain; pagehide beacons the rest up to quota and persists what is left to localStorage for the next load', cfgs);
     }
     if (want('scale')) {
       const cfgs = [];
