@@ -619,9 +619,29 @@ async function quota(env, browser) {
 async function storage(env, browser) {
   const p = await browser.page(0);
   try {
+    // 1. A fresh origin: write ~1 MiB at pagehide, read it on the next page.
     await p.goto(`${env.pageOrigin}/next.html`);
+    await p.evaluate(() => {
+      const big = JSON.stringify(Array.from({ length: 3500 }, (_, i) => ({ i, p: 'y'.repeat(280) })));
+      addEventListener('pagehide', () => {
+        const t0 = performance.now();
+        try {
+          localStorage.setItem('held:pagehide', big);
+        } catch (e) {
+          localStorage.setItem('held:pagehideError', String(e));
+        }
+        localStorage.setItem('held:pagehideMs', String(performance.now() - t0));
+      });
+    });
+    await p.goto(`${env.pageOrigin}/next.html?again`);
+    const after = await p.evaluate(() => ({
+      survived: (localStorage.getItem('held:pagehide') || '').length,
+      ms: Number(localStorage.getItem('held:pagehideMs')),
+      error: localStorage.getItem('held:pagehideError'),
+    }));
+    // 2. In a live page: write, read, parse, and how much fits.
     const r = await p.evaluate(() => {
-      const s = 'x'.repeat(512 * 1024); // UTF-16 in memory; ~1 MiB as characters stored? no: 512 Ki chars
+      const s = 'x'.repeat(512 * 1024);
       const big = JSON.stringify(Array.from({ length: 3500 }, (_, i) => ({ i, p: 'y'.repeat(280) }))); // ~1 MiB
       const out = { bytes: big.length };
       localStorage.clear();
@@ -634,7 +654,6 @@ async function storage(env, browser) {
       t = performance.now();
       JSON.parse(back);
       out.parseMs = performance.now() - t;
-      // How much fits: grow until it throws.
       localStorage.clear();
       let n = 0;
       try {
@@ -644,20 +663,9 @@ async function storage(env, browser) {
       }
       out.fitsChars = n * s.length;
       localStorage.clear();
-      // A write at pagehide, read by the next page.
-      addEventListener('pagehide', () => {
-        const t0 = performance.now();
-        localStorage.setItem('held:pagehide', big);
-        localStorage.setItem('held:pagehideMs', String(performance.now() - t0));
-      });
       return out;
     });
-    await p.goto(`${env.pageOrigin}/next.html?again`);
-    const after = await p.evaluate(() => ({
-      survived: (localStorage.getItem('held:pagehide') || '').length,
-      ms: Number(localStorage.getItem('held:pagehideMs')),
-    }));
-    return { ...r, pagehideWriteMs: after.ms, survivedChars: after.survived };
+    return { ...r, pagehideWriteMs: after.ms, survivedChars: after.survived, pagehideError: after.error };
   } finally {
     await p.dispose();
   }
@@ -880,3 +888,4 @@ for (const kind of BROWSERS) {
 env.close();
 const file = opt('--out', null);
 if (file) fs.writeFileSync(file, out.join('\n'));
+process.exit(0); // the delaying proxies and idle keep-alive sockets would hold the loop open
