@@ -129,6 +129,18 @@ function pageMain(cfg, makeFragments, chunkFragments, body, gzipSync) {
   let started = false;
   let inflight = 0;
   let pendingBytes = 0;
+  const inflightBodies = new Set(); // keepalive bodies not yet answered
+  let persistedBodies = null; // after pagehide: what localStorage holds
+  const writeHeld = () => {
+    const held = [...persistedBodies].flatMap((x) => x.frags);
+    try {
+      if (held.length) localStorage.setItem('held:' + cfg.run, JSON.stringify({ collector: cfg.collector, frags: held }));
+      else localStorage.removeItem('held:' + cfg.run);
+      log.persisted = held.length;
+    } catch (e) {
+      log.persistError = String(e);
+    }
+  };
 
   function build() {
     const t = performance.now();
@@ -161,23 +173,28 @@ function pageMain(cfg, makeFragments, chunkFragments, body, gzipSync) {
       ok = true;
       pendingBytes += n;
       inflight++;
+      inflightBodies.add(x);
       // A rejected request's body goes back to the front of the queue and the chain stops
       // (pagehide may still send it); a completed one lets the chain send the next.
       fetch(url + '&via=keepalive', { method: 'POST', body: x.b, keepalive: true, headers: { 'Content-Type': 'text/plain' } })
         .then(
           () => {
             log.settled++;
+            // Answered after pagehide (the old page may still run, cross-site): no longer held.
+            if (persistedBodies && persistedBodies.delete(x)) writeHeld();
             return true;
           },
           () => {
             log.failed++;
             log.accepted--;
             log.wireBytes -= n;
-            if (queue) queue.unshift(x);
+            // Before pagehide it goes back to the queue; after, it is already persisted.
+            if (queue && !persistedBodies) queue.unshift(x);
             return false;
           },
         )
         .then((ok) => {
+          inflightBodies.delete(x);
           pendingBytes -= n;
           inflight--;
           save();
@@ -205,14 +222,11 @@ function pageMain(cfg, makeFragments, chunkFragments, body, gzipSync) {
       else rest.push(x);
     }
     queue = rest;
-    if (cfg.persist && rest.length) {
-      const held = rest.flatMap((x) => x.frags);
-      try {
-        localStorage.setItem('held:' + cfg.run, JSON.stringify({ collector: cfg.collector, frags: held }));
-        log.persisted = held.length;
-      } catch (e) {
-        log.persistError = String(e);
-      }
+    // Persist what the browser did not take, and keepalive bodies still unanswered (at least
+    // once: one that completes later is a duplicate unless its answer removes it in time).
+    if (cfg.persist) {
+      persistedBodies = new Set([...rest, ...inflightBodies]);
+      writeHeld();
       queue = [];
     }
   }
