@@ -633,26 +633,31 @@ async function quota(env, browser) {
 async function storage(env, browser) {
   const p = await browser.page(0);
   try {
-    // 1. A fresh origin: write ~1 MiB at pagehide, read it on the next page.
-    await p.goto(`${env.pageOrigin}/next.html`);
-    await p.evaluate(() => {
-      const big = JSON.stringify(Array.from({ length: 3500 }, (_, i) => ({ i, p: 'y'.repeat(280) })));
-      addEventListener('pagehide', () => {
-        const t0 = performance.now();
-        try {
-          localStorage.setItem('held:pagehide', big);
-        } catch (e) {
-          localStorage.setItem('held:pagehideError', String(e));
-        }
-        localStorage.setItem('held:pagehideMs', String(performance.now() - t0));
-      });
-    });
-    await p.goto(`${env.pageOrigin}/next.html?again`);
-    const after = await p.evaluate(() => ({
-      survived: (localStorage.getItem('held:pagehide') || '').length,
-      ms: Number(localStorage.getItem('held:pagehideMs')),
-      error: localStorage.getItem('held:pagehideError'),
-    }));
+    // 1. Write one value at pagehide, read it on the next page: 256 KiB, 512 KiB, 1 MiB.
+    const after = {};
+    for (const kib of [256, 512, 1024]) {
+      await p.goto(`${env.pageOrigin}/next.html?kib=${kib}`);
+      await p.evaluate((kib) => {
+        localStorage.clear();
+        const big = 'y'.repeat(kib * 1024);
+        addEventListener('pagehide', () => {
+          const t0 = performance.now();
+          try {
+            localStorage.setItem('held:pagehide', big);
+          } catch (e) {
+            localStorage.setItem('held:pagehideError', String(e));
+          }
+          localStorage.setItem('held:pagehideMs', String(performance.now() - t0));
+        });
+      }, kib);
+      await p.goto(`${env.pageOrigin}/next.html?again`);
+      const r = await p.evaluate(() => ({
+        survived: (localStorage.getItem('held:pagehide') || '').length,
+        ms: Number(localStorage.getItem('held:pagehideMs')),
+        error: localStorage.getItem('held:pagehideError'),
+      }));
+      after[`pagehide write of ${kib} KiB: chars on the next page / ms / error`] = `${r.survived} / ${r.ms.toFixed(1)} / ${r.error}`;
+    }
     // 2. In a live page: write, read, parse, and how much fits.
     const r = await p.evaluate(() => {
       const s = 'x'.repeat(512 * 1024);
@@ -679,7 +684,7 @@ async function storage(env, browser) {
       localStorage.clear();
       return out;
     });
-    return { ...r, pagehideWriteMs: after.ms, survivedChars: after.survived, pagehideError: after.error };
+    return { ...r, ...after };
   } finally {
     await p.dispose();
   }
