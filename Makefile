@@ -33,17 +33,27 @@ setup:
 BUILD_STD := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort \
   -Csymbol-mangling-version=legacy -Zfmt-debug=none -Zlocation-detail=none \
   -Ctarget-feature=-reference-types"
+# Two wasm builds: the edge middleware's (feature `edge`, with the EdgeCoalescer edge.js wires
+# Workers to) first, into target/pkg-edge as spool_edge.js / spool_edge_bg.wasm, then the page's,
+# without it, into pkg/; finish-pkg.mjs copies the edge's files beside the page's. The page's is
+# built last so that target/wasm32-unknown-unknown/release/spool.wasm is its (for
+# bench/crate-sizes.mjs).
 build: setup
-	rm -rf pkg # wasm-bindgen leaves the snippets of an earlier build in place
+	rm -rf pkg target/pkg-edge # wasm-bindgen leaves the snippets of an earlier build in place
+	$(BUILD_STD) wasm-pack build . --target web --release --no-pack --out-dir target/pkg-edge \
+	  --out-name spool_edge -- --features edge -Z build-std=std,panic_abort
 	$(BUILD_STD) wasm-pack build . --target web --release --out-dir pkg -- -Z build-std=std,panic_abort
-	node scripts/finish-pkg.mjs pkg
+	node scripts/minify.mjs target/pkg-edge spool_edge
 	node scripts/minify.mjs pkg
+	node scripts/finish-pkg.mjs pkg target/pkg-edge
 
-# Formatting, and clippy on both targets: the web shell only compiles for wasm32.
+# Formatting, and clippy on both targets: the web shell only compiles for wasm32, and the edge
+# middleware's part of it only with the feature `edge`.
 check: setup
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --all-targets --target wasm32-unknown-unknown --features edge -- -D warnings
 
 # The engine and its simulations, natively.
 test-native: setup
