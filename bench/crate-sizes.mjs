@@ -23,7 +23,7 @@ const bin = (name) => {
 execFileSync('wasm-bindgen', ['--target', 'web', '--out-dir', out, '--keep-debug',
   path.join(root, 'target/wasm32-unknown-unknown/release/spool.wasm')]);
 const named = path.join(out, 'named.wasm');
-execFileSync(bin('wasm-opt'), ['--flatten', '--rereloop', '-Oz', '--converge', '--low-memory-unused', '-g',
+execFileSync(bin('wasm-opt'), ['--flatten', '--rereloop', '-Oz', '--gufa', '-Oz', '--converge', '--low-memory-unused', '-g',
   path.join(out, 'spool_bg.wasm'), '-o', named]);
 const csv = execFileSync('twiggy', ['top', '-n', '100000', '--format', 'csv', named], { maxBuffer: 1 << 26 }).toString();
 
