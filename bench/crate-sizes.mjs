@@ -39,9 +39,13 @@ const CRATES = [
   [/btree/, 'alloc BTreeMap'],
   [/talc|dlmalloc|allocator|__rust_alloc|__rdl/, 'allocator'],
   [/js_sys/, 'js-sys'],
-  [/wasm_bindgen|__wbindgen|__wbg|shim|closure/, 'wasm-bindgen (exports, shims, closures)'],
-  [/spool::engine/, 'spool engine'],
-  [/spool::web/, 'spool web shell'],
+  // Before wasm-bindgen's: spool's own closures (`spool::web::...::{{closure}}`) are its code.
+  [/^spool::engine/, 'spool engine'],
+  [/^spool::web/, 'spool web shell'],
+  // An export's shim is where its method's body was inlined (`exporter_capture multivalue
+  // shim` is mostly Exporter::capture): the shell's code more than wasm-bindgen's.
+  [/^(exporter|edgecoalescer)_\w+( multivalue shim)?$/, 'spool web shell (exports, methods inlined)'],
+  [/wasm_bindgen|__wbindgen|__wbg|shim|closure/, 'wasm-bindgen (runtime, imports, closures)'],
   [/function names|data names|producers|custom section/, '(names and metadata, stripped in pkg/)'],
   [/data segment/, 'data'],
 ];
