@@ -29,21 +29,34 @@ setup:
 # With panics aborting, nothing prints a `{:?}` or a source location, so their code and strings
 # go too (fmt-debug, location-detail: 240 bytes gzipped). Without reference types, wasm-bindgen
 # keeps JS objects in a table of its glue rather than in a wasm externref table: the glue grows
-# by 250 bytes gzipped and the wasm shrinks by 740 (and runs on older browsers too).
+# by 250 bytes gzipped and the wasm shrinks by 740 (and runs on older browsers too). std's own
+# feature optimize_for_size picks core's smaller integer formatting and sorting (670 bytes
+# gzipped).
 BUILD_STD := RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort \
   -Csymbol-mangling-version=legacy -Zfmt-debug=none -Zlocation-detail=none \
   -Ctarget-feature=-reference-types"
+BUILD_STD_CRATES := -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
+# Two wasm builds: the edge middleware's (feature `edge`, with the EdgeCoalescer edge.js wires
+# Workers to) first, into target/pkg-edge as spool_edge.js / spool_edge_bg.wasm, then the page's,
+# without it, into pkg/; finish-pkg.mjs copies the edge's files beside the page's. The page's is
+# built last so that target/wasm32-unknown-unknown/release/spool.wasm is its (for
+# bench/crate-sizes.mjs).
 build: setup
-	rm -rf pkg # wasm-bindgen leaves the snippets of an earlier build in place
-	$(BUILD_STD) wasm-pack build . --target web --release --out-dir pkg -- -Z build-std=std,panic_abort
-	node scripts/finish-pkg.mjs pkg
+	rm -rf pkg target/pkg-edge # wasm-bindgen leaves the snippets of an earlier build in place
+	$(BUILD_STD) wasm-pack build . --target web --release --no-pack --out-dir target/pkg-edge \
+	  --out-name spool_edge -- --features edge $(BUILD_STD_CRATES)
+	$(BUILD_STD) wasm-pack build . --target web --release --out-dir pkg -- $(BUILD_STD_CRATES)
+	node scripts/minify.mjs target/pkg-edge spool_edge
 	node scripts/minify.mjs pkg
+	node scripts/finish-pkg.mjs pkg target/pkg-edge
 
-# Formatting, and clippy on both targets: the web shell only compiles for wasm32.
+# Formatting, and clippy on both targets: the web shell only compiles for wasm32, and the edge
+# middleware's part of it only with the feature `edge`.
 check: setup
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --all-targets --target wasm32-unknown-unknown --features edge -- -D warnings
 
 # The engine and its simulations, natively.
 test-native: setup

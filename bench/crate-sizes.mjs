@@ -23,7 +23,7 @@ const bin = (name) => {
 execFileSync('wasm-bindgen', ['--target', 'web', '--out-dir', out, '--keep-debug',
   path.join(root, 'target/wasm32-unknown-unknown/release/spool.wasm')]);
 const named = path.join(out, 'named.wasm');
-execFileSync(bin('wasm-opt'), ['--flatten', '--rereloop', '-Oz', '--converge', '--low-memory-unused', '-g',
+execFileSync(bin('wasm-opt'), ['--flatten', '--rereloop', '-Oz', '--gufa', '-Oz', '--converge', '--low-memory-unused', '-g',
   path.join(out, 'spool_bg.wasm'), '-o', named]);
 const csv = execFileSync('twiggy', ['top', '-n', '100000', '--format', 'csv', named], { maxBuffer: 1 << 26 }).toString();
 
@@ -39,9 +39,13 @@ const CRATES = [
   [/btree/, 'alloc BTreeMap'],
   [/talc|dlmalloc|allocator|__rust_alloc|__rdl/, 'allocator'],
   [/js_sys/, 'js-sys'],
-  [/wasm_bindgen|__wbindgen|__wbg|shim|closure/, 'wasm-bindgen (exports, shims, closures)'],
-  [/spool::engine/, 'spool engine'],
-  [/spool::web/, 'spool web shell'],
+  // Before wasm-bindgen's: spool's own closures (`spool::web::...::{{closure}}`) are its code.
+  [/^spool::engine/, 'spool engine'],
+  [/^spool::web/, 'spool web shell'],
+  // An export's shim is where its method's body was inlined (`exporter_capture multivalue
+  // shim` is mostly Exporter::capture): the shell's code more than wasm-bindgen's.
+  [/^(exporter|edgecoalescer)_\w+( multivalue shim)?$/, 'spool web shell (exports, methods inlined)'],
+  [/wasm_bindgen|__wbindgen|__wbg|shim|closure/, 'wasm-bindgen (runtime, imports, closures)'],
   [/function names|data names|producers|custom section/, '(names and metadata, stripped in pkg/)'],
   [/data segment/, 'data'],
 ];

@@ -23,7 +23,11 @@
 // posthog-js's bundles, which ship minified; measuring ours unminified would compare a
 // source file with a build. The .d.ts files are left as they are: they are for editors.
 //
-//   node scripts/minify.mjs [pkg-dir]     prints each file's size before and after
+//   node scripts/minify.mjs [pkg-dir] [name]   prints each file's size before and after
+//
+// `name` is wasm-pack's `--out-name` (default `spool`): the files are `{name}.js` and
+// `{name}_bg.wasm` (`make build` runs it for `spool` in pkg/ and for `spool_edge`, the edge
+// middleware's wasm, in target/pkg-edge).
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -31,11 +35,12 @@ import { buildSync } from 'esbuild';
 import { editManifest } from './manifest.mjs';
 
 const pkg = path.resolve(process.argv[2] ?? 'pkg');
-const glue = path.join(pkg, 'spool.js');
-const wasm = path.join(pkg, 'spool_bg.wasm');
+const NAME = process.argv[3] ?? 'spool';
+const glue = path.join(pkg, `${NAME}.js`);
+const wasm = path.join(pkg, `${NAME}_bg.wasm`);
 // The module name wasm-bindgen gives every import of the wasm: the glue itself. It is written
 // before each of the 50-odd imports, so it becomes one letter too.
-const GLUE_MODULE = './spool_bg.js';
+const GLUE_MODULE = `./${NAME}_bg.js`;
 const SHORT_MODULE = 'a';
 
 function report(file, before, after) {
@@ -55,10 +60,13 @@ function report(file, before, after) {
   fs.writeFileSync(glue, bundle.text);
   report(glue, source.length, bundle.text.length);
   fs.rmSync(path.join(pkg, 'snippets'), { recursive: true, force: true });
-  editManifest(pkg, (manifest) => {
-    manifest.files = manifest.files?.filter((f) => f !== 'snippets');
-    delete manifest.sideEffects; // only the snippets were listed
-  });
+  // A build with --no-pack has no package.json.
+  if (fs.existsSync(path.join(pkg, 'package.json'))) {
+    editManifest(pkg, (manifest) => {
+      manifest.files = manifest.files?.filter((f) => f !== 'snippets');
+      delete manifest.sideEffects; // only the snippets were listed
+    });
+  }
 }
 
 // --- The import names -------------------------------------------------------------------------

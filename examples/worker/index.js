@@ -3,11 +3,11 @@
 // ctx.waitUntil. Run it with `npx wrangler dev` against the local collector (`make demo`), or
 // see what would be uploaded with `npx wrangler deploy --dry-run --outdir dist`.
 //
-// In a project of your own, import from the package instead: "spool", "spool/edge.js" and
-// "spool/spool_bg.wasm".
-import wasm from "../../pkg/spool_bg.wasm";
-import { initSync } from "../../pkg/spool.js";
-import { withTelemetry } from "../../pkg/edge.js";
+// In a project of your own, import from the package instead: "spool/edge.js" and
+// "spool/spool_edge_bg.wasm" (the edge's wasm; a page's "spool/spool_bg.wasm" lacks the
+// middleware's part).
+import wasm from "../../pkg/spool_edge_bg.wasm";
+import { initSync, withTelemetry } from "../../pkg/edge.js";
 
 // Once per isolate, at module scope: instantiating the compiled module does no I/O.
 initSync({ module: wasm });

@@ -1,5 +1,9 @@
 // Types of `spool/edge.js`, the edge middleware.
-import type { ExporterConfig } from "./spool.js";
+import type { ExporterConfig } from "./spool_edge.js";
+
+/** The edge's wasm (`spool_edge_bg.wasm`), as in "spool": `initSync({ module })` once per
+ *  isolate, at module scope, with the `.wasm` imported as a compiled module. */
+export { default, initSync, Exporter } from "./spool_edge.js";
 
 /** Options of `withTelemetry`. Every field is optional; any `ExporterConfig` key may be given.
  *  `batchMode` and `flushIntervalMs` set the batching window: in `linger` mode (the default)
@@ -37,7 +41,7 @@ export interface FetchHandler<Env = any> {
  * path, status, duration_ms, country, colo; status 500 and error when the handler throws) and
  * delivered after the response inside `ctx.waitUntil`, batched with the other requests of the
  * isolate. Returns the object to export. Throws a `SpoolConfigError` (with `field`) for an
- * invalid option. Call `initSync` (or `init`) from "spool" first.
+ * invalid option. Call `initSync` (or `init`), exported here, first.
  *
  * ```js
  * export default withTelemetry({ fetch: (request, env, ctx) => new Response("hello") });

@@ -3,12 +3,15 @@
 // delivered after the response inside `ctx.waitUntil`.
 //
 // ```js
-// import wasm from "spool/spool_bg.wasm";
-// import { initSync } from "spool";
-// import { withTelemetry } from "spool/edge.js";
+// import wasm from "spool/spool_edge_bg.wasm";
+// import { initSync, withTelemetry } from "spool/edge.js";
 // initSync({ module: wasm });
 // export default withTelemetry({ fetch: (request) => new Response("hello") });
 // ```
+//
+// It runs on a wasm of its own, `spool_edge_bg.wasm` with its glue `spool_edge.js`: the page's
+// `spool_bg.wasm` leaves the EdgeCoalescer out, so that no page downloads it. `initSync` (and
+// `init`, and the `Exporter` for events of the Worker's own) are re-exported from that glue.
 //
 // Batches across requests. workerd refuses I/O shared between requests ("Cannot perform I/O on
 // behalf of a different request"), so no request may await another's fetch or timer; plain
@@ -24,7 +27,9 @@
 // Nothing runs when the module is loaded but the checks of the options: workerd forbids
 // timers, I/O and random numbers at module scope.
 
-import { EdgeCoalescer, Exporter } from "./spool.js";
+import { EdgeCoalescer, Exporter } from "./spool_edge.js";
+
+export { default, initSync, Exporter } from "./spool_edge.js";
 
 // The env bindings read when the options name no endpoint or key.
 const ENDPOINT_BINDING = "SPOOL_ENDPOINT";

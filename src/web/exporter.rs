@@ -9,6 +9,7 @@ use crate::engine::{BatchMode, CaptureError};
 use js_sys::Promise;
 use serde::Serialize;
 use std::future::Future;
+use std::pin::Pin;
 use wasm_bindgen::prelude::*;
 
 /// `shutdown()`'s `timeoutMs` when none is given.
@@ -137,9 +138,15 @@ impl Exporter {
 
 /// A promise settled by `report`: its value as a plain object, or the error.
 fn promise<T: Serialize>(report: impl Future<Output = Result<T, Error>> + 'static) -> Promise {
-    wasm_bindgen_futures::future_to_promise(async move {
+    settle(Box::pin(async move {
         report.await.map(|r| report::to_js(&r)).map_err(to_error)
-    })
+    }))
+}
+
+/// `future_to_promise` for every report: one copy of its code in the wasm, not one per report
+/// type (about 1 KB).
+fn settle(report: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>>) -> Promise {
+    wasm_bindgen_futures::future_to_promise(report)
 }
 
 /// The JavaScript error for a client's error.

@@ -23,6 +23,7 @@ mod allocator;
 mod capture;
 mod client;
 mod config;
+#[cfg(feature = "edge")]
 mod edge;
 mod error;
 mod exporter;
@@ -35,6 +36,7 @@ mod typescript;
 
 pub use crate::schema::ShellOptions;
 pub use client::{Client, Error};
+#[cfg(feature = "edge")]
 pub use edge::EdgeCoalescer;
 pub use exporter::Exporter;
 pub use report::{FlushReport, ShutdownReport};

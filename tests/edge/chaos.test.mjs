@@ -51,9 +51,8 @@ const CHAOS = { seed: SEED, weights: CHAOS_WEIGHTS, stallMs: 3000, retryAfterMax
 // The test Worker: the middleware as the example Worker uses it, with OPTIONS, and the wire
 // recorder around it. The recorder's state is plain data at module scope (one isolate).
 const WORKER = `
-import wasm from "./pkg/spool_bg.wasm";
-import { initSync } from "./pkg/spool.js";
-import { withTelemetry } from "./pkg/edge.js";
+import wasm from "./pkg/spool_edge_bg.wasm";
+import { initSync, withTelemetry } from "./pkg/edge.js";
 initSync({ module: wasm });
 
 let clock = 0;

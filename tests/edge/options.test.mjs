@@ -6,15 +6,14 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { startCollector, waitFor } from '../e2e/harness.mjs';
 import { ROOT, startWorker, wrappedWorker } from './workerd.mjs';
-import { initSync } from '../../pkg/spool.js';
-import { withTelemetry } from '../../pkg/edge.js';
+import { initSync, withTelemetry } from '../../pkg/edge.js';
 
 const HANDLER = `{ async fetch(request) { return new Response("ok"); } }`;
 const app = { fetch: () => new Response('ok') };
 
 let collector;
 before(async () => {
-  initSync({ module: await fs.readFile(path.join(ROOT, 'pkg', 'spool_bg.wasm')) });
+  initSync({ module: await fs.readFile(path.join(ROOT, 'pkg', 'spool_edge_bg.wasm')) });
   collector = await startCollector({ port: 0, host: '127.0.0.1' });
 });
 after(async () => {

@@ -33,8 +33,8 @@ export function runtimeLog() {
 }
 
 /**
- * Starts a Worker whose module is `source` (it may import "./pkg/spool.js" and
- * "./pkg/spool_bg.wasm": the built package, unbundled), with `bindings` as its env.
+ * Starts a Worker whose module is `source` (it may import "./pkg/edge.js" and
+ * "./pkg/spool_edge_bg.wasm": the built package, unbundled), with `bindings` as its env.
  * Returns { worker, log }; dispose `worker` when done.
  */
 export async function startWorker(source, bindings = {}) {
@@ -63,9 +63,8 @@ export async function startWorker(source, bindings = {}) {
 /** A Worker module: the package loaded as Workers load it, `handler` wrapped with `options`. */
 export function wrappedWorker(handler, options) {
   return `
-import wasm from "./pkg/spool_bg.wasm";
-import { initSync } from "./pkg/spool.js";
-import { withTelemetry } from "./pkg/edge.js";
+import wasm from "./pkg/spool_edge_bg.wasm";
+import { initSync, withTelemetry } from "./pkg/edge.js";
 initSync({ module: wasm });
 export default withTelemetry(${handler}, ${JSON.stringify(options)});
 `;
