@@ -290,7 +290,7 @@ impl Coalescer {
     /// Events settled (delivered or dropped) since the last call, with how, when
     /// [`report_settlements`](Self::report_settlements) is on. Events refused at capture by a
     /// window's engine (`tooLarge`) come with the uuid they were captured with before, or none.
-    #[must_use]
+    #[must_use = "settlements taken are gone: their events are never reported"]
     pub fn poll_settled(&mut self) -> Option<(Settlement, Vec<Uuid>)> {
         first(&mut self.settled)
     }
@@ -351,7 +351,7 @@ impl Coalescer {
 
     /// The next request window `window`'s leader must send now, if any: its batch, or a retry.
     /// Drain until `None` after every input. None once the window has spent its subrequests.
-    #[must_use]
+    #[must_use = "a transmit taken and not sent is never answered: its events wait for the request timeout"]
     pub fn poll_transmit(&mut self, window: WindowId, now_ms: u64) -> Option<Transmit> {
         let idx = self.index(window)?;
         let limit = self.config.subrequest_limit;
@@ -378,7 +378,7 @@ impl Coalescer {
 
     /// The next request of window `window` its leader must abort (timed out, or abandoned at
     /// the deadline), if any.
-    #[must_use]
+    #[must_use = "an abort taken and not carried out leaves its request running past the window"]
     pub fn poll_abort(&mut self, window: WindowId) -> Option<TransmitId> {
         let idx = self.index(window)?;
         first(&mut self.windows[idx].aborts)
@@ -388,7 +388,7 @@ impl Coalescer {
     /// next: the window's end while it forms, then its engine's next timer (batches, backoff,
     /// `Retry-After`, request timeouts, the deadline). `None` when it need not wake: it waits
     /// for an answer, or is finished. Valid after `poll_transmit` has been drained.
-    #[must_use]
+    #[must_use = "the window acts on time only when its leader calls `handle_timeout` then"]
     pub fn poll_timeout(&self, window: WindowId) -> Option<u64> {
         let idx = self.index(window)?;
         match &self.windows[idx].phase {

@@ -57,10 +57,11 @@ pub use otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
 pub use retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
 pub use rng::Rng;
 pub use stats::{DropReason, Dropped, Stats};
-pub use timer::{Timer, TimerTable};
+pub use timer::Timer;
 
 use queue::{BodyLimit, Item, Queue};
 use retry::Step;
+use timer::TimerTable;
 
 /// The browser's budget for keepalive request bodies in flight, per page: 64 KiB in total.
 /// Fetch standard, "HTTP-network-or-cache fetch": a keepalive request whose body would take
@@ -219,6 +220,7 @@ enum Source {
 ///
 /// Generic over its [`WireFormat`]; [`Engine::new`] speaks the one the config names
 /// ([`ConfiguredFormat`]).
+#[derive(Debug)]
 pub struct Engine<F: WireFormat = ConfiguredFormat> {
     config: Config,
     format: F,
@@ -421,6 +423,7 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// The next request to send at `now_ms`, if any. Drain until `None` after every input.
+    #[must_use = "a transmit taken and not sent is never answered: its events wait for the request timeout"]
     pub fn poll_transmit(&mut self, now_ms: u64) -> Option<Transmit> {
         if let Some(t) = self.ready.pop_front() {
             return Some(t);
@@ -436,11 +439,13 @@ impl<F: WireFormat> Engine<F> {
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next (ms since the epoch), if
     /// anything is waiting on time. Valid after `poll_transmit` has been drained.
+    #[must_use = "nothing that waits on time (linger, backoff, Retry-After, request timeouts, the shutdown deadline) happens unless a timer calls `handle_timeout` then"]
     pub fn poll_timeout(&self) -> Option<u64> {
         self.timers.next_timeout()
     }
 
     /// The next thing the shell should know or do.
+    #[must_use = "a notice taken is gone: a flush or shutdown it completes is never resolved, a request it aborts keeps running"]
     pub fn poll_notice(&mut self) -> Option<Notice> {
         self.notices.pop_front()
     }

@@ -652,7 +652,7 @@ fn after_the_page_is_visible_again_events_linger_as_configured() {
 fn an_invalid_config_is_refused_naming_the_field() {
     let mut c = config();
     c.max_in_flight = 0;
-    let err = Engine::new(c, 1).err().expect("refused");
+    let err = Engine::new(c, 1).expect_err("refused");
     assert_eq!(err.field, "maxInFlight");
 }
 

@@ -26,6 +26,7 @@ const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 2000;
 /// Keep a reference to it for as long as it should run, and call `shutdown()` to stop it: an
 /// exporter that is garbage-collected (or `free()`d) stops its timer and page listeners.
 #[wasm_bindgen]
+#[derive(Debug)]
 pub struct Exporter {
     client: Client,
     /// The client's, which never changes, as a JS string: made once.
