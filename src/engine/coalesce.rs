@@ -737,19 +737,20 @@ mod tests {
 
     /// The paths of a body's events, in order.
     fn paths(t: &Transmit) -> Vec<String> {
-        field(&t.body, r#""path":""#)
+        field(t, |event| &event["properties"]["path"])
     }
 
     fn uuids(t: &Transmit) -> Vec<String> {
-        field(&t.body, r#""uuid":""#)
+        field(t, |event| &event["uuid"])
     }
 
-    fn field(body: &str, key: &str) -> Vec<String> {
-        body.match_indices(key)
-            .map(|(i, _)| {
-                let rest = &body[i + key.len()..];
-                rest[..rest.find('"').unwrap()].to_string()
-            })
+    /// A string of each event of a PostHog body, in order, parsed.
+    fn field(t: &Transmit, get: impl Fn(&serde_json::Value) -> &serde_json::Value) -> Vec<String> {
+        let body: serde_json::Value = serde_json::from_str(&t.body).expect("the body is JSON");
+        let events = body["batch"].as_array().expect("a PostHog batch");
+        events
+            .iter()
+            .map(|event| get(event).as_str().expect("a string").to_owned())
             .collect()
     }
 
@@ -985,7 +986,7 @@ mod tests {
         let first = drain(&mut c, a, T0 + 1000).remove(0);
         let b = request(&mut c, 2, T0 + 1001).unwrap();
         let second = drain(&mut c, b, T0 + 2001).remove(0);
-        let ids = |t: &Transmit| field(&t.body, r#""distinct_id":""#);
+        let ids = |t: &Transmit| field(t, |event| &event["distinct_id"]);
         assert_eq!(ids(&first), ids(&second));
         assert_eq!(Some(ids(&first)[0].as_str()), c.distinct_id());
     }
