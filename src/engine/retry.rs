@@ -173,7 +173,8 @@ pub(crate) struct Decision {
 /// The wire format's status rules ([`WireFormat::verdict`]) say whether the outcome is
 /// delivered, retried, split or final. A retry waits out the answer's `Retry-After` if it has
 /// one (capped at [`MAX_RETRY_AFTER_MS`]), else a backoff with full jitter: a uniform draw from
-/// `rng` below `initialBackoffMs · 2^(sends-1)`, capped at `maxBackoffMs`. After `maxAttempts`
+/// `rng` between 0 and `initialBackoffMs · 2^(sends-1)` ms, that ceiling capped at
+/// `maxBackoffMs`. After `maxAttempts`
 /// sends a batch that would be retried is dropped as `attemptsExhausted`; a body of one event
 /// that would be split is dropped as rejected with the status.
 // Inlined at its one call site: 44 bytes less gzipped wasm than a call.
