@@ -25,6 +25,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(missing_debug_implementations)]
 
 pub mod engine;
 pub mod schema;

@@ -159,9 +159,9 @@ async fn shutdown_reports_what_it_settled_and_later_captures_are_refused() {
 fn a_bad_config_names_the_field() {
     let mut config = Config::new("https://collector.test/rust-bad/");
     config.max_batch_events = 0;
-    let e = Client::new(config).err().expect("refused");
+    let e = Client::new(config).expect_err("refused");
     assert_eq!(e.field, "maxBatchEvents");
-    let e = Client::new(Config::new("ftp://x/")).err().expect("refused");
+    let e = Client::new(Config::new("ftp://x/")).expect_err("refused");
     assert_eq!(e.field, "endpoint");
 }
 

@@ -602,20 +602,32 @@ impl Sim {
     }
 }
 
-/// `(request, uuid)` of each event in a PostHog batch body.
+/// A PostHog batch body, as far as the invariants read it.
+#[derive(serde::Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    batch: Vec<BodyEvent<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct BodyEvent<'a> {
+    properties: Properties,
+    uuid: &'a str,
+}
+
+/// The properties the simulated Worker gives each request's event.
+#[derive(serde::Deserialize)]
+struct Properties {
+    req: u64,
+}
+
+/// `(request, uuid)` of each event in a PostHog batch body, parsed.
 fn parse_events(body: &str) -> Vec<(u64, Uuid)> {
-    let mut out = Vec::new();
-    let mut rest = body;
-    while let Some(i) = rest.find(r#"{"req":"#) {
-        rest = &rest[i + 7..];
-        let end = rest.find('}').expect("the properties end");
-        let request: u64 = rest[..end].parse().expect("a request number");
-        let u = rest.find(r#""uuid":""#).expect("a uuid") + 8;
-        let uuid = Uuid::parse(&rest[u..u + 36]).expect("a valid uuid");
-        out.push((request, uuid));
-        rest = &rest[u + 36..];
-    }
-    out
+    let body: Body = serde_json::from_str(body).expect("the body is a PostHog batch");
+    body.batch
+        .into_iter()
+        .map(|e| (e.properties.req, Uuid::parse(e.uuid).expect("a valid uuid")))
+        .collect()
 }
 
 fn env(name: &str, default: u64) -> u64 {

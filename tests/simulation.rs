@@ -561,17 +561,26 @@ fn fate_name(f: Fate) -> &'static str {
     }
 }
 
-/// The (timestamp, uuid) pairs of a PostHog batch body written by the engine.
+/// A PostHog batch body, as far as the invariants read it.
+#[derive(serde::Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    batch: Vec<BodyEvent<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct BodyEvent<'a> {
+    timestamp: &'a str,
+    uuid: &'a str,
+}
+
+/// The (timestamp, uuid) pairs of a PostHog batch body written by the engine, parsed.
 fn parse_events(body: &str) -> Vec<(&str, &str)> {
-    let mut out = Vec::new();
-    let mut rest = body;
-    while let Some(i) = rest.find("\"timestamp\":\"") {
-        let ts = &rest[i + 13..i + 13 + 24];
-        let j = rest[i..].find("\"uuid\":\"").expect("uuid after timestamp") + i + 8;
-        out.push((ts, &rest[j..j + 36]));
-        rest = &rest[j + 36..];
-    }
-    out
+    let body: Body = serde_json::from_str(body).expect("the body is a PostHog batch");
+    body.batch
+        .into_iter()
+        .map(|e| (e.timestamp, e.uuid))
+        .collect()
 }
 
 /// An IMF-fixdate for `ms`, e.g. `Tue, 14 Nov 2023 22:13:20 GMT`.

@@ -290,7 +290,7 @@ impl Coalescer {
     /// Events settled (delivered or dropped) since the last call, with how, when
     /// [`report_settlements`](Self::report_settlements) is on. Events refused at capture by a
     /// window's engine (`tooLarge`) come with the uuid they were captured with before, or none.
-    #[must_use]
+    #[must_use = "settlements taken are gone: their events are never reported"]
     pub fn poll_settled(&mut self) -> Option<(Settlement, Vec<Uuid>)> {
         first(&mut self.settled)
     }
@@ -351,7 +351,7 @@ impl Coalescer {
 
     /// The next request window `window`'s leader must send now, if any: its batch, or a retry.
     /// Drain until `None` after every input. None once the window has spent its subrequests.
-    #[must_use]
+    #[must_use = "a transmit taken and not sent is never answered: its events wait for the request timeout"]
     pub fn poll_transmit(&mut self, window: WindowId, now_ms: u64) -> Option<Transmit> {
         let idx = self.index(window)?;
         let limit = self.config.subrequest_limit;
@@ -378,7 +378,7 @@ impl Coalescer {
 
     /// The next request of window `window` its leader must abort (timed out, or abandoned at
     /// the deadline), if any.
-    #[must_use]
+    #[must_use = "an abort taken and not carried out leaves its request running past the window"]
     pub fn poll_abort(&mut self, window: WindowId) -> Option<TransmitId> {
         let idx = self.index(window)?;
         first(&mut self.windows[idx].aborts)
@@ -388,7 +388,7 @@ impl Coalescer {
     /// next: the window's end while it forms, then its engine's next timer (batches, backoff,
     /// `Retry-After`, request timeouts, the deadline). `None` when it need not wake: it waits
     /// for an answer, or is finished. Valid after `poll_transmit` has been drained.
-    #[must_use]
+    #[must_use = "the window acts on time only when its leader calls `handle_timeout` then"]
     pub fn poll_timeout(&self, window: WindowId) -> Option<u64> {
         let idx = self.index(window)?;
         match &self.windows[idx].phase {
@@ -737,19 +737,20 @@ mod tests {
 
     /// The paths of a body's events, in order.
     fn paths(t: &Transmit) -> Vec<String> {
-        field(&t.body, r#""path":""#)
+        field(t, |event| &event["properties"]["path"])
     }
 
     fn uuids(t: &Transmit) -> Vec<String> {
-        field(&t.body, r#""uuid":""#)
+        field(t, |event| &event["uuid"])
     }
 
-    fn field(body: &str, key: &str) -> Vec<String> {
-        body.match_indices(key)
-            .map(|(i, _)| {
-                let rest = &body[i + key.len()..];
-                rest[..rest.find('"').unwrap()].to_string()
-            })
+    /// A string of each event of a PostHog body, in order, parsed.
+    fn field(t: &Transmit, get: impl Fn(&serde_json::Value) -> &serde_json::Value) -> Vec<String> {
+        let body: serde_json::Value = serde_json::from_str(&t.body).expect("the body is JSON");
+        let events = body["batch"].as_array().expect("a PostHog batch");
+        events
+            .iter()
+            .map(|event| get(event).as_str().expect("a string").to_owned())
             .collect()
     }
 
@@ -985,7 +986,7 @@ mod tests {
         let first = drain(&mut c, a, T0 + 1000).remove(0);
         let b = request(&mut c, 2, T0 + 1001).unwrap();
         let second = drain(&mut c, b, T0 + 2001).remove(0);
-        let ids = |t: &Transmit| field(&t.body, r#""distinct_id":""#);
+        let ids = |t: &Transmit| field(t, |event| &event["distinct_id"]);
         assert_eq!(ids(&first), ids(&second));
         assert_eq!(Some(ids(&first)[0].as_str()), c.distinct_id());
     }

@@ -57,10 +57,11 @@ pub use otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
 pub use retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
 pub use rng::Rng;
 pub use stats::{DropReason, Dropped, Stats};
-pub use timer::{Timer, TimerTable};
+pub use timer::Timer;
 
 use queue::{BodyLimit, Item, Queue};
-use retry::backoff_ceiling;
+use retry::Step;
+use timer::TimerTable;
 
 /// The browser's budget for keepalive request bodies in flight, per page: 64 KiB in total.
 /// Fetch standard, "HTTP-network-or-cache fetch": a keepalive request whose body would take
@@ -219,6 +220,7 @@ enum Source {
 ///
 /// Generic over its [`WireFormat`]; [`Engine::new`] speaks the one the config names
 /// ([`ConfiguredFormat`]).
+#[derive(Debug)]
 pub struct Engine<F: WireFormat = ConfiguredFormat> {
     config: Config,
     format: F,
@@ -421,6 +423,7 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// The next request to send at `now_ms`, if any. Drain until `None` after every input.
+    #[must_use = "a transmit taken and not sent is never answered: its events wait for the request timeout"]
     pub fn poll_transmit(&mut self, now_ms: u64) -> Option<Transmit> {
         if let Some(t) = self.ready.pop_front() {
             return Some(t);
@@ -436,11 +439,13 @@ impl<F: WireFormat> Engine<F> {
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next (ms since the epoch), if
     /// anything is waiting on time. Valid after `poll_transmit` has been drained.
+    #[must_use = "nothing that waits on time (linger, backoff, Retry-After, request timeouts, the shutdown deadline) happens unless a timer calls `handle_timeout` then"]
     pub fn poll_timeout(&self) -> Option<u64> {
         self.timers.next_timeout()
     }
 
     /// The next thing the shell should know or do.
+    #[must_use = "a notice taken is gone: a flush or shutdown it completes is never resolved, a request it aborts keeps running"]
     pub fn poll_notice(&mut self) -> Option<Notice> {
         self.notices.pop_front()
     }
@@ -481,31 +486,34 @@ impl<F: WireFormat> Engine<F> {
             return false;
         };
         self.release(idx);
-        let verdict = self.format.verdict(&outcome);
-        if verdict != Verdict::Delivered {
+        let attempt = retry::Attempt {
+            sends: self.batches[idx].attempts,
+            events: self.batches[idx].items.len(),
+        };
+        let decision = retry::decide(
+            &self.format,
+            &outcome,
+            attempt,
+            &self.config,
+            now_ms,
+            &mut self.rng,
+        );
+        if decision.step != Step::Delivered {
             self.stats.last_error = Some(describe(&outcome));
         }
-        match verdict {
-            Verdict::Delivered => self.settle(idx, Settlement::Delivered),
-            Verdict::Reject(status) => {
-                self.settle(idx, Settlement::Dropped(DropReason::Rejected(status)))
-            }
-            Verdict::Partial { status, rejected } => {
-                // Which records were refused is not said: the last ones are counted.
+        if let Some(until) = decision.hold_until {
+            self.gate_until = self.gate_until.max(until);
+        }
+        match decision.step {
+            Step::Delivered => self.settle(idx, Settlement::Delivered),
+            Step::Reject(reason) => self.settle(idx, Settlement::Dropped(reason)),
+            Step::Partial { status, rejected } => {
                 let batch = &mut self.batches[idx];
-                let keep = batch.items.len().saturating_sub(rejected as usize);
-                let refused = batch.items.split_off(keep);
+                let refused = batch.items.split_off(batch.items.len() - rejected);
                 self.settle_items(refused, Settlement::Dropped(DropReason::Rejected(status)));
                 self.settle(idx, Settlement::Delivered);
             }
-            Verdict::Split(status) if self.batches[idx].items.len() == 1 => {
-                self.settle(idx, Settlement::Dropped(DropReason::Rejected(status)))
-            }
-            // Bisection: a refused body is sent again as two halves, so an event the collector
-            // refuses ends alone in a body of one and is dropped, and every other event is
-            // delivered. A batch of n events with k refused ones costs at most
-            // 2·k·⌈log2 n⌉ extra requests, and never more than 2·(n − 1).
-            Verdict::Split(_) => {
+            Step::Split => {
                 let batch = &mut self.batches[idx];
                 let second = batch.items.split_off(batch.items.len() / 2);
                 batch.state = BatchState::Waiting { not_before: now_ms };
@@ -521,32 +529,8 @@ impl<F: WireFormat> Engine<F> {
                     },
                 );
             }
-            Verdict::Retry => {
-                let retry_after = match outcome {
-                    Outcome::Response {
-                        retry_after: Some(ra),
-                        ..
-                    } => {
-                        let until = ra.deadline(now_ms);
-                        self.gate_until = self.gate_until.max(until);
-                        Some(until)
-                    }
-                    _ => None,
-                };
-                let attempts = self.batches[idx].attempts;
-                if attempts >= self.config.max_attempts {
-                    self.settle(idx, Settlement::Dropped(DropReason::AttemptsExhausted));
-                } else {
-                    let not_before = retry_after.unwrap_or_else(|| {
-                        let ceiling = backoff_ceiling(
-                            attempts,
-                            self.config.initial_backoff_ms,
-                            self.config.max_backoff_ms,
-                        );
-                        now_ms + self.rng.up_to(ceiling)
-                    });
-                    self.batches[idx].state = BatchState::Waiting { not_before };
-                }
+            Step::Retry(not_before) => {
+                self.batches[idx].state = BatchState::Waiting { not_before };
             }
         }
         self.after_change(now_ms);

@@ -17,9 +17,10 @@ pub enum Timer {
 
 const COUNT: usize = 5;
 
-/// The armed timers, as absolute times in ms.
+/// The armed timers, as absolute times in ms. The engine's own: the shell sees only
+/// [`Engine::poll_timeout`](super::Engine::poll_timeout), the earliest of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TimerTable {
+pub(crate) struct TimerTable {
     data: [Option<u64>; COUNT],
 }
 

@@ -56,9 +56,23 @@ impl From<CaptureError> for Error {
 /// Dropping it (its last clone) stops its timer and page listeners; call
 /// [`shutdown`](Client::shutdown) first to send what it holds.
 #[derive(Clone)]
+#[must_use = "a Client stops its timer and page listeners when its last clone is dropped; keep it while it should deliver, and call `shutdown` first"]
 pub struct Client {
     shell: Shared,
     distinct_id: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Client");
+        d.field("distinct_id", &self.distinct_id);
+        // Not while one of its own calls holds the state (a `Serialize` impl printing it).
+        if let Ok(shell) = self.shell.try_borrow() {
+            d.field("endpoint", &shell.engine.config().endpoint)
+                .field("stats", &shell.engine.stats());
+        }
+        d.finish_non_exhaustive()
+    }
 }
 
 impl Client {

@@ -12,6 +12,7 @@ use wasm_bindgen::prelude::*;
 /// Worker's module scope forbids); each window is then carried out from its leader's
 /// `ctx.waitUntil`, so that no I/O crosses requests.
 #[wasm_bindgen]
+#[derive(Debug)]
 pub struct EdgeCoalescer {
     inner: Coalescer,
     /// The user's `headers` (a checked plain object), or `undefined`.

@@ -27,6 +27,8 @@ const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 2000;
 /// Keep a reference to it for as long as it should run, and call `shutdown()` to stop it: an
 /// exporter that is garbage-collected (or `free()`d) stops its timer and page listeners.
 #[wasm_bindgen]
+#[derive(Debug)]
+#[must_use = "an Exporter stops its timer and page listeners when dropped; keep it while it should deliver, and call `shutdown` first"]
 pub struct Exporter {
     client: Client,
     /// The client's, which never changes, as a JS string: made once.

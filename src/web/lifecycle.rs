@@ -26,8 +26,16 @@ struct Listener {
 }
 
 /// The page listeners; removed on drop.
+#[must_use = "the page listeners are removed when the Lifecycle is dropped; keep it for as long as the page should be watched"]
 pub struct Lifecycle {
     listeners: Vec<Listener>,
+}
+
+impl std::fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The listeners' closures have nothing to show.
+        f.debug_struct("Lifecycle").finish_non_exhaustive()
+    }
 }
 
 impl Lifecycle {

@@ -1,0 +1,751 @@
+//! The engine as a user of the exporter would notice it: what goes out and when, what each
+//! body says, and how every event settles. Only the public API (`spool::engine`), on a fake
+//! clock; bodies are read with serde_json, the parser PostHog's capture uses.
+
+use serde_json::Value;
+use spool::engine::{
+    BatchMode, CaptureError, Config, DropReason, Engine, EventInput, FlushReport, Notice, Outcome,
+    RetryAfter, Settlement, Transmit, Uuid, MAX_RETRY_AFTER_MS, POSTHOG_MAX_PROPERTIES_DEPTH,
+};
+use std::ops::{Deref, DerefMut};
+
+/// 2023-11-14T22:13:20.000Z.
+const T0: u64 = 1_700_000_000_000;
+
+/// An engine's setup, from the defaults: the PostHog batch API of a test collector, key
+/// `phc_test`, lingering 1 s, 10 s request timeout, 4 requests in flight.
+struct Setup(Config);
+
+fn engine() -> Setup {
+    let mut c = Config::new("https://collector.example/batch/");
+    c.api_key = "phc_test".into();
+    Setup(c)
+}
+
+impl Setup {
+    fn max_batch_events(mut self, n: usize) -> Setup {
+        self.0.max_batch_events = n;
+        self
+    }
+    fn max_batch_bytes(mut self, n: usize) -> Setup {
+        self.0.max_batch_bytes = n;
+        self
+    }
+    fn max_in_flight(mut self, n: usize) -> Setup {
+        self.0.max_in_flight = n;
+        self
+    }
+    fn max_queue_events(mut self, n: usize) -> Setup {
+        self.0.max_queue_events = n;
+        self
+    }
+    fn max_queue_bytes(mut self, n: usize) -> Setup {
+        self.0.max_queue_bytes = n;
+        self
+    }
+    fn max_attempts(mut self, n: u32) -> Setup {
+        self.0.max_attempts = n;
+        self
+    }
+    fn batch_mode(mut self, mode: BatchMode) -> Setup {
+        self.0.batch_mode = mode;
+        self
+    }
+    /// The engine, seeded with 1, reporting settlements.
+    fn start(self) -> TestEngine {
+        let mut e = Engine::new(self.0, 1).expect("valid config");
+        e.report_settlements(true);
+        TestEngine(e)
+    }
+}
+
+/// An [`Engine`] with the drains and shorthands the tests use; every engine method through
+/// `Deref`.
+struct TestEngine(Engine);
+
+impl Deref for TestEngine {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        &self.0
+    }
+}
+
+impl DerefMut for TestEngine {
+    fn deref_mut(&mut self) -> &mut Engine {
+        &mut self.0
+    }
+}
+
+impl TestEngine {
+    /// Captures an event named `name`, with no properties.
+    fn capture_named(&mut self, name: &str, now: u64) -> Uuid {
+        self.0
+            .capture(EventInput::new(name), now)
+            .expect("captured")
+    }
+
+    /// Every request due at `now`.
+    fn drain(&mut self, now: u64) -> Vec<Transmit> {
+        std::iter::from_fn(|| self.0.poll_transmit(now)).collect()
+    }
+
+    fn notices(&mut self) -> Vec<Notice> {
+        std::iter::from_fn(|| self.0.poll_notice()).collect()
+    }
+
+    /// The flush completions among the notices.
+    fn flush_reports(&mut self) -> Vec<FlushReport> {
+        self.notices()
+            .into_iter()
+            .filter_map(|n| match n {
+                Notice::FlushComplete(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many queue-overflow warnings are among the notices.
+    fn overflow_warnings(&mut self) -> usize {
+        self.notices()
+            .iter()
+            .filter(|n| matches!(n, Notice::QueueOverflow { .. }))
+            .count()
+    }
+}
+
+/// A body, parsed.
+fn json(t: &Transmit) -> Value {
+    serde_json::from_str(&t.body).expect("the body is JSON")
+}
+
+/// The body's `sent_at`.
+fn sent_at(t: &Transmit) -> String {
+    json(t)["sent_at"].as_str().expect("sent_at").to_owned()
+}
+
+/// The events of a PostHog body.
+fn batch(t: &Transmit) -> Vec<Value> {
+    json(t)["batch"].as_array().expect("batch").clone()
+}
+
+/// The uuids of a PostHog body's events.
+fn uuids(t: &Transmit) -> Vec<Uuid> {
+    batch(t)
+        .iter()
+        .map(|e| Uuid::parse(e["uuid"].as_str().expect("uuid")).expect("a uuid"))
+        .collect()
+}
+
+fn retry_after(status: u16, ra: RetryAfter) -> Outcome {
+    Outcome::Response {
+        status,
+        retry_after: Some(ra),
+        body: None,
+    }
+}
+
+// What goes out, and when.
+
+#[test]
+fn an_event_lingers_for_the_flush_interval_then_goes() {
+    let mut e = engine().start();
+    e.capture_named("a", T0);
+    assert!(e.drain(T0 + 999).is_empty());
+    assert_eq!(e.poll_timeout(), Some(T0 + 1000));
+    let sent = e.drain(T0 + 1000);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].events, 1);
+    assert!(!sent[0].keepalive);
+}
+
+#[test]
+fn a_full_batch_goes_at_once_without_waiting_for_the_timer() {
+    let mut e = engine().max_batch_events(10).start();
+    for i in 0..25 {
+        e.capture_named(&format!("e{i}"), T0);
+    }
+    let sent = e.drain(T0);
+    assert_eq!(sent.iter().map(|t| t.events).collect::<Vec<_>>(), [10, 10]);
+    assert_eq!(e.stats().queued, 5);
+}
+
+#[test]
+fn batches_respect_max_batch_bytes() {
+    let mut e = engine().max_batch_bytes(2_000).max_in_flight(64).start();
+    let props = format!("{{\"pad\":\"{}\"}}", "x".repeat(300));
+    for _ in 0..20 {
+        e.capture(EventInput::new("big").properties(&props), T0)
+            .unwrap();
+    }
+    e.flush(T0);
+    let sent = e.drain(T0);
+    assert!(
+        sent.iter().all(|t| t.body.len() <= 2_000),
+        "{:?}",
+        sent.iter().map(|t| t.body.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(sent.iter().map(|t| t.events).sum::<usize>(), 20);
+}
+
+#[test]
+fn auto_mode_sends_at_once_when_idle_and_accumulates_while_busy() {
+    let mut e = engine()
+        .batch_mode(BatchMode::Auto)
+        .max_in_flight(1)
+        .start();
+    e.capture_named("first", T0);
+    let first = e.drain(T0);
+    assert_eq!(first.len(), 1);
+    for _ in 0..5 {
+        e.capture_named("later", T0 + 1);
+    }
+    assert!(
+        e.drain(T0 + 2).is_empty(),
+        "accumulates while a request is in flight"
+    );
+    assert_eq!(
+        e.poll_timeout(),
+        Some(T0 + 10_000),
+        "only the request timeout is armed"
+    );
+    e.handle_outcome(first[0].id, Outcome::status(200), T0 + 50);
+    let second = e.drain(T0 + 50);
+    assert_eq!(second.iter().map(|t| t.events).collect::<Vec<_>>(), [5]);
+}
+
+#[test]
+fn off_mode_sends_one_event_per_request() {
+    let mut e = engine().batch_mode(BatchMode::Off).start();
+    for _ in 0..3 {
+        e.capture_named("x", T0);
+    }
+    let sent = e.drain(T0);
+    assert_eq!(sent.iter().map(|t| t.events).collect::<Vec<_>>(), [1, 1, 1]);
+}
+
+#[test]
+fn no_more_than_max_in_flight_requests_and_a_slow_one_holds_only_its_batch() {
+    let mut e = engine().max_batch_events(1).max_in_flight(2).start();
+    for _ in 0..5 {
+        e.capture_named("x", T0);
+    }
+    let sent = e.drain(T0);
+    assert_eq!(sent.len(), 2);
+    // The second answers, the first stays slow: the next goes.
+    e.handle_outcome(sent[1].id, Outcome::status(200), T0 + 10);
+    let next = e.drain(T0 + 10);
+    assert_eq!(next.len(), 1);
+    assert_eq!(e.stats().in_flight_requests, 2);
+}
+
+// What a body says.
+
+#[test]
+fn the_body_carries_the_capture_timestamp_and_the_send_time_as_sent_at() {
+    let mut e = engine().start();
+    let uuid = e
+        .capture(
+            EventInput::new("signup")
+                .properties(r#"{"plan":"pro"}"#)
+                .distinct_id("u7"),
+            T0,
+        )
+        .unwrap();
+    let t = e.drain(T0 + 1500).remove(0);
+    assert_eq!(
+        t.body,
+        format!(
+            r#"{{"api_key":"phc_test","batch":[{{"event":"signup","distinct_id":"u7","properties":{{"plan":"pro"}},"timestamp":"2023-11-14T22:13:20.000Z","uuid":"{uuid}"}}],"sent_at":"2023-11-14T22:13:21.500Z"}}"#
+        )
+    );
+}
+
+#[test]
+fn a_caller_supplied_timestamp_and_uuid_are_kept() {
+    let mut e = engine().start();
+    let given = "01890a5d-ac96-774b-bcce-b302099a8057";
+    let uuid = e
+        .capture(EventInput::new("x").uuid(given).timestamp_ms(T0 - 5), T0)
+        .unwrap();
+    assert_eq!(uuid.to_string(), given);
+    let event = batch(&e.drain(T0 + 1000)[0]).remove(0);
+    assert_eq!(event["uuid"], given);
+    assert_eq!(event["timestamp"], "2023-11-14T22:13:19.995Z");
+}
+
+#[test]
+fn events_without_a_distinct_id_share_the_exporters_own() {
+    let mut e = engine().start();
+    let id = e.distinct_id().to_string();
+    assert_eq!(id.len(), 36);
+    e.capture_named("x", T0);
+    assert_eq!(batch(&e.drain(T0 + 1000)[0])[0]["distinct_id"], id.as_str());
+}
+
+#[test]
+fn capture_json_encodes_as_capture_does_without_checking_the_json_again() {
+    let mut checked = engine().start();
+    let mut trusted = engine().start();
+    let event = EventInput::new("x")
+        .properties(" {\"a\":[1,{\"b\":null}]} ")
+        .uuid("0190a3c1-7a2b-7c3d-8e4f-5a6b7c8d9e0f");
+    checked.capture(event, T0).unwrap();
+    trusted.capture_json(event, T0).unwrap();
+    let body = |e: &mut TestEngine| e.drain(T0 + 1000).remove(0).body;
+    assert_eq!(body(&mut checked), body(&mut trusted));
+    // What capture refuses, capture_json takes as given: the caller vouches for it.
+    let broken = EventInput::new("x").properties("{\"a\":");
+    assert!(checked.capture(broken, T0).is_err());
+    assert!(trusted.capture_json(broken, T0).is_ok());
+    // Everything else is checked the same.
+    assert_eq!(
+        trusted.capture_json(EventInput::new(""), T0),
+        Err(CaptureError::EmptyName)
+    );
+}
+
+// Bad input and full queues.
+
+#[test]
+fn malformed_events_are_refused_and_the_exporter_keeps_working() {
+    let mut e = engine().start();
+    assert_eq!(
+        e.capture(EventInput::new(""), T0),
+        Err(CaptureError::EmptyName)
+    );
+    assert!(matches!(
+        e.capture(EventInput::new("x").properties("[1]"), T0),
+        Err(CaptureError::InvalidProperties(_))
+    ));
+    assert_eq!(
+        e.capture(EventInput::new("x").uuid("nope"), T0),
+        Err(CaptureError::InvalidUuid)
+    );
+    assert!(matches!(
+        e.capture(EventInput::new("x").timestamp_ms(u64::MAX), T0),
+        Err(CaptureError::InvalidTimestamp(_))
+    ));
+    e.capture_named("fine", T0);
+    assert_eq!(e.stats().queued, 1);
+    assert_eq!(e.stats().dropped.total(), 0);
+}
+
+#[test]
+fn an_event_larger_than_a_batch_is_refused_and_counted_too_large() {
+    let mut e = engine().max_batch_bytes(1_000).start();
+    let props = format!("{{\"pad\":\"{}\"}}", "x".repeat(1_000));
+    let err = e
+        .capture(EventInput::new("big").properties(&props), T0)
+        .unwrap_err();
+    assert!(matches!(err, CaptureError::TooLarge { max: 1_000, .. }));
+    assert!(err.to_string().contains("maxBatchBytes is 1000"), "{err}");
+    assert_eq!(e.stats().dropped.too_large, 1);
+    assert_eq!(e.stats().queued, 0);
+}
+
+#[test]
+fn lone_surrogates_are_repaired_and_bad_ids_and_deep_properties_refused_at_capture() {
+    let mut e = engine().start();
+    e.capture(
+        EventInput::new("cut").properties(r#"{"s":"x\ud83d","ok":"\ud83d\ude00"}"#),
+        T0,
+    )
+    .unwrap();
+    for id in ["", "  \t"] {
+        let err = e
+            .capture(EventInput::new("e").distinct_id(id), T0)
+            .unwrap_err();
+        assert_eq!(err, CaptureError::BlankDistinctId);
+    }
+    let deep = format!(
+        "{{\"a\":{}{}}}",
+        "[".repeat(POSTHOG_MAX_PROPERTIES_DEPTH),
+        "]".repeat(POSTHOG_MAX_PROPERTIES_DEPTH)
+    );
+    let err = e
+        .capture(EventInput::new("deep").properties(&deep), T0)
+        .unwrap_err();
+    assert!(matches!(err, CaptureError::TooDeep { .. }), "{err}");
+    assert!(err.message().contains("124"), "{err}");
+    e.flush(T0);
+    let t = e.drain(T0).remove(0);
+    // The lone half is replaced, the pair kept as written; the body is JSON a strict parser takes.
+    assert!(t.body.contains(r#""s":"x\ufffd","ok":"\ud83d\ude00""#));
+    let properties = &batch(&t)[0]["properties"];
+    assert_eq!(properties["s"], "x\u{fffd}");
+    assert_eq!(properties["ok"], "\u{1f600}");
+}
+
+#[test]
+fn a_full_queue_drops_new_events_and_warns_once_per_episode() {
+    let mut e = engine().max_queue_events(3).start();
+    for _ in 0..3 {
+        e.capture_named("x", T0);
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            e.capture(EventInput::new("over"), T0),
+            Err(CaptureError::QueueFull)
+        );
+    }
+    assert_eq!(e.stats().dropped.queue_full, 5);
+    assert_eq!(e.overflow_warnings(), 1);
+    // Drain the queue: the warning re-arms.
+    e.flush(T0);
+    let t = e.drain(T0).remove(0);
+    e.handle_outcome(t.id, Outcome::status(200), T0 + 10);
+    for _ in 0..4 {
+        let _ = e.capture(EventInput::new("again"), T0 + 20);
+    }
+    assert_eq!(e.overflow_warnings(), 1);
+}
+
+#[test]
+fn the_queue_bound_counts_bytes_too() {
+    let mut e = engine().max_queue_bytes(1024).start();
+    let props = format!("{{\"pad\":\"{}\"}}", "x".repeat(300));
+    let ok = (0..10)
+        .filter(|_| {
+            e.capture(EventInput::new("x").properties(&props), T0)
+                .is_ok()
+        })
+        .count();
+    assert_eq!(ok, 2);
+    assert!(e.held_bytes() <= 1024);
+    assert_eq!(e.stats().dropped.queue_full, 8);
+}
+
+#[test]
+fn an_invalid_config_is_refused_naming_the_field() {
+    let Setup(mut c) = engine();
+    c.max_in_flight = 0;
+    let err = Engine::new(c, 1).expect_err("refused");
+    assert_eq!(err.field, "maxInFlight");
+}
+
+// Failures, retries and Retry-After.
+
+#[test]
+fn a_503_is_retried_after_jittered_backoff_with_the_same_uuids_and_a_new_sent_at() {
+    let mut e = engine().start();
+    let uuid = e.capture_named("x", T0);
+    let first = e.drain(T0 + 1000).remove(0);
+    e.handle_outcome(first.id, Outcome::status(503), T0 + 1100);
+    let wake = e.poll_timeout().unwrap();
+    assert!(
+        (T0 + 1100..=T0 + 2100).contains(&wake),
+        "backoff within the first ceiling"
+    );
+    e.handle_timeout(wake);
+    let retry = e.drain(wake).remove(0);
+    assert_eq!(retry.attempt, 2);
+    assert_eq!(retry.batch, first.batch);
+    assert_ne!(retry.id, first.id);
+    assert_eq!(uuids(&retry), [uuid]);
+    assert_ne!(sent_at(&retry), sent_at(&first));
+    e.handle_outcome(retry.id, Outcome::status(200), wake + 5);
+    let s = e.stats();
+    assert_eq!((s.delivered, s.retried, s.requests), (1, 1, 2));
+    assert_eq!(s.last_error.as_deref(), Some("HTTP 503"));
+}
+
+#[test]
+fn a_400_for_a_lone_event_drops_it_as_rejected_without_retrying() {
+    let mut e = engine().start();
+    e.capture_named("x", T0);
+    let t = e.drain(T0 + 1000).remove(0);
+    e.handle_outcome(t.id, Outcome::status(400), T0 + 1010);
+    assert_eq!(e.stats().dropped.rejected, 1);
+    assert_eq!(e.poll_timeout(), None);
+    assert!(e.notices().contains(&Notice::Settled {
+        settlement: Settlement::Dropped(DropReason::Rejected(400)),
+        uuids: uuids(&t),
+    }));
+}
+
+#[test]
+fn retries_stop_after_max_attempts_and_the_batch_is_counted_exhausted() {
+    let mut e = engine().max_attempts(3).start();
+    e.capture_named("x", T0);
+    let mut now = T0 + 1000;
+    for _ in 0..3 {
+        let t = e.drain(now).remove(0);
+        e.handle_outcome(t.id, Outcome::NetworkError("reset".into()), now);
+        if let Some(w) = e.poll_timeout() {
+            now = w;
+            e.handle_timeout(now);
+        }
+    }
+    let s = e.stats();
+    assert_eq!(s.dropped.attempts_exhausted, 1);
+    assert_eq!((s.requests, s.retried), (3, 2));
+    assert!(e.drain(now + 100_000).is_empty());
+}
+
+#[test]
+fn retry_after_holds_every_batch_until_the_named_time() {
+    let mut e = engine().max_batch_events(1).max_in_flight(1).start();
+    e.capture_named("a", T0);
+    e.capture_named("b", T0);
+    let t = e.drain(T0).remove(0);
+    let ra = RetryAfter::parse("2").unwrap();
+    e.handle_outcome(t.id, retry_after(429, ra), T0 + 100);
+    assert_eq!(e.poll_timeout(), Some(T0 + 2100));
+    assert!(
+        e.drain(T0 + 2099).is_empty(),
+        "neither the retry nor the other batch goes early"
+    );
+    e.capture_named("c", T0 + 500);
+    e.flush(T0 + 600);
+    assert!(
+        e.drain(T0 + 2099).is_empty(),
+        "a flush does not bypass Retry-After"
+    );
+    assert_eq!(e.drain(T0 + 2100).len(), 1);
+}
+
+#[test]
+fn retry_after_as_an_http_date_is_honoured() {
+    let mut e = engine().start();
+    e.capture_named("x", T0);
+    let t = e.drain(T0 + 1000).remove(0);
+    // T0 + 1000 is 2023-11-14T22:13:21Z; ask for 22:13:24.
+    let ra = RetryAfter::parse("Tue, 14 Nov 2023 22:13:24 GMT").unwrap();
+    e.handle_outcome(t.id, retry_after(503, ra), T0 + 1000);
+    assert_eq!(e.poll_timeout(), Some(T0 + 4000));
+    assert!(e.drain(T0 + 3999).is_empty());
+    let retry = e.drain(T0 + 4000).remove(0);
+    assert_eq!(sent_at(&retry), "2023-11-14T22:13:24.000Z");
+}
+
+#[test]
+fn a_hold_from_another_exporter_delays_every_request_like_retry_after() {
+    let mut e = engine().start();
+    e.hold_until(T0 + 5_000, T0);
+    e.capture_named("x", T0);
+    e.flush(T0);
+    assert!(e.drain(T0 + 4_999).is_empty());
+    assert_eq!(e.poll_timeout(), Some(T0 + 5_000));
+    assert_eq!(e.drain(T0 + 5_000).len(), 1);
+    // Capped like a Retry-After, and never shortened.
+    e.hold_until(u64::MAX, T0 + 6_000);
+    assert_eq!(e.retry_after_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
+    e.hold_until(T0, T0 + 6_000);
+    assert_eq!(e.retry_after_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
+}
+
+#[test]
+fn a_request_past_its_timeout_is_aborted_and_retried_and_its_late_answer_ignored() {
+    let mut e = engine().start();
+    e.capture_named("x", T0);
+    let t = e.drain(T0 + 1000).remove(0);
+    assert_eq!(e.poll_timeout(), Some(T0 + 11_000));
+    e.handle_timeout(T0 + 11_000);
+    assert!(e.notices().contains(&Notice::Abort(t.id)));
+    assert_eq!(e.stats().last_error.as_deref(), Some("timeout"));
+    assert!(
+        !e.handle_outcome(t.id, Outcome::status(200), T0 + 11_001),
+        "late answer ignored"
+    );
+    assert_eq!(e.stats().delivered, 0);
+    let wake = e.poll_timeout().unwrap();
+    e.handle_timeout(wake);
+    assert_eq!(e.drain(wake)[0].attempt, 2);
+}
+
+// Bodies a collector refuses: 413 and 400.
+
+#[test]
+fn a_413_splits_the_batch_and_sends_the_halves() {
+    let mut e = engine().start();
+    for _ in 0..4 {
+        e.capture_named("x", T0);
+    }
+    let t = e.drain(T0 + 1000).remove(0);
+    e.handle_outcome(t.id, Outcome::status(413), T0 + 1010);
+    let halves = e.drain(T0 + 1010);
+    assert_eq!(halves.iter().map(|t| t.events).collect::<Vec<_>>(), [2, 2]);
+    for h in &halves {
+        e.handle_outcome(h.id, Outcome::status(200), T0 + 1020);
+    }
+    assert_eq!(e.stats().delivered, 4);
+}
+
+/// Answers every request as a collector that refuses (400) any body holding an event named
+/// `bad`, until nothing is held; returns the requests made.
+fn answer_strictly(e: &mut TestEngine, mut now: u64) -> usize {
+    let mut requests = 0;
+    e.flush(now);
+    for _ in 0..10_000 {
+        let sent = e.drain(now);
+        if sent.is_empty() {
+            match e.poll_timeout() {
+                Some(t) => {
+                    now = now.max(t);
+                    e.handle_timeout(now);
+                    continue;
+                }
+                None => break,
+            }
+        }
+        for t in sent {
+            requests += 1;
+            let bad = batch(&t).iter().any(|event| event["event"] == "bad");
+            let status = if bad { 400 } else { 200 };
+            e.handle_outcome(t.id, Outcome::status(status), now + 5);
+        }
+        now += 5;
+    }
+    requests
+}
+
+#[test]
+fn one_event_a_collector_refuses_costs_only_itself_within_the_documented_requests() {
+    for bad_at in [0, 37, 99] {
+        let mut e = engine().start();
+        for i in 0..100 {
+            let name = if i == bad_at { "bad" } else { "good" };
+            e.capture_named(name, T0);
+        }
+        let requests = answer_strictly(&mut e, T0);
+        let s = e.stats();
+        assert_eq!(s.delivered, 99, "bad event at {bad_at}");
+        assert_eq!(s.dropped.rejected, 1);
+        // 1 request, then at most 2·⌈log2 100⌉ = 14 more.
+        assert!(requests <= 1 + 14, "{requests} requests");
+    }
+}
+
+#[test]
+fn several_refused_events_are_isolated_and_the_rest_delivered() {
+    let mut e = engine().start();
+    for i in 0..100 {
+        e.capture_named(if i % 10 == 3 { "bad" } else { "good" }, T0);
+    }
+    let requests = answer_strictly(&mut e, T0);
+    assert_eq!(e.stats().delivered, 90);
+    assert_eq!(e.stats().dropped.rejected, 10);
+    assert!(requests <= 1 + 2 * 99, "{requests} requests");
+}
+
+// Flush and shutdown.
+
+#[test]
+fn flush_sends_at_once_and_completes_when_its_events_settle() {
+    let mut e = engine().start();
+    e.capture_named("a", T0);
+    e.capture_named("b", T0);
+    let f = e.flush(T0 + 1);
+    let t = e.drain(T0 + 1).remove(0);
+    e.capture_named("after", T0 + 2);
+    assert!(e
+        .notices()
+        .iter()
+        .all(|n| !matches!(n, Notice::FlushComplete(_))));
+    e.handle_outcome(t.id, Outcome::status(200), T0 + 30);
+    let done = e.flush_reports();
+    assert_eq!(
+        done,
+        [FlushReport {
+            id: f,
+            delivered: 2,
+            dropped: 0
+        }]
+    );
+    assert_eq!(e.stats().queued, 1, "the later capture still lingers");
+}
+
+#[test]
+fn overlapping_flushes_each_wait_for_exactly_their_own_events() {
+    let mut e = engine().max_batch_events(1).start();
+    e.capture_named("a", T0);
+    let f1 = e.flush(T0);
+    let ta = e.drain(T0).remove(0);
+    e.capture_named("b", T0);
+    let f2 = e.flush(T0);
+    let tb = e.drain(T0).remove(0);
+    e.handle_outcome(tb.id, Outcome::status(200), T0 + 5);
+    assert!(
+        e.notices()
+            .iter()
+            .all(|n| !matches!(n, Notice::FlushComplete(_))),
+        "f2 waits for a too"
+    );
+    e.handle_outcome(ta.id, Outcome::status(400), T0 + 6);
+    let done = e.flush_reports();
+    assert_eq!(
+        done,
+        [
+            FlushReport {
+                id: f1,
+                delivered: 0,
+                dropped: 1
+            },
+            FlushReport {
+                id: f2,
+                delivered: 1,
+                dropped: 1
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_flush_with_nothing_held_completes_at_once() {
+    let mut e = engine().start();
+    let f = e.flush(T0);
+    assert_eq!(
+        e.notices(),
+        [Notice::FlushComplete(FlushReport {
+            id: f,
+            delivered: 0,
+            dropped: 0
+        })]
+    );
+}
+
+#[test]
+fn shutdown_sends_everything_then_refuses_captures() {
+    let mut e = engine().start();
+    e.capture_named("a", T0);
+    e.shutdown(T0, T0 + 2000);
+    assert_eq!(
+        e.capture(EventInput::new("late"), T0),
+        Err(CaptureError::ShutDown)
+    );
+    let t = e.drain(T0).remove(0);
+    e.handle_outcome(t.id, Outcome::status(200), T0 + 10);
+    assert!(e
+        .notices()
+        .contains(&Notice::ShutdownComplete { abandoned: 0 }));
+    assert_eq!(e.poll_timeout(), None);
+}
+
+#[test]
+fn shutdown_abandons_what_is_left_at_the_deadline_and_counts_it() {
+    let mut e = engine().max_batch_events(1).max_in_flight(1).start();
+    e.capture_named("a", T0);
+    e.capture_named("b", T0);
+    e.shutdown(T0, T0 + 2000);
+    let t = e.drain(T0).remove(0);
+    assert_eq!(e.poll_timeout(), Some(T0 + 2000));
+    e.handle_timeout(T0 + 2000);
+    let n = e.notices();
+    assert!(n.contains(&Notice::Abort(t.id)));
+    assert!(n.contains(&Notice::ShutdownComplete { abandoned: 2 }));
+    assert_eq!(e.stats().dropped.shutdown, 2);
+    assert_eq!(e.stats().queued + e.stats().in_flight, 0);
+    assert!(!e.handle_outcome(t.id, Outcome::status(200), T0 + 2001));
+}
+
+#[test]
+fn shutdown_gives_up_early_when_retry_after_reaches_past_its_deadline() {
+    let mut e = engine().start();
+    e.capture_named("a", T0);
+    let t = e.drain(T0 + 1000).remove(0);
+    e.shutdown(T0 + 1000, T0 + 3000);
+    e.handle_outcome(t.id, retry_after(429, RetryAfter::Delay(60_000)), T0 + 1100);
+    assert!(e
+        .notices()
+        .contains(&Notice::ShutdownComplete { abandoned: 1 }));
+}
