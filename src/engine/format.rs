@@ -62,6 +62,17 @@ pub trait WireFormat {
     }
 }
 
+/// Appends `fragments` separated by commas: the events of a body's JSON array, as every
+/// format writes them.
+pub(crate) fn write_joined(fragments: &mut dyn Iterator<Item = &str>, out: &mut String) {
+    for (i, f) in fragments.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(f);
+    }
+}
+
 /// The format a [`Config`] names: what [`Engine::new`](super::Engine::new) speaks.
 #[derive(Debug, Clone)]
 pub enum ConfiguredFormat {
@@ -167,12 +178,7 @@ impl WireFormat for PostHogBatch {
         out: &mut String,
     ) {
         out.push_str(&self.head);
-        for (i, f) in fragments.enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(f);
-        }
+        write_joined(fragments, out);
         out.push_str(TAIL_BEFORE_SENT_AT);
         write_iso8601(out, sent_at_ms);
         out.push_str(TAIL_AFTER_SENT_AT);

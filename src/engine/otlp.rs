@@ -9,7 +9,7 @@
 //! mapping writes 64-bit integers), `eventName`, and the properties as attributes, plus
 //! `user.id` (the distinct id) and `log.record.uid` (the uuid).
 
-use super::format::{EventRecord, WireFormat};
+use super::format::{write_joined, EventRecord, WireFormat};
 use super::json;
 use super::retry::{Outcome, Verdict};
 
@@ -88,12 +88,7 @@ impl WireFormat for OtlpLogs {
         out: &mut String,
     ) {
         out.push_str(&self.head);
-        for (i, f) in fragments.enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(f);
-        }
+        write_joined(fragments, out);
         out.push_str(TAIL);
     }
 
