@@ -135,24 +135,10 @@ impl Client {
     /// event captured before this call has settled (later captures and other flushes do not
     /// delay it), with how many were delivered and dropped.
     pub fn flush(&self) -> impl Future<Output = Result<FlushReport, Error>> + 'static {
-        let (done, report) = oneshot::channel();
-        let started = match self.shell.try_borrow_mut() {
-            Ok(mut shell) => {
-                let id = shell.engine.flush(now_ms());
-                shell.wait_flush(id, done);
-                true
-            }
-            Err(_) => false,
-        };
-        if started {
-            drive(&self.shell);
-        }
-        async move {
-            if !started {
-                return Err(Error::Busy);
-            }
-            report.await.map_err(|_| Error::Stopped)
-        }
+        self.wait(|shell, done| {
+            let id = shell.engine.flush(now_ms());
+            shell.wait_flush(id, done);
+        })
     }
 
     /// Stops taking events and sends what is held; the future completes once the events
@@ -171,10 +157,20 @@ impl Client {
         &self,
         timeout_ms: u64,
     ) -> impl Future<Output = Result<ShutdownReport, Error>> + 'static {
+        self.wait(move |shell, done| shell.shutdown(timeout_ms, done))
+    }
+
+    /// Hands the shell the sender of a report with `register`, drives it, and returns the
+    /// future of that report: [`Error::Busy`] if the state was borrowed (nothing registered),
+    /// [`Error::Stopped`] if the exporter went away before the report came.
+    fn wait<T: 'static>(
+        &self,
+        register: impl FnOnce(&mut Shell, oneshot::Sender<T>),
+    ) -> impl Future<Output = Result<T, Error>> + 'static {
         let (done, report) = oneshot::channel();
         let started = match self.shell.try_borrow_mut() {
             Ok(mut shell) => {
-                shell.shutdown(timeout_ms, done);
+                register(&mut shell, done);
                 true
             }
             Err(_) => false,
