@@ -25,6 +25,8 @@
 //! `SPOOL_EDGE_SIM_SEEDS` sets the seeds (default 12), `SPOOL_EDGE_SIM_REQUESTS` the Worker
 //! requests per seed (default 3,000). Run with `--nocapture` to see the totals.
 
+mod common;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
@@ -59,15 +61,7 @@ const FATES: [(Fate, u64); 7] = [
 
 impl Fate {
     fn pick(rng: &mut Rng) -> Fate {
-        let total: u64 = FATES.iter().map(|(_, w)| w).sum();
-        let mut r = rng.up_to(total - 1);
-        for (fate, w) in FATES {
-            if r < w {
-                return fate;
-            }
-            r -= w;
-        }
-        Fate::Ok
+        common::pick_weighted(&FATES, rng)
     }
 
     /// Whether the collector stored the body (a 2xx, or a lost acknowledgment).

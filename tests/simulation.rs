@@ -23,6 +23,8 @@
 //! `SPOOL_SIM_SEEDS` sets the number of seeds (default 200); `SPOOL_SIM_EVENTS` the events per
 //! seed (default 2,000). Run with `--nocapture` to see the totals.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 
 use spool::engine::time::write_iso8601;
@@ -61,15 +63,7 @@ const FATES: [(Fate, u64); 8] = [
 
 impl Fate {
     fn pick(rng: &mut Rng) -> Fate {
-        let total: u64 = FATES.iter().map(|(_, w)| w).sum();
-        let mut r = rng.up_to(total - 1);
-        for (fate, w) in FATES {
-            if r < w {
-                return fate;
-            }
-            r -= w;
-        }
-        Fate::Ok
+        common::pick_weighted(&FATES, rng)
     }
 
     /// Whether the collector stored the body (a 2xx, or a lost acknowledgment).
