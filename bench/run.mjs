@@ -5,6 +5,10 @@
 //!                                 writes nothing unless --out is given
 //!   options: --runs N  --out FILE  --only 1,2,3,4,5,6,7,8
 //!
+//! Figures: 1 capture cost, 2 bytes shipped, 3 requests and bytes on the wire, 4 latency, 5
+//! memory, 6 edge CPU, 7 events delivered when the page navigates away (at close and from the
+//! next load), 8 bytes on the wire with compression (7 and 8: bench/close.mjs).
+//!
 //! `make bench` builds the release package first and runs the first form. Everything runs on
 //! this machine: headless Chromium (playwright-core, /usr/bin/chromium) and workerd (miniflare)
 //! against tools/collector.mjs on 127.0.0.1. Every comparison is a ratio measured in the same
@@ -457,7 +461,7 @@ function render(r, env) {
 
   const goalLines = ['## Goals', '', table(['goal', 'measured', 'verdict'], goals.map(([g, m, ok]) => [g, m, ok === null ? 'n/a' : ok ? 'PASS' : 'FAIL'])), ''];
   out.splice(goalIndex, 0, ...goalLines);
-  out.push('## How to reproduce', '', '```sh', 'make bench                   # builds pkg/ (release), runs every figure, writes BENCHMARKS.md', 'node bench/run.mjs --quick   # the same code on small counts (about a minute), writes nothing', '```', '');
+  out.push('## How to reproduce', '', '```sh', 'make bench                   # builds pkg/ (release), runs every figure, writes BENCHMARKS.md', 'node bench/run.mjs --quick   # the same code on small counts (about a minute), writes nothing', 'node bench/run.mjs --only 7,8 --out FILE   # page close and the compressed wire alone', '```', '');
   return out.join('\n');
 }
 

@@ -71,14 +71,23 @@ test('in Firefox, context.setOffline(true) makes the page offline (navigator.onL
 });
 
 test('in Firefox, a navigation fires pagehide in the old page, and what it sends then reaches the collector', async () => {
-  await withSpoolPage(browser, PAGE, async ({ page, collector }) => {
+  await withSpoolPage(browser, PAGE, async ({ page, collector, endpoint }) => {
     await page.evaluate(() => {
       addEventListener('pagehide', () => {
         navigator.sendBeacon(endpoint, JSON.stringify({ api_key: 'k', batch: [{ event: 'bye', uuid: 'x' }] }));
       });
     });
-    await page.goto(new URL(ELSEWHERE, page.url()).href);
+    // The page navigates itself (as a click on a link), and the harness waits for the next one.
+    const next = new URL(ELSEWHERE, page.url()).href;
+    await page.evaluate((next) => setTimeout(() => (location.href = next), 0), next);
+    await page.waitForURL(next);
     await waitFor(() => events(collector).some((e) => e.event === 'bye'), { message: 'the pagehide beacon' });
+    // And once more with goto, from the next page.
+    await page.evaluate((endpoint) => {
+      addEventListener('pagehide', () => navigator.sendBeacon(endpoint, '{"api_key":"k","batch":[{"event":"again","uuid":"y"}]}'));
+    }, endpoint);
+    await page.goto(new URL(PAGE, page.url()).href);
+    await waitFor(() => events(collector).some((e) => e.event === 'again'), { message: 'the second pagehide beacon' });
   });
 });
 

@@ -18,9 +18,15 @@
 //!
 //! What `launchBrowser()` returns is a small adapter with the part of Playwright's Browser,
 //! BrowserContext and Page that spool's tests use (listed at `FirefoxPage`), so harness.mjs's
-//! own openPage / openCrossOrigin / withCrossOrigin / withSpoolPage work on it unchanged; they
-//! are re-exported from here. The puppeteer objects stay reachable (`browser.puppeteer`,
-//! `context.puppeteer`, `page.puppeteer`) for anything else.
+//! functions that take a browser work on it unchanged. Exported here with harness.mjs's names
+//! and results: launchBrowser, openPage, openCrossOrigin, withCrossOrigin, withSpoolPage
+//! (the last three also take `{ latencyMs }`), startCollector, withCollector, waitFor; and
+//! startLatencyProxy, closedPortUrl. The puppeteer objects stay reachable (`browser.puppeteer`,
+//! `context.puppeteer`, `page.puppeteer`) for anything else. Checked in Firefox ESR 153:
+//! `page.reload()` keeps localStorage; a second `context.newPage()` shares it (two tabs of one
+//! origin); `page.close({ runBeforeUnload: true })` fires `pagehide` and a beacon sent there
+//! arrives; `page.goto` elsewhere fires `beforeunload`, `pagehide`, `visibilitychange`.
+//! Not here: `context.newCDPSession` (Chromium only; see Latency).
 //!
 //! Offline. WebDriver BiDi's `emulation.setNetworkConditions` with `{type: "offline"}` is what
 //! puppeteer's `page.setOfflineMode(true)` sends when the browser speaks BiDi only (Firefox).
@@ -130,7 +136,7 @@ class FirefoxContext {
 /**
  * Playwright's Page over puppeteer's: `evaluate(fn, arg)`, `goto(url, { waitUntil, timeout })`,
  * `reload()`, `waitForFunction(fn, arg, { timeout, polling })` (Playwright's argument order),
- * `waitForNavigation()`, `url()`, `on('console' | 'pageerror', fn)` (ConsoleMessage has
+ * `waitForURL(url)`, `waitForNavigation()`, `url()`, `on('console' | 'pageerror', fn)` (ConsoleMessage has
  * `type()` and `text()` in both), `close({ runBeforeUnload })`, `context()`, `isClosed()`.
  */
 class FirefoxPage {
@@ -157,6 +163,16 @@ class FirefoxPage {
 
   reload({ waitUntil = 'load', timeout = 30_000 } = {}) {
     return this.puppeteer.reload({ waitUntil: lifecycle(waitUntil), timeout });
+  }
+
+  /**
+   * Resolves once the page's URL matches `url` (a string, a RegExp or a predicate of the URL
+   * string) and its document has loaded, as Playwright's `waitForURL` with `waitUntil: "load"`.
+   */
+  async waitForURL(url, { timeout = 30_000 } = {}) {
+    const matches = (u) => (typeof url === 'function' ? url(u) : url instanceof RegExp ? url.test(u) : u === url);
+    await waitFor(() => matches(this.url()), { timeoutMs: timeout, message: `URL ${url}` });
+    await this.waitForFunction(() => document.readyState === 'complete', undefined, { timeout });
   }
 
   waitForNavigation({ waitUntil = 'load', timeout = 30_000 } = {}) {
