@@ -176,17 +176,23 @@ async function closeRun(browser, site, sink, contender, { n, latencyMs, runId })
       await h.cdp.send('Network.emulateNetworkConditions', { offline: false, latency: latencyMs, downloadThroughput: -1, uploadThroughput: -1 });
     }
     const next = `${site.url}/bench/pages/bench.html?next=${runId}`;
-    const t0 = Date.now();
     const left = h.page.waitForURL(next, { waitUntil: 'load', timeout: 120_000 });
     await h.page.evaluate(({ n, next }) => {
       // One task: the captures, then the navigation (a click on a link after a busy moment).
       window.bench.captureLoop({ n, chunk: n }).then(() => {
+        sessionStorage.setItem('bench:navigatedAt', String(Date.now()));
         location.href = next;
       });
     }, { n, next });
     await left;
-    const navMs = Date.now() - t0;
-    await quiet(sink, apiKey, t0);
+    // From `location.href = next` to the next page's load event (by the page's own clock).
+    const navMs = await h.page.evaluate(() => {
+      const [nav] = performance.getEntriesByType('navigation');
+      return Math.round(performance.timeOrigin + (nav.loadEventEnd || performance.now()) - Number(sessionStorage.getItem('bench:navigatedAt')));
+    });
+    // Quiet is timed from the next page's load: posthog-js's pagehide handler can hold the
+    // navigation for many seconds, and what it sends meanwhile is "at close".
+    await quiet(sink, apiKey, Date.now());
     const atClose = sink.byKey(apiKey).uuids.size;
     const t1 = Date.now();
     await h.page.waitForFunction(() => window.benchReady === true);

@@ -393,7 +393,7 @@ function render(r, env) {
         '(same key, same endpoint) and, for spool, calls `flush()`: "next load" is the total once quiet again. ' +
         `Latency: CDP \`Network.emulateNetworkConditions\` on the page, navigation included. Each cell is the worst of ${runs(c.runs)} ` +
         '(fewest after the next load), the best in brackets; duplicates (the same uuid twice, from requests in flight at unload sent again) and how long ' +
-        'the next page took to load (navigation start to `load`) are from the worst run. ' +
+        'the next page took to load (from `location.href = next` to its `load` event: what the old page\'s `pagehide` handlers hold it for is in there) are from the worst run. ' +
         `spool ${keys.length ? `is given ${keys.map((k) => `\`${k}: ${JSON.stringify(spoolLabel.options[k])}\``).join(', ')}` : 'is given no page-close keys: this build knows neither `persist` nor `compression`'}. ` +
         'posthog-js keeps nothing for a next load (its request and retry queues have no storage), so its two numbers are the same unless it sent late.',
       '',
