@@ -27,11 +27,28 @@ export const LATENCY_CONTENDERS = [
   { id: 'posthog', label: 'posthog-js (its 3 s flush)', kind: 'posthog' },
 ];
 
+/**
+ * posthog-js with gzip-js, as PostHog Cloud runs it: posthog-js 1.449 starts with
+ * `compression = "gzip-js"` unless `disable_compression` (posthog-core.js, `_init`), and the
+ * remote config PostHog's servers answer (`supportedCompression: ["gzip", "gzip-js"]`) keeps it
+ * (`_onRemoteConfig`). The bench turns remote config off (`advanced_disable_flags`), so the
+ * contender passes `disable_compression: false` and this sets what the remote config would.
+ * Bodies are then gzip (fflate, or CompressionStream where it exists), `text/plain`, no header.
+ */
+export async function enableGzipJs() {
+  const { default: posthog } = await import('/node_modules/posthog-js/dist/module.js');
+  posthog.compression = 'gzip-js';
+}
+
 /** posthog-js's request queue flushes every 3 s (RequestQueueConfig.flush_interval_ms). */
 const POSTHOG_FLUSH_MS = 3000;
 
-/** Opens the bench page in a fresh context and sets up one contender. */
-export async function openContender(browser, collector, contender, { apiKey = contender.id } = {}) {
+/**
+ * Opens the bench page (served by `collector`) in a fresh context and sets up one contender,
+ * sending to `endpoint` (default: the same collector's /batch/; posthog-js takes its origin).
+ * A contender with `gzipJs` is posthog-js with gzip-js compression on (see enableGzipJs).
+ */
+export async function openContender(browser, collector, contender, { apiKey = contender.id, endpoint = collector.url + '/batch/' } = {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const errors = [];
@@ -44,9 +61,10 @@ export async function openContender(browser, collector, contender, { apiKey = co
   await page.evaluate((spec) => window.bench.setup(spec), {
     kind: contender.kind,
     apiKey,
-    endpoint: collector.url + '/batch/',
+    endpoint,
     options: contender.options ?? {},
   });
+  if (contender.gzipJs) await page.evaluate(enableGzipJs);
   const cdp = await context.newCDPSession(page);
   return {
     page,
@@ -266,7 +284,7 @@ function longestOutsideLoop(events) {
  * the least a PostHog-format exporter can ship. spool's `off` mode sends one request per event
  * and takes seconds per thousand, so it runs on `n / offDivisor` events, scaled to `n`.
  */
-export async function wire(browser, collector, { n, runs, offDivisor = 10, log }) {
+export async function wire(browser, collector, { n, runs, offDivisor = 10, log, contenders: only = null, sink = collector }) {
   // The baseline: the same n events as JSON records.
   const floor = await openContender(browser, collector, CAPTURE_CONTENDERS[0]);
   await floor.page.evaluate((a) => window.bench.captureLoop(a), { n, chunk: 100 });
@@ -274,15 +292,19 @@ export async function wire(browser, collector, { n, runs, offDivisor = 10, log }
   await floor.close();
   const eventJsonBytes = records.reduce((s, r) => s + Buffer.byteLength(r), 0);
 
-  const contenders = CAPTURE_CONTENDERS.filter((c) => c.kind !== 'floor');
+  // `sink` receives the batches (another origin when it is not `collector`): it must decode
+  // what the contenders send (bench/close.mjs's startSink decodes gzip).
+  const contenders = only ?? CAPTURE_CONTENDERS.filter((c) => c.kind !== 'floor');
+  const endpoint = sink.url + '/batch/';
   const countFor = (c) => (c.id === 'spool-off' ? Math.ceil(n / offDivisor) : n);
 
   // Header bytes per request: constant per contender, so measured once on a few events.
   const headerBytes = {};
   for (const c of contenders) {
     collector.control.reset();
-    const tally = new Tally(collector);
-    const h = await openContender(browser, collector, c);
+    sink.control.reset();
+    const tally = new Tally(sink);
+    const h = await openContender(browser, collector, c, { endpoint });
     try {
       const headers = tapRequestHeaders(h.cdp);
       await h.cdp.send('Network.enable');
@@ -301,8 +323,9 @@ export async function wire(browser, collector, { n, runs, offDivisor = 10, log }
   for (let r = 0; r < runs; r++) {
     for (const c of rotate(contenders, r)) {
       collector.control.reset();
-      const tally = new Tally(collector);
-      const h = await openContender(browser, collector, c);
+      sink.control.reset();
+      const tally = new Tally(sink);
+      const h = await openContender(browser, collector, c, { endpoint });
       const count = countFor(c);
       const scale = n / count;
       try {
@@ -327,6 +350,7 @@ export async function wire(browser, collector, { n, runs, offDivisor = 10, log }
     }
   }
   collector.control.reset();
+  sink.control.reset();
   return {
     n,
     runs,
@@ -389,11 +413,11 @@ function metrics({ metrics }) {
  * the contender's own policy sends them. Events still undelivered `waitMs` after the last
  * capture count as never delivered (an infinite latency).
  */
-export async function latency(browser, collector, { rates, rttMs, waitMs, log }) {
+export async function latency(browser, collector, { rates, rttMs, waitMs, log, contenders = LATENCY_CONTENDERS }) {
   const out = [];
   collector.control.reset();
   for (const { perSecond, seconds } of rates) {
-    const groups = perSecond <= 100 ? [LATENCY_CONTENDERS] : LATENCY_CONTENDERS.map((c) => [c]);
+    const groups = perSecond <= 100 ? [contenders] : contenders.map((c) => [c]);
     for (const group of groups) {
       collector.control.reset();
       collector.control.plan([], { status: 200, delayMs: rttMs });
