@@ -62,7 +62,16 @@ if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
   apt-get install -y chromium chromium-driver
 fi
 
-# --- npm dev tools: playwright-core, binaryen (wasm-opt >= 132; Debian's v108 breaks the
+# --- Firefox ESR: Debian's, driven by puppeteer-core over WebDriver BiDi (no geckodriver, no
+# downloaded browser). bench/pagehide.mjs measures page-close delivery in it.
+if [[ ! -x /usr/bin/firefox-esr ]]; then
+  log "installing firefox-esr"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y firefox-esr
+fi
+
+# --- npm dev tools: playwright-core, puppeteer-core (Firefox over WebDriver BiDi), binaryen (wasm-opt >= 132; Debian's v108 breaks the
 # output), esbuild (minifies the package's JavaScript), miniflare and wrangler (pinned to the
 # last releases that run on Node 20).
 # npm keeps its own copy of the lockfile in node_modules; when that is newer than both
