@@ -206,6 +206,9 @@ pub const KEYS: &[Key] = &[
     key("flushOnPageHide", Shell, Flag, "boolean").defaults("true", "`true`")
         .range("On `visibilitychange` to hidden and on `pagehide`, send what is held at once with `keepalive` (within the browser's 64 KiB budget, then as ordinary requests); back to normal batching when visible again (`pageshow` included).")
         .doc("Send what is queued with keepalive when the page is hidden or closed. Default true."),
+    key("persist", Shell, Flag, "boolean").defaults("true", "`true`")
+        .range("In a page, what is still held when the page is hidden or goes away is written to `localStorage` (at most 1 MiB, newest kept; older than 7 days is not sent), and the next exporter of the same endpoint sends it first, with its uuid and capture time (at-least-once). Events only, never the API key. In a Web Worker nothing is persisted.")
+        .doc("Keep what is held when the page goes away in localStorage, for the next exporter of the same endpoint to send first (at most 1 MiB, 7 days; never the API key). Pages only: a Web Worker persists nothing. Default true."),
     key("headers", Shell, Strings, "Record<string, string>").defaults("{}", "none")
         .range("Extra headers (an object of strings) for ordinary requests. Not sent on keepalive requests: a custom header forces a CORS preflight, which cannot finish while a page unloads. `Content-Type` is always the body's own (`text/plain;charset=UTF-8`).")
         .doc("Extra headers for ordinary requests (not keepalive ones: they would force a CORS preflight, which cannot finish while a page unloads). Never logged."),
@@ -241,6 +244,9 @@ pub struct ShellOptions {
     /// `flushOnPageHide` (default true): send what is queued with `keepalive` when the page is
     /// hidden or closed.
     pub flush_on_page_hide: bool,
+    /// `persist` (default true): in a page, store what is held when the page goes away, for
+    /// the next exporter of the endpoint to send.
+    pub persist: bool,
     /// `headers`: name and value of each header sent with every ordinary (non-keepalive)
     /// request, given as an object of strings. Default none.
     #[serde(with = "pairs")]
@@ -253,6 +259,7 @@ impl Default for ShellOptions {
     fn default() -> ShellOptions {
         ShellOptions {
             flush_on_page_hide: true,
+            persist: true,
             headers: Vec::new(),
             debug: false,
         }

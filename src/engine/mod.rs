@@ -256,6 +256,8 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     hidden: bool,
     /// `navigator.onLine` was false: a failed attempt is not spent against `maxAttempts`.
     offline: bool,
+    /// The page went away (`pagehide`): nothing more is sent until it is shown again.
+    gone: bool,
     shutdown: Option<Shutdown>,
     overflow_warned: bool,
     report_settlements: bool,
@@ -311,6 +313,7 @@ impl<F: WireFormat> Engine<F> {
             force_mark: 0,
             hidden: false,
             offline: false,
+            gone: false,
             shutdown: None,
             overflow_warned: false,
             report_settlements: false,
@@ -593,22 +596,35 @@ impl<F: WireFormat> Engine<F> {
         report
     }
 
+    /// The page has gone away (after `pagehide`'s keepalive requests and beacons): nothing
+    /// more is sent, not even a retry of a keepalive request that fails while the page
+    /// unloads. Such a failure means "unknown", not "lost" (Chromium rejected keepalive
+    /// requests at unload that the collector still received: bench/PAGEHIDE.md, finding 7),
+    /// and the events are already stored for the next load. [`page_visible`](Self::page_visible)
+    /// (a back/forward-cache restore) undoes it.
+    pub fn page_gone(&mut self, now_ms: u64) {
+        self.gone = true;
+        self.after_change(now_ms);
+    }
+
     /// The page is visible again: back to the configured batching.
     pub fn page_visible(&mut self, now_ms: u64) {
         self.hidden = false;
+        self.gone = false;
         self.after_change(now_ms);
     }
 
     /// The next body for `navigator.sendBeacon` while the page is going away (`pagehide`),
     /// if anything held is not already in flight; `Retry-After` still holds. Bodies are at
-    /// most [`KEEPALIVE_BODY_BYTES`]. A beacon is not counted against the keepalive budget,
+    /// most [`KEEPALIVE_BODY_BYTES`]; none while offline. A beacon is not counted against the keepalive budget,
     /// and the shell offers bodies until the browser refuses one: Chromium counts beacons
     /// against its 64 KiB keepalive quota, Firefox has no such limit (bench/PAGEHIDE.md,
     /// findings 1 and 4), and only the browser's answer tells which. Report an accepted
     /// beacon as status 202 to [`handle_outcome`](Self::handle_outcome), a refused one to
     /// [`beacon_refused`](Self::beacon_refused).
     pub fn poll_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
-        if !self.hidden || self.gate_until > now_ms {
+        // Offline, a beacon the browser accepts is still lost: the events stay held (stored).
+        if !self.hidden || self.offline || self.gate_until > now_ms {
             return None;
         }
         if let Some(i) = self
@@ -837,7 +853,7 @@ impl<F: WireFormat> Engine<F> {
     /// The next request that could go, and when; `None` if nothing can go until a request
     /// in flight is answered (or nothing is held).
     fn plan(&self) -> Option<Plan> {
-        if self.shutdown.is_some_and(|s| s.done) {
+        if self.gone || self.shutdown.is_some_and(|s| s.done) {
             return None;
         }
         let ordinary_free = self.ordinary_in_flight < self.config.max_in_flight;

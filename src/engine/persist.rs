@@ -39,7 +39,7 @@ const MAGIC: &str = "spool1";
 /// The text to store for `items` (oldest first), within [`PERSIST_MAX_BYTES`]; with the
 /// number of events it holds. `carried` is added to the header's cut count (events an earlier
 /// load already left out and this one never held).
-pub(crate) fn encode<'a>(items: &[&'a Item], carried: u64) -> (String, usize) {
+pub(crate) fn encode(items: &[&Item], carried: u64) -> (String, usize) {
     // Newest events are kept: walk back from the end until the cap.
     let mut bytes = MAGIC.len() + 22;
     let mut first = items.len();

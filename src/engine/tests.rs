@@ -961,3 +961,20 @@ fn online_failures_still_spend_attempts() {
     }
     assert_eq!(e.stats().dropped.attempts_exhausted, 1);
 }
+
+#[test]
+fn after_pagehide_a_failed_keepalive_request_is_not_resent_but_stays_stored() {
+    let mut e = engine(config());
+    many(&mut e, 100, T0);
+    e.page_hidden(T0 + 1);
+    let sent = drain(&mut e, T0 + 1);
+    assert!(!sent.is_empty());
+    e.page_gone(T0 + 2);
+    e.handle_outcome(sent[0].id, Outcome::NetworkError("unload".into()), T0 + 3);
+    assert!(drain(&mut e, T0 + 10_000).is_empty());
+    let (_, stored) = e.persist().unwrap();
+    assert_eq!(stored, 100);
+    // Restored from the back/forward cache: it sends again.
+    e.page_visible(T0 + 20_000);
+    assert!(!drain(&mut e, T0 + 20_000).is_empty());
+}

@@ -95,6 +95,11 @@ impl Request {
         controller
     }
 
+    /// Hands `body` to `navigator.sendBeacon`; whether the browser took it.
+    pub fn beacon(&self, body: &str) -> bool {
+        matches!(beacon(&self.0.endpoint, body), Outcome::Response { .. })
+    }
+
     /// Starts `t`: the `fetch` promise and its `AbortController`, or at once the outcome of a
     /// beacon or of a `fetch` that threw.
     fn start(&self, t: &Transmit) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {

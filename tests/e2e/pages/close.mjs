@@ -1,0 +1,71 @@
+// The page side of the page-close tests, with no test driver in it: a Playwright test
+// (tests/e2e/close.test.mjs) and a puppeteer-core one (Firefox over WebDriver BiDi) both load
+// close.html and call these through `window.closeTest` with their own `evaluate`.
+//
+// close.html?collector=<origin>&run=<tag>[&persist=0][&fast=1]
+//   - creates one Exporter for <collector>/batch/ (the same endpoint on every load, so the next
+//     load finds what this one stored), `persist` as asked;
+//   - `capture(n)` holds n events of about 300 bytes: linger is an hour and batches are
+//     unbounded, so nothing leaves until the page is hidden or goes away, or `flush()`;
+//   - at `pagehide` (after spool's own listener, which was added first) it notes in
+//     localStorage how many events were still in flight: requests unanswered at unload, whose
+//     events were also stored and may arrive twice (at-least-once).
+
+import init, { Exporter } from '/pkg/spool.js';
+
+const NOTE = 'close-test:unload:' + (new URLSearchParams(location.search).get('tab') ?? '1');
+
+export async function start() {
+  await init();
+  const params = new URLSearchParams(location.search);
+  const endpoint = (params.get('collector') ?? location.origin) + '/batch/';
+  const persist = params.get('persist') !== '0';
+  const held = params.get('fast') !== '1';
+  const exporter = new Exporter({
+    endpoint,
+    apiKey: 'phc_close_test',
+    persist,
+    ...(held ? { flushIntervalMs: 3_600_000, maxBatchEvents: 10_000, maxBatchBytes: 16 << 20 } : { flushIntervalMs: 200 }),
+    ...(params.has('attempts') ? { maxAttempts: Number(params.get('attempts')) } : {}),
+    ...(params.has('backoff') ? { initialBackoffMs: Number(params.get('backoff')), maxBackoffMs: Number(params.get('backoff')) } : {}),
+    ...(params.has('timeout') ? { requestTimeoutMs: Number(params.get('timeout')) } : {}),
+    maxQueueEvents: 100_000,
+    maxQueueBytes: 64 << 20,
+  });
+  // The page's own notes tolerate a localStorage that throws (the bad-storage tests).
+  const store = (f) => { try { return f(localStorage); } catch { return null; } };
+  const previous = store((ls) => ls.getItem(NOTE));
+  store((ls) => ls.removeItem(NOTE));
+  addEventListener('pagehide', () => {
+    const s = exporter.stats();
+    store((ls) => ls.setItem(NOTE, JSON.stringify({ inFlight: s.inFlight, queued: s.queued, delivered: s.delivered })));
+  });
+  const run = params.get('run') ?? 'run';
+  window.closeTest = {
+    exporter,
+    /** The previous load's note at its pagehide, if any. */
+    previous: previous && JSON.parse(previous),
+    /** Captures n events; returns their uuids. */
+    capture(n, from = 0) {
+      const uuids = [];
+      for (let i = from; i < from + n; i++) {
+        uuids.push(exporter.capture('close_test', { run, i, path: '/checkout/step', plan: 'pro', amount: 42.5, note: 'x'.repeat(180) }));
+      }
+      return uuids;
+    },
+    stats: () => exporter.stats(),
+    flush: () => exporter.flush(),
+    /** The keys spool stored, with their lengths. */
+    stored() {
+      return store((ls) => {
+        const out = {};
+        for (let i = 0; i < ls.length; i++) {
+          const k = ls.key(i);
+          if (k.startsWith('spool1:')) out[k] = ls.getItem(k).length;
+        }
+        return out;
+      });
+    },
+  };
+  window.spoolReady = true;
+}
