@@ -203,6 +203,9 @@ pub const KEYS: &[Key] = &[
     key("requestTimeoutMs", Engine, Whole, "number").defaults("10000", "10,000")
         .range("100 to 600,000").bounds(100, 600_000)
         .doc("A request unanswered by then is aborted and retried. Default 10,000, 100 to 600,000."),
+    key("persistMaxBytes", Engine, Whole, "number").defaults("1048576", "1 MiB")
+        .range("1 KiB to 4 MiB").bounds(1024, 4 << 20)
+        .doc("The most text one exporter keeps in localStorage for the next page load (persist); the oldest events beyond it are left out, counted as dropped persistCap. Default 1 MiB, 1 KiB to 4 MiB."),
     key("flushOnPageHide", Shell, Flag, "boolean").defaults("true", "`true`")
         .range("On `visibilitychange` to hidden and on `pagehide`, send what is held at once with `keepalive` (within the browser's 64 KiB budget, then as ordinary requests); back to normal batching when visible again (`pageshow` included).")
         .doc("Send what is queued with keepalive when the page is hidden or closed. Default true."),

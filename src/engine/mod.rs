@@ -690,7 +690,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// What to store so that the next load can send it: every held event the collector has
     /// not acknowledged, in flight ones included (their answer may never come), oldest first,
-    /// within [`PERSIST_MAX_BYTES`]; `None` when nothing is held (remove the stored text).
+    /// within `persistMaxBytes` (default [`PERSIST_MAX_BYTES`]); `None` when nothing is held (remove the stored text).
     /// Returns the text and the number of events it holds. The events stay held here: this is
     /// a copy, and if the page comes back (a back/forward-cache restore) the shell removes it.
     pub fn persist(&self) -> Option<(String, usize)> {
@@ -702,7 +702,7 @@ impl<F: WireFormat> Engine<F> {
             items.extend(b.items.iter());
         }
         items.extend(self.queue.iter());
-        Some(persist::encode(&items, 0))
+        Some(persist::encode(&items, 0, self.config.persist_max_bytes))
     }
 
     /// Takes in the text an earlier load stored (see [`persist`](Self::persist)): its events go

@@ -17,8 +17,8 @@ use super::event::Uuid;
 use super::json;
 use super::queue::Item;
 
-/// Stored bytes per exporter at most (1 MiB); the oldest events beyond it are left out, and
-/// counted as dropped `persistCap` by the next load. Both Chromium and Firefox hold 4.5 Mi
+/// Stored bytes per exporter at most by default (1 MiB, `persistMaxBytes`); the oldest events
+/// beyond it are left out, and counted as dropped `persistCap` by the next load. Both Chromium and Firefox hold 4.5 Mi
 /// characters per origin (bench/PAGEHIDE.md), so a few exporters and tabs fit, and writing
 /// 1 MiB synchronously took 2–5 ms there.
 pub const PERSIST_MAX_BYTES: usize = 1 << 20;
@@ -36,16 +36,16 @@ pub const RESTORE_AGAIN_MS: u64 = 1000;
 /// counted as corrupt.
 const MAGIC: &str = "spool1";
 
-/// The text to store for `items` (oldest first), within [`PERSIST_MAX_BYTES`]; with the
-/// number of events it holds. `carried` is added to the header's cut count (events an earlier
-/// load already left out and this one never held).
-pub(crate) fn encode(items: &[&Item], carried: u64) -> (String, usize) {
+/// The text to store for `items` (oldest first), within `max_bytes`; with the number of
+/// events it holds. `carried` is added to the header's cut count (events an earlier load
+/// already left out and this one never held).
+pub(crate) fn encode(items: &[&Item], carried: u64, max_bytes: usize) -> (String, usize) {
     // Newest events are kept: walk back from the end until the cap.
     let mut bytes = MAGIC.len() + 22;
     let mut first = items.len();
     while first > 0 {
         let line = line_len(items[first - 1]);
-        if bytes + line > PERSIST_MAX_BYTES {
+        if bytes + line > max_bytes {
             break;
         }
         bytes += line;
@@ -146,7 +146,7 @@ mod tests {
     fn stored_events_read_back_with_their_uuid_and_capture_time() {
         let items: Vec<Item> = (0..3).map(|s| item(s, 10)).collect();
         let refs: Vec<&Item> = items.iter().collect();
-        let (text, n) = encode(&refs, 0);
+        let (text, n) = encode(&refs, 0, PERSIST_MAX_BYTES);
         assert_eq!(n, 3);
         let d = decode(&text);
         assert_eq!(d.cut, 0);
@@ -163,7 +163,7 @@ mod tests {
     fn over_the_byte_cap_the_oldest_are_left_out_and_counted() {
         let items: Vec<Item> = (0..300).map(|s| item(s, 10_000)).collect();
         let refs: Vec<&Item> = items.iter().collect();
-        let (text, n) = encode(&refs, 5);
+        let (text, n) = encode(&refs, 5, PERSIST_MAX_BYTES);
         assert!(text.len() <= PERSIST_MAX_BYTES, "{}", text.len());
         assert!(n < 300 && n > 90, "{n}");
         let d = decode(&text);
@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(decode("").corrupt, 1);
         assert_eq!(decode("garbage").corrupt, 1);
         let items = [item(1, 3)];
-        let (text, _) = encode(&[&items[0]], 0);
+        let (text, _) = encode(&[&items[0]], 0, PERSIST_MAX_BYTES);
         let mixed = format!("{text}12 nonsense {{}}\nnot a line\n\u{fffd}\n");
         let d = decode(&mixed);
         assert_eq!(d.events.len(), 1);

@@ -41,6 +41,8 @@ export interface ExporterConfig {
   maxInFlight?: number;
   /** A request unanswered by then is aborted and retried. Default 10,000, 100 to 600,000. */
   requestTimeoutMs?: number;
+  /** The most text one exporter keeps in localStorage for the next page load (persist); the oldest events beyond it are left out, counted as dropped persistCap. Default 1 MiB, 1 KiB to 4 MiB. */
+  persistMaxBytes?: number;
   /** Send what is queued with keepalive when the page is hidden or closed. Default true. */
   flushOnPageHide?: boolean;
   /** Keep what is held when the page goes away in localStorage, for the next exporter of the same endpoint to send first (at most 1 MiB, 7 days; never the API key). Pages only: a Web Worker persists nothing. Default true. */

@@ -2,8 +2,10 @@
 // package (pkg/), tools/collector.mjs on 127.0.0.1. The page logic lives in
 // pages/close.html + close.mjs, driver-agnostic, so a Firefox driver can run the same pages.
 //
-// Navigation: N events held (linger of an hour) when the page navigates to the next load of
-// the same page, at 0 and 80 ms of emulated latency (CDP). Every event must arrive, at close
+// Navigation: N events held when the page navigates to the next load of the same page, at 0
+// and 80 ms of emulated latency (CDP). They are held as on a slow network: the collector
+// stalls its answers while they are captured, so maxInFlight (4) requests of 100 events wait
+// and the rest queue; it answers at once again from the navigation on. Every event must arrive, at close
 // (keepalive fetch and sendBeacon) or from the next load (localStorage). An event may arrive
 // twice only if its request was still in flight at unload: such requests are unanswered, so
 // their events were stored too (at-least-once; the uuid makes the repeat idempotent for
@@ -75,11 +77,17 @@ for (const n of [1_000, 3_000, 10_000]) {
       const s = await setup({ latency });
       try {
         const run = `nav-${n}-${latency}`;
-        const page = await s.open({ run });
+        // 10,000 events of ~430 stored bytes each need more than the default 1 MiB (beyond it
+        // the oldest are counted as dropped persistCap); 4 MiB fits them.
+        const query = n > 3_000 ? { run, persistMaxBytes: String(4 << 20) } : { run };
+        const page = await s.open(query);
+        s.collector.control.plan([], { status: 200, delayMs: 30_000 });
         const uuids = await page.evaluate((n) => window.closeTest.capture(n), n);
         assert.equal(new Set(uuids).size, n);
+        await waitFor(() => s.collector.log().batches.length >= 4, { message: 'the first requests stalled' });
+        s.collector.control.plan([], { status: 200, delayMs: 0 });
         // The next load of the same page: it sends what this one stored.
-        await page.goto(s.url({ run, fast: '1' }));
+        await page.goto(s.url({ ...query, fast: '1' }));
         await ready(page);
         const seen = await waitFor(() => {
           const m = arrivals(s.collector, run);
@@ -140,12 +148,12 @@ test('two tabs with stored events reloaded together: each stored event is taken 
     const run = 'tabs';
     const a = await s.open({ run, tab: 'a' });
     const b = await s.open({ run, tab: 'b' });
-    const ua = await a.evaluate(() => window.closeTest.capture(400, 0));
-    const ub = await b.evaluate(() => window.closeTest.capture(400, 1000));
-    // The collector holds every answer for 3 s while the tabs unload, so what they send stays
-    // unanswered and is stored as well (the next loads' first requests wait for it too: the
-    // browser's connections to the collector are busy until then).
+    // The collector holds every answer for 3 s while the tabs capture and unload, so what
+    // they send stays unanswered and is stored as well (the next loads' first requests wait
+    // for it too: the browser's connections to the collector are busy until then).
     s.collector.control.plan([], { status: 200, delayMs: 3_000 });
+    const ua = await a.evaluate(() => window.closeTest.capture(1000, 0));
+    const ub = await b.evaluate(() => window.closeTest.capture(1000, 10_000));
     const next = (tab) => s.url({ run, tab, fast: '1' });
     await Promise.all([a.goto(next('a')), b.goto(next('b'))]);
     s.collector.control.plan([], { status: 200, delayMs: 0 });

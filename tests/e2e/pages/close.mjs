@@ -2,11 +2,13 @@
 // (tests/e2e/close.test.mjs) and a puppeteer-core one (Firefox over WebDriver BiDi) both load
 // close.html and call these through `window.closeTest` with their own `evaluate`.
 //
-// close.html?collector=<origin>&run=<tag>[&persist=0][&fast=1]
+// close.html?collector=<origin>&run=<tag>[&persist=0][&fast=1][&persistMaxBytes=B][&tab=T]
+//           [&attempts=N][&backoff=MS][&timeout=MS]
 //   - creates one Exporter for <collector>/batch/ (the same endpoint on every load, so the next
-//     load finds what this one stored), `persist` as asked;
-//   - `capture(n)` holds n events of about 300 bytes: linger is an hour and batches are
-//     unbounded, so nothing leaves until the page is hidden or goes away, or `flush()`;
+//     load finds what this one stored) with the default batching (`fast`: a 200 ms linger),
+//     `persist` as asked;
+//   - `capture(n)` captures n events of about 300 bytes (the test holds them in the exporter
+//     by having the collector stall its answers: maxInFlight requests wait, the rest queue);
 //   - at `pagehide` (after spool's own listener, which was added first) it notes in
 //     localStorage how many events were still in flight: requests unanswered at unload, whose
 //     events were also stored and may arrive twice (at-least-once).
@@ -20,12 +22,12 @@ export async function start() {
   const params = new URLSearchParams(location.search);
   const endpoint = (params.get('collector') ?? location.origin) + '/batch/';
   const persist = params.get('persist') !== '0';
-  const held = params.get('fast') !== '1';
   const exporter = new Exporter({
     endpoint,
     apiKey: 'phc_close_test',
     persist,
-    ...(held ? { flushIntervalMs: 3_600_000, maxBatchEvents: 10_000, maxBatchBytes: 16 << 20 } : { flushIntervalMs: 200 }),
+    ...(params.get('fast') === '1' ? { flushIntervalMs: 200 } : {}),
+    ...(params.has('persistMaxBytes') ? { persistMaxBytes: Number(params.get('persistMaxBytes')) } : {}),
     ...(params.has('attempts') ? { maxAttempts: Number(params.get('attempts')) } : {}),
     ...(params.has('backoff') ? { initialBackoffMs: Number(params.get('backoff')), maxBackoffMs: Number(params.get('backoff')) } : {}),
     ...(params.has('timeout') ? { requestTimeoutMs: Number(params.get('timeout')) } : {}),
@@ -49,7 +51,7 @@ export async function start() {
     capture(n, from = 0) {
       const uuids = [];
       for (let i = from; i < from + n; i++) {
-        uuids.push(exporter.capture('close_test', { run, i, path: '/checkout/step', plan: 'pro', amount: 42.5, note: 'x'.repeat(180) }));
+        uuids.push(exporter.capture('close_test', { run, i, path: '/checkout/step', plan: 'pro', amount: 42.5, note: 'x'.repeat(50) }));
       }
       return uuids;
     },
