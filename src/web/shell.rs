@@ -18,7 +18,7 @@ use super::storage::Store;
 use crate::engine::{
     Engine, FlushId, Format, Notice, Outcome, Stats, Transmit, TransmitId, RESTORE_AGAIN_MS,
 };
-use crate::schema::ShellOptions;
+use crate::schema::{Compression, ShellOptions};
 use futures_channel::oneshot;
 use gloo_timers::callback::Timeout;
 use std::cell::{Cell, RefCell};
@@ -90,7 +90,11 @@ impl Shell {
     /// A shell around `engine`, listening to the page lifecycle if `options` say so and there
     /// is a page, sharing `hold` with other exporters of the endpoint.
     pub fn new(engine: Engine, options: ShellOptions, hold: Hold) -> Shared {
-        let request = Request::new(&engine.config().endpoint, &options.headers);
+        let request = Request::new(
+            &engine.config().endpoint,
+            &options.headers,
+            options.compression == Compression::Gzip,
+        );
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             RefCell::new(Shell {
                 engine,
