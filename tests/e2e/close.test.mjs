@@ -209,3 +209,31 @@ for (const [name, script] of [
     }
   });
 }
+
+for (const compression of ['gzip', 'none']) {
+  test(`compression "${compression}": ordinary batches go ${compression === 'gzip' ? 'gzipped (magic bytes, text/plain, no preflight)' : 'plain'}, with sent_at stamped per attempt`, async () => {
+    const s = await setup();
+    try {
+      const run = `gz-${compression}`;
+      // The first answer fails, so the batch is sent twice: each attempt has its own sent_at.
+      s.collector.control.plan([{ status: 503 }]);
+      const page = await s.open({ run, fast: '1', compression, backoff: '300' });
+      const uuids = await page.evaluate(() => window.closeTest.capture(200));
+      await page.evaluate(() => window.closeTest.flush());
+      await waitFor(() => arrivals(s.collector, run).size === uuids.length, { message: 'delivered' });
+      const batches = s.collector.log().batches;
+      const json = batches.reduce((a, b) => a + JSON.stringify(b.body).length, 0);
+      const wire = batches.reduce((a, b) => a + b.bytes, 0);
+      console.log(`# compression ${compression}: ${batches.length} requests, ${wire} bytes on the wire for ${json} bytes of JSON`);
+      assert.ok(batches.every((b) => b.gzip === (compression === 'gzip')), JSON.stringify(batches.map((b) => b.gzip)));
+      assert.ok(batches.every((b) => b.contentType.startsWith('text/plain')));
+      assert.equal(s.collector.log().preflights, 0);
+      if (compression === 'gzip') assert.ok(wire < json / 3, `${wire} of ${json}`);
+      const first = batches[0];
+      const retry = batches.find((b) => b.seq > first.seq && b.body.batch[0].uuid === first.body.batch[0].uuid);
+      assert.ok(retry && retry.sentAt > first.sentAt, 'the retry has a later sent_at');
+    } finally {
+      await s.close();
+    }
+  });
+}

@@ -3,7 +3,7 @@
 // close.html and call these through `window.closeTest` with their own `evaluate`.
 //
 // close.html?collector=<origin>&run=<tag>[&persist=0][&fast=1][&persistMaxBytes=B][&tab=T]
-//           [&attempts=N][&backoff=MS][&timeout=MS]
+//           [&attempts=N][&backoff=MS][&timeout=MS][&compression=gzip|none]
 //   - creates one Exporter for <collector>/batch/ (the same endpoint on every load, so the next
 //     load finds what this one stored) with the default batching (`fast`: a 200 ms linger),
 //     `persist` as asked;
@@ -30,6 +30,7 @@ export async function start() {
     ...(params.has('persistMaxBytes') ? { persistMaxBytes: Number(params.get('persistMaxBytes')) } : {}),
     ...(params.has('attempts') ? { maxAttempts: Number(params.get('attempts')) } : {}),
     ...(params.has('backoff') ? { initialBackoffMs: Number(params.get('backoff')), maxBackoffMs: Number(params.get('backoff')) } : {}),
+    ...(params.has('compression') ? { compression: params.get('compression') } : {}),
     ...(params.has('timeout') ? { requestTimeoutMs: Number(params.get('timeout')) } : {}),
     maxQueueEvents: 100_000,
     maxQueueBytes: 64 << 20,
