@@ -45,12 +45,14 @@ struct Inner {
     keepalive_fetch: bool,
     /// `compression: "gzip"`: gzip ordinary bodies where `CompressionStream` exists.
     gzip: bool,
+    /// `debug: true`: log each request as it starts.
+    debug: bool,
 }
 
 impl Request {
     /// Requests to `endpoint` with the user's `headers` (a `Content-Type` among them is left
     /// out: the body's own always goes).
-    pub fn new(endpoint: &str, headers: &[(String, String)], gzip: bool) -> Request {
+    pub fn new(endpoint: &str, headers: &[(String, String)], gzip: bool, debug: bool) -> Request {
         Request(Rc::new(Inner {
             endpoint: endpoint.into(),
             headers: headers
@@ -60,6 +62,7 @@ impl Request {
                 .collect(),
             keepalive_fetch: host::keepalive_fetch(),
             gzip,
+            debug,
         }))
     }
 
@@ -163,6 +166,11 @@ impl Request {
         gzip_header: bool,
     ) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {
         let r = &self.0;
+        // Logged as it starts (a gzipped body starts later than the engine handed it out), so
+        // the log line comes just before its `fetch`.
+        if r.debug {
+            log_request(t);
+        }
         if t.keepalive && !r.keepalive_fetch {
             return (Err(beacon(&r.endpoint, &t.body)), None);
         }
@@ -224,7 +232,7 @@ fn beacon(url: &str, body: &str) -> Outcome {
 }
 
 /// `debug: true`: one line per request (never the body, which holds the API key).
-pub fn log_request(t: &Transmit) {
+fn log_request(t: &Transmit) {
     #[derive(Serialize)]
     struct Line {
         id: u64,

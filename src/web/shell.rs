@@ -94,6 +94,7 @@ impl Shell {
             &engine.config().endpoint,
             &options.headers,
             options.compression == Compression::Gzip,
+            options.debug,
         );
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             RefCell::new(Shell {
@@ -323,13 +324,12 @@ pub fn drive_soon(shared: &Shared) {
 /// every input.
 pub fn drive(shared: &Shared) {
     let mut work = Work::default();
-    let (request, debug) = {
+    let request = {
         let Ok(mut shell) = shared.try_borrow_mut() else {
             return;
         };
         shell.collect(&mut work);
-        let request = (!work.sends.is_empty()).then(|| shell.request.clone());
-        (request, shell.debug)
+        (!work.sends.is_empty()).then(|| shell.request.clone())
     };
     // Aborts first: a timed-out request's slot may already be taken by a send below, and the
     // page must never hold more than `maxInFlight` requests open, not even for a moment.
@@ -339,9 +339,6 @@ pub fn drive(shared: &Shared) {
     let mut started = Vec::new();
     if let Some(request) = request {
         for t in work.sends {
-            if debug {
-                fetch::log_request(&t);
-            }
             let id = t.id;
             let weak = Rc::downgrade(shared);
             let controller = request.send(t, move |outcome| {
