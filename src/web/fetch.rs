@@ -47,12 +47,21 @@ struct Inner {
     gzip: bool,
     /// `debug: true`: log each request as it starts.
     debug: bool,
+    /// The endpoint's `Retry-After` hold (ms since the epoch), shared with the shell: a body
+    /// that finishes compressing after a `Retry-After` arrived waits for it before it leaves.
+    hold: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl Request {
     /// Requests to `endpoint` with the user's `headers` (a `Content-Type` among them is left
     /// out: the body's own always goes).
-    pub fn new(endpoint: &str, headers: &[(String, String)], gzip: bool, debug: bool) -> Request {
+    pub fn new(
+        endpoint: &str,
+        headers: &[(String, String)],
+        gzip: bool,
+        debug: bool,
+        hold: std::rc::Rc<std::cell::Cell<u64>>,
+    ) -> Request {
         Request(Rc::new(Inner {
             endpoint: endpoint.into(),
             headers: headers
@@ -63,6 +72,7 @@ impl Request {
             keepalive_fetch: host::keepalive_fetch(),
             gzip,
             debug,
+            hold,
         }))
     }
 
@@ -93,6 +103,18 @@ impl Request {
                 (Some(start), _) => start,
                 (None, Some((request, t, controller))) => {
                     let body = gzipped(&t.body).await;
+                    // A Retry-After that arrived meanwhile holds this request too; if the
+                    // engine gives up on it first (its timeout), the aborted signal stops it.
+                    let until = request.0.hold.get();
+                    let now = host::now_ms();
+                    if until > now {
+                        let (done, wait) = futures_channel::oneshot::channel::<()>();
+                        let delay = (until - now).min(i32::MAX as u64) as u32;
+                        let _timer = gloo_timers::callback::Timeout::new(delay, move || {
+                            let _ = done.send(());
+                        });
+                        let _ = wait.await;
+                    }
                     let encoded = body.is_some();
                     let body = body.unwrap_or_else(|| t.body.as_str().into());
                     let gzip_header = encoded && t.content_type == "application/json";

@@ -95,6 +95,7 @@ impl Shell {
             &options.headers,
             options.compression == Compression::Gzip,
             options.debug,
+            hold.clone(),
         );
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             RefCell::new(Shell {
