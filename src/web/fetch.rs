@@ -115,6 +115,11 @@ impl Request {
                         });
                         let _ = wait.await;
                     }
+                    // Given up on meanwhile (timed out, shut down): it never starts, so the
+                    // page never holds more than maxInFlight requests open.
+                    if controller.as_ref().is_some_and(|c| c.signal().aborted()) {
+                        return answer(Outcome::NetworkError("aborted".into()));
+                    }
                     let encoded = body.is_some();
                     let body = body.unwrap_or_else(|| t.body.as_str().into());
                     let gzip_header = encoded && t.content_type == "application/json";
