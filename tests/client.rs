@@ -19,10 +19,14 @@ wasm_bindgen_test_configure!(run_in_browser);
 export function installFakeFetch() {
   if (globalThis.__spoolClientRequests) return;
   globalThis.__spoolClientRequests = [];
-  globalThis.fetch = (url, init) => {
+  globalThis.fetch = async (url, init) => {
     const headers = Object.fromEntries(new Headers(init.headers));
-    globalThis.__spoolClientRequests.push({ url: String(url), headers, body: init.body });
-    return Promise.resolve(new Response("{}", { status: 200 }));
+    // A gzipped body (compression "gzip", the default) is recorded as its text.
+    const body = init.body instanceof Uint8Array
+      ? await new Response(new Blob([init.body]).stream().pipeThrough(new DecompressionStream("gzip"))).text()
+      : init.body;
+    globalThis.__spoolClientRequests.push({ url: String(url), headers, body, gzip: init.body instanceof Uint8Array });
+    return new Response("{}", { status: 200 });
   };
 }
 export function bodiesTo(url) {

@@ -18,16 +18,21 @@ wasm_bindgen_test_configure!(run_in_browser);
 export function installFakeFetch() {
   if (globalThis.__spoolRequests) return;
   globalThis.__spoolRequests = [];
-  globalThis.fetch = (url, init) => {
+  globalThis.fetch = async (url, init) => {
     // The shell hands fetch its headers as a `Headers` (names lower-cased): recorded as a
-    // plain object.
+    // plain object. A gzipped body (compression "gzip", the default) is recorded as what it
+    // holds, with `gzip: true`; a plain one is recorded at once, in the call.
     const headers = Object.fromEntries(new Headers(init.headers));
-    globalThis.__spoolRequests.push({ url: String(url), init: { ...init, headers }, body: JSON.parse(init.body) });
+    const gzip = init.body instanceof Uint8Array;
+    const text = gzip
+      ? await new Response(new Blob([init.body]).stream().pipeThrough(new DecompressionStream("gzip"))).text()
+      : init.body;
+    globalThis.__spoolRequests.push({ url: String(url), init: { ...init, headers }, body: JSON.parse(text), gzip });
     // A collector that asks for a minute's pause.
     if (String(url).includes("/answers-429/")) {
-      return Promise.resolve(new Response("{}", { status: 429, headers: { "Retry-After": "60" } }));
+      return new Response("{}", { status: 429, headers: { "Retry-After": "60" } });
     }
-    return Promise.resolve(new Response("{}", { status: 200 }));
+    return new Response("{}", { status: 200 });
   };
 }
 export function requestsTo(url) {

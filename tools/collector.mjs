@@ -199,8 +199,9 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
     const wireBytes = bytes.length;
     const strict = STRICT_PATHS.has(pathname);
     const otlp = OTLP_PATHS.has(pathname);
-    // PostHog's capture recognizes gzip by its magic bytes, header or not.
-    const gzipped = req.headers['content-encoding'] === 'gzip' || (strict && bytes[0] === 0x1f && bytes[1] === 0x8b);
+    // PostHog's capture recognizes gzip by its magic bytes, header or not (spool's gzip
+    // PostHog bodies carry no header, to stay CORS-simple).
+    const gzipped = req.headers['content-encoding'] === 'gzip' || (bytes[0] === 0x1f && bytes[1] === 0x8b);
     if (gzipped) bytes = zlib.gunzipSync(bytes);
     const text = bytes.toString('utf8');
     let body = null;
@@ -233,6 +234,7 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       contentType: req.headers['content-type'] ?? null,
       origin: req.headers.origin ?? null,
       bytes: wireBytes,
+      gzip: gzipped,
       status,
       // Whether the events count as delivered: a 2xx, or an `afterAccept` answer (kept, then
       // answered with an error or a dropped connection, as when an ack is lost).

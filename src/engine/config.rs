@@ -1,6 +1,7 @@
 //! The exporter's settings, their defaults in one place, and their validation.
 
 use super::json::write_u64;
+use super::persist::PERSIST_MAX_BYTES;
 
 /// How events are grouped into requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -120,6 +121,10 @@ pub struct Config {
     /// `requestTimeoutMs`: a request not answered by then is abandoned and retried.
     /// Default 10,000, 100 to 600,000.
     pub request_timeout_ms: u64,
+    /// `persistMaxBytes`: the most text one exporter stores for the next page load; the
+    /// oldest events beyond it are left out (counted as dropped `persistCap`). Default 1 MiB,
+    /// 1 KiB to 4 MiB (browsers hold about 4.5 Mi characters per origin).
+    pub persist_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -150,6 +155,7 @@ impl Config {
             max_backoff_ms: 30_000,
             max_in_flight: 4,
             request_timeout_ms: 10_000,
+            persist_max_bytes: PERSIST_MAX_BYTES,
         }
     }
 
@@ -176,6 +182,12 @@ impl Config {
         )?;
         range("maxInFlight", self.max_in_flight as u64, 1, 64)?;
         range("requestTimeoutMs", self.request_timeout_ms, 100, 600_000)?;
+        range(
+            "persistMaxBytes",
+            self.persist_max_bytes as u64,
+            1024,
+            4 << 20,
+        )?;
         if let Some(id) = &self.distinct_id {
             // PostHog's capture refuses a blank distinct id: every event would be refused.
             if id.trim().is_empty() {

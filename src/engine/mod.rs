@@ -35,6 +35,7 @@ mod flush;
 mod format;
 pub mod json;
 mod otlp;
+mod persist;
 mod queue;
 mod retry;
 mod rng;
@@ -54,6 +55,7 @@ pub use format::{
     ConfiguredFormat, EventRecord, PostHogBatch, WireFormat, POSTHOG_MAX_PROPERTIES_DEPTH,
 };
 pub use otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
+pub use persist::{PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, RESTORE_AGAIN_MS};
 pub use retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
 pub use rng::Rng;
 pub use stats::{DropReason, Dropped, Stats};
@@ -68,9 +70,16 @@ use timer::TimerTable;
 /// the in-flight total past 64 kibibytes fails. Chromium counts `sendBeacon` against it too.
 pub const KEEPALIVE_QUOTA_BYTES: usize = 64 * 1024;
 
-/// Keepalive requests in flight at once. Chromium also limits their number; Sentry and
-/// OpenTelemetry JS stay below 9 to 15, and so does spool.
-pub const KEEPALIVE_MAX_REQUESTS: usize = 9;
+/// Keepalive requests in flight at once. Chromium counts only bytes against its quota
+/// (bench/PAGEHIDE.md: 8 bodies of 8 KB fit as well as one of 60 KB), so this only shapes the
+/// chain: four bodies of [`KEEPALIVE_BODY_BYTES`] fill the quota.
+pub const KEEPALIVE_MAX_REQUESTS: usize = 4;
+
+/// Largest body on the page-hide path (keepalive fetch and `sendBeacon`): a quarter of the
+/// quota, so four fill it and a refused body leaves room for smaller ones. Measured in
+/// Chromium 156 (bench/PAGEHIDE.md): bodies of 8 to 60 KB carry the same 152–176 plain events
+/// per quota, and 13 KB gzip bodies fill it better than one 52 KB one.
+pub const KEEPALIVE_BODY_BYTES: usize = 16 * 1024;
 
 /// Names one request (one attempt of one batch). A retry gets a new id, so a late answer to
 /// an abandoned attempt is recognised and ignored.
@@ -171,6 +180,8 @@ enum BatchState {
         transmit: TransmitId,
         deadline: u64,
         keepalive: bool,
+        /// Handed to `sendBeacon`: holds no request slot.
+        beacon: bool,
         body_len: usize,
     },
 }
@@ -245,6 +256,10 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     /// Queued events with a sequence below this go without lingering (a flush asked).
     force_mark: u64,
     hidden: bool,
+    /// `navigator.onLine` was false: a failed attempt is not spent against `maxAttempts`.
+    offline: bool,
+    /// The page went away (`pagehide`): nothing more is sent until it is shown again.
+    gone: bool,
     shutdown: Option<Shutdown>,
     overflow_warned: bool,
     report_settlements: bool,
@@ -299,6 +314,8 @@ impl<F: WireFormat> Engine<F> {
             gate_until: 0,
             force_mark: 0,
             hidden: false,
+            offline: false,
+            gone: false,
             shutdown: None,
             overflow_warned: false,
             report_settlements: false,
@@ -480,12 +497,14 @@ impl<F: WireFormat> Engine<F> {
     /// The request `id` ended with `outcome` at `now_ms`. Returns `false` (and changes
     /// nothing) if `id` is not in flight: unknown, already timed out, or abandoned.
     pub fn handle_outcome(&mut self, id: TransmitId, outcome: Outcome, now_ms: u64) -> bool {
-        let Some(idx) = self.batches.iter().position(
-            |b| matches!(b.state, BatchState::InFlight { transmit, .. } if transmit == id),
-        ) else {
+        let Some(idx) = self.in_flight_index(id) else {
             return false;
         };
         self.release(idx);
+        if self.offline && matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout) {
+            // No network at all: this attempt says nothing about the batch.
+            self.batches[idx].attempts -= 1;
+        }
         let attempt = retry::Attempt {
             sends: self.batches[idx].attempts,
             events: self.batches[idx].items.len(),
@@ -559,10 +578,183 @@ impl<F: WireFormat> Engine<F> {
         report
     }
 
+    /// The page has gone away (after `pagehide`'s keepalive requests and beacons): nothing
+    /// more is sent, not even a retry of a keepalive request that fails while the page
+    /// unloads. Such a failure means "unknown", not "lost" (Chromium rejected keepalive
+    /// requests at unload that the collector still received: bench/PAGEHIDE.md, finding 7),
+    /// and the events are already stored for the next load. [`page_visible`](Self::page_visible)
+    /// (a back/forward-cache restore) undoes it.
+    pub fn page_gone(&mut self, now_ms: u64) {
+        self.gone = true;
+        self.after_change(now_ms);
+    }
+
     /// The page is visible again: back to the configured batching.
     pub fn page_visible(&mut self, now_ms: u64) {
         self.hidden = false;
+        self.gone = false;
         self.after_change(now_ms);
+    }
+
+    /// The next body for `navigator.sendBeacon` while the page is going away (`pagehide`),
+    /// if anything held is not already in flight; `Retry-After` still holds. Bodies are at
+    /// most [`KEEPALIVE_BODY_BYTES`]; none while offline. A beacon is not counted against the keepalive budget,
+    /// and the shell offers bodies until the browser refuses one: Chromium counts beacons
+    /// against its 64 KiB keepalive quota, Firefox has no such limit (bench/PAGEHIDE.md,
+    /// findings 1 and 4), and only the browser's answer tells which. Report an accepted
+    /// beacon as status 202 to [`handle_outcome`](Self::handle_outcome), a refused one to
+    /// [`beacon_refused`](Self::beacon_refused).
+    pub fn poll_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
+        // Offline, a beacon the browser accepts is still lost: the events stay held (stored).
+        if !self.hidden || self.offline || self.gate_until > now_ms {
+            return None;
+        }
+        if let Some(i) = self
+            .batches
+            .iter()
+            .position(|b| matches!(b.state, BatchState::Waiting { .. }))
+        {
+            let plan = Plan {
+                at: now_ms,
+                own_at: now_ms,
+                source: Source::Batch(i),
+                keepalive: false,
+            };
+            return Some(self.send_as(plan, now_ms, true));
+        }
+        self.queue.front()?;
+        let plan = Plan {
+            at: now_ms,
+            own_at: now_ms,
+            source: Source::Queue,
+            keepalive: false,
+        };
+        Some(self.send_as(plan, now_ms, true))
+    }
+
+    /// The browser refused the beacon `id`: its events wait again, the attempt unspent.
+    pub fn beacon_refused(&mut self, id: TransmitId, now_ms: u64) {
+        if let Some(idx) = self.in_flight_index(id) {
+            self.release(idx);
+            let b = &mut self.batches[idx];
+            b.attempts -= 1;
+            b.state = BatchState::Waiting { not_before: 0 };
+            self.stats.requests -= 1;
+            self.after_change(now_ms);
+        }
+    }
+
+    /// `navigator.onLine` changed. While offline, an attempt that fails (network error or
+    /// timeout) is not spent against `maxAttempts`; back online, every batch waiting to retry
+    /// goes at once.
+    pub fn set_online(&mut self, online: bool, now_ms: u64) {
+        let was_offline = self.offline;
+        self.offline = !online;
+        if online && was_offline {
+            for b in &mut self.batches {
+                if let BatchState::Waiting { not_before } = &mut b.state {
+                    *not_before = (*not_before).min(now_ms);
+                }
+            }
+        }
+        self.after_change(now_ms);
+    }
+
+    /// Whether the engine was last told it is offline.
+    pub fn is_offline(&self) -> bool {
+        self.offline
+    }
+
+    /// Events held: queued, waiting to retry or in flight.
+    pub fn held_events(&self) -> usize {
+        self.held_events
+    }
+
+    /// What to store so that the next load can send it: every held event the collector has
+    /// not acknowledged, in flight ones included (their answer may never come), oldest first,
+    /// within `persistMaxBytes` (default [`PERSIST_MAX_BYTES`]); `None` when nothing is held (remove the stored text).
+    /// Returns the text and the number of events it holds. The events stay held here: this is
+    /// a copy, and if the page comes back (a back/forward-cache restore) the shell removes it.
+    pub fn persist(&self) -> Option<(String, usize)> {
+        if self.held_events == 0 {
+            return None;
+        }
+        let mut items: Vec<&queue::Item> = Vec::with_capacity(self.held_events);
+        for b in &self.batches {
+            items.extend(b.items.iter());
+        }
+        items.extend(self.queue.iter());
+        Some(persist::encode(&items, 0, self.config.persist_max_bytes))
+    }
+
+    /// Takes in the text an earlier load stored (see [`persist`](Self::persist)): its events go
+    /// before anything captured here, as soon as a request slot is free, each with its uuid
+    /// and capture timestamp (a fresh `sent_at`). Events older than [`PERSIST_MAX_AGE_MS`], and
+    /// those the earlier write left out, are counted as dropped `persistCap`; lines that are
+    /// not readable are counted in `stats().storageErrors`. Events beyond the queue's limits
+    /// are dropped as `queueFull`. Returns the events taken in.
+    pub fn restore(&mut self, text: &str, now_ms: u64) -> usize {
+        let decoded = persist::decode(text);
+        self.stats.storage_errors += decoded.corrupt;
+        self.stats.dropped.add(DropReason::PersistCap, decoded.cut);
+        let mut items = Vec::with_capacity(decoded.events.len());
+        for e in decoded.events {
+            if now_ms.saturating_sub(e.captured_ms) > PERSIST_MAX_AGE_MS {
+                self.stats.dropped.add(DropReason::PersistCap, 1);
+                continue;
+            }
+            if self.held_events >= self.config.max_queue_events
+                || self.held_bytes + e.fragment.len() > self.config.max_queue_bytes
+            {
+                self.stats.dropped.add(DropReason::QueueFull, 1);
+                continue;
+            }
+            self.held_events += 1;
+            self.held_bytes += e.fragment.len();
+            items.push(queue::Item {
+                fragment: Box::from(e.fragment),
+                uuid: e.uuid,
+                seq: self.next_seq,
+                enqueued_ms: e.captured_ms,
+            });
+            self.next_seq += 1;
+        }
+        let taken = items.len();
+        self.stats.restored += taken as u64;
+        // Cut into batches now, placed before every other batch: they go first.
+        let limit = self.batch_limit();
+        let mut rest = items;
+        let mut at = 0;
+        while !rest.is_empty() {
+            let n = limit.fitting(&self.format, &rest).max(1);
+            let tail = rest.split_off(n.min(rest.len()));
+            let id = self.new_batch_id();
+            self.batches.insert(
+                at,
+                Batch {
+                    id,
+                    items: rest,
+                    attempts: 0,
+                    state: BatchState::Waiting { not_before: 0 },
+                },
+            );
+            at += 1;
+            rest = tail;
+        }
+        self.after_change(now_ms);
+        taken
+    }
+
+    /// A storage read or write failed (it threw, the quota is full, storage is disabled):
+    /// counted in `stats().storageErrors`.
+    pub fn storage_failed(&mut self) {
+        self.stats.storage_errors += 1;
+    }
+
+    fn in_flight_index(&self, id: TransmitId) -> Option<usize> {
+        self.batches.iter().position(
+            |b| matches!(b.state, BatchState::InFlight { transmit, .. } if transmit == id),
+        )
     }
 
     /// Sends everything captured so far without lingering. The returned id comes back in a
@@ -643,7 +835,7 @@ impl<F: WireFormat> Engine<F> {
     /// The next request that could go, and when; `None` if nothing can go until a request
     /// in flight is answered (or nothing is held).
     fn plan(&self) -> Option<Plan> {
-        if self.shutdown.is_some_and(|s| s.done) {
+        if self.gone || self.shutdown.is_some_and(|s| s.done) {
             return None;
         }
         let ordinary_free = self.ordinary_in_flight < self.config.max_in_flight;
@@ -703,9 +895,21 @@ impl<F: WireFormat> Engine<F> {
 
     /// Carries out `plan`: cuts or picks the batch, stamps the body, marks it in flight.
     fn send(&mut self, plan: Plan, now_ms: u64) -> Transmit {
+        self.send_as(plan, now_ms, false)
+    }
+
+    /// [`send`](Self::send), as a beacon if `beacon`: counted against no budget, since the
+    /// browser answers at once.
+    fn send_as(&mut self, plan: Plan, now_ms: u64, beacon: bool) -> Transmit {
         let mut limit = self.batch_limit();
         if plan.keepalive {
-            limit.bytes = limit.bytes.min(self.keepalive.room());
+            limit.bytes = limit
+                .bytes
+                .min(self.keepalive.room())
+                .min(KEEPALIVE_BODY_BYTES);
+        }
+        if beacon {
+            limit.bytes = limit.bytes.min(KEEPALIVE_BODY_BYTES);
         }
         let idx = match plan.source {
             Source::Queue => {
@@ -756,10 +960,13 @@ impl<F: WireFormat> Engine<F> {
             transmit,
             deadline: now_ms + self.config.request_timeout_ms,
             keepalive: plan.keepalive,
+            beacon,
             body_len: body.len(),
         };
         self.in_flight_events += batch.items.len();
-        if plan.keepalive {
+        if beacon {
+            // Answered by the shell before anything else runs: no slot is held.
+        } else if plan.keepalive {
             self.keepalive.bytes += body.len();
             self.keepalive.requests += 1;
         } else {
@@ -785,12 +992,14 @@ impl<F: WireFormat> Engine<F> {
         let batch = &self.batches[idx];
         if let BatchState::InFlight {
             keepalive,
+            beacon,
             body_len,
             ..
         } = batch.state
         {
             self.in_flight_events -= batch.items.len();
-            if keepalive {
+            if beacon {
+            } else if keepalive {
                 self.keepalive.bytes -= body_len;
                 self.keepalive.requests -= 1;
             } else {

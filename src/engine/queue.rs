@@ -61,6 +61,11 @@ impl Queue {
         self.items.push_back(item);
     }
 
+    /// The events, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Item> {
+        self.items.iter()
+    }
+
     pub fn front(&self) -> Option<&Item> {
         self.items.front()
     }

@@ -14,6 +14,9 @@ pub enum DropReason {
     AttemptsExhausted,
     /// `shutdown`'s deadline passed before it could be delivered.
     Shutdown,
+    /// It was stored for the next page load but left out by the storage caps: the oldest
+    /// beyond 1 MiB when written, or older than 7 days when read back.
+    PersistCap,
 }
 
 impl DropReason {
@@ -25,6 +28,7 @@ impl DropReason {
             DropReason::Rejected(_) => "rejected",
             DropReason::AttemptsExhausted => "attemptsExhausted",
             DropReason::Shutdown => "shutdown",
+            DropReason::PersistCap => "persistCap",
         }
     }
 }
@@ -42,12 +46,19 @@ pub struct Dropped {
     pub attempts_exhausted: u64,
     /// See [`DropReason::Shutdown`].
     pub shutdown: u64,
+    /// See [`DropReason::PersistCap`].
+    pub persist_cap: u64,
 }
 
 impl Dropped {
     /// All drops.
     pub fn total(&self) -> u64 {
-        self.queue_full + self.too_large + self.rejected + self.attempts_exhausted + self.shutdown
+        self.queue_full
+            + self.too_large
+            + self.rejected
+            + self.attempts_exhausted
+            + self.shutdown
+            + self.persist_cap
     }
 
     pub(crate) fn add(&mut self, reason: DropReason, n: u64) {
@@ -57,6 +68,7 @@ impl Dropped {
             DropReason::Rejected(_) => &mut self.rejected,
             DropReason::AttemptsExhausted => &mut self.attempts_exhausted,
             DropReason::Shutdown => &mut self.shutdown,
+            DropReason::PersistCap => &mut self.persist_cap,
         };
         *slot += n;
     }
@@ -79,6 +91,11 @@ pub struct Stats {
     pub requests: u64,
     /// Events dropped, by reason.
     pub dropped: Dropped,
+    /// Events a page load took in from what an earlier load stored.
+    pub restored: u64,
+    /// Storage reads and writes that failed (threw, quota full, disabled) and stored lines
+    /// that could not be read; each kind is also logged once.
+    pub storage_errors: u64,
     /// The most recent failure, e.g. `"HTTP 503"` or `"timeout"`.
     pub last_error: Option<String>,
 }

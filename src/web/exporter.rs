@@ -124,8 +124,9 @@ impl Exporter {
     }
 
     /// A snapshot of the counters: `{ queued, inFlight, inFlightRequests, requests,
-    /// delivered, retried, dropped: { total, queueFull, tooLarge, rejected,
-    /// attemptsExhausted, shutdown }, lastError }` (`lastError` is `null` when nothing failed).
+    /// delivered, retried, restored, storageErrors, dropped: { total, queueFull, tooLarge,
+    /// rejected, attemptsExhausted, shutdown, persistCap }, lastError }` (`lastError` is
+    /// `null` when nothing failed).
     #[wasm_bindgen(unchecked_return_type = "ExporterStats")]
     pub fn stats(&self) -> Result<JsValue, JsValue> {
         Ok(report::stats(&self.client.stats().map_err(to_error)?))

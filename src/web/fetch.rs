@@ -2,15 +2,32 @@
 //! `Headers`, `AbortController` and `Response`, so it runs in a page, a Web Worker and workerd
 //! alike; `navigator.sendBeacon` where a keepalive `fetch` is missing or throws. The answer
 //! comes back as the engine's [`Outcome`], always asynchronously.
+//!
+//! With `compression: "gzip"` an ordinary request's body is gzipped first by the host's
+//! native `CompressionStream` (no compressor in the wasm): PostHog's capture recognises gzip
+//! by its magic bytes, so a PostHog body stays `text/plain` with no header (CORS-simple); an
+//! OTLP body says `Content-Encoding: gzip`. Keepalive requests and beacons go plain: they must
+//! leave in the page's last task, and `CompressionStream` answers only later.
 
 use super::host;
 use super::report::to_js;
 use crate::engine::{Outcome, RetryAfter, Transmit, TransmitId};
 use serde::Serialize;
 use std::rc::Rc;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{AbortController, Headers, RequestInit, Response};
+use web_sys::{AbortController, Headers, ReadableWritablePair, RequestInit, Response};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The host's `CompressionStream` (web-sys has it only behind its unstable APIs flag).
+    type CompressionStream;
+
+    /// `new CompressionStream(format)`; throws where there is none.
+    #[wasm_bindgen(constructor, catch)]
+    fn new(format: &str) -> Result<CompressionStream, JsValue>;
+}
 
 /// The status reported for a beacon the browser accepted: 202 Accepted, since it is queued,
 /// never answered (sendBeacon is fire-and-forget).
@@ -26,12 +43,25 @@ struct Inner {
     headers: Vec<(String, String)>,
     /// Whether `fetch` takes `keepalive` here.
     keepalive_fetch: bool,
+    /// `compression: "gzip"`: gzip ordinary bodies where `CompressionStream` exists.
+    gzip: bool,
+    /// `debug: true`: log each request as it starts.
+    debug: bool,
+    /// The endpoint's `Retry-After` hold (ms since the epoch), shared with the shell: a body
+    /// that finishes compressing after a `Retry-After` arrived waits for it before it leaves.
+    hold: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl Request {
     /// Requests to `endpoint` with the user's `headers` (a `Content-Type` among them is left
     /// out: the body's own always goes).
-    pub fn new(endpoint: &str, headers: &[(String, String)]) -> Request {
+    pub fn new(
+        endpoint: &str,
+        headers: &[(String, String)],
+        gzip: bool,
+        debug: bool,
+        hold: std::rc::Rc<std::cell::Cell<u64>>,
+    ) -> Request {
         Request(Rc::new(Inner {
             endpoint: endpoint.into(),
             headers: headers
@@ -40,6 +70,9 @@ impl Request {
                 .map(|(n, v)| (n.clone(), v.clone()))
                 .collect(),
             keepalive_fetch: host::keepalive_fetch(),
+            gzip,
+            debug,
+            hold,
         }))
     }
 
@@ -52,11 +85,50 @@ impl Request {
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
     ) -> Option<AbortController> {
-        let (start, controller) = self.start(&t);
         // An OTLP (application/json) 2xx may carry a partialSuccess the engine reads.
         let read_body = t.content_type == "application/json";
+        let gzip = self.0.gzip && !t.keepalive;
+        // A keepalive request starts now, in this task (the page may be going away); a body to
+        // gzip starts once compressed.
+        let (start, controller) = if gzip {
+            (None, AbortController::new().ok())
+        } else {
+            let (start, controller) = self.start(&t, &t.body.as_str().into(), None);
+            (Some(start), controller)
+        };
+        let later = gzip.then(|| (self.clone(), t, controller.clone()));
         // One future for every way a request ends: answered, failed or beaconed.
         spawn_local(async move {
+            let start = match (start, later) {
+                (Some(start), _) => start,
+                (None, Some((request, t, controller))) => {
+                    let body = gzipped(&t.body).await;
+                    // A Retry-After that arrived meanwhile holds this request too; if the
+                    // engine gives up on it first (its timeout), the aborted signal stops it.
+                    let until = request.0.hold.get();
+                    let now = host::now_ms();
+                    if until > now {
+                        let (done, wait) = futures_channel::oneshot::channel::<()>();
+                        let delay = (until - now).min(i32::MAX as u64) as u32;
+                        let _timer = gloo_timers::callback::Timeout::new(delay, move || {
+                            let _ = done.send(());
+                        });
+                        let _ = wait.await;
+                    }
+                    // Given up on meanwhile (timed out, shut down): it never starts, so the
+                    // page never holds more than maxInFlight requests open.
+                    if controller.as_ref().is_some_and(|c| c.signal().aborted()) {
+                        return answer(Outcome::NetworkError("aborted".into()));
+                    }
+                    let encoded = body.is_some();
+                    let body = body.unwrap_or_else(|| t.body.as_str().into());
+                    let gzip_header = encoded && t.content_type == "application/json";
+                    request
+                        .start_with(&t, &body, controller.as_ref(), gzip_header)
+                        .0
+                }
+                (None, None) => return,
+            };
             let sent = match start {
                 Ok(sent) => sent,
                 Err(outcome) => return answer(outcome),
@@ -95,16 +167,43 @@ impl Request {
         controller
     }
 
-    /// Starts `t`: the `fetch` promise and its `AbortController`, or at once the outcome of a
-    /// beacon or of a `fetch` that threw.
-    fn start(&self, t: &Transmit) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {
+    /// Hands `body` to `navigator.sendBeacon`; whether the browser took it.
+    pub fn beacon(&self, body: &str) -> bool {
+        matches!(beacon(&self.0.endpoint, body), Outcome::Response { .. })
+    }
+
+    /// Starts `t` with `body`: the `fetch` promise and its `AbortController`, or at once the
+    /// outcome of a beacon or of a `fetch` that threw.
+    fn start(
+        &self,
+        t: &Transmit,
+        body: &JsValue,
+        controller: Option<&AbortController>,
+    ) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {
+        self.start_with(t, body, controller, false)
+    }
+
+    /// [`start`](Self::start), saying `Content-Encoding: gzip` if `gzip_header`, with the
+    /// given `AbortController` (a new one if `None`).
+    fn start_with(
+        &self,
+        t: &Transmit,
+        body: &JsValue,
+        controller: Option<&AbortController>,
+        gzip_header: bool,
+    ) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {
         let r = &self.0;
+        // Logged as it starts (a gzipped body starts later than the engine handed it out), so
+        // the log line comes just before its `fetch`.
+        if r.debug {
+            log_request(t);
+        }
         if t.keepalive && !r.keepalive_fetch {
             return (Err(beacon(&r.endpoint, &t.body)), None);
         }
         let init = RequestInit::new();
         init.set_method("POST");
-        init.set_body(&t.body.as_str().into());
+        init.set_body(body);
         if let Ok(headers) = Headers::new() {
             if !t.keepalive {
                 for (name, value) in &r.headers {
@@ -112,13 +211,19 @@ impl Request {
                 }
             }
             let _ = headers.set("Content-Type", t.content_type);
+            if gzip_header {
+                let _ = headers.set("Content-Encoding", "gzip");
+            }
             init.set_headers(&headers);
         }
         if t.keepalive {
             init.unchecked_ref::<host::KeepaliveInit>()
                 .set_keepalive(true);
         }
-        let controller = AbortController::new().ok();
+        let controller = match controller {
+            Some(c) => Some(c.clone()),
+            None => AbortController::new().ok(),
+        };
         if let Some(c) = &controller {
             init.set_signal(Some(&c.signal()));
         }
@@ -128,6 +233,17 @@ impl Request {
             Err(e) => (Err(Outcome::NetworkError(host::message(&e))), None),
         }
     }
+}
+
+/// `text` gzipped by the host's `CompressionStream`, as a `Uint8Array`; `None` where there is
+/// no `CompressionStream` or it fails (the body then goes plain).
+async fn gzipped(text: &str) -> Option<JsValue> {
+    let gzip = CompressionStream::new("gzip").ok()?;
+    let plain = Response::new_with_opt_str(Some(text)).ok()?.body()?;
+    let stream = plain.pipe_through(gzip.unchecked_ref::<ReadableWritablePair>());
+    let compressed = Response::new_with_opt_readable_stream(Some(&stream)).ok()?;
+    let buffer = JsFuture::from(compressed.array_buffer().ok()?).await.ok()?;
+    Some(js_sys::Uint8Array::new(&buffer).into())
 }
 
 /// `navigator.sendBeacon(url, body)`: a string body goes as `text/plain`.
@@ -143,7 +259,7 @@ fn beacon(url: &str, body: &str) -> Outcome {
 }
 
 /// `debug: true`: one line per request (never the body, which holds the API key).
-pub fn log_request(t: &Transmit) {
+fn log_request(t: &Transmit) {
     #[derive(Serialize)]
     struct Line {
         id: u64,

@@ -1,21 +1,30 @@
-//! Page lifecycle: tells the shell when the page is hidden or closed (`visibilitychange` to
-//! hidden, `pagehide`) and when it is back (`visibilitychange` to visible, `pageshow` after a
-//! back/forward-cache restore), so what is queued leaves with `keepalive` while it still can.
+//! Page lifecycle: tells the shell when the page is about to go (`beforeunload`, listened to
+//! only while events are held), hidden (`visibilitychange` to hidden), going away or into the
+//! back/forward cache (`pagehide`), back (`visibilitychange` to visible, `pageshow`), and when
+//! the network comes and goes (`online`, `offline`). Never `unload`, which keeps a page out of
+//! the back/forward cache.
 //!
 //! web-sys `EventTarget` listeners, one closure per purpose, on `document` and on the global
 //! (the `window`). They live as long as the [`Lifecycle`]: dropping it removes them.
 
 use super::host;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::{Document, EventTarget, VisibilityState};
 
-/// Which way the page went.
+/// What happened to the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageState {
-    /// Hidden, or being unloaded.
+    /// `beforeunload`: a navigation or a close has started; the page is still alive.
+    Leaving,
+    /// `visibilitychange` to hidden: the page may never be shown again (mobile).
     Hidden,
-    /// Visible again.
+    /// `pagehide`: the page is going away, or into the back/forward cache (`persisted`).
+    PageHide,
+    /// Visible again (`visibilitychange`, `pageshow`).
     Visible,
+    /// `navigator.onLine` changed (`online`, `offline`).
+    Online(bool),
 }
 
 /// One listener: where, for which event, and its closure (freed with it).
@@ -25,10 +34,36 @@ struct Listener {
     closure: Closure<dyn FnMut()>,
 }
 
+impl Listener {
+    fn new(target: EventTarget, event: &'static str, f: impl FnMut() + 'static) -> Listener {
+        let closure = Closure::<dyn FnMut()>::new(f);
+        let _ = target.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
+        Listener {
+            target,
+            event,
+            closure,
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self
+            .target
+            .remove_event_listener_with_callback(self.event, self.closure.as_ref().unchecked_ref());
+    }
+}
+
 /// The page listeners; removed on drop.
 #[must_use = "the page listeners are removed when the Lifecycle is dropped; keep it for as long as the page should be watched"]
 pub struct Lifecycle {
-    listeners: Vec<Listener>,
+    /// Held for their `Drop`, which removes them.
+    _listeners: Vec<Listener>,
+    window: EventTarget,
+    on_change: Rc<dyn Fn(PageState)>,
+    /// The `beforeunload` listener, present only while events are held: some browsers keep a
+    /// page with one out of the back/forward cache (web.dev, "Back/forward cache").
+    leaving: Option<Listener>,
 }
 
 impl std::fmt::Debug for Lifecycle {
@@ -41,48 +76,60 @@ impl std::fmt::Debug for Lifecycle {
 impl Lifecycle {
     /// Listens, calling `on_change` on every change; `None` where there is no `document` (a
     /// Web Worker, an edge runtime).
-    pub fn listen(on_change: impl Fn(PageState) + Clone + 'static) -> Option<Lifecycle> {
+    pub fn listen(on_change: impl Fn(PageState) + 'static) -> Option<Lifecycle> {
         let global = host::global();
         let document: Document = global.document()?;
         let window: EventTarget = JsValue::from(global).into();
-        let mut lifecycle = Lifecycle {
-            listeners: Vec::with_capacity(3),
-        };
+        let on_change: Rc<dyn Fn(PageState)> = Rc::new(on_change);
+        let mut listeners = Vec::with_capacity(5);
         let changed = on_change.clone();
         let doc = document.clone();
-        lifecycle.add(document.into(), "visibilitychange", move || {
-            changed(match doc.visibility_state() {
-                VisibilityState::Hidden => PageState::Hidden,
-                _ => PageState::Visible,
+        listeners.push(Listener::new(
+            document.into(),
+            "visibilitychange",
+            move || {
+                changed(match doc.visibility_state() {
+                    VisibilityState::Hidden => PageState::Hidden,
+                    _ => PageState::Visible,
+                })
+            },
+        ));
+        // Fired when the page is unloaded or put into the back/forward cache; in a navigation
+        // before `visibilitychange`, so it alone must count as going away.
+        let changed = on_change.clone();
+        listeners.push(Listener::new(window.clone(), "pagehide", move || {
+            changed(PageState::PageHide)
+        }));
+        let changed = on_change.clone();
+        listeners.push(Listener::new(window.clone(), "pageshow", move || {
+            changed(PageState::Visible)
+        }));
+        let changed = on_change.clone();
+        listeners.push(Listener::new(window.clone(), "online", move || {
+            changed(PageState::Online(true))
+        }));
+        let changed = on_change.clone();
+        listeners.push(Listener::new(window.clone(), "offline", move || {
+            changed(PageState::Online(false))
+        }));
+        Some(Lifecycle {
+            _listeners: listeners,
+            window,
+            on_change,
+            leaving: None,
+        })
+    }
+
+    /// Listens to `beforeunload` while `held` (events are held), not otherwise.
+    pub fn set_holding(&mut self, held: bool) {
+        if held == self.leaving.is_some() {
+            return;
+        }
+        self.leaving = held.then(|| {
+            let changed = self.on_change.clone();
+            Listener::new(self.window.clone(), "beforeunload", move || {
+                changed(PageState::Leaving)
             })
         });
-        // Fired when the page is unloaded or put into the back/forward cache; in some
-        // navigations before `visibilitychange`, so it alone must count as hidden.
-        let changed = on_change.clone();
-        lifecycle.add(window.clone(), "pagehide", move || {
-            changed(PageState::Hidden)
-        });
-        lifecycle.add(window, "pageshow", move || on_change(PageState::Visible));
-        Some(lifecycle)
-    }
-
-    fn add(&mut self, target: EventTarget, event: &'static str, f: impl FnMut() + 'static) {
-        let closure = Closure::<dyn FnMut()>::new(f);
-        let _ = target.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref());
-        self.listeners.push(Listener {
-            target,
-            event,
-            closure,
-        });
-    }
-}
-
-impl Drop for Lifecycle {
-    fn drop(&mut self) {
-        for l in &self.listeners {
-            let _ = l
-                .target
-                .remove_event_listener_with_callback(l.event, l.closure.as_ref().unchecked_ref());
-        }
     }
 }

@@ -32,6 +32,7 @@ mod host;
 mod lifecycle;
 mod report;
 mod shell;
+mod storage;
 mod typescript;
 
 pub use crate::schema::ShellOptions;

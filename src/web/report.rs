@@ -36,6 +36,8 @@ struct StatsView<'a> {
     requests: u64,
     delivered: u64,
     retried: u64,
+    restored: u64,
+    storage_errors: u64,
     dropped: DroppedView,
     last_error: Option<&'a str>,
 }
@@ -49,6 +51,7 @@ struct DroppedView {
     rejected: u64,
     attempts_exhausted: u64,
     shutdown: u64,
+    persist_cap: u64,
 }
 
 /// A plain object (numbers, strings, `null`) for `value`.
@@ -59,8 +62,9 @@ pub fn to_js<T: Serialize + ?Sized>(value: &T) -> JsValue {
         .unwrap_or(JsValue::UNDEFINED)
 }
 
-/// `{ queued, inFlight, inFlightRequests, requests, delivered, retried, dropped: { total,
-/// queueFull, tooLarge, rejected, attemptsExhausted, shutdown }, lastError }`.
+/// `{ queued, inFlight, inFlightRequests, requests, delivered, retried, restored,
+/// storageErrors, dropped: { total, queueFull, tooLarge, rejected, attemptsExhausted, shutdown,
+/// persistCap }, lastError }`.
 pub fn stats(s: &Stats) -> JsValue {
     let d = s.dropped;
     to_js(&StatsView {
@@ -70,6 +74,8 @@ pub fn stats(s: &Stats) -> JsValue {
         requests: s.requests,
         delivered: s.delivered,
         retried: s.retried,
+        restored: s.restored,
+        storage_errors: s.storage_errors,
         dropped: DroppedView {
             total: d.total(),
             queue_full: d.queue_full,
@@ -77,6 +83,7 @@ pub fn stats(s: &Stats) -> JsValue {
             rejected: d.rejected,
             attempts_exhausted: d.attempts_exhausted,
             shutdown: d.shutdown,
+            persist_cap: d.persist_cap,
         },
         last_error: s.last_error.as_deref(),
     })

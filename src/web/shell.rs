@@ -14,8 +14,11 @@ use super::fetch::{self, Request};
 use super::host::{self, now_ms};
 use super::lifecycle::{Lifecycle, PageState};
 use super::report::{FlushReport, ShutdownReport};
-use crate::engine::{Engine, FlushId, Notice, Outcome, Stats, Transmit, TransmitId};
-use crate::schema::ShellOptions;
+use super::storage::Store;
+use crate::engine::{
+    Engine, FlushId, Format, Notice, Outcome, Stats, Transmit, TransmitId, RESTORE_AGAIN_MS,
+};
+use crate::schema::{Compression, ShellOptions};
 use futures_channel::oneshot;
 use gloo_timers::callback::Timeout;
 use std::cell::{Cell, RefCell};
@@ -50,6 +53,15 @@ pub struct Shell {
     /// cancels it.
     wake: Option<(u64, Timeout)>,
     lifecycle: Option<Lifecycle>,
+    /// Where held events are kept for the next load (`persist`, pages only).
+    store: Option<Store>,
+    /// Events held when this exporter last wrote its stored text, if one is stored: the text
+    /// is written again whenever that changes, and removed once nothing is held.
+    stored: Option<usize>,
+    /// A storage call failed or a stored text was corrupt, and the one warning is due.
+    storage_warning: Option<bool>,
+    /// Storage is read again [`RESTORE_AGAIN_MS`] after the exporter starts.
+    restore_again: Option<Timeout>,
 }
 
 /// A `shutdown()` under way or done.
@@ -70,13 +82,21 @@ struct Work {
     overflow: Option<(usize, usize)>,
     /// Listeners to remove (dropped) after the state is released.
     lifecycle: Option<Lifecycle>,
+    /// Log the one storage warning.
+    storage_warning: bool,
 }
 
 impl Shell {
     /// A shell around `engine`, listening to the page lifecycle if `options` say so and there
     /// is a page, sharing `hold` with other exporters of the endpoint.
     pub fn new(engine: Engine, options: ShellOptions, hold: Hold) -> Shared {
-        let request = Request::new(&engine.config().endpoint, &options.headers);
+        let request = Request::new(
+            &engine.config().endpoint,
+            &options.headers,
+            options.compression == Compression::Gzip,
+            options.debug,
+            hold.clone(),
+        );
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             RefCell::new(Shell {
                 engine,
@@ -90,8 +110,13 @@ impl Shell {
                 shutdown: None,
                 wake: None,
                 lifecycle: None,
+                store: None,
+                stored: None,
+                storage_warning: None,
+                restore_again: None,
             })
         });
+        let page = host::global().document().is_some();
         if options.flush_on_page_hide {
             let weak = Rc::downgrade(&shared);
             let lifecycle = Lifecycle::listen(move |state| {
@@ -101,9 +126,64 @@ impl Shell {
             });
             if let Ok(mut shell) = shared.try_borrow_mut() {
                 shell.lifecycle = lifecycle;
+                // Only pages get `online`/`offline` events to say when it ends.
+                if page && host::global().navigator().is_some_and(|n| !n.on_line()) {
+                    shell.engine.set_online(false, now_ms());
+                }
             }
         }
+        if options.persist && page {
+            if let Ok(mut shell) = shared.try_borrow_mut() {
+                let format = match shell.engine.config().format {
+                    Format::PostHog => "posthog",
+                    Format::Otlp => "otlp",
+                };
+                match Store::open(format, &shell.engine.config().endpoint, host::seed()) {
+                    Ok(store) => shell.store = store,
+                    Err(_) => shell.storage_failed(),
+                }
+                let weak = Rc::downgrade(&shared);
+                shell.restore_again = Some(Timeout::new(RESTORE_AGAIN_MS as u32, move || {
+                    if let Some(shared) = weak.upgrade() {
+                        claim_stored(&shared);
+                    }
+                }));
+            }
+            claim_stored(&shared);
+        }
         shared
+    }
+
+    /// A storage call failed: counted, and the first logged.
+    fn storage_failed(&mut self) {
+        self.engine.storage_failed();
+        self.storage_warning.get_or_insert(true);
+    }
+
+    /// Writes what is held to storage (or removes the text once nothing is held).
+    fn persist(&mut self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let result = match self.engine.persist() {
+            Some((text, _)) => store.write(&text).map(|_| Some(self.engine.held_events())),
+            None if self.stored.is_some() => store.remove().map(|_| None),
+            None => Ok(None),
+        };
+        match result {
+            Ok(stored) => self.stored = stored,
+            Err(_) => self.storage_failed(),
+        }
+    }
+
+    /// The page is back: what this exporter stored is held here again; remove it.
+    fn unpersist(&mut self) {
+        if let (Some(store), Some(_)) = (&self.store, self.stored) {
+            if store.remove().is_err() {
+                self.storage_failed();
+            }
+            self.stored = None;
+        }
     }
 
     /// Registers a `flush()` waiting for flush `id`.
@@ -182,6 +262,17 @@ impl Shell {
                 Notice::Settled { .. } => {}
             }
         }
+        if self.stored.is_some_and(|n| n != self.engine.held_events()) {
+            self.persist();
+        }
+        let holding = self.engine.held_events() > 0;
+        if let Some(lifecycle) = &mut self.lifecycle {
+            lifecycle.set_holding(holding);
+        }
+        if self.storage_warning == Some(true) {
+            self.storage_warning = Some(false);
+            work.storage_warning = true;
+        }
         self.rearm(now);
     }
 
@@ -234,13 +325,12 @@ pub fn drive_soon(shared: &Shared) {
 /// every input.
 pub fn drive(shared: &Shared) {
     let mut work = Work::default();
-    let (request, debug) = {
+    let request = {
         let Ok(mut shell) = shared.try_borrow_mut() else {
             return;
         };
         shell.collect(&mut work);
-        let request = (!work.sends.is_empty()).then(|| shell.request.clone());
-        (request, shell.debug)
+        (!work.sends.is_empty()).then(|| shell.request.clone())
     };
     // Aborts first: a timed-out request's slot may already be taken by a send below, and the
     // page must never hold more than `maxInFlight` requests open, not even for a moment.
@@ -250,9 +340,6 @@ pub fn drive(shared: &Shared) {
     let mut started = Vec::new();
     if let Some(request) = request {
         for t in work.sends {
-            if debug {
-                fetch::log_request(&t);
-            }
             let id = t.id;
             let weak = Rc::downgrade(shared);
             let controller = request.send(t, move |outcome| {
@@ -274,6 +361,13 @@ pub fn drive(shared: &Shared) {
     }
     if let Some((events, bytes)) = work.overflow {
         warn_overflow(events, bytes);
+    }
+    if work.storage_warning {
+        host::warn(
+            "spool: localStorage failed (disabled, full, or it held unreadable text): events held \
+             when the page goes away may not be kept for the next load; counted in \
+             stats().storageErrors",
+        );
     }
     drop(work.lifecycle);
     for (done, report) in work.flushes {
@@ -323,16 +417,103 @@ fn on_wake(shared: &Shared) {
     drive(shared);
 }
 
-/// The page was hidden or shown: the keepalive requests the engine makes go out now, in this
-/// task, before the page can go away.
+/// The page changed state. Going away: the keepalive requests the engine makes go out now, in
+/// this task, before the page can go away; at `pagehide` beacons follow until the browser
+/// refuses one; and what is still held is stored for the next load. Back: the stored copy is
+/// removed (the events are held here again). The network: the engine is told.
 fn on_page(shared: &Shared, state: PageState) {
     if let Ok(mut shell) = shared.try_borrow_mut() {
         let now = now_ms();
         match state {
-            PageState::Hidden => {
+            PageState::Leaving | PageState::Hidden | PageState::PageHide => {
                 shell.engine.page_hidden(now);
             }
-            PageState::Visible => shell.engine.page_visible(now),
+            PageState::Visible => {
+                shell.engine.page_visible(now);
+                shell.unpersist();
+            }
+            PageState::Online(online) => shell.engine.set_online(online, now),
+        }
+    }
+    drive(shared);
+    if state == PageState::PageHide {
+        send_beacons(shared);
+    }
+    if matches!(
+        state,
+        PageState::Leaving | PageState::Hidden | PageState::PageHide
+    ) {
+        if let Ok(mut shell) = shared.try_borrow_mut() {
+            shell.persist();
+            if state == PageState::PageHide {
+                shell.engine.page_gone(now_ms());
+            }
+        }
+        drive(shared);
+    }
+}
+
+/// Offers the engine's beacons to `navigator.sendBeacon` until it refuses one.
+fn send_beacons(shared: &Shared) {
+    loop {
+        let (t, request) = {
+            let Ok(mut shell) = shared.try_borrow_mut() else {
+                return;
+            };
+            let t = shell.engine.poll_beacon(now_ms());
+            (t, shell.request.clone())
+        };
+        let Some(t) = t else {
+            return;
+        };
+        let accepted = request.beacon(&t.body);
+        let Ok(mut shell) = shared.try_borrow_mut() else {
+            return;
+        };
+        let now = now_ms();
+        if accepted {
+            shell.engine.handle_outcome(t.id, Outcome::status(202), now);
+        } else {
+            shell.engine.beacon_refused(t.id, now);
+            return;
+        }
+    }
+}
+
+/// Reads what earlier loads of the endpoint stored and hands it to the engine (at once, or
+/// once the Web Lock is granted).
+fn claim_stored(shared: &Shared) {
+    let claimed = {
+        let Ok(shell) = shared.try_borrow() else {
+            return;
+        };
+        let Some(store) = &shell.store else {
+            return;
+        };
+        let weak = Rc::downgrade(shared);
+        store.claim(move |texts, failures| {
+            if let Some(shared) = weak.upgrade() {
+                take_stored(&shared, texts, failures);
+            }
+        })
+    };
+    if let Some((texts, failures)) = claimed {
+        take_stored(shared, texts, failures);
+    }
+}
+
+fn take_stored(shared: &Shared, texts: Vec<String>, failures: u64) {
+    if let Ok(mut shell) = shared.try_borrow_mut() {
+        let now = now_ms();
+        for _ in 0..failures {
+            shell.storage_failed();
+        }
+        let before = shell.engine.stats().storage_errors;
+        for text in &texts {
+            shell.engine.restore(text, now);
+        }
+        if shell.engine.stats().storage_errors > before {
+            shell.storage_warning.get_or_insert(true);
         }
     }
     drive(shared);

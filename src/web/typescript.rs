@@ -41,8 +41,14 @@ export interface ExporterConfig {
   maxInFlight?: number;
   /** A request unanswered by then is aborted and retried. Default 10,000, 100 to 600,000. */
   requestTimeoutMs?: number;
-  /** Send what is queued with keepalive when the page is hidden or closed. Default true. */
+  /** The most text one exporter keeps in localStorage for the next page load (persist); the oldest events beyond it are left out, counted as dropped persistCap. Default 1 MiB, 1 KiB to 4 MiB. */
+  persistMaxBytes?: number;
+  /** Send what is held with keepalive and sendBeacon when a navigation starts, the page is hidden or it goes away, and follow online/offline. Default true. */
   flushOnPageHide?: boolean;
+  /** Keep what is held when the page goes away in localStorage, for the next exporter of the same endpoint to send first (at most 1 MiB, 7 days; never the API key). Pages only: a Web Worker persists nothing. Default true. */
+  persist?: boolean;
+  /** "gzip" (ordinary bodies gzipped with the host's CompressionStream; plain where there is none, and always plain at page-hide) or "none". Default "gzip". */
+  compression?: "gzip" | "none";
   /** Extra headers for ordinary requests (not keepalive ones: they would force a CORS preflight, which cannot finish while a page unloads). Never logged. */
   headers?: Record<string, string>;
   /** Log each request and outcome with console.debug (never the body or the key). Default false. */
@@ -96,6 +102,8 @@ export interface DroppedStats {
   attemptsExhausted: number;
   /** Abandoned at shutdown's deadline. */
   shutdown: number;
+  /** Stored for the next page load but left out by the storage caps (the oldest beyond 1 MiB, or older than 7 days when read back). */
+  persistCap: number;
 }
 
 /** A snapshot of `stats()`. */
@@ -112,6 +120,10 @@ export interface ExporterStats {
   delivered: number;
   /** Requests that were retries. */
   retried: number;
+  /** Events this exporter took in from what an earlier page load stored (sent first). */
+  restored: number;
+  /** localStorage calls that failed (disabled, quota full) and stored text that could not be read; the first is logged. */
+  storageErrors: number;
   dropped: DroppedStats;
   /** The most recent failure, e.g. "HTTP 503", "timeout", "network error: ..."; null if none. */
   lastError: string | null;

@@ -1,0 +1,74 @@
+// The page side of the page-close tests, with no test driver in it: a Playwright test
+// (tests/e2e/close.test.mjs) and a puppeteer-core one (Firefox over WebDriver BiDi) both load
+// close.html and call these through `window.closeTest` with their own `evaluate`.
+//
+// close.html?collector=<origin>&run=<tag>[&persist=0][&fast=1][&persistMaxBytes=B][&tab=T]
+//           [&attempts=N][&backoff=MS][&timeout=MS][&compression=gzip|none]
+//   - creates one Exporter for <collector>/batch/ (the same endpoint on every load, so the next
+//     load finds what this one stored) with the default batching (`fast`: a 200 ms linger),
+//     `persist` as asked;
+//   - `capture(n)` captures n events of about 300 bytes (the test holds them in the exporter
+//     by having the collector stall its answers: maxInFlight requests wait, the rest queue);
+//   - at `pagehide` (after spool's own listener, which was added first) it notes in
+//     localStorage how many events were still in flight: requests unanswered at unload, whose
+//     events were also stored and may arrive twice (at-least-once).
+
+import init, { Exporter } from '/pkg/spool.js';
+
+const NOTE = 'close-test:unload:' + (new URLSearchParams(location.search).get('tab') ?? '1');
+
+export async function start() {
+  await init();
+  const params = new URLSearchParams(location.search);
+  const endpoint = (params.get('collector') ?? location.origin) + '/batch/';
+  const persist = params.get('persist') !== '0';
+  const exporter = new Exporter({
+    endpoint,
+    apiKey: 'phc_close_test',
+    persist,
+    ...(params.get('fast') === '1' ? { flushIntervalMs: 200 } : {}),
+    ...(params.has('persistMaxBytes') ? { persistMaxBytes: Number(params.get('persistMaxBytes')) } : {}),
+    ...(params.has('attempts') ? { maxAttempts: Number(params.get('attempts')) } : {}),
+    ...(params.has('backoff') ? { initialBackoffMs: Number(params.get('backoff')), maxBackoffMs: Number(params.get('backoff')) } : {}),
+    ...(params.has('compression') ? { compression: params.get('compression') } : {}),
+    ...(params.has('timeout') ? { requestTimeoutMs: Number(params.get('timeout')) } : {}),
+    maxQueueEvents: 100_000,
+    maxQueueBytes: 64 << 20,
+  });
+  // The page's own notes tolerate a localStorage that throws (the bad-storage tests).
+  const store = (f) => { try { return f(localStorage); } catch { return null; } };
+  const previous = store((ls) => ls.getItem(NOTE));
+  store((ls) => ls.removeItem(NOTE));
+  addEventListener('pagehide', () => {
+    const s = exporter.stats();
+    store((ls) => ls.setItem(NOTE, JSON.stringify({ inFlight: s.inFlight, queued: s.queued, delivered: s.delivered, dropped: s.dropped })));
+  });
+  const run = params.get('run') ?? 'run';
+  window.closeTest = {
+    exporter,
+    /** The previous load's note at its pagehide, if any. */
+    previous: previous && JSON.parse(previous),
+    /** Captures n events; returns their uuids. */
+    capture(n, from = 0) {
+      const uuids = [];
+      for (let i = from; i < from + n; i++) {
+        uuids.push(exporter.capture('close_test', { run, i, path: '/checkout/step', plan: 'pro', amount: 42.5, note: 'x'.repeat(50) }));
+      }
+      return uuids;
+    },
+    stats: () => exporter.stats(),
+    flush: () => exporter.flush(),
+    /** The keys spool stored, with their lengths. */
+    stored() {
+      return store((ls) => {
+        const out = {};
+        for (let i = 0; i < ls.length; i++) {
+          const k = ls.key(i);
+          if (k.startsWith('spool1:')) out[k] = ls.getItem(k).length;
+        }
+        return out;
+      });
+    },
+  };
+  window.spoolReady = true;
+}
