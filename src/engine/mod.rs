@@ -260,6 +260,10 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     offline: bool,
     /// The page went away (`pagehide`): nothing more is sent until it is shown again.
     gone: bool,
+    /// Events with a sequence below this were in the last stored copy ([`Engine::persist`]).
+    persisted_below: u64,
+    /// Events with a sequence below this were taken in by another load: never stored again.
+    persist_from: u64,
     shutdown: Option<Shutdown>,
     overflow_warned: bool,
     report_settlements: bool,
@@ -316,6 +320,8 @@ impl<F: WireFormat> Engine<F> {
             hidden: false,
             offline: false,
             gone: false,
+            persisted_below: 0,
+            persist_from: 0,
             shutdown: None,
             overflow_warned: false,
             report_settlements: false,
@@ -675,16 +681,32 @@ impl<F: WireFormat> Engine<F> {
     /// within `persistMaxBytes` (default [`PERSIST_MAX_BYTES`]); `None` when nothing is held (remove the stored text).
     /// Returns the text and the number of events it holds. The events stay held here: this is
     /// a copy, and if the page comes back (a back/forward-cache restore) the shell removes it.
-    pub fn persist(&self) -> Option<(String, usize)> {
+    ///
+    /// Events of an earlier copy that another load took in (see
+    /// [`stored_copy_taken`](Self::stored_copy_taken)) are left out: that load sends them.
+    pub fn persist(&mut self) -> Option<(String, usize)> {
         if self.held_events == 0 {
             return None;
         }
+        self.persisted_below = self.next_seq;
+        let from = self.persist_from;
         let mut items: Vec<&queue::Item> = Vec::with_capacity(self.held_events);
         for b in &self.batches {
-            items.extend(b.items.iter());
+            items.extend(b.items.iter().filter(|i| i.seq >= from));
         }
-        items.extend(self.queue.iter());
+        items.extend(self.queue.iter().filter(|i| i.seq >= from));
+        if items.is_empty() {
+            return None;
+        }
         Some(persist::encode(&items, 0, self.config.persist_max_bytes))
+    }
+
+    /// The copy [`persist`](Self::persist) last made was taken in by another load (another
+    /// tab's exporter claimed it): its events are that load's to send now, and are never
+    /// stored again from here, so that no later copy hands them to a third load. They stay
+    /// held here too (at-least-once).
+    pub fn stored_copy_taken(&mut self) {
+        self.persist_from = self.persisted_below;
     }
 
     /// Takes in the text an earlier load stored (see [`persist`](Self::persist)): its events go

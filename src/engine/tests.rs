@@ -327,3 +327,32 @@ fn after_pagehide_a_failed_keepalive_request_is_not_resent_but_stays_stored() {
     e.page_visible(T0 + 20_000);
     assert!(!drain(&mut e, T0 + 20_000).is_empty());
 }
+
+#[test]
+fn a_copy_another_tab_took_in_is_never_stored_again_for_a_third_load() {
+    let mut old = engine(config());
+    let first = many(&mut old, 30, T0);
+    let (text, stored) = old.persist().unwrap();
+    assert_eq!(stored, 30);
+    // Another tab's next load claims that copy while this page still runs, then this page
+    // captures more and writes its copy again (as it does at page-hide).
+    let mut other = engine(config());
+    assert_eq!(other.restore(&text, T0 + 5), 30);
+    old.stored_copy_taken();
+    let later = many(&mut old, 5, T0 + 10);
+    let (text, stored) = old.persist().unwrap();
+    assert_eq!(stored, 5, "only the events the other load did not take");
+    let mut third = engine(config());
+    assert_eq!(third.restore(&text, T0 + 20), 5);
+    third.flush(T0 + 20);
+    let sent: Vec<String> = drain(&mut third, T0 + 20)
+        .iter()
+        .flat_map(|t| uuids_in(&t.body))
+        .collect();
+    let expected: Vec<String> = later.iter().map(|u| u.to_string()).collect();
+    assert_eq!(sent, expected);
+    assert!(first.iter().all(|u| !sent.contains(&u.to_string())));
+    // Once everything held was taken, nothing is left to store.
+    old.stored_copy_taken();
+    assert_eq!(old.persist(), None);
+}

@@ -165,6 +165,13 @@ impl Shell {
         let Some(store) = &self.store else {
             return;
         };
+        if self.stored.is_some() && matches!(store.holds_own(), Ok(false)) {
+            // Another tab's exporter claimed the last copy while this page still runs (its
+            // last writes at page-hide can come after the other's first read): what it took
+            // is its to send, and must not be stored again for yet another load to take.
+            self.engine.stored_copy_taken();
+            self.stored = None;
+        }
         let result = match self.engine.persist() {
             Some((text, _)) => store.write(&text).map(|_| Some(self.engine.held_events())),
             None if self.stored.is_some() => store.remove().map(|_| None),

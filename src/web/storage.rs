@@ -89,6 +89,14 @@ impl Store {
         self.storage.set_item(&self.key, text).map_err(|_| Failed)
     }
 
+    /// Whether this exporter's text is still stored (another load's claim removes it).
+    pub fn holds_own(&self) -> Result<bool, Failed> {
+        match self.storage.get_item(&self.key) {
+            Ok(text) => Ok(text.is_some()),
+            Err(_) => Err(Failed),
+        }
+    }
+
     /// Removes this exporter's text.
     pub fn remove(&self) -> Result<(), Failed> {
         self.storage.remove_item(&self.key).map_err(|_| Failed)
