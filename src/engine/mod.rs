@@ -55,7 +55,10 @@ pub use format::{
     ConfiguredFormat, EventRecord, PostHogBatch, WireFormat, POSTHOG_MAX_PROPERTIES_DEPTH,
 };
 pub use otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
-pub use persist::{PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, RESTORE_AGAIN_MS};
+pub use persist::{
+    claimable as stored_copy_claimable, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES,
+    RESTORE_AGAIN_MS,
+};
 pub use retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
 pub use rng::Rng;
 pub use stats::{DropReason, Dropped, Stats};
@@ -684,7 +687,10 @@ impl<F: WireFormat> Engine<F> {
     ///
     /// Events of an earlier copy that another load took in (see
     /// [`stored_copy_taken`](Self::stored_copy_taken)) are left out: that load sends them.
-    pub fn persist(&mut self) -> Option<(String, usize)> {
+    ///
+    /// Written at `now_ms`: until [`PERSIST_LIVE_MS`] later the copy stays this page's (see
+    /// [`stored_copy_claimable`]), unless the page is gone ([`page_gone`](Self::page_gone)).
+    pub fn persist(&mut self, now_ms: u64) -> Option<(String, usize)> {
         if self.held_events == 0 {
             return None;
         }
@@ -698,7 +704,16 @@ impl<F: WireFormat> Engine<F> {
         if items.is_empty() {
             return None;
         }
-        Some(persist::encode(&items, 0, self.config.persist_max_bytes))
+        let kept_until = match self.gone {
+            true => 0,
+            false => now_ms.saturating_add(PERSIST_LIVE_MS),
+        };
+        Some(persist::encode(
+            &items,
+            0,
+            kept_until,
+            self.config.persist_max_bytes,
+        ))
     }
 
     /// The copy [`persist`](Self::persist) last made was taken in by another load (another

@@ -17,6 +17,7 @@
 //! a worker is terminated may never finish. Workers therefore persist nothing.
 
 use super::host;
+use crate::engine::stored_copy_claimable;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -161,9 +162,12 @@ fn take_all(storage: &web_sys::Storage, prefix: &str, own: &str) -> (Vec<String>
             }
         }
     }
+    let now = host::now_ms();
     let mut texts = Vec::with_capacity(keys.len());
     for k in keys {
         match storage.get_item(&k) {
+            // A page that still runs keeps its copy for a while: it sends those events itself.
+            Ok(Some(text)) if !stored_copy_claimable(&text, now) => continue,
             Ok(Some(text)) => texts.push(text),
             Ok(None) => {}
             Err(_) => failures += 1,
