@@ -478,6 +478,3 @@ impl<F: WireFormat> Engine<F> {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;
