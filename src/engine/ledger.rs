@@ -36,25 +36,6 @@ pub(super) struct Ledger {
     settled: u64,
 }
 
-/// Keepalive bodies and requests in flight, against the browser's quota.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct KeepaliveBudget {
-    pub bytes: usize,
-    pub requests: usize,
-}
-
-impl KeepaliveBudget {
-    /// Whether a body of `len` bytes may go as keepalive now.
-    pub fn fits(self, len: usize) -> bool {
-        self.requests < KEEPALIVE_MAX_REQUESTS && self.bytes + len <= KEEPALIVE_QUOTA_BYTES
-    }
-
-    /// Bytes of the quota not taken.
-    pub fn room(self) -> usize {
-        KEEPALIVE_QUOTA_BYTES - self.bytes
-    }
-}
-
 impl Ledger {
     /// Events held: queued, waiting to retry or in flight.
     pub fn held_events(&self) -> usize {
@@ -167,6 +148,25 @@ impl Ledger {
         s.in_flight = self.in_flight_events as u64;
         s.in_flight_requests = self.requests_in_flight() as u64;
         s
+    }
+}
+
+/// Keepalive bodies and requests in flight, against the browser's quota.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct KeepaliveBudget {
+    pub bytes: usize,
+    pub requests: usize,
+}
+
+impl KeepaliveBudget {
+    /// Whether a body of `len` bytes may go as keepalive now.
+    pub fn fits(self, len: usize) -> bool {
+        self.requests < KEEPALIVE_MAX_REQUESTS && self.bytes + len <= KEEPALIVE_QUOTA_BYTES
+    }
+
+    /// Bytes of the quota not taken.
+    pub fn room(self) -> usize {
+        KEEPALIVE_QUOTA_BYTES - self.bytes
     }
 }
 
