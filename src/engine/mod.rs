@@ -28,18 +28,24 @@
 //! assert_eq!(engine.stats().delivered, 1);
 //! ```
 
+mod batch;
+mod capture;
 mod coalesce;
 mod config;
 mod event;
 mod flush;
 mod format;
 pub mod json;
+mod ledger;
 mod otlp;
+mod page_close;
 mod persist;
 mod queue;
 mod retry;
 mod rng;
 pub mod sanitize;
+mod scheduler;
+mod shutdown;
 mod stats;
 pub mod time;
 mod timer;
@@ -55,6 +61,9 @@ pub use format::{
     ConfiguredFormat, EventRecord, PostHogBatch, WireFormat, POSTHOG_MAX_PROPERTIES_DEPTH,
 };
 pub use otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
+pub use page_close::{
+    PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
+};
 pub use persist::{
     claimable as stored_copy_claimable, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES,
     RESTORE_AGAIN_MS,
@@ -64,25 +73,11 @@ pub use rng::Rng;
 pub use stats::{DropReason, Dropped, Stats};
 pub use timer::Timer;
 
-use queue::{BodyLimit, Item, Queue};
-use retry::Step;
+use batch::Batch;
+use ledger::Ledger;
+use queue::Queue;
+use shutdown::Shutdown;
 use timer::TimerTable;
-
-/// The browser's budget for keepalive request bodies in flight, per page: 64 KiB in total.
-/// Fetch standard, "HTTP-network-or-cache fetch": a keepalive request whose body would take
-/// the in-flight total past 64 kibibytes fails. Chromium counts `sendBeacon` against it too.
-pub const KEEPALIVE_QUOTA_BYTES: usize = 64 * 1024;
-
-/// Keepalive requests in flight at once. Chromium counts only bytes against its quota
-/// (bench/PAGEHIDE.md: 8 bodies of 8 KB fit as well as one of 60 KB), so this only shapes the
-/// chain: four bodies of [`KEEPALIVE_BODY_BYTES`] fill the quota.
-pub const KEEPALIVE_MAX_REQUESTS: usize = 4;
-
-/// Largest body on the page-hide path (keepalive fetch and `sendBeacon`): a quarter of the
-/// quota, so four fill it and a refused body leaves room for smaller ones. Measured in
-/// Chromium 156 (bench/PAGEHIDE.md): bodies of 8 to 60 KB carry the same 152–176 plain events
-/// per quota, and 13 KB gzip bodies fill it better than one 52 KB one.
-pub const KEEPALIVE_BODY_BYTES: usize = 16 * 1024;
 
 /// Names one request (one attempt of one batch). A retry gets a new id, so a late answer to
 /// an abandoned attempt is recognised and ignored.
@@ -151,89 +146,15 @@ pub enum Notice {
     },
 }
 
-/// What [`Engine::page_hidden`] put on the keepalive path.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PageHideReport {
-    /// Keepalive requests made ready (drain them with `poll_transmit`).
-    pub keepalive_requests: usize,
-    /// Events in them.
-    pub keepalive_events: usize,
-    /// Bytes in their bodies.
-    pub keepalive_bytes: usize,
-    /// Events held back: they did not fit the keepalive budget, or a `Retry-After` forbids
-    /// sending now. They go as ordinary requests as slots allow.
-    pub left_events: usize,
-}
-
-/// A batch that left the queue: waiting to be (re)sent, or in flight.
-#[derive(Debug)]
-struct Batch {
-    id: BatchId,
-    items: Vec<Item>,
-    /// Sends so far.
-    attempts: u32,
-    state: BatchState,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum BatchState {
-    /// Not to be sent before this time (backoff or split); 0 for at once.
-    Waiting { not_before: u64 },
-    InFlight {
-        transmit: TransmitId,
-        deadline: u64,
-        keepalive: bool,
-        /// Handed to `sendBeacon`: holds no request slot.
-        beacon: bool,
-        body_len: usize,
-    },
-}
-
-/// Keepalive bodies and requests in flight, against the browser's quota.
-#[derive(Debug, Default, Clone, Copy)]
-struct KeepaliveBudget {
-    bytes: usize,
-    requests: usize,
-}
-
-impl KeepaliveBudget {
-    /// Whether a body of `len` bytes may go as keepalive now.
-    fn fits(self, len: usize) -> bool {
-        self.requests < KEEPALIVE_MAX_REQUESTS && self.bytes + len <= KEEPALIVE_QUOTA_BYTES
-    }
-
-    fn room(self) -> usize {
-        KEEPALIVE_QUOTA_BYTES - self.bytes
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Shutdown {
-    deadline: u64,
-    done: bool,
-}
-
-/// Where the next request comes from and how it goes.
-#[derive(Debug, Clone, Copy)]
-struct Plan {
-    /// Earliest time it may go.
-    at: u64,
-    /// The same, ignoring the endpoint's `Retry-After`.
-    own_at: u64,
-    source: Source,
-    keepalive: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Batch(usize),
-    Queue,
-}
-
 /// The exporter's policy as a state machine. See the [module docs](self).
 ///
 /// Generic over its [`WireFormat`]; [`Engine::new`] speaks the one the config names
 /// ([`ConfiguredFormat`]).
+///
+/// This is the engine's face: its state and its public methods. The work is done by the
+/// parts, each in its own file: `capture` takes events in, `scheduler` decides what goes when
+/// and handles the timers, `batch` sends and answers batches, `ledger` counts what is held and
+/// in flight, `page_close` handles the page going away, `shutdown` the end.
 #[derive(Debug)]
 pub struct Engine<F: WireFormat = ConfiguredFormat> {
     config: Config,
@@ -249,11 +170,8 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     next_batch: u64,
     next_transmit: u64,
     next_flush: u64,
-    held_events: usize,
-    held_bytes: usize,
-    in_flight_events: usize,
-    ordinary_in_flight: usize,
-    keepalive: KeepaliveBudget,
+    /// Events and bytes held and in flight, and the counters.
+    ledger: Ledger,
     /// No request leaves before this (the endpoint's `Retry-After`).
     gate_until: u64,
     /// Queued events with a sequence below this go without lingering (a flush asked).
@@ -275,7 +193,6 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     flushes: flush::FlushTracker,
     notices: std::collections::VecDeque<Notice>,
     timers: TimerTable,
-    stats: Stats,
 }
 
 impl Engine {
@@ -313,11 +230,7 @@ impl<F: WireFormat> Engine<F> {
             next_batch: 0,
             next_transmit: 0,
             next_flush: 0,
-            held_events: 0,
-            held_bytes: 0,
-            in_flight_events: 0,
-            ordinary_in_flight: 0,
-            keepalive: KeepaliveBudget::default(),
+            ledger: Ledger::default(),
             gate_until: 0,
             force_mark: 0,
             hidden: false,
@@ -332,7 +245,6 @@ impl<F: WireFormat> Engine<F> {
             flushes: Default::default(),
             notices: Default::default(),
             timers: TimerTable::default(),
-            stats: Stats::default(),
         })
     }
 
@@ -373,79 +285,7 @@ impl<F: WireFormat> Engine<F> {
         event: EventInput<'_>,
         now_ms: u64,
     ) -> Result<Uuid, CaptureError> {
-        if self.shutdown.is_some() {
-            return Err(CaptureError::ShutDown);
-        }
-        if event.name.is_empty() {
-            return Err(CaptureError::EmptyName);
-        }
-        let raw_properties = event.properties.unwrap_or("{}");
-        // Lone surrogates are repaired and over-deep nesting refused here, so the collector's
-        // parser never refuses a whole batch for this event.
-        let repaired =
-            sanitize::check_properties(raw_properties, self.format.max_properties_depth())
-                .map_err(|e| CaptureError::TooDeep {
-                    depth: e.depth,
-                    max: e.max,
-                })?;
-        let properties = repaired.as_deref().unwrap_or(raw_properties);
-        let timestamp_ms = event.timestamp_ms.unwrap_or(now_ms);
-        if timestamp_ms > time::MAX_TIMESTAMP_MS {
-            return Err(CaptureError::InvalidTimestamp(timestamp_ms));
-        }
-        let uuid = match event.uuid {
-            Some(text) => Uuid::parse(text).ok_or(CaptureError::InvalidUuid)?,
-            None => Uuid::new_v7(timestamp_ms, &mut self.rng),
-        };
-        let distinct_id = event.distinct_id.unwrap_or(&self.distinct_id);
-        if sanitize::is_blank(distinct_id) {
-            return Err(CaptureError::BlankDistinctId);
-        }
-        // Encoded into a reused buffer, then copied into an allocation of exactly its size.
-        self.scratch.clear();
-        self.format.write_event(
-            &EventRecord {
-                name: event.name,
-                distinct_id,
-                properties,
-                timestamp_ms,
-                uuid,
-            },
-            &mut self.scratch,
-        );
-        let len = self.scratch.len();
-        let alone = self.format.body_len(1, len);
-        if alone > self.config.max_batch_bytes {
-            self.stats.dropped.add(DropReason::TooLarge, 1);
-            return Err(CaptureError::TooLarge {
-                bytes: alone,
-                max: self.config.max_batch_bytes,
-            });
-        }
-        if self.held_events >= self.config.max_queue_events
-            || self.held_bytes + len > self.config.max_queue_bytes
-        {
-            self.stats.dropped.add(DropReason::QueueFull, 1);
-            if !self.overflow_warned {
-                self.overflow_warned = true;
-                self.notices.push_back(Notice::QueueOverflow {
-                    max_events: self.config.max_queue_events,
-                    max_bytes: self.config.max_queue_bytes,
-                });
-            }
-            return Err(CaptureError::QueueFull);
-        }
-        self.held_events += 1;
-        self.held_bytes += len;
-        self.queue.push(Item {
-            fragment: Box::from(self.scratch.as_str()),
-            uuid,
-            seq: self.next_seq,
-            enqueued_ms: now_ms,
-        });
-        self.next_seq += 1;
-        self.rearm();
-        Ok(uuid)
+        self.enqueue(event, now_ms)
     }
 
     /// The next request to send at `now_ms`, if any. Drain until `None` after every input.
@@ -480,89 +320,13 @@ impl<F: WireFormat> Engine<F> {
     /// a [`Notice::Abort`] and counts as a failed attempt) and enforce the shutdown deadline.
     /// Lingering, backoff and `Retry-After` need nothing here: `poll_transmit` sees the time.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        if self.timers.is_expired(Timer::RequestTimeout, now_ms) {
-            // A loop rather than filter_map and collect: the iterator adapter and its
-            // collection cost the wasm more than this.
-            let mut expired = Vec::new();
-            for b in &self.batches {
-                match b.state {
-                    BatchState::InFlight {
-                        transmit, deadline, ..
-                    } if deadline <= now_ms => expired.push(transmit),
-                    _ => {}
-                }
-            }
-            for id in expired {
-                self.notices.push_back(Notice::Abort(id));
-                self.handle_outcome(id, Outcome::Timeout, now_ms);
-            }
-        }
-        if self.timers.is_expired(Timer::ShutdownDeadline, now_ms) {
-            self.abandon_all();
-        }
-        self.after_change(now_ms);
+        self.fire_timers(now_ms);
     }
 
     /// The request `id` ended with `outcome` at `now_ms`. Returns `false` (and changes
     /// nothing) if `id` is not in flight: unknown, already timed out, or abandoned.
     pub fn handle_outcome(&mut self, id: TransmitId, outcome: Outcome, now_ms: u64) -> bool {
-        let Some(idx) = self.in_flight_index(id) else {
-            return false;
-        };
-        self.release(idx);
-        if self.offline && matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout) {
-            // No network at all: this attempt says nothing about the batch.
-            self.batches[idx].attempts -= 1;
-        }
-        let attempt = retry::Attempt {
-            sends: self.batches[idx].attempts,
-            events: self.batches[idx].items.len(),
-        };
-        let decision = retry::decide(
-            &self.format,
-            &outcome,
-            attempt,
-            &self.config,
-            now_ms,
-            &mut self.rng,
-        );
-        if decision.step != Step::Delivered {
-            self.stats.last_error = Some(describe(&outcome));
-        }
-        if let Some(until) = decision.hold_until {
-            self.gate_until = self.gate_until.max(until);
-        }
-        match decision.step {
-            Step::Delivered => self.settle(idx, Settlement::Delivered),
-            Step::Reject(reason) => self.settle(idx, Settlement::Dropped(reason)),
-            Step::Partial { status, rejected } => {
-                let batch = &mut self.batches[idx];
-                let refused = batch.items.split_off(batch.items.len() - rejected);
-                self.settle_items(refused, Settlement::Dropped(DropReason::Rejected(status)));
-                self.settle(idx, Settlement::Delivered);
-            }
-            Step::Split => {
-                let batch = &mut self.batches[idx];
-                let second = batch.items.split_off(batch.items.len() / 2);
-                batch.state = BatchState::Waiting { not_before: now_ms };
-                let attempts = batch.attempts;
-                let id = self.new_batch_id();
-                self.batches.insert(
-                    idx + 1,
-                    Batch {
-                        id,
-                        items: second,
-                        attempts,
-                        state: BatchState::Waiting { not_before: now_ms },
-                    },
-                );
-            }
-            Step::Retry(not_before) => {
-                self.batches[idx].state = BatchState::Waiting { not_before };
-            }
-        }
-        self.after_change(now_ms);
-        true
+        self.answer(id, outcome, now_ms)
     }
 
     /// The page is being hidden or closed: from now until [`page_visible`](Self::page_visible),
@@ -570,21 +334,7 @@ impl<F: WireFormat> Engine<F> {
     /// keepalive requests while they fit the browser's 64 KiB budget, then as ordinary
     /// requests as `maxInFlight` allows. The keepalive requests are ready in `poll_transmit`.
     pub fn page_hidden(&mut self, now_ms: u64) -> PageHideReport {
-        self.hidden = true;
-        let mut report = PageHideReport::default();
-        while let Some(plan) = self.plan() {
-            if plan.at > now_ms || !plan.keepalive {
-                break;
-            }
-            let t = self.send(plan, now_ms);
-            report.keepalive_requests += 1;
-            report.keepalive_events += t.events;
-            report.keepalive_bytes += t.body.len();
-            self.ready.push_back(t);
-        }
-        report.left_events = self.held_events - self.in_flight_events;
-        self.after_change(now_ms);
-        report
+        self.hide(now_ms)
     }
 
     /// The page has gone away (after `pagehide`'s keepalive requests and beacons): nothing
@@ -614,43 +364,14 @@ impl<F: WireFormat> Engine<F> {
     /// beacon as status 202 to [`handle_outcome`](Self::handle_outcome), a refused one to
     /// [`beacon_refused`](Self::beacon_refused).
     pub fn poll_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
-        // Offline, a beacon the browser accepts is still lost: the events stay held (stored).
-        if !self.hidden || self.offline || self.gate_until > now_ms {
-            return None;
-        }
-        if let Some(i) = self
-            .batches
-            .iter()
-            .position(|b| matches!(b.state, BatchState::Waiting { .. }))
-        {
-            let plan = Plan {
-                at: now_ms,
-                own_at: now_ms,
-                source: Source::Batch(i),
-                keepalive: false,
-            };
-            return Some(self.send_as(plan, now_ms, true));
-        }
-        self.queue.front()?;
-        let plan = Plan {
-            at: now_ms,
-            own_at: now_ms,
-            source: Source::Queue,
-            keepalive: false,
-        };
-        Some(self.send_as(plan, now_ms, true))
+        let beacon = self.next_beacon(now_ms);
+        self.check_ledger();
+        beacon
     }
 
     /// The browser refused the beacon `id`: its events wait again, the attempt unspent.
     pub fn beacon_refused(&mut self, id: TransmitId, now_ms: u64) {
-        if let Some(idx) = self.in_flight_index(id) {
-            self.release(idx);
-            let b = &mut self.batches[idx];
-            b.attempts -= 1;
-            b.state = BatchState::Waiting { not_before: 0 };
-            self.stats.requests -= 1;
-            self.after_change(now_ms);
-        }
+        self.unsend_beacon(id, now_ms);
     }
 
     /// `navigator.onLine` changed. While offline, an attempt that fails (network error or
@@ -660,11 +381,7 @@ impl<F: WireFormat> Engine<F> {
         let was_offline = self.offline;
         self.offline = !online;
         if online && was_offline {
-            for b in &mut self.batches {
-                if let BatchState::Waiting { not_before } = &mut b.state {
-                    *not_before = (*not_before).min(now_ms);
-                }
-            }
+            self.end_backoffs(now_ms);
         }
         self.after_change(now_ms);
     }
@@ -676,7 +393,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// Events held: queued, waiting to retry or in flight.
     pub fn held_events(&self) -> usize {
-        self.held_events
+        self.ledger.held_events()
     }
 
     /// What to store so that the next load can send it: every held event the collector has
@@ -691,29 +408,7 @@ impl<F: WireFormat> Engine<F> {
     /// Written at `now_ms`: until [`PERSIST_LIVE_MS`] later the copy stays this page's (see
     /// [`stored_copy_claimable`]), unless the page is gone ([`page_gone`](Self::page_gone)).
     pub fn persist(&mut self, now_ms: u64) -> Option<(String, usize)> {
-        if self.held_events == 0 {
-            return None;
-        }
-        self.persisted_below = self.next_seq;
-        let from = self.persist_from;
-        let mut items: Vec<&queue::Item> = Vec::with_capacity(self.held_events);
-        for b in &self.batches {
-            items.extend(b.items.iter().filter(|i| i.seq >= from));
-        }
-        items.extend(self.queue.iter().filter(|i| i.seq >= from));
-        if items.is_empty() {
-            return None;
-        }
-        let kept_until = match self.gone {
-            true => 0,
-            false => now_ms.saturating_add(PERSIST_LIVE_MS),
-        };
-        Some(persist::encode(
-            &items,
-            0,
-            kept_until,
-            self.config.persist_max_bytes,
-        ))
+        self.stored_text(now_ms)
     }
 
     /// The copy [`persist`](Self::persist) last made was taken in by another load (another
@@ -731,67 +426,13 @@ impl<F: WireFormat> Engine<F> {
     /// not readable are counted in `stats().storageErrors`. Events beyond the queue's limits
     /// are dropped as `queueFull`. Returns the events taken in.
     pub fn restore(&mut self, text: &str, now_ms: u64) -> usize {
-        let decoded = persist::decode(text);
-        self.stats.storage_errors += decoded.corrupt;
-        self.stats.dropped.add(DropReason::PersistCap, decoded.cut);
-        let mut items = Vec::with_capacity(decoded.events.len());
-        for e in decoded.events {
-            if now_ms.saturating_sub(e.captured_ms) > PERSIST_MAX_AGE_MS {
-                self.stats.dropped.add(DropReason::PersistCap, 1);
-                continue;
-            }
-            if self.held_events >= self.config.max_queue_events
-                || self.held_bytes + e.fragment.len() > self.config.max_queue_bytes
-            {
-                self.stats.dropped.add(DropReason::QueueFull, 1);
-                continue;
-            }
-            self.held_events += 1;
-            self.held_bytes += e.fragment.len();
-            items.push(queue::Item {
-                fragment: Box::from(e.fragment),
-                uuid: e.uuid,
-                seq: self.next_seq,
-                enqueued_ms: e.captured_ms,
-            });
-            self.next_seq += 1;
-        }
-        let taken = items.len();
-        self.stats.restored += taken as u64;
-        // Cut into batches now, placed before every other batch: they go first.
-        let limit = self.batch_limit();
-        let mut rest = items;
-        let mut at = 0;
-        while !rest.is_empty() {
-            let n = limit.fitting(&self.format, &rest).max(1);
-            let tail = rest.split_off(n.min(rest.len()));
-            let id = self.new_batch_id();
-            self.batches.insert(
-                at,
-                Batch {
-                    id,
-                    items: rest,
-                    attempts: 0,
-                    state: BatchState::Waiting { not_before: 0 },
-                },
-            );
-            at += 1;
-            rest = tail;
-        }
-        self.after_change(now_ms);
-        taken
+        self.take_in(text, now_ms)
     }
 
     /// A storage read or write failed (it threw, the quota is full, storage is disabled):
     /// counted in `stats().storageErrors`.
     pub fn storage_failed(&mut self) {
-        self.stats.storage_errors += 1;
-    }
-
-    fn in_flight_index(&self, id: TransmitId) -> Option<usize> {
-        self.batches.iter().position(
-            |b| matches!(b.state, BatchState::InFlight { transmit, .. } if transmit == id),
-        )
+        self.ledger.stats.storage_errors += 1;
     }
 
     /// Sends everything captured so far without lingering. The returned id comes back in a
@@ -803,7 +444,7 @@ impl<F: WireFormat> Engine<F> {
         self.force_mark = self.next_seq;
         if let Some(report) = self
             .flushes
-            .open(id, self.next_seq, self.held_events as u64)
+            .open(id, self.next_seq, self.ledger.held_events() as u64)
         {
             self.notices.push_back(Notice::FlushComplete(report));
         }
@@ -834,17 +475,13 @@ impl<F: WireFormat> Engine<F> {
 
     /// The counters now.
     pub fn stats(&self) -> Stats {
-        let mut s = self.stats.clone();
-        s.queued = (self.held_events - self.in_flight_events) as u64;
-        s.in_flight = self.in_flight_events as u64;
-        s.in_flight_requests = (self.ordinary_in_flight + self.keepalive.requests) as u64;
-        s
+        self.ledger.snapshot()
     }
 
     /// Bytes of event fragments held (queued, waiting to retry, in flight); bounded by
     /// `maxQueueBytes`.
     pub fn held_bytes(&self) -> usize {
-        self.held_bytes
+        self.ledger.held_bytes()
     }
 
     /// The instant before which no request may go, from the endpoint's last `Retry-After`.
@@ -863,315 +500,4 @@ impl<F: WireFormat> Engine<F> {
             self.after_change(now_ms);
         }
     }
-
-    fn new_batch_id(&mut self) -> BatchId {
-        self.next_batch += 1;
-        BatchId(self.next_batch)
-    }
-
-    /// The next request that could go, and when; `None` if nothing can go until a request
-    /// in flight is answered (or nothing is held).
-    fn plan(&self) -> Option<Plan> {
-        if self.gone || self.shutdown.is_some_and(|s| s.done) {
-            return None;
-        }
-        let ordinary_free = self.ordinary_in_flight < self.config.max_in_flight;
-        let mut best: Option<Plan> = None;
-        let mut consider = |own_at: u64, first_len: usize, source: Source| {
-            let keepalive = self.hidden && self.keepalive.fits(self.format.body_len(1, first_len));
-            if !keepalive && !ordinary_free {
-                return;
-            }
-            let at = own_at.max(self.gate_until);
-            if best.is_none_or(|b| at < b.at) {
-                best = Some(Plan {
-                    at,
-                    own_at,
-                    source,
-                    keepalive,
-                });
-            }
-        };
-        for (i, b) in self.batches.iter().enumerate() {
-            if let BatchState::Waiting { not_before } = b.state {
-                let own_at = if self.hidden { 0 } else { not_before };
-                consider(own_at, b.items[0].fragment.len(), Source::Batch(i));
-            }
-        }
-        if let Some(front) = self.queue.front() {
-            if let Some(own_at) = self.queue_ready_at(front) {
-                consider(own_at, front.fragment.len(), Source::Queue);
-            }
-        }
-        best
-    }
-
-    /// When the queue's front may be cut into a batch, by the batch mode.
-    fn queue_ready_at(&self, front: &Item) -> Option<u64> {
-        let forced = self.hidden || front.seq < self.force_mark;
-        let full = self.queue.has_full_batch(&self.format, self.batch_limit());
-        match self.config.batch_mode {
-            BatchMode::Off => Some(0),
-            _ if forced || full => Some(0),
-            BatchMode::Auto if self.ordinary_in_flight + self.keepalive.requests == 0 => Some(0),
-            BatchMode::Auto => None,
-            BatchMode::Linger => Some(front.enqueued_ms + self.config.flush_interval_ms),
-        }
-    }
-
-    fn batch_limit(&self) -> BodyLimit {
-        let events = match self.config.batch_mode {
-            BatchMode::Off => 1,
-            _ => self.config.max_batch_events,
-        };
-        BodyLimit {
-            events,
-            bytes: self.config.max_batch_bytes,
-        }
-    }
-
-    /// Carries out `plan`: cuts or picks the batch, stamps the body, marks it in flight.
-    fn send(&mut self, plan: Plan, now_ms: u64) -> Transmit {
-        self.send_as(plan, now_ms, false)
-    }
-
-    /// [`send`](Self::send), as a beacon if `beacon`: counted against no budget, since the
-    /// browser answers at once.
-    fn send_as(&mut self, plan: Plan, now_ms: u64, beacon: bool) -> Transmit {
-        let mut limit = self.batch_limit();
-        if plan.keepalive {
-            limit.bytes = limit
-                .bytes
-                .min(self.keepalive.room())
-                .min(KEEPALIVE_BODY_BYTES);
-        }
-        if beacon {
-            limit.bytes = limit.bytes.min(KEEPALIVE_BODY_BYTES);
-        }
-        let idx = match plan.source {
-            Source::Queue => {
-                let items = self.queue.take_batch(&self.format, limit);
-                let id = self.new_batch_id();
-                self.batches.push(Batch {
-                    id,
-                    items,
-                    attempts: 0,
-                    state: BatchState::Waiting { not_before: 0 },
-                });
-                self.batches.len() - 1
-            }
-            Source::Batch(idx) => {
-                // Under the keepalive budget a waiting batch may have to go in parts.
-                let fit = limit.fitting(&self.format, &self.batches[idx].items);
-                if fit < self.batches[idx].items.len() {
-                    let rest = self.batches[idx].items.split_off(fit);
-                    let (attempts, state) = (self.batches[idx].attempts, self.batches[idx].state);
-                    let id = self.new_batch_id();
-                    self.batches.insert(
-                        idx + 1,
-                        Batch {
-                            id,
-                            items: rest,
-                            attempts,
-                            state,
-                        },
-                    );
-                }
-                idx
-            }
-        };
-        let transmit = TransmitId(self.next_transmit);
-        self.next_transmit += 1;
-        let batch = &mut self.batches[idx];
-        batch.attempts += 1;
-        let mut body = String::with_capacity(self.format.body_len(
-            batch.items.len(),
-            batch.items.iter().map(|i| i.fragment.len()).sum(),
-        ));
-        self.format.write_body(
-            &mut batch.items.iter().map(|i| &*i.fragment),
-            now_ms,
-            &mut body,
-        );
-        batch.state = BatchState::InFlight {
-            transmit,
-            deadline: now_ms + self.config.request_timeout_ms,
-            keepalive: plan.keepalive,
-            beacon,
-            body_len: body.len(),
-        };
-        self.in_flight_events += batch.items.len();
-        if beacon {
-            // Answered by the shell before anything else runs: no slot is held.
-        } else if plan.keepalive {
-            self.keepalive.bytes += body.len();
-            self.keepalive.requests += 1;
-        } else {
-            self.ordinary_in_flight += 1;
-        }
-        self.stats.requests += 1;
-        if batch.attempts > 1 {
-            self.stats.retried += 1;
-        }
-        Transmit {
-            id: transmit,
-            batch: batch.id,
-            body,
-            content_type: self.format.content_type(),
-            keepalive: plan.keepalive,
-            events: batch.items.len(),
-            attempt: batch.attempts,
-        }
-    }
-
-    /// Takes batch `idx` out of flight (its counters only; the state is set by the caller).
-    fn release(&mut self, idx: usize) {
-        let batch = &self.batches[idx];
-        if let BatchState::InFlight {
-            keepalive,
-            beacon,
-            body_len,
-            ..
-        } = batch.state
-        {
-            self.in_flight_events -= batch.items.len();
-            if beacon {
-            } else if keepalive {
-                self.keepalive.bytes -= body_len;
-                self.keepalive.requests -= 1;
-            } else {
-                self.ordinary_in_flight -= 1;
-            }
-        }
-    }
-
-    /// Removes batch `idx` (not in flight) and settles its events.
-    fn settle(&mut self, idx: usize, how: Settlement) {
-        let batch = self.batches.remove(idx);
-        self.settle_items(batch.items, how);
-    }
-
-    fn settle_items(&mut self, items: Vec<Item>, how: Settlement) {
-        let delivered = how == Settlement::Delivered;
-        let n = items.len() as u64;
-        match how {
-            Settlement::Delivered => self.stats.delivered += n,
-            Settlement::Dropped(reason) => self.stats.dropped.add(reason, n),
-        }
-        if self.report_settlements && n > 0 {
-            let mut uuids = Vec::with_capacity(items.len());
-            for item in &items {
-                uuids.push(item.uuid);
-            }
-            self.notices.push_back(Notice::Settled {
-                settlement: how,
-                uuids,
-            });
-        }
-        let mut done = Vec::new();
-        for item in &items {
-            self.held_events -= 1;
-            self.held_bytes -= item.fragment.len();
-            self.flushes.settle(item.seq, delivered, &mut done);
-        }
-        // After the settlements, so a reader of both sees a flush complete with its events.
-        // One push_back each: VecDeque's extend from an iterator costs 400 bytes of wasm more.
-        for report in done {
-            self.notices.push_back(Notice::FlushComplete(report));
-        }
-        if self.held_events == 0 {
-            self.overflow_warned = false;
-        }
-    }
-
-    /// Drops everything held as `shutdown`, aborting requests in flight.
-    fn abandon_all(&mut self) {
-        let before = self.stats.dropped.shutdown;
-        self.ready.clear();
-        while let Some(batch) = self.batches.last() {
-            if let BatchState::InFlight { transmit, .. } = batch.state {
-                self.notices.push_back(Notice::Abort(transmit));
-            }
-            let idx = self.batches.len() - 1;
-            self.release(idx);
-            self.settle(idx, Settlement::Dropped(DropReason::Shutdown));
-        }
-        let items = self.queue.drain_all();
-        self.settle_items(items, Settlement::Dropped(DropReason::Shutdown));
-        if let Some(s) = &mut self.shutdown {
-            if !s.done {
-                s.done = true;
-                let abandoned = self.stats.dropped.shutdown - before;
-                self.notices
-                    .push_back(Notice::ShutdownComplete { abandoned });
-            }
-        }
-    }
-
-    /// Finishes a shutdown that has nothing left (or nothing it could still send in time),
-    /// then re-arms the timers.
-    fn after_change(&mut self, _now_ms: u64) {
-        if let Some(s) = self.shutdown {
-            if !s.done {
-                let idle = self.in_flight_events == 0 && self.ready.is_empty();
-                if self.held_events == 0 {
-                    self.abandon_all();
-                } else if idle && self.plan().is_none_or(|p| p.at > s.deadline) {
-                    // Backoff or Retry-After reaches past the deadline: waiting changes nothing.
-                    self.abandon_all();
-                }
-            }
-        }
-        self.rearm();
-    }
-
-    /// Recomputes every timer from the state.
-    fn rearm(&mut self) {
-        let plan = self.plan();
-        let mut timers = TimerTable::default();
-        if let Some(p) = plan {
-            let timer = if p.at > p.own_at {
-                Timer::RetryAfter
-            } else if p.source == Source::Queue {
-                Timer::Linger
-            } else {
-                Timer::Backoff
-            };
-            timers.set(timer, Some(p.at));
-        }
-        // Loops rather than iterator adapters here and below: each adapter chain compiles to
-        // code of its own in the wasm.
-        let mut request_deadline = None;
-        for b in &self.batches {
-            if let BatchState::InFlight { deadline, .. } = b.state {
-                request_deadline =
-                    Some(request_deadline.map_or(deadline, |d: u64| d.min(deadline)));
-            }
-        }
-        timers.set(Timer::RequestTimeout, request_deadline);
-        if let Some(s) = self.shutdown.filter(|s| !s.done) {
-            timers.set(Timer::ShutdownDeadline, Some(s.deadline));
-        }
-        self.timers = timers;
-    }
 }
-
-/// A short description of a failed outcome for `Stats::last_error`.
-fn describe(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Response { status, .. } => {
-            let mut s = String::from("HTTP ");
-            json::write_u64(&mut s, (*status).into());
-            s
-        }
-        Outcome::NetworkError(e) => {
-            let mut s = String::from("network error: ");
-            s.push_str(e);
-            s
-        }
-        Outcome::Timeout => String::from("timeout"),
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -70,9 +70,16 @@ impl Queue {
         self.items.front()
     }
 
-    #[cfg(test)]
+    /// Events queued. (Read only by the ledger's debug checks and the tests.)
+    #[cfg(any(test, debug_assertions))]
     pub fn len(&self) -> usize {
         self.items.len()
+    }
+
+    /// Bytes of the queued events' fragments. (Read only by the ledger's debug checks.)
+    #[cfg(debug_assertions)]
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether the queue holds more than one body under `limit` can carry, so a full batch

@@ -17,6 +17,19 @@ pub enum Timer {
 
 const COUNT: usize = 5;
 
+impl Timer {
+    /// Every kind, in the order [`Engine::handle_timeout`](super::Engine::handle_timeout)
+    /// handles those that expired: requests time out before the shutdown deadline abandons
+    /// what is left.
+    pub(crate) const VALUES: [Timer; COUNT] = [
+        Timer::Linger,
+        Timer::Backoff,
+        Timer::RetryAfter,
+        Timer::RequestTimeout,
+        Timer::ShutdownDeadline,
+    ];
+}
+
 /// The armed timers, as absolute times in ms. The engine's own: the shell sees only
 /// [`Engine::poll_timeout`](super::Engine::poll_timeout), the earliest of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +41,11 @@ impl TimerTable {
     /// Arms `timer` at `time`, or disarms it with `None`.
     pub fn set(&mut self, timer: Timer, time: Option<u64>) {
         self.data[timer as usize] = time;
+    }
+
+    /// Disarms `timer`.
+    pub fn stop(&mut self, timer: Timer) {
+        self.set(timer, None);
     }
 
     /// When `timer` fires, if armed.

@@ -1,0 +1,270 @@
+//! A batch that left the queue: cut, stamped and sent, answered, then retried, split or
+//! settled. One batch keeps its events (and their uuids) across its attempts; each attempt
+//! gets a new [`TransmitId`], so a late answer to an abandoned attempt is ignored.
+
+use super::format::WireFormat;
+use super::page_close::KEEPALIVE_BODY_BYTES;
+use super::queue::Item;
+use super::retry::{self, Outcome, Step};
+use super::scheduler::{Plan, Source};
+use super::stats::DropReason;
+use super::{json, BatchId, Engine, Notice, Settlement, Transmit, TransmitId};
+
+/// A batch that left the queue: waiting to be (re)sent, or in flight.
+#[derive(Debug)]
+pub(super) struct Batch {
+    pub id: BatchId,
+    pub items: Vec<Item>,
+    /// Sends so far.
+    pub attempts: u32,
+    pub state: BatchState,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum BatchState {
+    /// Not to be sent before this time (backoff or split); 0 for at once.
+    Waiting { not_before: u64 },
+    InFlight {
+        transmit: TransmitId,
+        deadline: u64,
+        keepalive: bool,
+        /// Handed to `sendBeacon`: holds no request slot.
+        beacon: bool,
+        body_len: usize,
+    },
+}
+
+impl<F: WireFormat> Engine<F> {
+    /// Carries out `plan`: cuts or picks the batch, stamps the body, marks it in flight.
+    pub(super) fn send(&mut self, plan: Plan, now_ms: u64) -> Transmit {
+        self.send_as(plan, now_ms, false)
+    }
+
+    /// [`send`](Self::send), as a beacon if `beacon`: counted against no budget, since the
+    /// browser answers at once.
+    pub(super) fn send_as(&mut self, plan: Plan, now_ms: u64, beacon: bool) -> Transmit {
+        let mut limit = self.batch_limit();
+        if plan.keepalive {
+            limit.bytes = limit
+                .bytes
+                .min(self.ledger.keepalive.room())
+                .min(KEEPALIVE_BODY_BYTES);
+        }
+        if beacon {
+            limit.bytes = limit.bytes.min(KEEPALIVE_BODY_BYTES);
+        }
+        let idx = match plan.source {
+            Source::Queue => {
+                let items = self.queue.take_batch(&self.format, limit);
+                let id = self.new_batch_id();
+                self.batches.push(Batch {
+                    id,
+                    items,
+                    attempts: 0,
+                    state: BatchState::Waiting { not_before: 0 },
+                });
+                self.batches.len() - 1
+            }
+            Source::Batch(idx) => {
+                // Under the keepalive budget a waiting batch may have to go in parts.
+                let fit = limit.fitting(&self.format, &self.batches[idx].items);
+                if fit < self.batches[idx].items.len() {
+                    let rest = self.batches[idx].items.split_off(fit);
+                    let (attempts, state) = (self.batches[idx].attempts, self.batches[idx].state);
+                    let id = self.new_batch_id();
+                    self.batches.insert(
+                        idx + 1,
+                        Batch {
+                            id,
+                            items: rest,
+                            attempts,
+                            state,
+                        },
+                    );
+                }
+                idx
+            }
+        };
+        let transmit = TransmitId(self.next_transmit);
+        self.next_transmit += 1;
+        let batch = &mut self.batches[idx];
+        batch.attempts += 1;
+        let mut body = String::with_capacity(self.format.body_len(
+            batch.items.len(),
+            batch.items.iter().map(|i| i.fragment.len()).sum(),
+        ));
+        self.format.write_body(
+            &mut batch.items.iter().map(|i| &*i.fragment),
+            now_ms,
+            &mut body,
+        );
+        batch.state = BatchState::InFlight {
+            transmit,
+            deadline: now_ms + self.config.request_timeout_ms,
+            keepalive: plan.keepalive,
+            beacon,
+            body_len: body.len(),
+        };
+        self.ledger.launch(
+            batch.items.len(),
+            plan.keepalive,
+            beacon,
+            body.len(),
+            batch.attempts,
+        );
+        Transmit {
+            id: transmit,
+            batch: batch.id,
+            body,
+            content_type: self.format.content_type(),
+            keepalive: plan.keepalive,
+            events: batch.items.len(),
+            attempt: batch.attempts,
+        }
+    }
+
+    /// The request `id` ended with `outcome`: the batch is delivered, retried, split or
+    /// dropped, as [`retry::decide`] says. `false` (and nothing changed) if `id` is not in
+    /// flight.
+    pub(super) fn answer(&mut self, id: TransmitId, outcome: Outcome, now_ms: u64) -> bool {
+        let Some(idx) = self.in_flight_index(id) else {
+            return false;
+        };
+        self.release(idx);
+        if self.offline && matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout) {
+            // No network at all: this attempt says nothing about the batch.
+            self.batches[idx].attempts -= 1;
+        }
+        let attempt = retry::Attempt {
+            sends: self.batches[idx].attempts,
+            events: self.batches[idx].items.len(),
+        };
+        let decision = retry::decide(
+            &self.format,
+            &outcome,
+            attempt,
+            &self.config,
+            now_ms,
+            &mut self.rng,
+        );
+        if decision.step != Step::Delivered {
+            self.ledger.stats.last_error = Some(describe(&outcome));
+        }
+        if let Some(until) = decision.hold_until {
+            self.gate_until = self.gate_until.max(until);
+        }
+        match decision.step {
+            Step::Delivered => self.settle(idx, Settlement::Delivered),
+            Step::Reject(reason) => self.settle(idx, Settlement::Dropped(reason)),
+            Step::Partial { status, rejected } => {
+                let batch = &mut self.batches[idx];
+                let refused = batch.items.split_off(batch.items.len() - rejected);
+                self.settle_items(refused, Settlement::Dropped(DropReason::Rejected(status)));
+                self.settle(idx, Settlement::Delivered);
+            }
+            Step::Split => {
+                let batch = &mut self.batches[idx];
+                let second = batch.items.split_off(batch.items.len() / 2);
+                batch.state = BatchState::Waiting { not_before: now_ms };
+                let attempts = batch.attempts;
+                let id = self.new_batch_id();
+                self.batches.insert(
+                    idx + 1,
+                    Batch {
+                        id,
+                        items: second,
+                        attempts,
+                        state: BatchState::Waiting { not_before: now_ms },
+                    },
+                );
+            }
+            Step::Retry(not_before) => {
+                self.batches[idx].state = BatchState::Waiting { not_before };
+            }
+        }
+        self.after_change(now_ms);
+        true
+    }
+
+    /// The index of the batch whose attempt in flight is `id`.
+    pub(super) fn in_flight_index(&self, id: TransmitId) -> Option<usize> {
+        self.batches.iter().position(
+            |b| matches!(b.state, BatchState::InFlight { transmit, .. } if transmit == id),
+        )
+    }
+
+    pub(super) fn new_batch_id(&mut self) -> BatchId {
+        self.next_batch += 1;
+        BatchId(self.next_batch)
+    }
+
+    /// Takes batch `idx` out of flight (its counters only; the state is set by the caller).
+    pub(super) fn release(&mut self, idx: usize) {
+        let batch = &self.batches[idx];
+        if let BatchState::InFlight {
+            keepalive,
+            beacon,
+            body_len,
+            ..
+        } = batch.state
+        {
+            self.ledger
+                .land(batch.items.len(), keepalive, beacon, body_len);
+        }
+    }
+
+    /// Removes batch `idx` (not in flight) and settles its events.
+    pub(super) fn settle(&mut self, idx: usize, how: Settlement) {
+        let batch = self.batches.remove(idx);
+        self.settle_items(batch.items, how);
+    }
+
+    /// Settles `items`, held no more: counted, reported (with
+    /// [`report_settlements`](Engine::report_settlements)), and the flushes they complete
+    /// completed.
+    pub(super) fn settle_items(&mut self, items: Vec<Item>, how: Settlement) {
+        let delivered = how == Settlement::Delivered;
+        let n = items.len() as u64;
+        self.ledger.count(how, n);
+        if self.report_settlements && n > 0 {
+            let mut uuids = Vec::with_capacity(items.len());
+            for item in &items {
+                uuids.push(item.uuid);
+            }
+            self.notices.push_back(Notice::Settled {
+                settlement: how,
+                uuids,
+            });
+        }
+        let mut done = Vec::new();
+        for item in &items {
+            self.ledger.settle_one(item.fragment.len());
+            self.flushes.settle(item.seq, delivered, &mut done);
+        }
+        // After the settlements, so a reader of both sees a flush complete with its events.
+        // One push_back each: VecDeque's extend from an iterator costs 400 bytes of wasm more.
+        for report in done {
+            self.notices.push_back(Notice::FlushComplete(report));
+        }
+        if self.ledger.held_events() == 0 {
+            self.overflow_warned = false;
+        }
+    }
+}
+
+/// A short description of a failed outcome for `Stats::last_error`.
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Response { status, .. } => {
+            let mut s = String::from("HTTP ");
+            json::write_u64(&mut s, (*status).into());
+            s
+        }
+        Outcome::NetworkError(e) => {
+            let mut s = String::from("network error: ");
+            s.push_str(e);
+            s
+        }
+        Outcome::Timeout => String::from("timeout"),
+    }
+}

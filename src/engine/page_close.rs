@@ -1,0 +1,187 @@
+//! The page going away: at `pagehide` everything held goes at once, as keepalive requests
+//! within the browser's quota, then as beacons until the browser refuses one; what is still
+//! held is stored for the next page load, which takes it in first. The text's layout is in
+//! [`persist`](super::persist).
+
+use super::batch::{Batch, BatchState};
+use super::format::WireFormat;
+use super::persist::{self, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS};
+use super::queue::Item;
+use super::scheduler::{Plan, Source};
+use super::stats::DropReason;
+use super::{Engine, Transmit, TransmitId};
+
+/// The browser's budget for keepalive request bodies in flight, per page: 64 KiB in total.
+/// Fetch standard, "HTTP-network-or-cache fetch": a keepalive request whose body would take
+/// the in-flight total past 64 kibibytes fails. Chromium counts `sendBeacon` against it too.
+pub const KEEPALIVE_QUOTA_BYTES: usize = 64 * 1024;
+
+/// Keepalive requests in flight at once. Chromium counts only bytes against its quota
+/// (bench/PAGEHIDE.md: 8 bodies of 8 KB fit as well as one of 60 KB), so this only shapes the
+/// chain: four bodies of [`KEEPALIVE_BODY_BYTES`] fill the quota.
+pub const KEEPALIVE_MAX_REQUESTS: usize = 4;
+
+/// Largest body on the page-hide path (keepalive fetch and `sendBeacon`): a quarter of the
+/// quota, so four fill it and a refused body leaves room for smaller ones. Measured in
+/// Chromium 156 (bench/PAGEHIDE.md): bodies of 8 to 60 KB carry the same 152–176 plain events
+/// per quota, and 13 KB gzip bodies fill it better than one 52 KB one.
+pub const KEEPALIVE_BODY_BYTES: usize = 16 * 1024;
+
+/// What [`Engine::page_hidden`] put on the keepalive path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageHideReport {
+    /// Keepalive requests made ready (drain them with `poll_transmit`).
+    pub keepalive_requests: usize,
+    /// Events in them.
+    pub keepalive_events: usize,
+    /// Bytes in their bodies.
+    pub keepalive_bytes: usize,
+    /// Events held back: they did not fit the keepalive budget, or a `Retry-After` forbids
+    /// sending now. They go as ordinary requests as slots allow.
+    pub left_events: usize,
+}
+
+impl<F: WireFormat> Engine<F> {
+    /// Hides the page and readies the keepalive requests that fit the budget now.
+    pub(super) fn hide(&mut self, now_ms: u64) -> PageHideReport {
+        self.hidden = true;
+        let mut report = PageHideReport::default();
+        while let Some(plan) = self.plan() {
+            if plan.at > now_ms || !plan.keepalive {
+                break;
+            }
+            let t = self.send(plan, now_ms);
+            report.keepalive_requests += 1;
+            report.keepalive_events += t.events;
+            report.keepalive_bytes += t.body.len();
+            self.ready.push_back(t);
+        }
+        report.left_events = self.ledger.queued_events();
+        self.after_change(now_ms);
+        report
+    }
+
+    /// The next beacon body: the oldest waiting batch, else a batch cut from the queue.
+    pub(super) fn next_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
+        // Offline, a beacon the browser accepts is still lost: the events stay held (stored).
+        if !self.hidden || self.offline || self.gate_until > now_ms {
+            return None;
+        }
+        if let Some(i) = self
+            .batches
+            .iter()
+            .position(|b| matches!(b.state, BatchState::Waiting { .. }))
+        {
+            let plan = Plan {
+                at: now_ms,
+                own_at: now_ms,
+                source: Source::Batch(i),
+                keepalive: false,
+            };
+            return Some(self.send_as(plan, now_ms, true));
+        }
+        self.queue.front()?;
+        let plan = Plan {
+            at: now_ms,
+            own_at: now_ms,
+            source: Source::Queue,
+            keepalive: false,
+        };
+        Some(self.send_as(plan, now_ms, true))
+    }
+
+    /// Takes the refused beacon `id` back: its batch waits again, the attempt unspent and the
+    /// request uncounted.
+    pub(super) fn unsend_beacon(&mut self, id: TransmitId, now_ms: u64) {
+        if let Some(idx) = self.in_flight_index(id) {
+            self.release(idx);
+            let b = &mut self.batches[idx];
+            b.attempts -= 1;
+            b.state = BatchState::Waiting { not_before: 0 };
+            self.ledger.stats.requests -= 1;
+            self.after_change(now_ms);
+        }
+    }
+
+    /// The text to store at `now_ms`: every held event another load has not taken, batches
+    /// (oldest first) before the queue; marked as this live page's for [`PERSIST_LIVE_MS`],
+    /// or as gone after `pagehide`.
+    pub(super) fn stored_text(&mut self, now_ms: u64) -> Option<(String, usize)> {
+        if self.ledger.held_events() == 0 {
+            return None;
+        }
+        self.persisted_below = self.next_seq;
+        let from = self.persist_from;
+        let mut items: Vec<&Item> = Vec::with_capacity(self.ledger.held_events());
+        for b in &self.batches {
+            items.extend(b.items.iter().filter(|i| i.seq >= from));
+        }
+        items.extend(self.queue.iter().filter(|i| i.seq >= from));
+        if items.is_empty() {
+            return None;
+        }
+        let kept_until = match self.gone {
+            true => 0,
+            false => now_ms.saturating_add(PERSIST_LIVE_MS),
+        };
+        Some(persist::encode(
+            &items,
+            0,
+            kept_until,
+            self.config.persist_max_bytes,
+        ))
+    }
+
+    /// Takes in a stored text's events, within the age cap and the queue's limits, as
+    /// batches placed before every other: they go first.
+    pub(super) fn take_in(&mut self, text: &str, now_ms: u64) -> usize {
+        let decoded = persist::decode(text);
+        self.ledger.stats.storage_errors += decoded.corrupt;
+        self.ledger
+            .stats
+            .dropped
+            .add(DropReason::PersistCap, decoded.cut);
+        let mut items = Vec::with_capacity(decoded.events.len());
+        for e in decoded.events {
+            if now_ms.saturating_sub(e.captured_ms) > PERSIST_MAX_AGE_MS {
+                self.ledger.stats.dropped.add(DropReason::PersistCap, 1);
+                continue;
+            }
+            if !self.ledger.has_room(&self.config, e.fragment.len()) {
+                self.ledger.stats.dropped.add(DropReason::QueueFull, 1);
+                continue;
+            }
+            self.ledger.hold(e.fragment.len());
+            items.push(Item {
+                fragment: Box::from(e.fragment),
+                uuid: e.uuid,
+                seq: self.next_seq,
+                enqueued_ms: e.captured_ms,
+            });
+            self.next_seq += 1;
+        }
+        let taken = items.len();
+        self.ledger.stats.restored += taken as u64;
+        let limit = self.batch_limit();
+        let mut rest = items;
+        let mut at = 0;
+        while !rest.is_empty() {
+            let n = limit.fitting(&self.format, &rest).max(1);
+            let tail = rest.split_off(n.min(rest.len()));
+            let id = self.new_batch_id();
+            self.batches.insert(
+                at,
+                Batch {
+                    id,
+                    items: rest,
+                    attempts: 0,
+                    state: BatchState::Waiting { not_before: 0 },
+                },
+            );
+            at += 1;
+            rest = tail;
+        }
+        self.after_change(now_ms);
+        taken
+    }
+}
