@@ -170,6 +170,9 @@ struct Batch {
     /// Sends so far.
     attempts: u32,
     state: BatchState,
+    /// A send failed at the network level while the page was hidden: until the page is
+    /// visible again this batch keeps its backoff (no resending at once in a loop).
+    failed_hidden: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -501,9 +504,17 @@ impl<F: WireFormat> Engine<F> {
             return false;
         };
         self.release(idx);
-        if self.offline && matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout) {
+        let network_failure = matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout);
+        if self.offline && network_failure {
             // No network at all: this attempt says nothing about the batch.
             self.batches[idx].attempts -= 1;
+        } else if self.hidden && network_failure {
+            // The page is going away: a browser fails requests as it unloads (Firefox rejects
+            // the old document's fetches once a navigation starts), which says nothing about
+            // the batch either. Unspent, and it keeps its backoff while hidden; its events go
+            // by beacon at `pagehide` or are stored for the next load.
+            self.batches[idx].attempts -= 1;
+            self.batches[idx].failed_hidden = true;
         }
         let attempt = retry::Attempt {
             sends: self.batches[idx].attempts,
@@ -545,6 +556,7 @@ impl<F: WireFormat> Engine<F> {
                         items: second,
                         attempts,
                         state: BatchState::Waiting { not_before: now_ms },
+                        failed_hidden: self.batches[idx].failed_hidden,
                     },
                 );
             }
@@ -593,6 +605,9 @@ impl<F: WireFormat> Engine<F> {
     pub fn page_visible(&mut self, now_ms: u64) {
         self.hidden = false;
         self.gone = false;
+        for b in &mut self.batches {
+            b.failed_hidden = false;
+        }
         self.after_change(now_ms);
     }
 
@@ -736,6 +751,7 @@ impl<F: WireFormat> Engine<F> {
                     items: rest,
                     attempts: 0,
                     state: BatchState::Waiting { not_before: 0 },
+                    failed_hidden: false,
                 },
             );
             at += 1;
@@ -857,7 +873,11 @@ impl<F: WireFormat> Engine<F> {
         };
         for (i, b) in self.batches.iter().enumerate() {
             if let BatchState::Waiting { not_before } = b.state {
-                let own_at = if self.hidden { 0 } else { not_before };
+                let own_at = if self.hidden && !b.failed_hidden {
+                    0
+                } else {
+                    not_before
+                };
                 consider(own_at, b.items[0].fragment.len(), Source::Batch(i));
             }
         }
@@ -920,6 +940,7 @@ impl<F: WireFormat> Engine<F> {
                     items,
                     attempts: 0,
                     state: BatchState::Waiting { not_before: 0 },
+                    failed_hidden: false,
                 });
                 self.batches.len() - 1
             }
@@ -928,7 +949,11 @@ impl<F: WireFormat> Engine<F> {
                 let fit = limit.fitting(&self.format, &self.batches[idx].items);
                 if fit < self.batches[idx].items.len() {
                     let rest = self.batches[idx].items.split_off(fit);
-                    let (attempts, state) = (self.batches[idx].attempts, self.batches[idx].state);
+                    let (attempts, state, failed_hidden) = (
+                        self.batches[idx].attempts,
+                        self.batches[idx].state,
+                        self.batches[idx].failed_hidden,
+                    );
                     let id = self.new_batch_id();
                     self.batches.insert(
                         idx + 1,
@@ -937,6 +962,7 @@ impl<F: WireFormat> Engine<F> {
                             items: rest,
                             attempts,
                             state,
+                            failed_hidden,
                         },
                     );
                 }

@@ -327,3 +327,33 @@ fn after_pagehide_a_failed_keepalive_request_is_not_resent_but_stays_stored() {
     e.page_visible(T0 + 20_000);
     assert!(!drain(&mut e, T0 + 20_000).is_empty());
 }
+
+#[test]
+fn requests_failing_as_the_page_unloads_spend_no_attempts_and_nothing_is_dropped() {
+    // Firefox rejects the old document's fetches once a navigation starts: every resend
+    // between `beforeunload` and `pagehide` fails at once.
+    let mut c = config();
+    c.max_attempts = 2;
+    let mut e = engine(c);
+    many(&mut e, 300, T0);
+    e.page_hidden(T0 + 1);
+    let mut now = T0 + 1;
+    let mut failed = 0;
+    for _ in 0..10 {
+        let sent = drain(&mut e, now);
+        for t in &sent {
+            e.handle_outcome(t.id, Outcome::NetworkError("unloading".into()), now);
+            failed += 1;
+        }
+        now += 1;
+    }
+    assert!(failed > 0);
+    assert_eq!(e.stats().dropped.total(), 0, "{:?}", e.stats());
+    // A failed batch is not resent at once in a loop while hidden: it keeps its backoff.
+    assert!(drain(&mut e, now).is_empty(), "resent at once while hidden");
+    // At pagehide the held events still go by beacon, or are stored for the next load.
+    let (_, stored) = e.persist().unwrap();
+    assert_eq!(stored, 300);
+    let beacon = e.poll_beacon(now).expect("a beacon for what failed");
+    assert!(beacon.events > 0);
+}
