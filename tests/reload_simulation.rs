@@ -73,7 +73,7 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
                         in_flight.push(t);
                     }
                     engine.page_gone(now);
-                    let stored = engine.persist();
+                    let stored = engine.persist(now);
                     for t in in_flight.drain(..) {
                         unanswered_at_reload += t.events;
                         // Some arrive even so (Chromium rejects them at unload all the same).

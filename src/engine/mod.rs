@@ -55,7 +55,10 @@ pub use format::{
     ConfiguredFormat, EventRecord, PostHogBatch, WireFormat, POSTHOG_MAX_PROPERTIES_DEPTH,
 };
 pub use otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
-pub use persist::{PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, RESTORE_AGAIN_MS};
+pub use persist::{
+    claimable as stored_copy_claimable, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES,
+    RESTORE_AGAIN_MS,
+};
 pub use retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
 pub use rng::Rng;
 pub use stats::{DropReason, Dropped, Stats};
@@ -263,6 +266,10 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     offline: bool,
     /// The page went away (`pagehide`): nothing more is sent until it is shown again.
     gone: bool,
+    /// Events with a sequence below this were in the last stored copy ([`Engine::persist`]).
+    persisted_below: u64,
+    /// Events with a sequence below this were taken in by another load: never stored again.
+    persist_from: u64,
     shutdown: Option<Shutdown>,
     overflow_warned: bool,
     report_settlements: bool,
@@ -319,6 +326,8 @@ impl<F: WireFormat> Engine<F> {
             hidden: false,
             offline: false,
             gone: false,
+            persisted_below: 0,
+            persist_from: 0,
             shutdown: None,
             overflow_warned: false,
             report_settlements: false,
@@ -690,16 +699,44 @@ impl<F: WireFormat> Engine<F> {
     /// within `persistMaxBytes` (default [`PERSIST_MAX_BYTES`]); `None` when nothing is held (remove the stored text).
     /// Returns the text and the number of events it holds. The events stay held here: this is
     /// a copy, and if the page comes back (a back/forward-cache restore) the shell removes it.
-    pub fn persist(&self) -> Option<(String, usize)> {
+    ///
+    /// Events of an earlier copy that another load took in (see
+    /// [`stored_copy_taken`](Self::stored_copy_taken)) are left out: that load sends them.
+    ///
+    /// Written at `now_ms`: until [`PERSIST_LIVE_MS`] later the copy stays this page's (see
+    /// [`stored_copy_claimable`]), unless the page is gone ([`page_gone`](Self::page_gone)).
+    pub fn persist(&mut self, now_ms: u64) -> Option<(String, usize)> {
         if self.held_events == 0 {
             return None;
         }
+        self.persisted_below = self.next_seq;
+        let from = self.persist_from;
         let mut items: Vec<&queue::Item> = Vec::with_capacity(self.held_events);
         for b in &self.batches {
-            items.extend(b.items.iter());
+            items.extend(b.items.iter().filter(|i| i.seq >= from));
         }
-        items.extend(self.queue.iter());
-        Some(persist::encode(&items, 0, self.config.persist_max_bytes))
+        items.extend(self.queue.iter().filter(|i| i.seq >= from));
+        if items.is_empty() {
+            return None;
+        }
+        let kept_until = match self.gone {
+            true => 0,
+            false => now_ms.saturating_add(PERSIST_LIVE_MS),
+        };
+        Some(persist::encode(
+            &items,
+            0,
+            kept_until,
+            self.config.persist_max_bytes,
+        ))
+    }
+
+    /// The copy [`persist`](Self::persist) last made was taken in by another load (another
+    /// tab's exporter claimed it): its events are that load's to send now, and are never
+    /// stored again from here, so that no later copy hands them to a third load. They stay
+    /// held here too (at-least-once).
+    pub fn stored_copy_taken(&mut self) {
+        self.persist_from = self.persisted_below;
     }
 
     /// Takes in the text an earlier load stored (see [`persist`](Self::persist)): its events go

@@ -6,8 +6,10 @@
 //! not acknowledged, requests in flight included: at-least-once), in which order, within which
 //! caps, and how what does not fit is counted. The shell only moves the text.
 //!
-//! The text is one header line, `spool1 <cut>`, where `cut` counts events left out by the byte
-//! cap (the next load counts them as dropped `persistCap`), then one line per event, oldest
+//! The text is one header line, `spool1 <cut> <kept until>`, where `cut` counts events left out
+//! by the byte cap (the next load counts them as dropped `persistCap`) and `kept until` says
+//! until when the writing page may still be running (0 once it went away at `pagehide`; see
+//! [`claimable`]), then one line per event, oldest
 //! first: `<capture ms> <uuid> <fragment>`. A fragment is the event as the wire format encoded
 //! it at capture, so a restored event keeps its uuid and its capture timestamp, and its next
 //! body gets a fresh `sent_at`. JSON text never holds a raw newline, so lines split cleanly.
@@ -32,6 +34,13 @@ pub const PERSIST_MAX_AGE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// finding 6).
 pub const RESTORE_AGAIN_MS: u64 = 1000;
 
+/// How long a copy written by a page that still runs (hidden, or about to unload) stays that
+/// page's own: another load takes it only once this has passed since it was written, or at
+/// once if the page marked it gone at `pagehide`. A live page sends its events itself; taking
+/// its copy early would send them twice. A page killed without `pagehide` (a mobile browser
+/// discarding a hidden tab) leaves a copy the next load takes after this long.
+pub const PERSIST_LIVE_MS: u64 = 10_000;
+
 /// The header's first word; a text with another is not ours (or an older layout) and is
 /// counted as corrupt.
 const MAGIC: &str = "spool1";
@@ -39,9 +48,16 @@ const MAGIC: &str = "spool1";
 /// The text to store for `items` (oldest first), within `max_bytes`; with the number of
 /// events it holds. `carried` is added to the header's cut count (events an earlier load
 /// already left out and this one never held).
-pub(crate) fn encode(items: &[&Item], carried: u64, max_bytes: usize) -> (String, usize) {
+///
+/// `kept_until` is until when the writing page may still run (0: it is gone).
+pub(crate) fn encode(
+    items: &[&Item],
+    carried: u64,
+    kept_until: u64,
+    max_bytes: usize,
+) -> (String, usize) {
     // Newest events are kept: walk back from the end until the cap.
-    let mut bytes = MAGIC.len() + 22;
+    let mut bytes = MAGIC.len() + 43;
     let mut first = items.len();
     while first > 0 {
         let line = line_len(items[first - 1]);
@@ -56,6 +72,8 @@ pub(crate) fn encode(items: &[&Item], carried: u64, max_bytes: usize) -> (String
     text.push_str(MAGIC);
     text.push(' ');
     json::write_u64(&mut text, cut);
+    text.push(' ');
+    json::write_u64(&mut text, kept_until);
     text.push('\n');
     for item in &items[first..] {
         json::write_u64(&mut text, item.enqueued_ms);
@@ -95,9 +113,9 @@ pub(crate) fn decode(text: &str) -> Decoded<'_> {
     let mut out = Decoded::default();
     let mut lines = text.split('\n');
     match lines.next().and_then(|h| h.strip_prefix(MAGIC)) {
-        Some(rest) => match rest.trim().parse() {
-            Ok(cut) => out.cut = cut,
-            Err(_) => out.corrupt += 1,
+        Some(rest) => match header(rest) {
+            Some((cut, _)) => out.cut = cut,
+            None => out.corrupt += 1,
         },
         None => {
             out.corrupt += 1;
@@ -114,6 +132,24 @@ pub(crate) fn decode(text: &str) -> Decoded<'_> {
         }
     }
     out
+}
+
+/// Whether another load may take `text` at `now_ms`: its page went away, or its live hold
+/// ([`PERSIST_LIVE_MS`]) has passed. A text that is not ours is taken (and counted as corrupt).
+pub fn claimable(text: &str, now_ms: u64) -> bool {
+    let first = text.split('\n').next().unwrap_or("");
+    match first.strip_prefix(MAGIC).and_then(header) {
+        Some((_, kept_until)) => kept_until <= now_ms,
+        None => true,
+    }
+}
+
+/// The header after its magic word: ` <cut> <kept until>`.
+fn header(rest: &str) -> Option<(u64, u64)> {
+    let mut words = rest.split_ascii_whitespace();
+    let cut = words.next()?.parse().ok()?;
+    let kept_until = words.next()?.parse().ok()?;
+    Some((cut, kept_until))
 }
 
 fn read_line(line: &str) -> Option<Stored<'_>> {
@@ -146,7 +182,7 @@ mod tests {
     fn stored_events_read_back_with_their_uuid_and_capture_time() {
         let items: Vec<Item> = (0..3).map(|s| item(s, 10)).collect();
         let refs: Vec<&Item> = items.iter().collect();
-        let (text, n) = encode(&refs, 0, PERSIST_MAX_BYTES);
+        let (text, n) = encode(&refs, 0, 0, PERSIST_MAX_BYTES);
         assert_eq!(n, 3);
         let d = decode(&text);
         assert_eq!(d.cut, 0);
@@ -163,7 +199,7 @@ mod tests {
     fn over_the_byte_cap_the_oldest_are_left_out_and_counted() {
         let items: Vec<Item> = (0..300).map(|s| item(s, 10_000)).collect();
         let refs: Vec<&Item> = items.iter().collect();
-        let (text, n) = encode(&refs, 5, PERSIST_MAX_BYTES);
+        let (text, n) = encode(&refs, 5, 0, PERSIST_MAX_BYTES);
         assert!(text.len() <= PERSIST_MAX_BYTES, "{}", text.len());
         assert!(n < 300 && n > 90, "{n}");
         let d = decode(&text);
@@ -174,11 +210,26 @@ mod tests {
     }
 
     #[test]
+    fn a_live_pages_copy_is_claimable_only_after_its_hold_and_a_gone_pages_at_once() {
+        let items = [item(1, 3)];
+        let (live, _) = encode(&[&items[0]], 0, 5_000 + PERSIST_LIVE_MS, PERSIST_MAX_BYTES);
+        assert!(!claimable(&live, 5_000));
+        assert!(!claimable(&live, 5_000 + PERSIST_LIVE_MS - 1));
+        assert!(claimable(&live, 5_000 + PERSIST_LIVE_MS));
+        let (gone, _) = encode(&[&items[0]], 0, 0, PERSIST_MAX_BYTES);
+        assert!(claimable(&gone, 5_000));
+        assert!(
+            claimable("not ours", 5_000),
+            "taken, then counted as corrupt"
+        );
+    }
+
+    #[test]
     fn corrupt_text_is_counted_line_by_line_and_never_panics() {
         assert_eq!(decode("").corrupt, 1);
         assert_eq!(decode("garbage").corrupt, 1);
         let items = [item(1, 3)];
-        let (text, _) = encode(&[&items[0]], 0, PERSIST_MAX_BYTES);
+        let (text, _) = encode(&[&items[0]], 0, 0, PERSIST_MAX_BYTES);
         let mixed = format!("{text}12 nonsense {{}}\nnot a line\n\u{fffd}\n");
         let d = decode(&mixed);
         assert_eq!(d.events.len(), 1);

@@ -188,7 +188,7 @@ fn at_pagehide_beacons_go_until_the_browser_refuses_one_and_the_refused_events_w
     let stats = e.stats();
     assert!(stats.delivered > 0);
     // Nothing is lost: what is neither delivered nor in flight is stored.
-    let (text, stored) = e.persist().expect("something held");
+    let (text, stored) = e.persist(T0).expect("something held");
     assert_eq!(stored as u64, 3_000 - stats.delivered);
     assert!(text.contains(&uuids[2_999].to_string()));
     // The refused attempt was not spent.
@@ -204,7 +204,7 @@ fn stored_events_go_first_on_the_next_load_with_their_uuid_and_timestamp_and_a_f
     let in_flight = drain(&mut old, T0 + 10);
     assert!(!in_flight.is_empty());
     // The page dies with its requests unanswered: all 250 are stored (at-least-once).
-    let (text, stored) = old.persist().unwrap();
+    let (text, stored) = old.persist(T0).unwrap();
     assert_eq!(stored, 250);
     assert!(!text.contains("phc_test"), "the API key is never stored");
 
@@ -244,7 +244,7 @@ fn stored_events_older_than_seven_days_or_over_the_byte_cap_are_counted_as_persi
         old.capture(EventInput::new("big").properties(&big), T0)
             .unwrap();
     }
-    let (text, stored) = old.persist().unwrap();
+    let (text, stored) = old.persist(T0).unwrap();
     assert!(text.len() <= PERSIST_MAX_BYTES);
     assert!(stored < 200);
     let mut next = engine(c.clone());
@@ -261,7 +261,7 @@ fn stored_events_older_than_seven_days_or_over_the_byte_cap_are_counted_as_persi
 fn corrupt_stored_text_is_counted_and_the_readable_events_still_go() {
     let mut old = engine(config());
     many(&mut old, 3, T0);
-    let (text, _) = old.persist().unwrap();
+    let (text, _) = old.persist(T0).unwrap();
     let broken = format!("{text}this is not an event\n");
     let mut next = engine(config());
     assert_eq!(next.restore(&broken, T0 + 1), 3);
@@ -321,7 +321,7 @@ fn after_pagehide_a_failed_keepalive_request_is_not_resent_but_stays_stored() {
     e.page_gone(T0 + 2);
     e.handle_outcome(sent[0].id, Outcome::NetworkError("unload".into()), T0 + 3);
     assert!(drain(&mut e, T0 + 10_000).is_empty());
-    let (_, stored) = e.persist().unwrap();
+    let (_, stored) = e.persist(T0).unwrap();
     assert_eq!(stored, 100);
     // Restored from the back/forward cache: it sends again.
     e.page_visible(T0 + 20_000);
@@ -352,8 +352,37 @@ fn requests_failing_as_the_page_unloads_spend_no_attempts_and_nothing_is_dropped
     // A failed batch is not resent at once in a loop while hidden: it keeps its backoff.
     assert!(drain(&mut e, now).is_empty(), "resent at once while hidden");
     // At pagehide the held events still go by beacon, or are stored for the next load.
-    let (_, stored) = e.persist().unwrap();
+    let (_, stored) = e.persist(now).unwrap();
     assert_eq!(stored, 300);
     let beacon = e.poll_beacon(now).expect("a beacon for what failed");
     assert!(beacon.events > 0);
+}
+
+#[test]
+fn a_copy_another_tab_took_in_is_never_stored_again_for_a_third_load() {
+    let mut old = engine(config());
+    let first = many(&mut old, 30, T0);
+    let (text, stored) = old.persist(T0).unwrap();
+    assert_eq!(stored, 30);
+    // Another tab's next load claims that copy while this page still runs, then this page
+    // captures more and writes its copy again (as it does at page-hide).
+    let mut other = engine(config());
+    assert_eq!(other.restore(&text, T0 + 5), 30);
+    old.stored_copy_taken();
+    let later = many(&mut old, 5, T0 + 10);
+    let (text, stored) = old.persist(T0).unwrap();
+    assert_eq!(stored, 5, "only the events the other load did not take");
+    let mut third = engine(config());
+    assert_eq!(third.restore(&text, T0 + 20), 5);
+    third.flush(T0 + 20);
+    let sent: Vec<String> = drain(&mut third, T0 + 20)
+        .iter()
+        .flat_map(|t| uuids_in(&t.body))
+        .collect();
+    let expected: Vec<String> = later.iter().map(|u| u.to_string()).collect();
+    assert_eq!(sent, expected);
+    assert!(first.iter().all(|u| !sent.contains(&u.to_string())));
+    // Once everything held was taken, nothing is left to store.
+    old.stored_copy_taken();
+    assert_eq!(old.persist(T0), None);
 }

@@ -16,7 +16,8 @@ use super::lifecycle::{Lifecycle, PageState};
 use super::report::{FlushReport, ShutdownReport};
 use super::storage::Store;
 use crate::engine::{
-    Engine, FlushId, Format, Notice, Outcome, Stats, Transmit, TransmitId, RESTORE_AGAIN_MS,
+    Engine, FlushId, Format, Notice, Outcome, Stats, Transmit, TransmitId, PERSIST_LIVE_MS,
+    RESTORE_AGAIN_MS,
 };
 use crate::schema::{Compression, ShellOptions};
 use futures_channel::oneshot;
@@ -60,8 +61,9 @@ pub struct Shell {
     stored: Option<usize>,
     /// A storage call failed or a stored text was corrupt, and the one warning is due.
     storage_warning: Option<bool>,
-    /// Storage is read again [`RESTORE_AGAIN_MS`] after the exporter starts.
-    restore_again: Option<Timeout>,
+    /// Storage is read again [`RESTORE_AGAIN_MS`] after the exporter starts, and once more
+    /// after [`PERSIST_LIVE_MS`].
+    restore_again: Vec<Timeout>,
 }
 
 /// A `shutdown()` under way or done.
@@ -113,7 +115,7 @@ impl Shell {
                 store: None,
                 stored: None,
                 storage_warning: None,
-                restore_again: None,
+                restore_again: Vec::new(),
             })
         });
         let page = host::global().document().is_some();
@@ -142,12 +144,19 @@ impl Shell {
                     Ok(store) => shell.store = store,
                     Err(_) => shell.storage_failed(),
                 }
-                let weak = Rc::downgrade(&shared);
-                shell.restore_again = Some(Timeout::new(RESTORE_AGAIN_MS as u32, move || {
-                    if let Some(shared) = weak.upgrade() {
-                        claim_stored(&shared);
-                    }
-                }));
+                // Read again a second later (a copy written at the last page's `pagehide`
+                // may not be visible yet) and once a live page's hold has passed (a copy left
+                // by a page discarded without `pagehide`).
+                for delay in [RESTORE_AGAIN_MS, PERSIST_LIVE_MS + RESTORE_AGAIN_MS] {
+                    let weak = Rc::downgrade(&shared);
+                    shell
+                        .restore_again
+                        .push(Timeout::new(delay as u32, move || {
+                            if let Some(shared) = weak.upgrade() {
+                                claim_stored(&shared);
+                            }
+                        }));
+                }
             }
             claim_stored(&shared);
         }
@@ -165,7 +174,14 @@ impl Shell {
         let Some(store) = &self.store else {
             return;
         };
-        let result = match self.engine.persist() {
+        if self.stored.is_some() && matches!(store.holds_own(), Ok(false)) {
+            // Another tab's exporter claimed the last copy while this page still runs (its
+            // last writes at page-hide can come after the other's first read): what it took
+            // is its to send, and must not be stored again for yet another load to take.
+            self.engine.stored_copy_taken();
+            self.stored = None;
+        }
+        let result = match self.engine.persist(now_ms()) {
             Some((text, _)) => store.write(&text).map(|_| Some(self.engine.held_events())),
             None if self.stored.is_some() => store.remove().map(|_| None),
             None => Ok(None),
@@ -444,10 +460,11 @@ fn on_page(shared: &Shared, state: PageState) {
         PageState::Leaving | PageState::Hidden | PageState::PageHide
     ) {
         if let Ok(mut shell) = shared.try_borrow_mut() {
-            shell.persist();
+            // Gone first, so the copy says so: the next load may take it at once.
             if state == PageState::PageHide {
                 shell.engine.page_gone(now_ms());
             }
+            shell.persist();
         }
         drive(shared);
     }

@@ -17,6 +17,7 @@
 //! a worker is terminated may never finish. Workers therefore persist nothing.
 
 use super::host;
+use crate::engine::stored_copy_claimable;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -89,6 +90,14 @@ impl Store {
         self.storage.set_item(&self.key, text).map_err(|_| Failed)
     }
 
+    /// Whether this exporter's text is still stored (another load's claim removes it).
+    pub fn holds_own(&self) -> Result<bool, Failed> {
+        match self.storage.get_item(&self.key) {
+            Ok(text) => Ok(text.is_some()),
+            Err(_) => Err(Failed),
+        }
+    }
+
     /// Removes this exporter's text.
     pub fn remove(&self) -> Result<(), Failed> {
         self.storage.remove_item(&self.key).map_err(|_| Failed)
@@ -153,9 +162,12 @@ fn take_all(storage: &web_sys::Storage, prefix: &str, own: &str) -> (Vec<String>
             }
         }
     }
+    let now = host::now_ms();
     let mut texts = Vec::with_capacity(keys.len());
     for k in keys {
         match storage.get_item(&k) {
+            // A page that still runs keeps its copy for a while: it sends those events itself.
+            Ok(Some(text)) if !stored_copy_claimable(&text, now) => continue,
             Ok(Some(text)) => texts.push(text),
             Ok(None) => {}
             Err(_) => failures += 1,
