@@ -1078,3 +1078,31 @@ fn a_live_pages_copy_is_its_own_for_a_while_and_a_gone_pages_is_taken_at_once() 
     let (text, _) = live.persist(T0 + 1).unwrap();
     assert!(stored_copy_claimable(&text, T0 + 1));
 }
+
+#[test]
+fn requests_failing_as_the_page_unloads_spend_no_attempts_and_nothing_is_dropped() {
+    // Firefox rejects the old document's fetches once a navigation starts: every resend
+    // between `beforeunload` and `pagehide` fails at once.
+    let mut e = engine().max_attempts(2).start();
+    e.clicks(300, T0);
+    e.page_hidden(T0 + 1);
+    let mut now = T0 + 1;
+    let mut failed = 0;
+    for _ in 0..10 {
+        let sent = e.drain(now);
+        for t in &sent {
+            e.handle_outcome(t.id, Outcome::NetworkError("unloading".into()), now);
+            failed += 1;
+        }
+        now += 1;
+    }
+    assert!(failed > 0);
+    assert_eq!(e.stats().dropped.total(), 0, "{:?}", e.stats());
+    // A failed batch is not resent at once in a loop while hidden: it keeps its backoff.
+    assert!(e.drain(now).is_empty(), "resent at once while hidden");
+    // At pagehide the held events still go by beacon, or are stored for the next load.
+    let (_, stored) = e.persist(now).unwrap();
+    assert_eq!(stored, 300);
+    let beacon = e.poll_beacon(now).expect("a beacon for what failed");
+    assert!(beacon.events > 0);
+}

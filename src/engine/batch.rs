@@ -18,6 +18,9 @@ pub(super) struct Batch {
     /// Sends so far.
     pub attempts: u32,
     pub state: BatchState,
+    /// A send failed at the network level while the page was hidden: until the page is
+    /// visible again this batch keeps its backoff (no resending at once in a loop).
+    pub failed_hidden: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +65,7 @@ impl<F: WireFormat> Engine<F> {
                     items,
                     attempts: 0,
                     state: BatchState::Waiting { not_before: 0 },
+                    failed_hidden: false,
                 });
                 self.batches.len() - 1
             }
@@ -70,7 +74,8 @@ impl<F: WireFormat> Engine<F> {
                 let fit = limit.fitting(&self.format, &self.batches[idx].items);
                 if fit < self.batches[idx].items.len() {
                     let rest = self.batches[idx].items.split_off(fit);
-                    let (attempts, state) = (self.batches[idx].attempts, self.batches[idx].state);
+                    let b = &self.batches[idx];
+                    let (attempts, state, failed_hidden) = (b.attempts, b.state, b.failed_hidden);
                     let id = self.new_batch_id();
                     self.batches.insert(
                         idx + 1,
@@ -79,6 +84,7 @@ impl<F: WireFormat> Engine<F> {
                             items: rest,
                             attempts,
                             state,
+                            failed_hidden,
                         },
                     );
                 }
@@ -131,9 +137,17 @@ impl<F: WireFormat> Engine<F> {
             return false;
         };
         self.release(idx);
-        if self.offline && matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout) {
+        let network_failure = matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout);
+        if self.offline && network_failure {
             // No network at all: this attempt says nothing about the batch.
             self.batches[idx].attempts -= 1;
+        } else if self.hidden && network_failure {
+            // The page is going away: a browser fails requests as it unloads (Firefox rejects
+            // the old document's fetches once a navigation starts), which says nothing about
+            // the batch either. Unspent, and it keeps its backoff while hidden; its events go
+            // by beacon at `pagehide` or are stored for the next load.
+            self.batches[idx].attempts -= 1;
+            self.batches[idx].failed_hidden = true;
         }
         let attempt = retry::Attempt {
             sends: self.batches[idx].attempts,
@@ -166,7 +180,7 @@ impl<F: WireFormat> Engine<F> {
                 let batch = &mut self.batches[idx];
                 let second = batch.items.split_off(batch.items.len() / 2);
                 batch.state = BatchState::Waiting { not_before: now_ms };
-                let attempts = batch.attempts;
+                let (attempts, failed_hidden) = (batch.attempts, batch.failed_hidden);
                 let id = self.new_batch_id();
                 self.batches.insert(
                     idx + 1,
@@ -175,6 +189,7 @@ impl<F: WireFormat> Engine<F> {
                         items: second,
                         attempts,
                         state: BatchState::Waiting { not_before: now_ms },
+                        failed_hidden,
                     },
                 );
             }

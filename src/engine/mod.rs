@@ -352,6 +352,9 @@ impl<F: WireFormat> Engine<F> {
     pub fn page_visible(&mut self, now_ms: u64) {
         self.hidden = false;
         self.gone = false;
+        for b in &mut self.batches {
+            b.failed_hidden = false;
+        }
         self.after_change(now_ms);
     }
 

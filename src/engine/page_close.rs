@@ -176,6 +176,7 @@ impl<F: WireFormat> Engine<F> {
                     items: rest,
                     attempts: 0,
                     state: BatchState::Waiting { not_before: 0 },
+                    failed_hidden: false,
                 },
             );
             at += 1;

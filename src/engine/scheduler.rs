@@ -106,7 +106,11 @@ impl<F: WireFormat> Engine<F> {
         };
         for (i, b) in self.batches.iter().enumerate() {
             if let BatchState::Waiting { not_before } = b.state {
-                let own_at = if self.hidden { 0 } else { not_before };
+                let own_at = if self.hidden && !b.failed_hidden {
+                    0
+                } else {
+                    not_before
+                };
                 consider(own_at, b.items[0].fragment.len(), Source::Batch(i));
             }
         }

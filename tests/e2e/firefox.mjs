@@ -184,8 +184,26 @@ class FirefoxPage {
     return this.puppeteer.waitForFunction(fn, { timeout, polling: polling === 'raf' ? 50 : polling }, arg);
   }
 
+  /**
+   * As Playwright's `on`. Firefox reports a failed cross-origin request ("Cross-Origin Request
+   * Blocked: ... (Reason: CORS request did not succeed)", e.g. any fetch while offline) as a
+   * JavaScript error, which puppeteer emits as `pageerror`; Chromium logs it to the console.
+   * Here it goes to `console` handlers as an error line, so `pageerror` means an uncaught
+   * error or rejection in both browsers.
+   */
   on(event, handler) {
-    this.puppeteer.on(event, handler);
+    if (event === 'pageerror') {
+      this.puppeteer.on('pageerror', (e) => {
+        if (!isNetworkReport(e)) handler(e);
+      });
+    } else if (event === 'console') {
+      this.puppeteer.on('console', handler);
+      this.puppeteer.on('pageerror', (e) => {
+        if (isNetworkReport(e)) handler({ type: () => 'error', text: () => String(e?.message ?? e) });
+      });
+    } else {
+      this.puppeteer.on(event, handler);
+    }
     return this;
   }
 
@@ -201,6 +219,11 @@ class FirefoxPage {
   setOffline(offline) {
     return this.puppeteer.setOfflineMode(Boolean(offline));
   }
+}
+
+// Firefox's console report of a cross-origin request that failed at the network level.
+function isNetworkReport(e) {
+  return /^Cross-Origin Request Blocked:/.test(String(e?.message ?? e));
 }
 
 // Playwright's waitUntil names to puppeteer's.

@@ -1,0 +1,178 @@
+// The page-close tests' cases, written once for every browser: close.test.mjs runs them in
+// Chromium (playwright-core, latency by CDP) and close-firefox.test.mjs in Firefox ESR
+// (puppeteer-core over WebDriver BiDi, latency by a delaying proxy: BiDi emulates offline
+// only). A driver is the module (harness.mjs or firefox.mjs) plus how it adds latency.
+//
+// Navigation: N events held when the page navigates to the next load of the same page, at 0
+// and 80 ms of latency. They are held as on a slow network: the collector stalls its answers
+// while they are captured, so maxInFlight (4) requests of 100 events wait and the rest queue;
+// it answers at once again from the navigation on. Every event must arrive, at close
+// (keepalive fetch and sendBeacon) or from the next load (localStorage). An event may arrive
+// twice only if its request was still in flight at unload: such requests are unanswered, so
+// their events were stored too (at-least-once; the uuid makes the repeat idempotent for
+// PostHog). The test counts the repeats and checks they are within what was in flight.
+//
+// Offline: during a spell of `context.setOffline(true)` captures continue and nothing is spent
+// against maxAttempts; back online, everything is delivered.
+
+import assert from 'node:assert/strict';
+import { startCollector, waitFor } from './harness.mjs';
+import { startLatencyProxy } from './firefox.mjs';
+
+export const PAGE = '/tests/e2e/pages/close.html';
+
+/**
+ * The uuids of events tagged `run` in requests the collector received but whose connection
+ * closed before its answer: the browser gave up on them (in flight at unload), so the page
+ * saw them fail, though the collector has them.
+ */
+export function abandoned(collector, run) {
+  const out = new Set();
+  for (const b of collector.log().batches) {
+    if (b.closedAt === null || !b.accepted || !Array.isArray(b.body?.batch)) continue;
+    for (const e of b.body.batch) if (e.properties?.run === run) out.add(e.uuid);
+  }
+  return out;
+}
+
+/** Arrivals per uuid of events tagged `run`, over accepted requests. */
+export function arrivals(collector, run) {
+  const seen = new Map();
+  for (const b of collector.log().batches) {
+    if (!b.accepted || !Array.isArray(b.body?.batch)) continue;
+    for (const e of b.body.batch) {
+      if (e.properties?.run === run) seen.set(e.uuid, (seen.get(e.uuid) ?? 0) + 1);
+    }
+  }
+  return seen;
+}
+
+export async function ready(page) {
+  await waitFor(() => page.evaluate(() => window.spoolReady === true).catch(() => false), { message: 'spool loaded', timeoutMs: 10_000 });
+}
+
+/**
+ * A page origin (`site`) and a collector origin, each a tools/collector.mjs on 127.0.0.1, and a
+ * browser context; `open(query)` opens close.html in it and waits for spool. `latency` (ms of
+ * round trip) goes in by `latencyVia`: 'cdp' (Chromium's Network.emulateNetworkConditions on
+ * each page) or 'proxy' (startLatencyProxy in front of both origins, any browser).
+ */
+export async function setup(browser, { latency = 0, latencyVia = 'cdp', context: existing } = {}) {
+  const site = await startCollector({ port: 0, host: '127.0.0.1' });
+  const collector = await startCollector({ port: 0, host: '127.0.0.1' });
+  const proxies = [];
+  if (latency && latencyVia === 'proxy') {
+    proxies.push(await startLatencyProxy(site.url, { rttMs: latency }));
+    proxies.push(await startLatencyProxy(collector.url, { rttMs: latency }));
+  }
+  const [siteUrl, collectorUrl] = proxies.length ? proxies.map((p) => p.url) : [site.url, collector.url];
+  const context = existing ?? (await browser.newContext());
+  const errors = [];
+  const consoleLines = [];
+  async function open(query = {}) {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(String(e?.stack ?? e)));
+    page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
+    if (latency && latencyVia === 'cdp') {
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('Network.enable');
+      await cdp.send('Network.emulateNetworkConditions', {
+        offline: false, latency, downloadThroughput: -1, uploadThroughput: -1,
+      });
+    }
+    await page.goto(url(query));
+    await ready(page);
+    return page;
+  }
+  function url(query) {
+    return `${siteUrl}${PAGE}?${new URLSearchParams({ collector: collectorUrl, ...query })}`;
+  }
+  async function close() {
+    await context.close();
+    await Promise.all([...proxies.map((p) => p.close()), site.close(), collector.close()]);
+  }
+  return { site, collector, context, open, url, errors, consoleLines, close };
+}
+
+/** The navigation case: `n` events held when the page navigates away, at `latency` ms. */
+export async function navigation(browser, { n, latency, latencyVia, label = '', pageResendsGivenUp = false }) {
+  const s = await setup(browser, { latency, latencyVia });
+  try {
+    const run = `nav-${n}-${latency}`;
+    // 10,000 events of ~430 stored bytes each need more than the default 1 MiB (beyond it
+    // the oldest are counted as dropped persistCap); 4 MiB fits them.
+    const query = n > 3_000 ? { run, persistMaxBytes: String(4 << 20) } : { run };
+    const page = await s.open(query);
+    s.collector.control.plan([], { status: 200, delayMs: 30_000 });
+    const uuids = await page.evaluate((n) => window.closeTest.capture(n), n);
+    assert.equal(new Set(uuids).size, n);
+    await waitFor(() => s.collector.log().batches.length >= 4, { message: 'the first requests stalled' });
+    s.collector.control.plan([], { status: 200, delayMs: 0 });
+    // The next load of the same page: it sends what this one stored.
+    await page.goto(s.url({ ...query, fast: '1' }));
+    await ready(page);
+    const seen = await waitFor(() => {
+      const m = arrivals(s.collector, run);
+      return m.size === n && m;
+    }, { timeoutMs: 60_000, intervalMs: 200, message: `all ${n} events arrived` }).catch(() => arrivals(s.collector, run));
+    const note = await page.evaluate(() => window.closeTest.previous);
+    const stats = await page.evaluate(() => window.closeTest.stats());
+    const missing = uuids.filter((u) => !seen.has(u));
+    const repeats = [...seen.values()].reduce((a, c) => a + c - 1, 0);
+    const gaveUp = abandoned(s.collector, run);
+    const repeatsGaveUp = [...seen].reduce((a, [u, c]) => a + (gaveUp.has(u) ? c - 1 : 0), 0);
+    console.log(`# ${label}N=${n} ${latency} ms: ${seen.size} of ${n} arrived, ${repeats} twice (${repeatsGaveUp} of them from the ${gaveUp.size} in requests the browser gave up on before their answer); at pagehide ${note?.inFlight} in flight and ${note?.queued} held; the next load took in ${stats.restored} and dropped ${stats.dropped.persistCap} (persistCap)`);
+    assert.deepEqual(missing.length, 0, `missing ${missing.length} of ${n}; stats of the next load: ${JSON.stringify(stats)}; note: ${JSON.stringify(note)}`);
+    assert.ok(note, 'the page noted its state at pagehide');
+    // Repeats come only from requests unanswered at unload, whose events were sent again:
+    // - by the next load, which stored them (requests in flight at pagehide, or failed as the
+    //   page unloaded: Chromium rejects keepalive fetches at unload that still reach the
+    //   collector); at most what it took in;
+    // - with `pageResendsGivenUp` (Firefox), also by the page itself at pagehide: Firefox
+    //   rejects the old document's fetches once the navigation starts, though the collector
+    //   has their bodies; those events are in requests whose connection closed before the
+    //   answer. Each repeat is one more sending, by the page (at most once per event given up
+    //   on) or by the next load (what it took in); an event may take both (resent at pagehide,
+    //   unanswered again, stored, sent by the next load).
+    if (pageResendsGivenUp) {
+      assert.ok(repeats - repeatsGaveUp <= stats.restored, `${repeats - repeatsGaveUp} repeats outside requests the browser gave up on, but the next load sent only ${stats.restored}`);
+      assert.ok(repeats <= stats.restored + gaveUp.size, `${repeats} repeats, more than the ${stats.restored} the next load sent plus the ${gaveUp.size} given up on`);
+    } else {
+      assert.ok(repeats <= stats.restored, `${repeats} repeats, but the next load sent only ${stats.restored}`);
+    }
+    assert.ok(stats.restored <= note.inFlight + note.queued, `the next load took in ${stats.restored}, more than the ${note.inFlight + note.queued} held at unload`);
+    assert.deepEqual(s.errors, []);
+  } finally {
+    await s.close();
+  }
+}
+
+/** The offline case: captures during `context.setOffline(true)`, all delivered once online. */
+export async function offline(browser) {
+  const s = await setup(browser);
+  try {
+    const run = 'offline';
+    const page = await s.open({ run, fast: '1', attempts: '2', backoff: '200' });
+    const first = await page.evaluate(() => window.closeTest.capture(20));
+    await waitFor(() => arrivals(s.collector, run).size === 20, { message: 'first events delivered' });
+    await s.context.setOffline(true);
+    const during = [];
+    for (let i = 0; i < 10; i++) {
+      during.push(...(await page.evaluate((i) => window.closeTest.capture(30, 100 + i * 30), i)));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // Long enough for maxAttempts (2) to run out many times over at a 200 ms backoff.
+    await new Promise((r) => setTimeout(r, 1500));
+    const offline = await page.evaluate(() => window.closeTest.stats());
+    assert.equal(offline.dropped.attemptsExhausted, 0, JSON.stringify(offline));
+    assert.ok(offline.queued + offline.inFlight > 0, 'events are held while offline');
+    await s.context.setOffline(false);
+    const all = [...first, ...during];
+    await waitFor(() => arrivals(s.collector, run).size === all.length, { timeoutMs: 10_000, message: `all ${all.length} delivered after going online` });
+    const stats = await page.evaluate(() => window.closeTest.stats());
+    assert.equal(stats.dropped.total, 0, JSON.stringify(stats));
+    assert.deepEqual(s.errors, []);
+  } finally {
+    await s.close();
+  }
+}
