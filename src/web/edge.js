@@ -195,17 +195,17 @@ export function withTelemetry(handler, options) {
         for (let t; (t = c.transmit(window, now)) !== undefined; ) send(t);
         for (let id; (id = c.abort(window)) >= 0; ) inFlight.get(id)?.abort();
         if (c.finished(window)) break;
-        const at = c.timeout(window);
-        let timer;
+        // Woken by an answer, or by the coalescer's own timer at the time it names.
         await new Promise((resolve) => {
           wake = resolve;
-          if (at >= 0) timer = setTimeout(resolve, Math.max(0, at - now));
+          c.arm(window, now, resolve);
         });
-        clearTimeout(timer);
+        c.disarm(window);
       }
       const stats = c.report(window);
       if (stats?.dropped.total) undelivered(eventName, stats);
     } finally {
+      c.disarm(window);
       c.ended(leader, Date.now());
     }
   };

@@ -5,6 +5,7 @@
 
 use super::{config, error, host, report};
 use crate::engine::{Coalescer, EdgeConfig, Outcome, RequestId, RetryAfter, TransmitId, WindowId};
+use gloo_timers::callback::Timeout;
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
@@ -18,6 +19,8 @@ pub struct EdgeCoalescer {
     /// The user's `headers` (a checked plain object), or `undefined`.
     headers: JsValue,
     debug: bool,
+    /// Each window's armed wake-up; dropping one cancels it.
+    wakes: Vec<(u64, Timeout)>,
 }
 
 #[wasm_bindgen]
@@ -42,6 +45,7 @@ impl EdgeCoalescer {
             inner,
             headers: headers_object(&options.headers),
             debug: options.debug,
+            wakes: Vec::new(),
         })
     }
 
@@ -138,12 +142,27 @@ impl EdgeCoalescer {
             .map_or(-1.0, |id| id.0 as f64)
     }
 
-    /// When window `window`'s leader should wake next (ms since the epoch), or -1: it waits
-    /// for an answer.
-    pub fn timeout(&self, window: f64) -> f64 {
-        self.inner
-            .poll_timeout(WindowId(window as u64))
-            .map_or(-1.0, |at| at as f64)
+    /// Calls `wake` when window `window`'s leader should wake next (the coalescer's
+    /// `poll_timeout`), unless it waits only for an answer. Replaces the window's earlier
+    /// timer, which is cancelled. Called from the leader's `waitUntil`, so the timer belongs
+    /// to that request.
+    pub fn arm(&mut self, window: f64, now: f64, wake: js_sys::Function) {
+        let window = window as u64;
+        self.disarm_window(window);
+        let Some(at) = self.inner.poll_timeout(WindowId(window)) else {
+            return;
+        };
+        // setTimeout takes a 32-bit signed delay; a longer one would fire at once.
+        let delay = at.saturating_sub(now as u64).min(i32::MAX as u64) as u32;
+        let timer = Timeout::new(delay, move || {
+            let _ = wake.call0(&JsValue::UNDEFINED);
+        });
+        self.wakes.push((window, timer));
+    }
+
+    /// Cancels window `window`'s timer: an answer woke its leader first, or it is done.
+    pub fn disarm(&mut self, window: f64) {
+        self.disarm_window(window as u64);
     }
 
     /// Whether window `window` has nothing left to do.
@@ -164,6 +183,13 @@ impl EdgeCoalescer {
     pub fn ended(&mut self, request: f64, now: f64) {
         self.inner
             .wait_until_ended(RequestId(request as u64), now as u64);
+    }
+}
+
+impl EdgeCoalescer {
+    /// Drops (cancels) window `window`'s timer, if one is armed.
+    fn disarm_window(&mut self, window: u64) {
+        self.wakes.retain(|(w, _)| *w != window);
     }
 }
 
