@@ -18,8 +18,14 @@
 
 use super::host;
 use crate::engine::stored_copy_claimable;
+use gloo_timers::callback::Timeout;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+
+/// How long a claim holds its Web Lock after taking what was stored: time for the removals to
+/// reach the other tabs' renderer processes, whose copies of `localStorage` are updated
+/// asynchronously (a claim right after another once read what it had already removed).
+const CLAIM_SETTLE_MS: u32 = 250;
 
 /// How long a claim key keeps other tabs from claiming stored events (no Web Locks).
 pub const CLAIM_TTL_MS: u64 = 10_000;
@@ -118,9 +124,20 @@ impl Store {
             let storage = self.storage.clone();
             let prefix = self.prefix.clone();
             let own = self.key.clone();
-            let callback = Closure::once_into_js(move || {
+            let callback = Closure::once_into_js(move || -> JsValue {
                 let (texts, failures) = take_all(&storage, &prefix, &own);
                 later(texts, failures);
+                // The lock is released when this promise settles: held a moment longer, so
+                // that the removals reach the other tabs' copies of `localStorage` (each
+                // renderer process has its own, updated asynchronously) before the next tab
+                // claims.
+                js_sys::Promise::new(&mut |resolve, _| {
+                    Timeout::new(CLAIM_SETTLE_MS, move || {
+                        let _ = resolve.call0(&JsValue::UNDEFINED);
+                    })
+                    .forget();
+                })
+                .into()
             });
             if locks
                 .request(&self.prefix, callback.unchecked_ref())
