@@ -50,6 +50,8 @@ import puppeteer from 'puppeteer-core';
 import {
   openPage,
   openCrossOrigin as openCrossOriginDirect,
+  runOnSpoolPage,
+  runWith,
   startCollector,
   waitFor,
   withCollector,
@@ -269,12 +271,7 @@ export async function openCrossOrigin(browser, pagePath, { query = {}, waitUntil
 
 /** `openCrossOrigin`, then `fn(handles)`, then closes everything even when `fn` throws. */
 export async function withCrossOrigin(browser, pagePath, fn, options = {}) {
-  const handles = await openCrossOrigin(browser, pagePath, options);
-  try {
-    return await fn(handles);
-  } finally {
-    await handles.close();
-  }
+  return runWith(await openCrossOrigin(browser, pagePath, options), fn);
 }
 
 /**
@@ -282,16 +279,7 @@ export async function withCrossOrigin(browser, pagePath, fn, options = {}) {
  * errors and console), with this module's options (`latencyMs`, `query`).
  */
 export async function withSpoolPage(browser, pagePath, fn, options = {}) {
-  const handles = await openCrossOrigin(browser, pagePath, options);
-  try {
-    await waitFor(() => handles.page.evaluate(() => window.spoolReady), { message: 'spool loaded', timeoutMs: 15_000 });
-    return await fn(handles);
-  } catch (err) {
-    err.message += `\npage errors: ${handles.pageErrors.join('\n')}\nconsole: ${handles.consoleMessages.slice(-20).join('\n')}`;
-    throw err;
-  } finally {
-    await handles.close();
-  }
+  return runOnSpoolPage(await openCrossOrigin(browser, pagePath, options), fn, { timeoutMs: 15_000 });
 }
 
 /**

@@ -117,12 +117,7 @@ export async function openCrossOrigin(browser, pagePath, { query = {}, waitUntil
 
 /** `openCrossOrigin`, then `fn(handles)`, then closes everything even when `fn` throws. */
 export async function withCrossOrigin(browser, pagePath, fn, options = {}) {
-  const handles = await openCrossOrigin(browser, pagePath, options);
-  try {
-    return await fn(handles);
-  } finally {
-    await handles.close();
-  }
+  return runWith(await openCrossOrigin(browser, pagePath, options), fn);
 }
 
 /**
@@ -131,14 +126,31 @@ export async function withCrossOrigin(browser, pagePath, fn, options = {}) {
  * lines.
  */
 export async function withSpoolPage(browser, pagePath, fn) {
-  const handles = await openCrossOrigin(browser, pagePath);
+  return runOnSpoolPage(await openCrossOrigin(browser, pagePath), fn);
+}
+
+/** `fn(handles)`, then `handles.close()` even when `fn` throws: for any driver's handles. */
+export async function runWith(handles, fn) {
   try {
-    await waitFor(() => handles.page.evaluate(() => window.spoolReady), { message: 'spool loaded' });
     return await fn(handles);
-  } catch (err) {
-    err.message += `\npage errors: ${handles.pageErrors.join('\n')}\nconsole: ${handles.consoleMessages.slice(-20).join('\n')}`;
-    throw err;
   } finally {
     await handles.close();
   }
+}
+
+/**
+ * Waits (up to `timeoutMs`) until the page of `handles` sets `window.spoolReady`, runs
+ * `fn(handles)` and closes everything; a failure carries the page's errors and last console
+ * lines. For any driver's handles.
+ */
+export async function runOnSpoolPage(handles, fn, { timeoutMs = 5000 } = {}) {
+  return runWith(handles, async () => {
+    try {
+      await waitFor(() => handles.page.evaluate(() => window.spoolReady), { message: 'spool loaded', timeoutMs });
+      return await fn(handles);
+    } catch (err) {
+      err.message += `\npage errors: ${handles.pageErrors.join('\n')}\nconsole: ${handles.consoleMessages.slice(-20).join('\n')}`;
+      throw err;
+    }
+  });
 }
