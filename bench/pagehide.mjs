@@ -29,6 +29,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
+import { decodeBody as decodeBatchBody } from './close.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -309,15 +310,9 @@ for (const k of Object.keys(localStorage)) {
 // ---------------------------------------------------------------------------------------------
 // Servers.
 
+/** A body decoded as bench/close.mjs's sink does, posthog-js's bare array as a `{batch}`. */
 function decodeBody(buf, url) {
-  let b = buf;
-  if (b[0] === 0x1f && b[1] === 0x8b) b = zlib.gunzipSync(b);
-  let s = b.toString('utf8');
-  if (s.startsWith('data=')) {
-    s = decodeURIComponent(s.slice(5).replace(/\+/g, ' '));
-    s = /compression=base64/.test(url) || !s.startsWith('{') ? Buffer.from(s, 'base64').toString('utf8') : s;
-  }
-  const j = JSON.parse(s);
+  const j = decodeBatchBody(buf, url);
   return Array.isArray(j) ? { api_key: null, batch: j } : j;
 }
 
