@@ -206,15 +206,15 @@ pub const KEYS: &[Key] = &[
     key("persistMaxBytes", Engine, Whole, "number").defaults("1048576", "1 MiB")
         .range("1 KiB to 4 MiB").bounds(1024, 4 << 20)
         .doc("The most text one exporter keeps in localStorage for the next page load (persist); the oldest events beyond it are left out, counted as dropped persistCap. Default 1 MiB, 1 KiB to 4 MiB."),
+    key("compression", Engine, OneOf, "\"gzip\" | \"none\"").defaults("\"gzip\"", "`\"gzip\"`")
+        .range("`\"gzip\"`: page-hide bodies (keepalive requests and beacons) are gzipped in the wasm, synchronously, so about ten times the events get through the browser's 64 KiB keepalive budget; ordinary bodies are gzipped by the host's `CompressionStream` (plain where there is none). PostHog bodies stay `text/plain` (PostHog recognises gzip by its magic bytes); OTLP bodies say `Content-Encoding: gzip`, so OTLP beacons, which cannot, go plain. `\"none\"`: every body plain.")
+        .doc("\"gzip\" (page-hide bodies gzipped in the wasm; ordinary bodies with the host's CompressionStream, plain where there is none) or \"none\". Default \"gzip\"."),
     key("flushOnPageHide", Shell, Flag, "boolean").defaults("true", "`true`")
         .range("When a navigation starts (`beforeunload`, listened to only while events are held), on `visibilitychange` to hidden and on `pagehide`, send what is held at once: keepalive requests within the browser's 64 KiB budget (bodies of at most 16 KiB), at `pagehide` `sendBeacon` bodies until the browser refuses one, then ordinary requests; nothing more after `pagehide`. Back to normal batching when visible again (`pageshow` included). Also listens to `online`/`offline`.")
         .doc("Send what is held with keepalive and sendBeacon when a navigation starts, the page is hidden or it goes away, and follow online/offline. Default true."),
     key("persist", Shell, Flag, "boolean").defaults("true", "`true`")
         .range("In a page, what is still held when the page is hidden or goes away is written to `localStorage` (at most 1 MiB, newest kept; older than 7 days is not sent), and the next exporter of the same endpoint sends it first, with its uuid and capture time (at-least-once). Events only, never the API key. In a Web Worker nothing is persisted.")
         .doc("Keep what is held when the page goes away in localStorage, for the next exporter of the same endpoint to send first (at most 1 MiB, 7 days; never the API key). Pages only: a Web Worker persists nothing. Default true."),
-    key("compression", Shell, OneOf, "\"gzip\" | \"none\"").defaults("\"gzip\"", "`\"gzip\"`")
-        .range("`\"gzip\"`: ordinary request bodies are gzipped by the host's `CompressionStream` (plain where there is none); PostHog bodies stay `text/plain` (PostHog recognises gzip by its magic bytes), OTLP bodies say `Content-Encoding: gzip`. Keepalive requests and beacons go plain (they must leave before the page does). `\"none\"`: every body plain.")
-        .doc("\"gzip\" (ordinary bodies gzipped with the host's CompressionStream; plain where there is none, and always plain at page-hide) or \"none\". Default \"gzip\"."),
     key("headers", Shell, Strings, "Record<string, string>").defaults("{}", "none")
         .range("Extra headers (an object of strings) for ordinary requests. Not sent on keepalive requests: a custom header forces a CORS preflight, which cannot finish while a page unloads. `Content-Type` is always the body's own (`text/plain;charset=UTF-8`).")
         .doc("Extra headers for ordinary requests (not keepalive ones: they would force a CORS preflight, which cannot finish while a page unloads). Never logged."),
@@ -253,8 +253,6 @@ pub struct ShellOptions {
     /// `persist` (default true): in a page, store what is held when the page goes away, for
     /// the next exporter of the endpoint to send.
     pub persist: bool,
-    /// `compression` (default gzip): how ordinary request bodies go.
-    pub compression: Compression,
     /// `headers`: name and value of each header sent with every ordinary (non-keepalive)
     /// request, given as an object of strings. Default none.
     #[serde(with = "pairs")]
@@ -263,22 +261,11 @@ pub struct ShellOptions {
     pub debug: bool,
 }
 
-/// `compression`: how ordinary request bodies go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// gzip, by the host's `CompressionStream` where there is one.
-    Gzip,
-    /// Plain.
-    None,
-}
-
 impl Default for ShellOptions {
     fn default() -> ShellOptions {
         ShellOptions {
             flush_on_page_hide: true,
             persist: true,
-            compression: Compression::Gzip,
             headers: Vec::new(),
             debug: false,
         }

@@ -2,8 +2,10 @@
 //! settled. One batch keeps its events (and their uuids) across its attempts; each attempt
 //! gets a new [`TransmitId`], so a late answer to an abandoned attempt is ignored.
 
+use super::config::Compression;
 use super::format::WireFormat;
-use super::page_close::KEEPALIVE_BODY_BYTES;
+use super::gzip::{self, BODY_LEVEL};
+use super::page_close::{GZIP_PLAIN_PER_BYTE, KEEPALIVE_BODY_BYTES};
 use super::queue::Item;
 use super::retry::{self, Outcome, Step};
 use super::scheduler::{Plan, Source};
@@ -45,16 +47,28 @@ impl<F: WireFormat> Engine<F> {
 
     /// [`send`](Self::send), as a beacon if `beacon`: counted against no budget, since the
     /// browser answers at once.
+    ///
+    /// A page-hide body (keepalive or beacon) is at most [`KEEPALIVE_BODY_BYTES`] on the wire
+    /// (and within what is left of the keepalive quota). With `compression: "gzip"` that is
+    /// gzip bytes: the batch is cut by [`GZIP_PLAIN_PER_BYTE`] times as much JSON, and cut
+    /// again by the ratio seen if it packs worse.
     pub(super) fn send_as(&mut self, plan: Plan, now_ms: u64, beacon: bool) -> Transmit {
+        let page_hide = plan.keepalive || beacon;
+        let gzip = page_hide
+            && self.config.compression == Compression::Gzip
+            && !(beacon && self.format.gzip_needs_header());
         let mut limit = self.batch_limit();
-        if plan.keepalive {
-            limit.bytes = limit
-                .bytes
-                .min(self.ledger.keepalive.room())
-                .min(KEEPALIVE_BODY_BYTES);
-        }
-        if beacon {
-            limit.bytes = limit.bytes.min(KEEPALIVE_BODY_BYTES);
+        let mut wire_cap = usize::MAX;
+        if page_hide {
+            wire_cap = KEEPALIVE_BODY_BYTES;
+            if plan.keepalive {
+                wire_cap = wire_cap.min(self.ledger.keepalive.room());
+            }
+            let plain_cap = match gzip {
+                true => wire_cap.saturating_mul(GZIP_PLAIN_PER_BYTE),
+                false => wire_cap,
+            };
+            limit.bytes = limit.bytes.min(plain_cap);
         }
         let idx = match plan.source {
             Source::Queue => {
@@ -72,61 +86,88 @@ impl<F: WireFormat> Engine<F> {
             Source::Batch(idx) => {
                 // Under the keepalive budget a waiting batch may have to go in parts.
                 let fit = limit.fitting(&self.format, &self.batches[idx].items);
-                if fit < self.batches[idx].items.len() {
-                    let rest = self.batches[idx].items.split_off(fit);
-                    let b = &self.batches[idx];
-                    let (attempts, state, failed_hidden) = (b.attempts, b.state, b.failed_hidden);
-                    let id = self.new_batch_id();
-                    self.batches.insert(
-                        idx + 1,
-                        Batch {
-                            id,
-                            items: rest,
-                            attempts,
-                            state,
-                            failed_hidden,
-                        },
-                    );
-                }
+                self.split_batch(idx, fit);
                 idx
             }
         };
+        let (body, gzipped) = loop {
+            let body = self.body_of(idx, now_ms);
+            if !gzip {
+                break (body, None);
+            }
+            let packed = gzip::gzip(body.as_bytes(), BODY_LEVEL);
+            let n = self.batches[idx].items.len();
+            if packed.len() <= wire_cap || n == 1 {
+                break (body, Some(packed));
+            }
+            // Packed worse than hoped: keep the share that fits by the ratio seen.
+            let keep = n * wire_cap * 9 / (10 * packed.len());
+            self.split_batch(idx, keep.clamp(1, n - 1));
+        };
+        let wire_len = gzipped.as_ref().map_or(body.len(), Vec::len);
         let transmit = TransmitId(self.next_transmit);
         self.next_transmit += 1;
         let batch = &mut self.batches[idx];
         batch.attempts += 1;
-        let mut body = String::with_capacity(self.format.body_len(
-            batch.items.len(),
-            batch.items.iter().map(|i| i.fragment.len()).sum(),
-        ));
-        self.format.write_body(
-            &mut batch.items.iter().map(|i| &*i.fragment),
-            now_ms,
-            &mut body,
-        );
         batch.state = BatchState::InFlight {
             transmit,
             deadline: now_ms + self.config.request_timeout_ms,
             keepalive: plan.keepalive,
             beacon,
-            body_len: body.len(),
+            body_len: wire_len,
         };
         self.ledger.launch(
             batch.items.len(),
             plan.keepalive,
             beacon,
-            body.len(),
+            wire_len,
             batch.attempts,
         );
         Transmit {
             id: transmit,
             batch: batch.id,
             body,
+            gzipped,
+            gzip_header: self.format.gzip_needs_header(),
             content_type: self.format.content_type(),
             keepalive: plan.keepalive,
             events: batch.items.len(),
             attempt: batch.attempts,
         }
+    }
+
+    /// The body of batch `idx`'s events, stamped `sent_at` = `now_ms`.
+    fn body_of(&self, idx: usize, now_ms: u64) -> String {
+        let items = &self.batches[idx].items;
+        let mut body = String::with_capacity(
+            self.format
+                .body_len(items.len(), items.iter().map(|i| i.fragment.len()).sum()),
+        );
+        self.format
+            .write_body(&mut items.iter().map(|i| &*i.fragment), now_ms, &mut body);
+        body
+    }
+
+    /// Leaves batch `idx` its first `keep` events; the rest become a batch of their own right
+    /// after it, with its attempts and state.
+    fn split_batch(&mut self, idx: usize, keep: usize) {
+        if keep >= self.batches[idx].items.len() {
+            return;
+        }
+        let rest = self.batches[idx].items.split_off(keep);
+        let b = &self.batches[idx];
+        let (attempts, state, failed_hidden) = (b.attempts, b.state, b.failed_hidden);
+        let id = self.new_batch_id();
+        self.batches.insert(
+            idx + 1,
+            Batch {
+                id,
+                items: rest,
+                attempts,
+                state,
+                failed_hidden,
+            },
+        );
     }
 
     /// The request `id` ended with `outcome`: the batch is delivered, retried, split or

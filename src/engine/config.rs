@@ -3,6 +3,19 @@
 use super::json::write_u64;
 use super::persist::PERSIST_MAX_BYTES;
 
+/// `compression`: how request bodies go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip (the default): the engine gzips page-hide bodies itself ([`Transmit::gzipped`]
+    /// (super::Transmit::gzipped)); the shell gzips ordinary bodies with the host's
+    /// `CompressionStream` where there is one.
+    #[default]
+    Gzip,
+    /// Every body plain.
+    None,
+}
+
 /// How events are grouped into requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,6 +138,9 @@ pub struct Config {
     /// oldest events beyond it are left out (counted as dropped `persistCap`). Default 1 MiB,
     /// 1 KiB to 4 MiB (browsers hold about 4.5 Mi characters per origin).
     pub persist_max_bytes: usize,
+    /// `compression`: [`Compression::Gzip`] (JS `"gzip"`, the default) or
+    /// [`Compression::None`] (`"none"`).
+    pub compression: Compression,
 }
 
 impl Default for Config {
@@ -156,6 +172,7 @@ impl Config {
             max_in_flight: 4,
             request_timeout_ms: 10_000,
             persist_max_bytes: PERSIST_MAX_BYTES,
+            compression: Compression::Gzip,
         }
     }
 

@@ -60,6 +60,13 @@ pub trait WireFormat {
     fn verdict(&self, outcome: &Outcome) -> Verdict {
         Verdict::posthog(outcome)
     }
+    /// Whether a gzip body must say so with `Content-Encoding: gzip`. PostHog's capture
+    /// recognises gzip by its magic bytes (false, the default), so a gzip body needs no
+    /// header and may go by `sendBeacon`, which sets none; an OTLP collector needs the header,
+    /// so its beacons go plain.
+    fn gzip_needs_header(&self) -> bool {
+        false
+    }
 }
 
 /// Appends `fragments` separated by commas: the events of a body's JSON array, as every
@@ -122,6 +129,9 @@ impl WireFormat for ConfiguredFormat {
     }
     fn verdict(&self, outcome: &Outcome) -> Verdict {
         self.inner().verdict(outcome)
+    }
+    fn gzip_needs_header(&self) -> bool {
+        self.inner().gzip_needs_header()
     }
 }
 

@@ -35,6 +35,7 @@ mod config;
 mod event;
 mod flush;
 mod format;
+mod gzip;
 pub mod json;
 mod ledger;
 mod otlp;
@@ -54,7 +55,9 @@ pub use coalesce::{
     CoalesceStats, Coalescer, EdgeConfig, RequestId, WindowId, WindowReport, DEFAULT_DEADLINE_MS,
     FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
 };
-pub use config::{BatchMode, Config, ConfigError, Format, DEFAULT_SERVICE_NAME, MAX_API_KEY_LEN};
+pub use config::{
+    BatchMode, Compression, Config, ConfigError, Format, DEFAULT_SERVICE_NAME, MAX_API_KEY_LEN,
+};
 pub use event::{CaptureError, EventInput, Uuid};
 pub use flush::{FlushId, FlushReport};
 pub use format::{
@@ -97,6 +100,16 @@ pub struct Transmit {
     pub batch: BatchId,
     /// The body, with `sent_at` stamped at the time passed to `poll_transmit`.
     pub body: String,
+    /// `body` gzipped by the engine: send these bytes instead where there are some, with
+    /// `Content-Encoding: gzip` if the format needs it ([`WireFormat::gzip_needs_header`]).
+    /// Only page-hide requests (keepalive and beacons) with `compression: "gzip"` have them:
+    /// they must leave in the page's last task, and gzip carries about ten times the events
+    /// through the browser's keepalive budget. If the bytes cannot go (no keepalive fetch and
+    /// a format that needs the header), `body` goes plain.
+    pub gzipped: Option<Vec<u8>>,
+    /// The format says gzip with `Content-Encoding: gzip` ([`WireFormat::gzip_needs_header`]):
+    /// a gzipped body of it must carry that header, so it cannot go by `sendBeacon`.
+    pub gzip_header: bool,
     /// The body's `Content-Type`.
     pub content_type: &'static str,
     /// Send with `keepalive: true` (or `sendBeacon`): the page is being hidden or closed.
@@ -105,6 +118,13 @@ pub struct Transmit {
     pub events: usize,
     /// 1 for a first attempt, 2 for the first retry, and so on.
     pub attempt: u32,
+}
+
+impl Transmit {
+    /// The bytes that go on the wire: the gzipped body's where there is one.
+    pub fn wire_len(&self) -> usize {
+        self.gzipped.as_ref().map_or(self.body.len(), Vec::len)
+    }
 }
 
 /// How events settled, in a [`Notice::Settled`].

@@ -98,6 +98,11 @@ impl WireFormat for OtlpLogs {
         "application/json"
     }
 
+    /// OTLP/HTTP: "the client MAY gzip the body … and MUST set `Content-Encoding: gzip`".
+    fn gzip_needs_header(&self) -> bool {
+        true
+    }
+
     fn max_properties_depth(&self) -> usize {
         OTLP_MAX_PROPERTIES_DEPTH
     }

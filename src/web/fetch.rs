@@ -4,10 +4,11 @@
 //! comes back as the engine's [`Outcome`], always asynchronously.
 //!
 //! With `compression: "gzip"` an ordinary request's body is gzipped first by the host's
-//! native `CompressionStream` (no compressor in the wasm): PostHog's capture recognises gzip
-//! by its magic bytes, so a PostHog body stays `text/plain` with no header (CORS-simple); an
-//! OTLP body says `Content-Encoding: gzip`. Keepalive requests and beacons go plain: they must
-//! leave in the page's last task, and `CompressionStream` answers only later.
+//! native `CompressionStream`: PostHog's capture recognises gzip by its magic bytes, so a
+//! PostHog body stays `text/plain` with no header (CORS-simple); an OTLP body says
+//! `Content-Encoding: gzip`. Keepalive requests and beacons must leave in the page's last
+//! task, before `CompressionStream` could answer: the engine gzips those itself
+//! ([`Transmit::gzipped`]), and they go as those bytes.
 
 use super::host;
 use super::report::to_js;
@@ -17,7 +18,9 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{AbortController, Headers, ReadableWritablePair, RequestInit, Response};
+use web_sys::{
+    AbortController, Blob, BlobPropertyBag, Headers, ReadableWritablePair, RequestInit, Response,
+};
 
 #[wasm_bindgen]
 extern "C" {
@@ -87,13 +90,19 @@ impl Request {
     ) -> Option<AbortController> {
         // An OTLP (application/json) 2xx may carry a partialSuccess the engine reads.
         let read_body = t.content_type == "application/json";
-        let gzip = self.0.gzip && !t.keepalive;
+        // Ordinary bodies are gzipped here; page-hide ones come gzipped from the engine.
+        let gzip = self.0.gzip && !t.keepalive && t.gzipped.is_none();
         // A keepalive request starts now, in this task (the page may be going away); a body to
         // gzip starts once compressed.
         let (start, controller) = if gzip {
             (None, AbortController::new().ok())
         } else {
-            let (start, controller) = self.start(&t, &t.body.as_str().into(), None);
+            let body = match &t.gzipped {
+                Some(bytes) => js_sys::Uint8Array::from(&bytes[..]).into(),
+                None => JsValue::from_str(&t.body),
+            };
+            let header = t.gzip_header && t.gzipped.is_some();
+            let (start, controller) = self.start_with(&t, &body, None, header);
             (Some(start), controller)
         };
         let later = gzip.then(|| (self.clone(), t, controller.clone()));
@@ -122,7 +131,7 @@ impl Request {
                     }
                     let encoded = body.is_some();
                     let body = body.unwrap_or_else(|| t.body.as_str().into());
-                    let gzip_header = encoded && t.content_type == "application/json";
+                    let gzip_header = encoded && t.gzip_header;
                     request
                         .start_with(&t, &body, controller.as_ref(), gzip_header)
                         .0
@@ -167,24 +176,14 @@ impl Request {
         controller
     }
 
-    /// Hands `body` to `navigator.sendBeacon`; whether the browser took it.
-    pub fn beacon(&self, body: &str) -> bool {
-        matches!(beacon(&self.0.endpoint, body), Outcome::Response { .. })
+    /// Hands `t` to `navigator.sendBeacon`; whether the browser took it.
+    pub fn beacon(&self, t: &Transmit) -> bool {
+        matches!(beacon(&self.0.endpoint, t), Outcome::Response { .. })
     }
 
-    /// Starts `t` with `body`: the `fetch` promise and its `AbortController`, or at once the
-    /// outcome of a beacon or of a `fetch` that threw.
-    fn start(
-        &self,
-        t: &Transmit,
-        body: &JsValue,
-        controller: Option<&AbortController>,
-    ) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {
-        self.start_with(t, body, controller, false)
-    }
-
-    /// [`start`](Self::start), saying `Content-Encoding: gzip` if `gzip_header`, with the
-    /// given `AbortController` (a new one if `None`).
+    /// Starts `t` with `body`, saying `Content-Encoding: gzip` if `gzip_header`: the `fetch`
+    /// promise and its `AbortController` (`controller`, or a new one if `None`), or at once
+    /// the outcome of a beacon or of a `fetch` that threw.
     fn start_with(
         &self,
         t: &Transmit,
@@ -199,7 +198,7 @@ impl Request {
             log_request(t);
         }
         if t.keepalive && !r.keepalive_fetch {
-            return (Err(beacon(&r.endpoint, &t.body)), None);
+            return (Err(beacon(&r.endpoint, t)), None);
         }
         let init = RequestInit::new();
         init.set_method("POST");
@@ -229,7 +228,7 @@ impl Request {
         }
         match host::global().fetch(&r.endpoint, &init) {
             Ok(sent) => (Ok(sent), controller),
-            Err(_) if t.keepalive => (Err(beacon(&r.endpoint, &t.body)), None),
+            Err(_) if t.keepalive => (Err(beacon(&r.endpoint, t)), None),
             Err(e) => (Err(Outcome::NetworkError(host::message(&e))), None),
         }
     }
@@ -246,16 +245,32 @@ async fn gzipped(text: &str) -> Option<JsValue> {
     Some(js_sys::Uint8Array::new(&buffer).into())
 }
 
-/// `navigator.sendBeacon(url, body)`: a string body goes as `text/plain`.
-fn beacon(url: &str, body: &str) -> Outcome {
-    let queued = host::global()
-        .navigator()
-        .map(|n| n.send_beacon_with_opt_str(url, Some(body)));
+/// `navigator.sendBeacon(url, …)` with `t`'s body: its gzip bytes as a `text/plain` Blob
+/// (CORS-simple, as a string body is; PostHog reads the gzip by its magic bytes), or its text
+/// where there are no gzip bytes or the format would need a `Content-Encoding` header, which
+/// a beacon cannot carry.
+fn beacon(url: &str, t: &Transmit) -> Outcome {
+    let blob = match (&t.gzipped, t.gzip_header) {
+        (Some(bytes), false) => gzip_blob(bytes),
+        _ => None,
+    };
+    let queued = host::global().navigator().map(|n| match &blob {
+        Some(blob) => n.send_beacon_with_opt_blob(url, Some(blob)),
+        None => n.send_beacon_with_opt_str(url, Some(&t.body)),
+    });
     match queued {
         Some(Ok(true)) => Outcome::status(BEACON_QUEUED),
         Some(Ok(false)) => Outcome::NetworkError("sendBeacon refused the body".into()),
         _ => Outcome::NetworkError("no keepalive fetch and no sendBeacon here".into()),
     }
+}
+
+/// `bytes` as a Blob of type `text/plain`.
+fn gzip_blob(bytes: &[u8]) -> Option<Blob> {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let options = BlobPropertyBag::new();
+    options.set_type("text/plain");
+    Blob::new_with_u8_array_sequence_and_options(&parts, &options).ok()
 }
 
 /// `debug: true`: one line per request (never the body, which holds the API key).
@@ -271,7 +286,7 @@ fn log_request(t: &Transmit) {
     let line = Line {
         id: t.id.0,
         events: t.events,
-        bytes: t.body.len(),
+        bytes: t.wire_len(),
         attempt: t.attempt,
         keepalive: t.keepalive,
     };

@@ -16,10 +16,10 @@ use super::lifecycle::{Lifecycle, PageState};
 use super::report::{FlushReport, ShutdownReport};
 use super::storage::Store;
 use crate::engine::{
-    Engine, FlushId, Format, Notice, Outcome, Stats, Transmit, TransmitId, PERSIST_LIVE_MS,
-    RESTORE_AGAIN_MS,
+    Compression, Engine, FlushId, Format, Notice, Outcome, Stats, Transmit, TransmitId,
+    PERSIST_LIVE_MS, RESTORE_AGAIN_MS,
 };
-use crate::schema::{Compression, ShellOptions};
+use crate::schema::ShellOptions;
 use futures_channel::oneshot;
 use gloo_timers::callback::Timeout;
 use std::cell::{Cell, RefCell};
@@ -95,7 +95,7 @@ impl Shell {
         let request = Request::new(
             &engine.config().endpoint,
             &options.headers,
-            options.compression == Compression::Gzip,
+            engine.config().compression == Compression::Gzip,
             options.debug,
             hold.clone(),
         );
@@ -483,7 +483,7 @@ fn send_beacons(shared: &Shared) {
         let Some(t) = t else {
             return;
         };
-        let accepted = request.beacon(&t.body);
+        let accepted = request.beacon(&t);
         let Ok(mut shell) = shared.try_borrow_mut() else {
             return;
         };

@@ -43,12 +43,12 @@ export interface ExporterConfig {
   requestTimeoutMs?: number;
   /** The most text one exporter keeps in localStorage for the next page load (persist); the oldest events beyond it are left out, counted as dropped persistCap. Default 1 MiB, 1 KiB to 4 MiB. */
   persistMaxBytes?: number;
+  /** "gzip" (page-hide bodies gzipped in the wasm; ordinary bodies with the host's CompressionStream, plain where there is none) or "none". Default "gzip". */
+  compression?: "gzip" | "none";
   /** Send what is held with keepalive and sendBeacon when a navigation starts, the page is hidden or it goes away, and follow online/offline. Default true. */
   flushOnPageHide?: boolean;
   /** Keep what is held when the page goes away in localStorage, for the next exporter of the same endpoint to send first (at most 1 MiB, 7 days; never the API key). Pages only: a Web Worker persists nothing. Default true. */
   persist?: boolean;
-  /** "gzip" (ordinary bodies gzipped with the host's CompressionStream; plain where there is none, and always plain at page-hide) or "none". Default "gzip". */
-  compression?: "gzip" | "none";
   /** Extra headers for ordinary requests (not keepalive ones: they would force a CORS preflight, which cannot finish while a page unloads). Never logged. */
   headers?: Record<string, string>;
   /** Log each request and outcome with console.debug (never the body or the key). Default false. */

@@ -44,7 +44,7 @@ const CONFIG = {
 const STALL_MS = 15_000;
 // The browser's keepalive budget, as the engine counts it (src/engine/mod.rs).
 const KEEPALIVE_QUOTA_BYTES = 64 * 1024;
-const KEEPALIVE_MAX_REQUESTS = 4;
+const KEEPALIVE_MAX_REQUESTS = 16;
 // Generous: with these settings a batch needs at most about 8 x (1.5 s + 3 s) to settle.
 const SHUTDOWN_TIMEOUT_MS = 120_000;
 
