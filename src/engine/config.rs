@@ -134,9 +134,10 @@ pub struct Config {
     /// `requestTimeoutMs`: a request not answered by then is abandoned and retried.
     /// Default 10,000, 100 to 600,000.
     pub request_timeout_ms: u64,
-    /// `persistMaxBytes`: the most text one exporter stores for the next page load; the
-    /// oldest events beyond it are left out (counted as dropped `persistCap`). Default 1 MiB,
-    /// 1 KiB to 4 MiB (browsers hold about 4.5 Mi characters per origin).
+    /// `persistMaxBytes`: the most characters one exporter stores for the next page load (the
+    /// events deflated, one character per byte); the oldest events beyond it are left out
+    /// (counted as dropped `persistCap`). Default 1 MiB, 1 KiB to 4 MiB (browsers hold about
+    /// 4.5 Mi characters per origin).
     pub persist_max_bytes: usize,
     /// `compression`: [`Compression::Gzip`] (JS `"gzip"`, the default) or
     /// [`Compression::None`] (`"none"`).

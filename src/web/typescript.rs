@@ -41,13 +41,13 @@ export interface ExporterConfig {
   maxInFlight?: number;
   /** A request unanswered by then is aborted and retried. Default 10,000, 100 to 600,000. */
   requestTimeoutMs?: number;
-  /** The most text one exporter keeps in localStorage for the next page load (persist); the oldest events beyond it are left out, counted as dropped persistCap. Default 1 MiB, 1 KiB to 4 MiB. */
+  /** The most characters one exporter keeps in localStorage for the next page load (persist): the events deflated, a character per byte, about 50 per 300-byte event; the oldest beyond it are left out, counted as dropped persistCap. Default 1 MiB, 1 KiB to 4 MiB. */
   persistMaxBytes?: number;
   /** "gzip" (page-hide bodies gzipped in the wasm; ordinary bodies with the host's CompressionStream, plain where there is none) or "none". Default "gzip". */
   compression?: "gzip" | "none";
   /** Send what is held with keepalive and sendBeacon when a navigation starts, the page is hidden or it goes away, and follow online/offline. Default true. */
   flushOnPageHide?: boolean;
-  /** Keep what is held when the page goes away in localStorage, for the next exporter of the same endpoint to send first (at most 1 MiB, 7 days; never the API key). Pages only: a Web Worker persists nothing. Default true. */
+  /** Keep what is held when the page goes away in localStorage, for the next exporter of the same endpoint to send first (deflated, at most persistMaxBytes, 7 days; never the API key). Pages only: a Web Worker persists nothing. Default true. */
   persist?: boolean;
   /** Extra headers for ordinary requests (not keepalive ones: they would force a CORS preflight, which cannot finish while a page unloads). Never logged. */
   headers?: Record<string, string>;
