@@ -41,7 +41,7 @@ export async function start() {
   store((ls) => ls.removeItem(NOTE));
   addEventListener('pagehide', () => {
     const s = exporter.stats();
-    store((ls) => ls.setItem(NOTE, JSON.stringify({ inFlight: s.inFlight, queued: s.queued, delivered: s.delivered, dropped: s.dropped, lastError: s.lastError })));
+    store((ls) => ls.setItem(NOTE, JSON.stringify({ inFlight: s.inFlight, queued: s.queued, restored: s.restored, delivered: s.delivered, dropped: s.dropped, lastError: s.lastError })));
   });
   const run = params.get('run') ?? 'run';
   window.closeTest = {
