@@ -2,6 +2,8 @@
 //! body says, and how every event settles. Only the public API (`spool::engine`), on a fake
 //! clock; bodies are read with serde_json, the parser PostHog's capture uses.
 
+mod common;
+
 use serde_json::Value;
 use spool::engine::{
     stored_copy_claimable, BatchMode, CaptureError, Compression, Config, DropReason, Engine,
@@ -915,7 +917,7 @@ fn at_pagehide_beacons_go_until_the_browser_refuses_one_and_the_refused_events_w
     let (text, stored) = e.persist(T0).expect("something held");
     assert_eq!(stored as u64, 3_000 - stats.delivered);
     let mut next = engine().start();
-    assert_eq!(next.restore(&text, T0 + 1), stored);
+    assert_eq!(common::restore(&mut next, &text, T0 + 1), stored);
     let mut restored = Vec::new();
     while next.held_events() > 0 {
         for t in next.drain(T0 + 1) {
@@ -1044,7 +1046,7 @@ fn stored_events_go_first_on_the_next_load_with_their_uuid_and_timestamp_and_a_f
     let later = T0 + 60_000;
     let mut next = engine().start();
     next.capture_named("new", later);
-    assert_eq!(next.restore(&text, later), 250);
+    assert_eq!(common::restore(&mut next, &text, later), 250);
     assert_eq!(next.stats().restored, 250);
     let sent = next.drain(later);
     let mut seen = Vec::new();
@@ -1081,11 +1083,14 @@ fn stored_events_older_than_seven_days_or_over_the_byte_cap_are_counted_as_persi
     assert!(text.chars().count() <= PERSIST_MAX_BYTES);
     assert!(stored < 200 && stored > 50, "{stored}");
     let mut next = setup.clone().start();
-    assert_eq!(next.restore(&text, T0 + 1), stored);
+    assert_eq!(common::restore(&mut next, &text, T0 + 1), stored);
     assert_eq!(next.stats().dropped.persist_cap, 200 - stored as u64);
 
     let mut stale = setup.start();
-    assert_eq!(stale.restore(&text, T0 + PERSIST_MAX_AGE_MS + 1), 0);
+    assert_eq!(
+        common::restore(&mut stale, &text, T0 + PERSIST_MAX_AGE_MS + 1),
+        0
+    );
     assert_eq!(stale.stats().dropped.persist_cap, 200);
     assert_eq!(stale.held_events(), 0);
 }
@@ -1099,12 +1104,12 @@ fn corrupt_stored_text_is_counted_and_the_other_copies_still_go() {
     // costs the engine nothing: a whole copy read next is taken in.
     let cut: String = text.chars().take(text.chars().count() - 4).collect();
     let mut next = engine().start();
-    assert_eq!(next.restore(&cut, T0 + 1), 0);
+    assert_eq!(common::restore(&mut next, &cut, T0 + 1), 0);
     assert_eq!(next.stats().storage_errors, 1);
-    assert_eq!(next.restore(&text, T0 + 2), 3);
+    assert_eq!(common::restore(&mut next, &text, T0 + 2), 3);
     assert_eq!(next.stats().storage_errors, 1);
     let mut none = engine().start();
-    assert_eq!(none.restore("{\"not\":\"ours\"}", T0), 0);
+    assert_eq!(common::restore(&mut none, "{\"not\":\"ours\"}", T0), 0);
     assert_eq!(none.stats().storage_errors, 1);
 }
 
@@ -1201,13 +1206,13 @@ fn a_copy_another_tab_took_in_is_never_stored_again_for_a_third_load() {
     // Another tab's next load claims that copy while this page still runs, then this page
     // captures more and writes its copy again (as it does at page-hide).
     let mut other = engine().start();
-    assert_eq!(other.restore(&text, T0 + 5), 30);
+    assert_eq!(common::restore(&mut other, &text, T0 + 5), 30);
     old.stored_copy_taken();
     let later = old.clicks(5, T0 + 10);
     let (text, stored) = old.persist(T0 + 10).unwrap();
     assert_eq!(stored, 5, "only the events the other load did not take");
     let mut third = engine().start();
-    assert_eq!(third.restore(&text, T0 + 20), 5);
+    assert_eq!(common::restore(&mut third, &text, T0 + 20), 5);
     third.flush(T0 + 20);
     let sent: Vec<Uuid> = third.drain(T0 + 20).iter().flat_map(uuids).collect();
     assert_eq!(sent, later);

@@ -8,6 +8,8 @@
 //! - an event reaches the collector twice only if a request holding it was unanswered at a
 //!   reload (at-least-once), and always with its capture timestamp.
 
+mod common;
+
 use std::collections::HashMap;
 
 use spool::engine::{Config, Engine, EventInput, Outcome, Rng, Transmit};
@@ -86,7 +88,7 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
                     engine = Engine::new(config.clone(), seed * 1000 + step).unwrap();
                     engine.set_online(!offline, now);
                     if let Some((text, _)) = stored {
-                        engine.restore(&text, now);
+                        common::restore(&mut engine, &text, now);
                     }
                 }
                 _ => {}

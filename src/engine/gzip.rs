@@ -4,8 +4,10 @@
 //! browser's 64 KiB keepalive budget, bench/PAGEHIDE.md finding 3), and raw deflate for the
 //! copy stored for the next load (10,000 events of 300 bytes fit the 1 MiB default).
 //!
-//! miniz_oxide deflates and inflates; `crc` computes gzip's CRC-32. Only the gzip member's
-//! 10-byte header and 8-byte trailer (RFC 1952) are written here.
+//! miniz_oxide deflates; `crc` computes gzip's CRC-32. Only the gzip member's 10-byte header
+//! and 8-byte trailer (RFC 1952) are written here. Nothing here inflates: the stored copy is
+//! inflated by the host (`DecompressionStream` in a browser), which costs the wasm nothing
+//! (miniz_oxide's inflate measured 6.2 KB gzipped in spool's wasm).
 
 use crc::{Crc, Table, CRC_32_ISO_HDLC};
 
@@ -38,11 +40,6 @@ pub(crate) fn gzip(data: &[u8], level: u8) -> Vec<u8> {
 /// `data` as raw deflate (no header), at `level`.
 pub(crate) fn deflate(data: &[u8], level: u8) -> Vec<u8> {
     miniz_oxide::deflate::compress_to_vec(data, level)
-}
-
-/// Raw deflate `data` inflated, if it is whole and inflates to at most `limit` bytes.
-pub(crate) fn inflate(data: &[u8], limit: usize) -> Option<Vec<u8>> {
-    miniz_oxide::inflate::decompress_to_vec_with_limit(data, limit).ok()
 }
 
 #[cfg(test)]
@@ -87,12 +84,19 @@ mod tests {
     }
 
     #[test]
-    fn deflate_round_trips_and_inflate_refuses_what_is_cut_or_too_long() {
+    fn deflate_reads_back_with_an_independent_reader() {
         let data = sample();
         let packed = deflate(&data, STORE_LEVEL);
-        assert_eq!(inflate(&packed, data.len()).as_deref(), Some(&data[..]));
-        assert_eq!(inflate(&packed, data.len() - 1), None, "over the limit");
-        assert_eq!(inflate(&packed[..packed.len() / 2], usize::MAX), None);
-        assert_eq!(inflate(b"not deflate at all", usize::MAX), None);
+        let mut back = Vec::new();
+        flate2::read::DeflateDecoder::new(&packed[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        assert!(
+            packed.len() * 5 < data.len(),
+            "{} of {}",
+            packed.len(),
+            data.len()
+        );
     }
 }

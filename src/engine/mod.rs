@@ -68,8 +68,8 @@ pub use page_close::{
     PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
 };
 pub use persist::{
-    claimable as stored_copy_claimable, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES,
-    RESTORE_AGAIN_MS,
+    claimable as stored_copy_claimable, deflated as stored_copy_deflated, PERSIST_LIVE_MS,
+    PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, RESTORE_AGAIN_MS,
 };
 pub use retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
 pub use rng::Rng;
@@ -203,6 +203,8 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     gone: bool,
     /// Events with a sequence below this were in the last stored copy ([`Engine::persist`]).
     persisted_below: u64,
+    /// [`Engine::deflate_stored_copy`].
+    deflate_stored: bool,
     /// Events with a sequence below this were taken in by another load: never stored again.
     persist_from: u64,
     shutdown: Option<Shutdown>,
@@ -257,6 +259,7 @@ impl<F: WireFormat> Engine<F> {
             offline: false,
             gone: false,
             persisted_below: 0,
+            deflate_stored: true,
             persist_from: 0,
             shutdown: None,
             overflow_warned: false,
@@ -448,8 +451,21 @@ impl<F: WireFormat> Engine<F> {
     /// those the earlier write left out, are counted as dropped `persistCap`; lines that are
     /// not readable are counted in `stats().storageErrors`. Events beyond the queue's limits
     /// are dropped as `queueFull`. Returns the events taken in.
-    pub fn restore(&mut self, text: &str, now_ms: u64) -> usize {
-        self.take_in(text, now_ms)
+    ///
+    /// A text whose events are deflated ([`stored_copy_deflated`] gives their bytes) needs
+    /// them inflated: pass what they inflated to as `inflated` (`None` if they would not
+    /// inflate: the copy is counted in `storageErrors`). A plain text needs nothing.
+    pub fn restore(&mut self, text: &str, inflated: Option<&str>, now_ms: u64) -> usize {
+        self.take_in(text, inflated, now_ms)
+    }
+
+    /// Whether [`persist`](Self::persist) deflates the events it stores (true by default):
+    /// the host reading them back must inflate raw deflate ([`restore`](Self::restore)). A
+    /// host that cannot (a browser without `DecompressionStream("deflate-raw")`) sets false
+    /// and gets plain copies, which hold about a seventh as many events in
+    /// `persistMaxBytes`.
+    pub fn deflate_stored_copy(&mut self, deflate: bool) {
+        self.deflate_stored = deflate;
     }
 
     /// A storage read or write failed (it threw, the quota is full, storage is disabled):

@@ -135,13 +135,14 @@ impl<F: WireFormat> Engine<F> {
             0,
             kept_until,
             self.config.persist_max_bytes,
+            self.deflate_stored,
         ))
     }
 
     /// Takes in a stored text's events, within the age cap and the queue's limits, as
     /// batches placed before every other: they go first.
-    pub(super) fn take_in(&mut self, text: &str, now_ms: u64) -> usize {
-        let decoded = persist::decode(text);
+    pub(super) fn take_in(&mut self, text: &str, inflated: Option<&str>, now_ms: u64) -> usize {
+        let decoded = persist::decode(text, inflated);
         self.ledger.stats.storage_errors += decoded.corrupt;
         self.ledger
             .stats

@@ -6,13 +6,17 @@
 //! not acknowledged, requests in flight included: at-least-once), in which order, within which
 //! caps, and how what does not fit is counted. The shell only moves the text.
 //!
-//! The text is one header line, `spool2 <cut> <kept until>`, where `cut` counts events left out
-//! by the cap (the next load counts them as dropped `persistCap`) and `kept until` says until
-//! when the writing page may still be running (0 once it went away at `pagehide`; see
-//! [`claimable`]). Then the events, raw deflate, one byte per character (U+0000 to U+00FF:
-//! browsers store such text at a byte per character, and Chromium and Firefox read every one
-//! of the 256 back unchanged). Deflated, they are one line per event, oldest first:
-//! `<capture ms> <uuid> <fragment>`. A fragment is the event as the wire format encoded it at
+//! The text is one header line, `spool2 <cut> <kept until> <d|p>`, where `cut` counts events
+//! left out by the cap (the next load counts them as dropped `persistCap`), `kept until` says
+//! until when the writing page may still be running (0 once it went away at `pagehide`; see
+//! [`claimable`]), and `d` says the events that follow are raw deflate, `p` that they are
+//! plain. Deflated, they are one byte per character (U+0000 to U+00FF: browsers store such text
+//! at a byte per character, and Chromium and Firefox read every one of the 256 back
+//! unchanged); the engine deflates, and the host inflates them for the next load
+//! (`DecompressionStream("deflate-raw")` in a browser, which costs no wasm), so a host that
+//! cannot inflate asks for plain copies ([`Engine::deflate_stored_copy`]
+//! (super::Engine::deflate_stored_copy)). Inflated or plain, they are one line per event,
+//! oldest first: `<capture ms> <uuid> <fragment>`. A fragment is the event as the wire format encoded it at
 //! capture, so a restored event keeps its uuid and its capture timestamp, and its next body
 //! gets a fresh `sent_at`. JSON text never holds a raw newline, so lines split cleanly.
 //! The API key is in the body's envelope, never in a fragment: it is never stored.
@@ -52,10 +56,6 @@ pub const PERSIST_LIVE_MS: u64 = 10_000;
 /// counted as corrupt.
 const MAGIC: &str = "spool2";
 
-/// The most event text a stored copy may inflate to: a copy past it is counted as corrupt
-/// rather than allocated (64 MiB, 16 times the largest `persistMaxBytes`).
-const MAX_INFLATED: usize = 64 << 20;
-
 /// How much event text is tried first per stored character: deflate level 1 packs spool's
 /// JSON events about 7 to 1; a copy that packs worse is cut again by its own ratio.
 const FIRST_TRY_RATIO: usize = 16;
@@ -64,17 +64,22 @@ const FIRST_TRY_RATIO: usize = 16;
 /// number of events it holds. `carried` is added to the header's cut count (events an earlier
 /// load already left out and this one never held).
 ///
-/// `kept_until` is until when the writing page may still run (0: it is gone).
+/// `kept_until` is until when the writing page may still run (0: it is gone). `deflate`: the
+/// events go deflated (else plain).
 pub(crate) fn encode(
     items: &[&Item],
     carried: u64,
     kept_until: u64,
     max_chars: usize,
+    deflate: bool,
 ) -> (String, usize) {
     let mut head = String::from(MAGIC);
     head.push(' ');
-    let room = max_chars.saturating_sub(MAGIC.len() + 43);
-    let mut plain_cap = room.saturating_mul(FIRST_TRY_RATIO);
+    let room = max_chars.saturating_sub(MAGIC.len() + 45);
+    let mut plain_cap = match deflate {
+        true => room.saturating_mul(FIRST_TRY_RATIO),
+        false => room,
+    };
     loop {
         // Newest events are kept: walk back from the end until the cap.
         let mut plain = 0;
@@ -96,6 +101,13 @@ pub(crate) fn encode(
             lines.push_str(&item.fragment);
             lines.push('\n');
         }
+        if !deflate {
+            let cut = first as u64 + carried;
+            let mut text = head;
+            write_header_rest(&mut text, cut, kept_until, 'p');
+            text.push_str(&lines);
+            return (text, items.len() - first);
+        }
         let packed = gzip::deflate(lines.as_bytes(), STORE_LEVEL);
         if packed.len() > room && first < items.len() {
             // Packed worse than hoped: cut the event text by the ratio seen, with a margin,
@@ -107,14 +119,21 @@ pub(crate) fn encode(
         }
         let cut = first as u64 + carried;
         let mut text = head;
-        text.reserve(43 + packed.len() * 2);
-        json::write_u64(&mut text, cut);
-        text.push(' ');
-        json::write_u64(&mut text, kept_until);
-        text.push('\n');
+        text.reserve(45 + packed.len() * 2);
+        write_header_rest(&mut text, cut, kept_until, 'd');
         text.extend(packed.iter().map(|&b| char::from(b)));
         return (text, items.len() - first);
     }
+}
+
+/// The header after `spool2 `: ` <cut> <kept until> <d|p>` and its newline.
+fn write_header_rest(text: &mut String, cut: u64, kept_until: u64, layout: char) {
+    json::write_u64(text, cut);
+    text.push(' ');
+    json::write_u64(text, kept_until);
+    text.push(' ');
+    text.push(layout);
+    text.push('\n');
 }
 
 /// Stored characters in `text` (what `max_chars` caps; a char per deflated byte).
@@ -128,17 +147,24 @@ fn line_len(item: &Item) -> usize {
     20 + 2 + 36 + item.fragment.len() + 1
 }
 
-/// The event lines a stored text holds, inflated: `None` if the text is not ours or is
-/// damaged (counted as corrupt).
-pub(crate) fn unpack(text: &str) -> Option<(u64, String)> {
+/// A stored text's events as the host must hand them back: `Some(bytes)` to inflate (raw
+/// deflate) if they are deflated; `None` if they are plain, or the text is not ours (then
+/// [`decode`] reads or counts it as it is).
+pub fn deflated(text: &str) -> Option<Vec<u8>> {
     let (first, rest) = text.split_once('\n')?;
-    let (cut, _) = header(first.strip_prefix(MAGIC)?)?;
+    let (_, _, layout) = header(first.strip_prefix(MAGIC)?)?;
+    if layout != 'd' {
+        return None;
+    }
     let mut packed = Vec::with_capacity(rest.len());
     for c in rest.chars() {
-        packed.push(u8::try_from(c).ok()?);
+        // Not a byte: damaged. An empty stream fails to inflate, and is counted then.
+        let Ok(b) = u8::try_from(c) else {
+            return Some(Vec::new());
+        };
+        packed.push(b);
     }
-    let lines = gzip::inflate(&packed, MAX_INFLATED)?;
-    Some((cut, String::from_utf8(lines).ok()?))
+    Some(packed)
 }
 
 /// One stored event read back.
@@ -158,13 +184,24 @@ pub(crate) struct Decoded {
     pub corrupt: u64,
 }
 
-/// Reads a stored text; a text or a line that is not ours is counted, never fatal.
-pub(crate) fn decode(text: &str) -> Decoded {
-    let Some((cut, lines)) = unpack(text) else {
-        return Decoded {
-            corrupt: 1,
-            ..Decoded::default()
-        };
+/// Reads a stored text: its header from `text`, its events from `text` if plain, else from
+/// `inflated` (what the host made of [`deflated`]'s bytes; `None` if it could not). A text or
+/// a line that is not ours is counted, never fatal.
+pub(crate) fn decode(text: &str, inflated: Option<&str>) -> Decoded {
+    let corrupt = Decoded {
+        corrupt: 1,
+        ..Decoded::default()
+    };
+    let Some((first, rest)) = text.split_once('\n') else {
+        return corrupt;
+    };
+    let Some((cut, _, layout)) = first.strip_prefix(MAGIC).and_then(header) else {
+        return corrupt;
+    };
+    let lines = match (layout, inflated) {
+        ('p', _) => rest,
+        (_, Some(lines)) => lines,
+        _ => return corrupt,
     };
     let mut out = Decoded {
         cut,
@@ -187,17 +224,22 @@ pub(crate) fn decode(text: &str) -> Decoded {
 pub fn claimable(text: &str, now_ms: u64) -> bool {
     let first = text.split('\n').next().unwrap_or("");
     match first.strip_prefix(MAGIC).and_then(header) {
-        Some((_, kept_until)) => kept_until <= now_ms,
+        Some((_, kept_until, _)) => kept_until <= now_ms,
         None => true,
     }
 }
 
-/// The header after its magic word: ` <cut> <kept until>`.
-fn header(rest: &str) -> Option<(u64, u64)> {
+/// The header after its magic word: ` <cut> <kept until> <d|p>`.
+fn header(rest: &str) -> Option<(u64, u64, char)> {
     let mut words = rest.split_ascii_whitespace();
     let cut = words.next()?.parse().ok()?;
     let kept_until = words.next()?.parse().ok()?;
-    Some((cut, kept_until))
+    let layout = match words.next()? {
+        "d" => 'd',
+        "p" => 'p',
+        _ => return None,
+    };
+    Some((cut, kept_until, layout))
 }
 
 fn read_line(line: &str) -> Option<Stored> {
@@ -216,6 +258,21 @@ fn read_line(line: &str) -> Option<Stored> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    /// What the next load reads of `text`: inflated as a browser's `DecompressionStream` would.
+    fn read(text: &str) -> Decoded {
+        let inflated = deflated(text).map(|bytes| {
+            let mut lines = String::new();
+            flate2::read::DeflateDecoder::new(&bytes[..])
+                .read_to_string(&mut lines)
+                .map(|_| lines)
+        });
+        match inflated {
+            Some(Ok(lines)) => decode(text, Some(&lines)),
+            _ => decode(text, None),
+        }
+    }
 
     fn item(seq: u64, len: usize) -> Item {
         Item {
@@ -264,9 +321,9 @@ mod tests {
     fn stored_events_read_back_with_their_uuid_and_capture_time() {
         let items: Vec<Item> = (0..3).map(|s| item(s, 10)).collect();
         let refs: Vec<&Item> = items.iter().collect();
-        let (text, n) = encode(&refs, 0, 0, PERSIST_MAX_BYTES);
+        let (text, n) = encode(&refs, 0, 0, PERSIST_MAX_BYTES, true);
         assert_eq!(n, 3);
-        let d = decode(&text);
+        let d = read(&text);
         assert_eq!(d.cut, 0);
         assert_eq!(d.corrupt, 0);
         assert_eq!(d.events.len(), 3);
@@ -278,15 +335,34 @@ mod tests {
     }
 
     #[test]
+    fn a_host_that_cannot_inflate_gets_plain_copies_and_a_deflated_one_it_could_not_is_counted() {
+        let items: Vec<Item> = (0..50).map(event).collect();
+        let refs: Vec<&Item> = items.iter().collect();
+        let (plain, n) = encode(&refs, 2, 0, PERSIST_MAX_BYTES, false);
+        assert_eq!(n, 50);
+        assert!(deflated(&plain).is_none());
+        let d = decode(&plain, None);
+        assert_eq!((d.events.len(), d.cut, d.corrupt), (50, 2, 0));
+        assert_eq!(d.events[49].fragment, items[49].fragment);
+        // Plain, the cap counts the lines themselves.
+        let (small, kept) = encode(&refs, 0, 0, 4_096, false);
+        assert!(small.len() <= 4_096 && kept < 50 && kept > 0, "{kept}");
+        let (packed, _) = encode(&refs, 0, 0, PERSIST_MAX_BYTES, true);
+        assert!(deflated(&packed).is_some());
+        let lost = decode(&packed, None);
+        assert_eq!((lost.events.len(), lost.corrupt), (0, 1));
+    }
+
+    #[test]
     fn ten_thousand_page_events_fit_the_default_cap_deflated() {
         let items: Vec<Item> = (0..10_000).map(event).collect();
         let plain: usize = items.iter().map(|i| i.fragment.len()).sum();
         assert!(plain > 2 * PERSIST_MAX_BYTES, "{plain}: over twice the cap");
         let refs: Vec<&Item> = items.iter().collect();
-        let (text, n) = encode(&refs, 0, 0, PERSIST_MAX_BYTES);
+        let (text, n) = encode(&refs, 0, 0, PERSIST_MAX_BYTES, true);
         assert_eq!(n, 10_000);
         assert!(stored_chars(&text) <= PERSIST_MAX_BYTES);
-        let d = decode(&text);
+        let d = read(&text);
         assert_eq!((d.events.len(), d.cut, d.corrupt), (10_000, 0, 0));
         assert_eq!(d.events[9_999].fragment, items[9_999].fragment);
     }
@@ -297,10 +373,10 @@ mod tests {
         let items: Vec<Item> = (0..2_000).map(|s| noisy(s, 200)).collect();
         let refs: Vec<&Item> = items.iter().collect();
         let cap = 64 * 1024;
-        let (text, n) = encode(&refs, 5, 0, cap);
+        let (text, n) = encode(&refs, 5, 0, cap, true);
         assert!(stored_chars(&text) <= cap, "{}", stored_chars(&text));
         assert!(n < 2_000 && n > 100, "{n}");
-        let d = decode(&text);
+        let d = read(&text);
         assert_eq!(d.cut, 2_000 - n as u64 + 5);
         assert_eq!(d.events.len(), n);
         // The newest are the ones kept.
@@ -311,20 +387,26 @@ mod tests {
     #[test]
     fn a_cap_too_small_for_one_event_stores_none_and_counts_them() {
         let items = [noisy(1, 5_000)];
-        let (text, n) = encode(&[&items[0]], 0, 0, 1024);
+        let (text, n) = encode(&[&items[0]], 0, 0, 1024, true);
         assert_eq!(n, 0);
         assert!(stored_chars(&text) <= 1024);
-        assert_eq!(decode(&text).cut, 1);
+        assert_eq!(read(&text).cut, 1);
     }
 
     #[test]
     fn a_live_pages_copy_is_claimable_only_after_its_hold_and_a_gone_pages_at_once() {
         let items = [item(1, 3)];
-        let (live, _) = encode(&[&items[0]], 0, 5_000 + PERSIST_LIVE_MS, PERSIST_MAX_BYTES);
+        let (live, _) = encode(
+            &[&items[0]],
+            0,
+            5_000 + PERSIST_LIVE_MS,
+            PERSIST_MAX_BYTES,
+            true,
+        );
         assert!(!claimable(&live, 5_000));
         assert!(!claimable(&live, 5_000 + PERSIST_LIVE_MS - 1));
         assert!(claimable(&live, 5_000 + PERSIST_LIVE_MS));
-        let (gone, _) = encode(&[&items[0]], 0, 0, PERSIST_MAX_BYTES);
+        let (gone, _) = encode(&[&items[0]], 0, 0, PERSIST_MAX_BYTES, true);
         assert!(claimable(&gone, 5_000));
         assert!(
             claimable("not ours", 5_000),
@@ -334,16 +416,17 @@ mod tests {
 
     #[test]
     fn corrupt_text_is_counted_and_never_panics() {
-        assert_eq!(decode("").corrupt, 1);
-        assert_eq!(decode("garbage").corrupt, 1);
-        assert_eq!(decode("spool2 0 0\n\u{100}").corrupt, 1, "not a byte");
+        assert_eq!(read("").corrupt, 1);
+        assert_eq!(read("garbage").corrupt, 1);
+        assert_eq!(read("spool2 0 0 d\n\u{100}").corrupt, 1, "not a byte");
+        assert_eq!(read("spool2 0 0 x\n").corrupt, 1, "no such layout");
         let items: Vec<Item> = (0..20).map(event).collect();
         let refs: Vec<&Item> = items.iter().collect();
-        let (text, _) = encode(&refs, 0, 0, PERSIST_MAX_BYTES);
+        let (text, _) = encode(&refs, 0, 0, PERSIST_MAX_BYTES, true);
         // Every prefix of a valid text reads without panicking; a cut one is corrupt.
         for end in 0..text.len() {
             if text.is_char_boundary(end) {
-                let d = decode(&text[..end]);
+                let d = read(&text[..end]);
                 assert!(d.corrupt > 0 || d.events.len() == 20, "{end}");
             }
         }
@@ -352,7 +435,7 @@ mod tests {
         for at in (12..chars.len()).step_by(7) {
             let mut bad = chars.clone();
             bad[at] = char::from((bad[at] as u8) ^ 0x55);
-            let _ = decode(&bad.iter().collect::<String>());
+            let _ = read(&bad.iter().collect::<String>());
         }
     }
 }

@@ -14,10 +14,10 @@ use super::fetch::{self, Request};
 use super::host::{self, now_ms};
 use super::lifecycle::{Lifecycle, PageState};
 use super::report::{FlushReport, ShutdownReport};
-use super::storage::Store;
+use super::storage::{self, Store};
 use crate::engine::{
-    Compression, Engine, FlushId, Format, Notice, Outcome, Stats, Transmit, TransmitId,
-    PERSIST_LIVE_MS, RESTORE_AGAIN_MS,
+    stored_copy_deflated, Compression, Engine, FlushId, Format, Notice, Outcome, Stats, Transmit,
+    TransmitId, PERSIST_LIVE_MS, RESTORE_AGAIN_MS,
 };
 use crate::schema::ShellOptions;
 use futures_channel::oneshot;
@@ -144,6 +144,8 @@ impl Shell {
                     Ok(store) => shell.store = store,
                     Err(_) => shell.storage_failed(),
                 }
+                // Deflated copies only where the next load can inflate them.
+                shell.engine.deflate_stored_copy(storage::can_inflate());
                 // Read again a second later (a copy written at the last page's `pagehide`
                 // may not be visible yet) and once a live page's hold has passed (a copy left
                 // by a page discarded without `pagehide`).
@@ -497,43 +499,62 @@ fn send_beacons(shared: &Shared) {
     }
 }
 
-/// Reads what earlier loads of the endpoint stored and hands it to the engine (at once, or
-/// once the Web Lock is granted).
+/// Reads what earlier loads of the endpoint stored and hands it to the engine, once the Web
+/// Lock is granted and deflated events are inflated (see [`Store::claim`]).
 fn claim_stored(shared: &Shared) {
-    let claimed = {
-        let Ok(shell) = shared.try_borrow() else {
-            return;
-        };
-        let Some(store) = &shell.store else {
-            return;
-        };
-        let weak = Rc::downgrade(shared);
-        store.claim(move |texts, failures| {
-            if let Some(shared) = weak.upgrade() {
-                take_stored(&shared, texts, failures);
-            }
-        })
+    let store = match shared.try_borrow() {
+        Ok(shell) => shell.store.clone(),
+        Err(_) => return,
     };
-    if let Some((texts, failures)) = claimed {
-        take_stored(shared, texts, failures);
-    }
+    let Some(store) = store else {
+        return;
+    };
+    let taker = Rc::downgrade(shared);
+    let counter = Rc::downgrade(shared);
+    store.claim(
+        move |texts| Box::pin(take_stored(taker, texts)),
+        move |failures| {
+            if let Some(shared) = counter.upgrade() {
+                if let Ok(mut shell) = shared.try_borrow_mut() {
+                    for _ in 0..failures {
+                        shell.storage_failed();
+                    }
+                }
+                drive(&shared);
+            }
+        },
+    );
 }
 
-fn take_stored(shared: &Shared, texts: Vec<String>, failures: u64) {
-    if let Ok(mut shell) = shared.try_borrow_mut() {
-        let now = now_ms();
-        for _ in 0..failures {
-            shell.storage_failed();
-        }
-        let before = shell.engine.stats().storage_errors;
-        for text in &texts {
-            shell.engine.restore(text, now);
-        }
-        if shell.engine.stats().storage_errors > before {
-            shell.storage_warning.get_or_insert(true);
-        }
+/// Takes `texts` in: deflated events inflated first by the host's `DecompressionStream`.
+/// `false` if the exporter is gone (the texts stay stored for the next load).
+async fn take_stored(shell: Weak<RefCell<Shell>>, texts: Vec<String>) -> bool {
+    let mut inflated = Vec::with_capacity(texts.len());
+    for text in &texts {
+        inflated.push(match stored_copy_deflated(text) {
+            Some(bytes) => storage::inflate(bytes).await,
+            None => None,
+        });
     }
-    drive(shared);
+    let Some(shared) = shell.upgrade() else {
+        return false;
+    };
+    let taken = match shared.try_borrow_mut() {
+        Ok(mut shell) => {
+            let now = now_ms();
+            let before = shell.engine.stats().storage_errors;
+            for (text, lines) in texts.iter().zip(&inflated) {
+                shell.engine.restore(text, lines.as_deref(), now);
+            }
+            if shell.engine.stats().storage_errors > before {
+                shell.storage_warning.get_or_insert(true);
+            }
+            true
+        }
+        Err(_) => false,
+    };
+    drive(&shared);
+    taken
 }
 
 fn warn_overflow(max_events: usize, max_bytes: usize) {

@@ -5,10 +5,12 @@
 //!
 //! Each exporter writes under a key of its own, `spool1:<format>:<endpoint>:<id>`, so tabs of
 //! one origin never overwrite each other. A new exporter claims every other key of its
-//! endpoint: it reads and removes them inside a Web Lock (`navigator.locks`) named after the
-//! endpoint, so two tabs loading at once never both take the same text; where Web Locks are
-//! missing, a claim key that expires after [`CLAIM_TTL_MS`] keeps other tabs out (a tab that
-//! crashed mid-claim holds it no longer than that).
+//! endpoint: it reads them, takes them in (inflating deflated events with the host's
+//! `DecompressionStream`, which costs the wasm nothing) and only then removes them, all inside
+//! a Web Lock (`navigator.locks`) named after the endpoint, so two tabs loading at once never
+//! both take the same text, and a page that goes away mid-claim leaves them stored; where Web
+//! Locks are missing, a claim key that expires after [`CLAIM_TTL_MS`] keeps other tabs out (a
+//! tab that crashed mid-claim holds it no longer than that).
 //!
 //! Storage that throws (disabled, private modes, quota full) never throws into the page: the
 //! shell counts each failure and logs the first.
@@ -19,8 +21,12 @@
 use super::host;
 use crate::engine::stored_copy_claimable;
 use gloo_timers::callback::Timeout;
+use std::cell::Cell;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{ReadableWritablePair, Response};
 
 /// How long a claim holds its Web Lock after taking what was stored: time for the removals to
 /// reach the other tabs' renderer processes, whose copies of `localStorage` are updated
@@ -52,6 +58,7 @@ extern "C" {
 }
 
 /// One exporter's place in `localStorage`.
+#[derive(Clone)]
 pub struct Store {
     storage: web_sys::Storage,
     /// `spool1:<format>:<endpoint>:`: every exporter of the endpoint writes under it.
@@ -109,33 +116,50 @@ impl Store {
         self.storage.remove_item(&self.key).map_err(|_| Failed)
     }
 
-    /// Claims what other exporters of the endpoint stored: each text, and the count of
-    /// failed storage calls. Inside a Web Lock this is asynchronous: `None` is returned and
-    /// `later` gets the result once the lock is granted. Without Web Locks (or if requesting
-    /// one throws) it is done at once under a claim key and returned.
-    pub fn claim(
-        &self,
-        later: impl FnOnce(Vec<String>, u64) + 'static,
-    ) -> Option<(Vec<String>, u64)> {
+    /// Claims what other exporters of the endpoint stored: `take` gets each text and finishes
+    /// once it has taken them in (it may wait, to inflate them), saying whether it did; only
+    /// then are they removed from storage, so a page that goes away meanwhile (or an exporter
+    /// freed meanwhile) leaves them for the next load.
+    /// `failed` gets the count of storage calls that failed, each time there are some.
+    ///
+    /// Inside a Web Lock named after the endpoint (held until the texts are removed, and a
+    /// moment longer), so two tabs never take the same text; where Web Locks are missing (or
+    /// requesting one throws), under a claim key that expires after [`CLAIM_TTL_MS`].
+    pub fn claim<T, F>(&self, take: T, failed: F)
+    where
+        T: FnOnce(Vec<String>) -> LocalBoxFuture + 'static,
+        F: Fn(u64) + 'static,
+    {
+        let storage = self.storage.clone();
+        let prefix = self.prefix.clone();
+        let own = self.key.clone();
         if let Some(locks) = host::global()
             .navigator()
             .and_then(|n| n.unchecked_ref::<LockNavigator>().locks())
         {
-            let storage = self.storage.clone();
-            let prefix = self.prefix.clone();
-            let own = self.key.clone();
+            // Shared by the lock's callback and the fallback below: whichever runs takes it.
+            let once = Rc::new(Cell::new(Some((take, failed))));
+            let granted = once.clone();
             let callback = Closure::once_into_js(move || -> JsValue {
-                let (texts, failures) = take_all(&storage, &prefix, &own);
-                later(texts, failures);
-                // The lock is released when this promise settles: held a moment longer, so
-                // that the removals reach the other tabs' copies of `localStorage` (each
-                // renderer process has its own, updated asynchronously) before the next tab
-                // claims.
+                let Some((take, failed)) = granted.take() else {
+                    return JsValue::UNDEFINED;
+                };
+                // The lock is released when this promise settles: once the texts are taken
+                // in and removed, and a moment longer, so that the removals reach the other
+                // tabs' copies of `localStorage` (each renderer process has its own, updated
+                // asynchronously) before the next tab claims.
+                let mut work = Some((storage, prefix, own, take, failed));
                 js_sys::Promise::new(&mut |resolve, _| {
-                    Timeout::new(CLAIM_SETTLE_MS, move || {
-                        let _ = resolve.call0(&JsValue::UNDEFINED);
-                    })
-                    .forget();
+                    let Some((storage, prefix, own, take, failed)) = work.take() else {
+                        return;
+                    };
+                    spawn_local(async move {
+                        take_all(&storage, &prefix, &own, take, &failed).await;
+                        Timeout::new(CLAIM_SETTLE_MS, move || {
+                            let _ = resolve.call0(&JsValue::UNDEFINED);
+                        })
+                        .forget();
+                    });
                 })
                 .into()
             });
@@ -143,9 +167,23 @@ impl Store {
                 .request(&self.prefix, callback.unchecked_ref())
                 .is_ok()
             {
-                return None;
+                return;
             }
+            let Some((take, failed)) = once.take() else {
+                return;
+            };
+            self.claim_with_key(take, failed);
+            return;
         }
+        self.claim_with_key(take, failed);
+    }
+
+    /// [`claim`](Self::claim) under a claim key that expires, where there are no Web Locks.
+    fn claim_with_key<T, F>(&self, take: T, failed: F)
+    where
+        T: FnOnce(Vec<String>) -> LocalBoxFuture + 'static,
+        F: Fn(u64) + 'static,
+    {
         let mut claim_key = self.prefix.clone();
         claim_key.push_str("claim");
         let now = host::now_ms();
@@ -153,24 +191,36 @@ impl Store {
         if let Some(until) = held.and_then(|v| v.parse::<u64>().ok()) {
             if until > now {
                 // Another tab is claiming: what it leaves is read again later.
-                return Some((Vec::new(), 0));
+                return;
             }
         }
         let mut until = String::new();
         crate::engine::json::write_u64(&mut until, now + CLAIM_TTL_MS);
         if self.storage.set_item(&claim_key, &until).is_err() {
-            return Some((Vec::new(), 1));
+            return failed(1);
         }
-        let claimed = take_all(&self.storage, &self.prefix, &self.key);
-        let _ = self.storage.remove_item(&claim_key);
-        Some(claimed)
+        let (storage, prefix, own) = (self.storage.clone(), self.prefix.clone(), self.key.clone());
+        spawn_local(async move {
+            take_all(&storage, &prefix, &own, take, &failed).await;
+            let _ = storage.remove_item(&claim_key);
+        });
     }
 }
 
-/// Reads and removes every text under `prefix` but `own` (and the claim key).
-fn take_all(storage: &web_sys::Storage, prefix: &str, own: &str) -> (Vec<String>, u64) {
+/// What a claim waits for: whether the texts were taken in.
+pub type LocalBoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>;
+
+/// Reads every text under `prefix` but `own` (and the claim key) that may be taken now, hands
+/// them to `take`, and once it has taken them in removes them; storage calls that failed go
+/// to `failed`.
+async fn take_all(
+    storage: &web_sys::Storage,
+    prefix: &str,
+    own: &str,
+    take: impl FnOnce(Vec<String>) -> LocalBoxFuture,
+    failed: &impl Fn(u64),
+) {
     let mut keys = Vec::new();
-    let mut failures = 0;
     let len = storage.length().unwrap_or(0);
     for i in 0..len {
         if let Ok(Some(k)) = storage.key(i) {
@@ -180,18 +230,57 @@ fn take_all(storage: &web_sys::Storage, prefix: &str, own: &str) -> (Vec<String>
         }
     }
     let now = host::now_ms();
+    let mut failures = 0;
     let mut texts = Vec::with_capacity(keys.len());
+    let mut taken = Vec::with_capacity(keys.len());
     for k in keys {
         match storage.get_item(&k) {
             // A page that still runs keeps its copy for a while: it sends those events itself.
             Ok(Some(text)) if !stored_copy_claimable(&text, now) => continue,
             Ok(Some(text)) => texts.push(text),
-            Ok(None) => {}
+            Ok(None) => continue,
             Err(_) => failures += 1,
         }
-        if storage.remove_item(&k).is_err() {
+        taken.push(k);
+    }
+    if !texts.is_empty() && !take(texts).await {
+        return;
+    }
+    for k in &taken {
+        if storage.remove_item(k).is_err() {
             failures += 1;
         }
     }
-    (texts, failures)
+    if failures > 0 {
+        failed(failures);
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The host's `DecompressionStream` (web-sys has it only behind its unstable APIs flag).
+    type DecompressionStream;
+
+    /// `new DecompressionStream(format)`; throws where there is none, or it does not know
+    /// `format`.
+    #[wasm_bindgen(constructor, catch)]
+    fn new(format: &str) -> Result<DecompressionStream, JsValue>;
+}
+
+/// Whether the host can inflate raw deflate (`DecompressionStream("deflate-raw")`: Chromium
+/// 103, Firefox 113, Safari 16.4): the engine stores its copies deflated only then.
+pub fn can_inflate() -> bool {
+    DecompressionStream::new("deflate-raw").is_ok()
+}
+
+/// Raw deflate `bytes` inflated by the host's `DecompressionStream`, as UTF-8 text; `None`
+/// where there is none or the bytes are damaged.
+pub async fn inflate(mut bytes: Vec<u8>) -> Option<String> {
+    let inflate = DecompressionStream::new("deflate-raw").ok()?;
+    let packed = Response::new_with_opt_u8_array(Some(&mut bytes))
+        .ok()?
+        .body()?;
+    let stream = packed.pipe_through(inflate.unchecked_ref::<ReadableWritablePair>());
+    let plain = Response::new_with_opt_readable_stream(Some(&stream)).ok()?;
+    JsFuture::from(plain.text().ok()?).await.ok()?.as_string()
 }

@@ -124,6 +124,8 @@ export async function navigation(browser, { n, latency, latencyVia, label = '', 
     console.log(`# ${label}N=${n} ${latency} ms: ${seen.size} of ${n} arrived, ${repeats} twice (${repeatsGaveUp} of them from the ${gaveUp.size} in requests the browser gave up on before their answer); at pagehide ${note?.inFlight} in flight and ${note?.queued} held; the next load took in ${stats.restored} and dropped ${stats.dropped.persistCap} (persistCap)`);
     assert.deepEqual(missing.length, 0, `missing ${missing.length} of ${n}; stats of the next load: ${JSON.stringify(stats)}; note: ${JSON.stringify(note)}`);
     assert.ok(note, 'the page noted its state at pagehide');
+    // Both browsers have DecompressionStream("deflate-raw"): the copies are stored deflated.
+    for (const header of note.copies) assert.match(header, /^spool2 \d+ 0 d$/, 'a copy marked gone, its events deflated');
     // Repeats come only from requests unanswered at unload, whose events were sent again:
     // - by the next load, which stored them (requests in flight at pagehide, or failed as the
     //   page unloaded: Chromium rejects keepalive fetches at unload that still reach the

@@ -69,6 +69,30 @@ test('two tabs with stored events reloaded together: each stored event is taken 
   }
 });
 
+test('without DecompressionStream the copy is stored plain, and the next load takes it in', async () => {
+  const s = await setup();
+  try {
+    await s.context.addInitScript(() => { delete window.DecompressionStream; });
+    const run = 'no-inflate';
+    const page = await s.open({ run });
+    s.collector.control.plan([], { status: 200, delayMs: 30_000 });
+    const uuids = await page.evaluate(() => window.closeTest.capture(1000));
+    await waitFor(() => s.collector.log().batches.length >= 4, { message: 'the first requests stalled' });
+    s.collector.control.plan([], { status: 200, delayMs: 0 });
+    await page.goto(s.url({ run, fast: '1' }));
+    await ready(page);
+    const note = await page.evaluate(() => window.closeTest.previous);
+    assert.ok(note.copies.length > 0, 'a copy was stored');
+    for (const header of note.copies) assert.match(header, /^spool2 \d+ 0 p$/, 'its events plain');
+    await waitFor(() => arrivals(s.collector, run).size === uuids.length, { timeoutMs: 20_000, message: 'every event arrived' });
+    const stats = await page.evaluate(() => window.closeTest.stats());
+    assert.equal(stats.restored, note.inFlight + note.queued);
+    assert.equal(stats.storageErrors, 0);
+  } finally {
+    await s.close();
+  }
+});
+
 for (const [name, script] of [
   ['localStorage that throws', () => {
     Object.defineProperty(window, 'localStorage', { get() { throw new DOMException('denied', 'SecurityError'); } });

@@ -11,7 +11,8 @@
 //     by having the collector stall its answers: maxInFlight requests wait, the rest queue);
 //   - at `pagehide` (after spool's own listener, which was added first) it notes in
 //     localStorage how many events were still in flight: requests unanswered at unload, whose
-//     events were also stored and may arrive twice (at-least-once).
+//     events were also stored and may arrive twice (at-least-once); and the header line of
+//     each copy spool stored.
 
 import init, { Exporter } from '/pkg/spool.js';
 
@@ -41,7 +42,9 @@ export async function start() {
   store((ls) => ls.removeItem(NOTE));
   addEventListener('pagehide', () => {
     const s = exporter.stats();
-    store((ls) => ls.setItem(NOTE, JSON.stringify({ inFlight: s.inFlight, queued: s.queued, restored: s.restored, delivered: s.delivered, dropped: s.dropped, lastError: s.lastError })));
+    // The first line of each copy spool keeps (`spool2 <cut> <kept until> <d|p>`).
+    const copies = store((ls) => Object.keys(ls).filter((k) => k.startsWith('spool1:') && !k.endsWith(':claim')).map((k) => ls.getItem(k).split('\n')[0])) ?? [];
+    store((ls) => ls.setItem(NOTE, JSON.stringify({ inFlight: s.inFlight, queued: s.queued, restored: s.restored, delivered: s.delivered, dropped: s.dropped, lastError: s.lastError, copies })));
   });
   const run = params.get('run') ?? 'run';
   window.closeTest = {
