@@ -838,6 +838,41 @@ fn page_hide_sends_everything_as_keepalive_within_the_64_kib_budget() {
 }
 
 #[test]
+fn leaving_gives_up_ordinary_requests_and_sends_their_events_keepalive_a_tab_switch_does_not() {
+    let mut e = engine().start();
+    let captured = e.clicks(400, T0);
+    let ordinary = e.drain(T0 + 1_000);
+    assert_eq!(ordinary.len(), 4);
+    assert!(ordinary.iter().all(|t| !t.keepalive));
+    // A tab switch: the ordinary requests go on.
+    e.page_hidden(T0 + 1_001);
+    assert!(e.notices().is_empty());
+    assert!(e.drain(T0 + 1_001).is_empty());
+    // A navigation starts: the browser would end them; they are given up and go keepalive.
+    let report = e.page_leaving(T0 + 1_002);
+    let aborted: Vec<Notice> = e.notices();
+    let expected: Vec<Notice> = ordinary.iter().map(|t| Notice::Abort(t.id)).collect();
+    assert_eq!(aborted, expected);
+    let again = e.drain(T0 + 1_002);
+    assert_eq!(report.keepalive_events, 400);
+    assert!(
+        again.iter().all(|t| t.keepalive && t.attempt == 1),
+        "attempts unspent"
+    );
+    let resent: Vec<Uuid> = again.iter().flat_map(uuids).collect();
+    assert_eq!(resent, captured);
+    // The given-up requests' answers change nothing; the keepalive ones deliver.
+    for t in &ordinary {
+        assert!(!e.handle_outcome(t.id, Outcome::NetworkError("aborted".into()), T0 + 1_003));
+    }
+    for t in &again {
+        assert!(e.handle_outcome(t.id, Outcome::status(200), T0 + 1_004));
+    }
+    assert_eq!(e.stats().delivered, 400);
+    assert_eq!(e.held_events(), 0);
+}
+
+#[test]
 fn page_hide_skips_backoff_but_not_retry_after() {
     let mut e = engine().max_batch_events(1).start();
     e.capture_named("a", T0);

@@ -69,8 +69,9 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
                     engine.set_online(!offline, now);
                 }
                 45..=49 => {
-                    // A reload: the page goes away with its requests unanswered.
-                    engine.page_hidden(now);
+                    // A reload: the page goes away with its requests unanswered (the ordinary
+                    // ones given up and sent again keepalive).
+                    let _ = engine.page_leaving(now);
                     while let Some(t) = engine.poll_transmit(now) {
                         in_flight.push(t);
                     }

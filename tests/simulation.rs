@@ -506,6 +506,12 @@ impl Sim {
                         self.engine.page_hidden(self.now);
                     }
                     13..=20 => self.engine.page_visible(self.now),
+                    21..=22 => {
+                        // A navigation starts (`beforeunload`) and is cancelled: the page
+                        // stays, its ordinary requests given up and sent again keepalive.
+                        t.page_hides += 1;
+                        let _ = self.engine.page_leaving(self.now);
+                    }
                     _ => {}
                 }
             }

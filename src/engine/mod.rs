@@ -360,6 +360,18 @@ impl<F: WireFormat> Engine<F> {
         self.hide(now_ms)
     }
 
+    /// The page is going away (`pagehide`): as [`page_hidden`](Self::page_hidden), and first
+    /// the ordinary requests in flight are given up (each gets a [`Notice::Abort`]) and their
+    /// batches go again on the page-hide path (keepalive, then beacons), their attempts
+    /// unspent. A browser ends a page's ordinary requests as it leaves (Chromium as the next
+    /// page commits); keepalive requests and beacons outlive it. A request given up may have
+    /// reached the collector already, so its events may arrive twice (at-least-once, as for
+    /// any request unanswered at unload).
+    pub fn page_leaving(&mut self, now_ms: u64) -> PageHideReport {
+        self.rescue_ordinary();
+        self.hide(now_ms)
+    }
+
     /// The page has gone away (after `pagehide`'s keepalive requests and beacons): nothing
     /// more is sent, not even a retry of a keepalive request that fails while the page
     /// unloads. Such a failure means "unknown", not "lost" (Chromium rejected keepalive

@@ -9,7 +9,7 @@ use super::persist::{self, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS};
 use super::queue::Item;
 use super::scheduler::{Plan, Source};
 use super::stats::DropReason;
-use super::{Engine, Transmit, TransmitId};
+use super::{Engine, Notice, Transmit, TransmitId};
 
 /// The browser's budget for keepalive request bodies in flight, per page: 64 KiB in total.
 /// Fetch standard, "HTTP-network-or-cache fetch": a keepalive request whose body would take
@@ -65,6 +65,26 @@ impl<F: WireFormat> Engine<F> {
         report.left_events = self.ledger.queued_events();
         self.after_change(now_ms);
         report
+    }
+
+    /// Gives up the ordinary requests in flight (a [`Notice::Abort`] each): their batches wait
+    /// again, at once and with the attempt unspent, for the keepalive path.
+    pub(super) fn rescue_ordinary(&mut self) {
+        for b in &mut self.batches {
+            if let BatchState::InFlight {
+                transmit,
+                keepalive: false,
+                beacon: false,
+                body_len,
+                ..
+            } = b.state
+            {
+                self.ledger.land(b.items.len(), false, false, body_len);
+                self.notices.push_back(Notice::Abort(transmit));
+                b.attempts -= 1;
+                b.state = BatchState::Waiting { not_before: 0 };
+            }
+        }
     }
 
     /// The next beacon body: the oldest waiting batch, else a batch cut from the queue.

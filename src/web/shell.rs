@@ -443,8 +443,15 @@ fn on_page(shared: &Shared, state: PageState) {
     if let Ok(mut shell) = shared.try_borrow_mut() {
         let now = now_ms();
         match state {
-            PageState::Leaving | PageState::Hidden | PageState::PageHide => {
+            PageState::Leaving | PageState::Hidden => {
                 shell.engine.page_hidden(now);
+            }
+            // Not at `beforeunload`: Firefox fails the old document's fetches once a
+            // navigation starts, keepalive ones too (their bodies arrive all the same), so
+            // ordinary requests given up then and sent again keepalive would go a third time
+            // by beacon. At `pagehide` what is given up goes by beacon.
+            PageState::PageHide => {
+                shell.engine.page_leaving(now);
             }
             PageState::Visible => {
                 shell.engine.page_visible(now);

@@ -95,7 +95,7 @@ export async function setup(browser, { latency = 0, latencyVia = 'cdp', context:
 }
 
 /** The navigation case: `n` events held when the page navigates away, at `latency` ms. */
-export async function navigation(browser, { n, latency, latencyVia, label = '', pageResendsGivenUp = false }) {
+export async function navigation(browser, { n, latency, latencyVia, label = '' }) {
   const s = await setup(browser, { latency, latencyVia });
   try {
     const run = `nav-${n}-${latency}`;
@@ -130,18 +130,15 @@ export async function navigation(browser, { n, latency, latencyVia, label = '', 
     // - by the next load, which stored them (requests in flight at pagehide, or failed as the
     //   page unloaded: Chromium rejects keepalive fetches at unload that still reach the
     //   collector); at most what it took in;
-    // - with `pageResendsGivenUp` (Firefox), also by the page itself at pagehide: Firefox
-    //   rejects the old document's fetches once the navigation starts, though the collector
-    //   has their bodies; those events are in requests whose connection closed before the
-    //   answer. Each repeat is one more sending, by the page (at most once per event given up
-    //   on) or by the next load (what it took in); an event may take both (resent at pagehide,
-    //   unanswered again, stored, sent by the next load).
-    if (pageResendsGivenUp) {
-      assert.ok(repeats - repeatsGaveUp <= stats.restored, `${repeats - repeatsGaveUp} repeats outside requests the browser gave up on, but the next load sent only ${stats.restored}`);
-      assert.ok(repeats <= stats.restored + gaveUp.size, `${repeats} repeats, more than the ${stats.restored} the next load sent plus the ${gaveUp.size} given up on`);
-    } else {
-      assert.ok(repeats <= stats.restored, `${repeats} repeats, but the next load sent only ${stats.restored}`);
-    }
+    // - by the page itself as it left, in requests whose connection closed before the answer:
+    //   at pagehide spool gives up its ordinary requests in flight (Chromium would end them as
+    //   the next page commits) and sends their events again by beacon; Firefox fails the old
+    //   document's fetches once the navigation starts, and spool sends those events again at
+    //   pagehide. The collector may have their bodies already. Each repeat is one more
+    //   sending, by the page (at most once per event given up on) or by the next load (what it
+    //   took in); an event may take both.
+    assert.ok(repeats - repeatsGaveUp <= stats.restored, `${repeats - repeatsGaveUp} repeats outside requests the browser gave up on, but the next load sent only ${stats.restored}`);
+    assert.ok(repeats <= stats.restored + gaveUp.size, `${repeats} repeats, more than the ${stats.restored} the next load sent plus the ${gaveUp.size} given up on`);
     assert.ok(stats.restored <= note.inFlight + note.queued, `the next load took in ${stats.restored}, more than the ${note.inFlight + note.queued} held at unload`);
     assert.deepEqual(s.errors, []);
   } finally {

@@ -5,10 +5,10 @@
 // the page's origin and the collector (firefox.mjs's startLatencyProxy): a real round trip,
 // which the navigation itself sees too. Firefox's sendBeacon has no 64 KiB budget
 // (bench/PAGEHIDE.md finding 4), so most of what is held leaves at pagehide; what the next
-// load restores from localStorage covers the rest. Firefox fails the old document's fetches
-// as the navigation starts, while the collector has their bodies; spool does not count that
-// against maxAttempts and sends those events again at pagehide, so repeats here may also come
-// from the page itself (`pageResendsGivenUp`, bounded by what the collector saw abandoned).
+// load restores from localStorage covers the rest. Repeats may also come from the page itself,
+// as in Chromium: spool gives up its ordinary requests as the navigation starts (Firefox would
+// fail them, while the collector has their bodies) and sends those events again (bounded by
+// what the collector saw abandoned).
 
 import { test, after, before } from 'node:test';
 import { launchBrowser } from './firefox.mjs';
@@ -25,7 +25,7 @@ after(async () => {
 for (const n of [1_000, 3_000, 10_000]) {
   for (const latency of [0, 80]) {
     test(`in Firefox, navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load`, () =>
-      navigation(browser, { n, latency, latencyVia: 'proxy', label: 'Firefox ', pageResendsGivenUp: true }));
+      navigation(browser, { n, latency, latencyVia: 'proxy', label: 'Firefox ' }));
   }
 }
 
