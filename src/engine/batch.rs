@@ -23,6 +23,10 @@ pub(super) struct Batch {
     /// A send failed at the network level while the page was hidden: until the page is
     /// visible again this batch keeps its backoff (no resending at once in a loop).
     pub failed_hidden: bool,
+    /// That send was a keepalive request: it may well have arrived (browsers reject keepalive
+    /// requests as a page unloads that still reach the collector, bench/PAGEHIDE.md finding 7),
+    /// so no beacon sends it again at `pagehide`; it stays stored for the next load.
+    pub keepalive_unknown: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +84,7 @@ impl<F: WireFormat> Engine<F> {
                     attempts: 0,
                     state: BatchState::Waiting { not_before: 0 },
                     failed_hidden: false,
+                    keepalive_unknown: false,
                 });
                 self.batches.len() - 1
             }
@@ -156,7 +161,8 @@ impl<F: WireFormat> Engine<F> {
         }
         let rest = self.batches[idx].items.split_off(keep);
         let b = &self.batches[idx];
-        let (attempts, state, failed_hidden) = (b.attempts, b.state, b.failed_hidden);
+        let (attempts, state, failed_hidden, keepalive_unknown) =
+            (b.attempts, b.state, b.failed_hidden, b.keepalive_unknown);
         let id = self.new_batch_id();
         self.batches.insert(
             idx + 1,
@@ -166,6 +172,7 @@ impl<F: WireFormat> Engine<F> {
                 attempts,
                 state,
                 failed_hidden,
+                keepalive_unknown,
             },
         );
     }
@@ -177,6 +184,13 @@ impl<F: WireFormat> Engine<F> {
         let Some(idx) = self.in_flight_index(id) else {
             return false;
         };
+        let was_keepalive = matches!(
+            self.batches[idx].state,
+            BatchState::InFlight {
+                keepalive: true,
+                ..
+            }
+        );
         self.release(idx);
         let network_failure = matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout);
         if self.offline && network_failure {
@@ -189,6 +203,7 @@ impl<F: WireFormat> Engine<F> {
             // by beacon at `pagehide` or are stored for the next load.
             self.batches[idx].attempts -= 1;
             self.batches[idx].failed_hidden = true;
+            self.batches[idx].keepalive_unknown = was_keepalive;
         }
         let attempt = retry::Attempt {
             sends: self.batches[idx].attempts,
@@ -221,7 +236,8 @@ impl<F: WireFormat> Engine<F> {
                 let batch = &mut self.batches[idx];
                 let second = batch.items.split_off(batch.items.len() / 2);
                 batch.state = BatchState::Waiting { not_before: now_ms };
-                let (attempts, failed_hidden) = (batch.attempts, batch.failed_hidden);
+                let (attempts, failed_hidden, keepalive_unknown) =
+                    (batch.attempts, batch.failed_hidden, batch.keepalive_unknown);
                 let id = self.new_batch_id();
                 self.batches.insert(
                     idx + 1,
@@ -231,6 +247,7 @@ impl<F: WireFormat> Engine<F> {
                         attempts,
                         state: BatchState::Waiting { not_before: now_ms },
                         failed_hidden,
+                        keepalive_unknown,
                     },
                 );
             }

@@ -389,6 +389,7 @@ impl<F: WireFormat> Engine<F> {
         self.gone = false;
         for b in &mut self.batches {
             b.failed_hidden = false;
+            b.keepalive_unknown = false;
         }
         self.after_change(now_ms);
     }

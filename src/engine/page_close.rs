@@ -87,7 +87,9 @@ impl<F: WireFormat> Engine<F> {
         }
     }
 
-    /// The next beacon body: the oldest waiting batch, else a batch cut from the queue.
+    /// The next beacon body: the oldest waiting batch (but one whose keepalive request failed
+    /// as the page unloaded: it may well have arrived, and it is stored), else a batch cut
+    /// from the queue.
     pub(super) fn next_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
         // Offline, a beacon the browser accepts is still lost: the events stay held (stored).
         if !self.hidden || self.offline || self.gate_until > now_ms {
@@ -96,7 +98,7 @@ impl<F: WireFormat> Engine<F> {
         if let Some(i) = self
             .batches
             .iter()
-            .position(|b| matches!(b.state, BatchState::Waiting { .. }))
+            .position(|b| matches!(b.state, BatchState::Waiting { .. }) && !b.keepalive_unknown)
         {
             let plan = Plan {
                 at: now_ms,
@@ -204,6 +206,7 @@ impl<F: WireFormat> Engine<F> {
                     attempts: 0,
                     state: BatchState::Waiting { not_before: 0 },
                     failed_hidden: false,
+                    keepalive_unknown: false,
                 },
             );
             at += 1;
