@@ -112,11 +112,16 @@ impl Request {
                 (Some(start), _) => start,
                 (None, Some((request, t, controller))) => {
                     let body = gzipped(&t.body).await;
-                    // A Retry-After that arrived meanwhile holds this request too; if the
-                    // engine gives up on it first (its timeout), the aborted signal stops it.
-                    let until = request.0.hold.get();
-                    let now = host::now_ms();
-                    if until > now {
+                    // A Retry-After that arrived meanwhile holds this request too, and one
+                    // that arrives while it waits holds it longer: the hold is read again
+                    // after each wait. If the engine gives up on it first (its timeout), the
+                    // aborted signal stops it.
+                    loop {
+                        let until = request.0.hold.get();
+                        let now = host::now_ms();
+                        if until <= now {
+                            break;
+                        }
                         let (done, wait) = futures_channel::oneshot::channel::<()>();
                         let delay = (until - now).min(i32::MAX as u64) as u32;
                         let _timer = gloo_timers::callback::Timeout::new(delay, move || {
