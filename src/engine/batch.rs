@@ -233,23 +233,10 @@ impl<F: WireFormat> Engine<F> {
                 self.settle(idx, Settlement::Delivered);
             }
             Step::Split => {
-                let batch = &mut self.batches[idx];
-                let second = batch.items.split_off(batch.items.len() / 2);
-                batch.state = BatchState::Waiting { not_before: now_ms };
-                let (attempts, failed_hidden, keepalive_unknown) =
-                    (batch.attempts, batch.failed_hidden, batch.keepalive_unknown);
-                let id = self.new_batch_id();
-                self.batches.insert(
-                    idx + 1,
-                    Batch {
-                        id,
-                        items: second,
-                        attempts,
-                        state: BatchState::Waiting { not_before: now_ms },
-                        failed_hidden,
-                        keepalive_unknown,
-                    },
-                );
+                // Both halves wait until now, with the attempts so far.
+                let half = self.batches[idx].items.len() / 2;
+                self.batches[idx].state = BatchState::Waiting { not_before: now_ms };
+                self.split_batch(idx, half);
             }
             Step::Retry(not_before) => {
                 self.batches[idx].state = BatchState::Waiting { not_before };
