@@ -114,6 +114,17 @@ impl TestEngine {
             .collect()
     }
 
+    /// The collector has answered a request with a 200 by `now`: one event, flushed and
+    /// delivered. Beacons the browser accepts from then on count as delivered.
+    fn seen_healthy(&mut self, now: u64) {
+        self.capture_named("hello", now);
+        self.0.flush(now);
+        for t in self.drain(now) {
+            self.0.handle_outcome(t.id, Outcome::status(200), now);
+        }
+        assert_eq!(self.held_events(), 0);
+    }
+
     /// Every request due at `now`.
     fn drain(&mut self, now: u64) -> Vec<Transmit> {
         std::iter::from_fn(|| self.0.poll_transmit(now)).collect()
@@ -929,6 +940,7 @@ fn page_hide_keepalive_bodies_are_quarter_quota_so_four_fill_it() {
 #[test]
 fn at_pagehide_beacons_go_until_the_browser_refuses_one_and_the_refused_events_wait() {
     let mut e = engine().plain().start();
+    e.seen_healthy(T0 - 100);
     let captured = e.clicks(3_000, T0);
     e.page_hidden(T0 + 1);
     let before = e.drain(T0 + 1);
@@ -943,14 +955,15 @@ fn at_pagehide_beacons_go_until_the_browser_refuses_one_and_the_refused_events_w
             break;
         }
         accepted += 1;
-        e.handle_outcome(t.id, Outcome::status(202), T0 + 2);
+        e.handle_outcome(t.id, Outcome::Accepted, T0 + 2);
     }
     let refused = refused.expect("a refusal");
-    let stats = e.stats();
-    assert!(stats.delivered > 0);
+    // The collector's last answer was a 200: the accepted beacons count as delivered.
+    let beaconed = e.stats().delivered - 1;
+    assert!(beaconed > 0);
     // Nothing is lost: what is neither delivered nor in flight is stored.
     let (text, stored) = e.persist(T0).expect("something held");
-    assert_eq!(stored as u64, 3_000 - stats.delivered);
+    assert_eq!(stored as u64, 3_000 - beaconed);
     let mut next = engine().start();
     assert_eq!(common::restore(&mut next, &text, T0 + 1), stored);
     let mut restored = Vec::new();
@@ -1006,7 +1019,7 @@ fn page_hide_bodies_are_gzipped_and_carry_several_times_the_plain_budget() {
         }
         beacon_bytes += t.wire_len();
         carried.extend(uuids(&t));
-        e.handle_outcome(t.id, Outcome::status(202), T0 + 6);
+        e.handle_outcome(t.id, Outcome::Accepted, T0 + 6);
     }
     // The plain budget carries about 350 of these events (64 KiB of 190-byte events); gzip
     // carries several times that through the same 64 KiB, each event once.
@@ -1168,6 +1181,7 @@ fn after_pagehide_a_failed_keepalive_request_is_not_resent_but_stays_stored() {
 #[test]
 fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_but_stays_stored() {
     let mut e = engine().start();
+    e.seen_healthy(T0 - 100);
     e.clicks(2_000, T0);
     e.page_hidden(T0 + 1);
     // 16 keepalive requests, and 4 ordinary ones for the rest.
@@ -1193,7 +1207,7 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_but_stays_stor
             "beaconed again"
         );
         beaconed += t.events;
-        e.handle_outcome(t.id, Outcome::status(202), T0 + 3);
+        e.handle_outcome(t.id, Outcome::Accepted, T0 + 3);
     }
     // The ordinary requests, given up at pagehide, went by beacon; the failed batch is held,
     // so stored for the next load (at-least-once), with the keepalive requests unanswered.
@@ -1203,6 +1217,132 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_but_stays_stor
     assert_eq!(stored, 2_000 - beaconed);
     let mut next = engine().start();
     assert_eq!(common::restore(&mut next, &text, T0 + 5), stored);
+}
+
+// A browser's acceptance is not the collector's.
+
+/// Sends what is due at `now` and answers every request with `status`; returns the requests.
+fn answer_all(e: &mut TestEngine, now: u64, status: u16) -> usize {
+    let sent = e.drain(now);
+    for t in &sent {
+        e.handle_outcome(t.id, Outcome::status(status), now);
+    }
+    sent.len()
+}
+
+#[test]
+fn behind_a_refusing_collector_no_beacon_goes_and_every_held_event_is_stored_for_the_next_load() {
+    let mut e = engine().start();
+    let captured = e.clicks(3_000, T0);
+    e.flush(T0);
+    assert!(answer_all(&mut e, T0, 503) > 0);
+    // Navigating away a second later: keepalive requests go (the browser keeps them alive,
+    // and they are unanswered), but no beacon, which the browser would accept and the
+    // collector refuse.
+    e.page_hidden(T0 + 1_000);
+    let keepalive = e.drain(T0 + 1_000);
+    assert!(!keepalive.is_empty());
+    e.page_leaving(T0 + 1_001);
+    assert!(e.poll_beacon(T0 + 1_001).is_none(), "a beacon behind a 503");
+    e.page_gone(T0 + 1_001);
+    assert_eq!(e.stats().delivered, 0);
+    let (text, stored) = e.persist(T0 + 1_001).expect("held");
+    assert_eq!(stored, 3_000, "every event stored, those in flight too");
+    // The collector recovers; the next load delivers all of them.
+    let mut next = engine().start();
+    assert_eq!(common::restore(&mut next, &text, T0 + 2_000), 3_000);
+    let mut delivered = std::collections::HashSet::new();
+    while next.held_events() > 0 {
+        for t in next.drain(T0 + 2_000) {
+            delivered.extend(uuids(&t));
+            next.handle_outcome(t.id, Outcome::status(200), T0 + 2_000);
+        }
+    }
+    assert!(captured.iter().all(|u| delivered.contains(u)));
+}
+
+#[test]
+fn a_collector_that_answered_again_gets_beacons_again() {
+    let mut e = engine().start();
+    e.clicks(3_000, T0);
+    e.flush(T0);
+    answer_all(&mut e, T0, 503);
+    // One more answer, a 200: the collector is back.
+    answer_all(&mut e, T0 + 60_000, 200);
+    let delivered = e.stats().delivered;
+    e.page_leaving(T0 + 60_001);
+    e.drain(T0 + 60_001);
+    let beacon = e.poll_beacon(T0 + 60_001).expect("a beacon");
+    e.handle_outcome(beacon.id, Outcome::Accepted, T0 + 60_001);
+    assert_eq!(e.stats().delivered, delivered + beacon.events as u64);
+}
+
+#[test]
+fn a_beacon_accepted_before_any_answer_is_not_counted_delivered_and_stays_stored() {
+    let mut e = engine().start();
+    e.clicks(3_000, T0);
+    e.page_hidden(T0 + 1);
+    let keepalive = e.drain(T0 + 1);
+    e.page_leaving(T0 + 2);
+    let mut beaconed = 0;
+    while let Some(t) = e.poll_beacon(T0 + 2) {
+        beaconed += t.events;
+        e.handle_outcome(t.id, Outcome::Accepted, T0 + 2);
+    }
+    assert!(
+        beaconed > 0,
+        "a beacon may go: nothing says the collector refuses"
+    );
+    e.page_gone(T0 + 2);
+    let stats = e.stats();
+    assert_eq!(stats.delivered, 0, "nothing shows the collector took them");
+    assert!(keepalive.iter().any(|t| t.keepalive));
+    assert_eq!(
+        stats.in_flight, 3_000,
+        "keepalive requests and beacons, all unanswered"
+    );
+    let (_, stored) = e.persist(T0 + 2).unwrap();
+    assert_eq!(
+        stored, 3_000,
+        "the beaconed events are stored too (at-least-once)"
+    );
+}
+
+#[test]
+fn an_accepted_beacon_with_no_answer_goes_again_after_its_timeout_when_the_page_comes_back() {
+    let mut e = engine().start();
+    let captured = e.clicks(3_000, T0);
+    e.page_leaving(T0 + 1);
+    e.drain(T0 + 1);
+    let mut beaconed = Vec::new();
+    while let Some(t) = e.poll_beacon(T0 + 1) {
+        beaconed.extend(uuids(&t));
+        e.handle_outcome(t.id, Outcome::Accepted, T0 + 1);
+    }
+    assert!(!beaconed.is_empty());
+    e.page_gone(T0 + 1);
+    // Restored from the back/forward cache: past the request timeout the beaconed events go
+    // again with their attempt unspent, and are delivered once the collector answers.
+    e.page_visible(T0 + 5_000);
+    let wake = e.poll_timeout().expect("the requests' deadline");
+    e.handle_timeout(wake);
+    let mut now = wake;
+    let mut sent = std::collections::HashSet::new();
+    for _ in 0..100 {
+        for t in e.drain(now) {
+            let carried = uuids(&t);
+            if carried.iter().any(|u| beaconed.contains(u)) {
+                assert_eq!(t.attempt, 1, "the accepted beacon's attempt is unspent");
+            }
+            sent.extend(carried);
+            e.handle_outcome(t.id, Outcome::status(200), now);
+        }
+        now = e.poll_timeout().unwrap_or(now + 1).max(now + 1);
+        e.handle_timeout(now);
+    }
+    assert_eq!(e.held_events(), 0);
+    assert_eq!(e.stats().delivered, 3_000);
+    assert!(captured.iter().all(|u| sent.contains(u)));
 }
 
 // Offline.

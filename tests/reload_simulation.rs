@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use spool::engine::{Config, Engine, EventInput, Outcome, Rng, Transmit};
+use spool::engine::{Compression, Config, Engine, EventInput, Outcome, Rng, Transmit};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -98,9 +98,12 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
                 in_flight.push(t);
             }
             // Answer some of what is in flight.
+            // The collector answers some of what is in flight; at times nothing, so that a new
+            // load may close before its first answer.
+            let stalled = rng.up_to(2) == 0;
             let mut keep = Vec::new();
             for t in in_flight.drain(..) {
-                if rng.up_to(3) == 0 {
+                if stalled || rng.up_to(3) == 0 {
                     keep.push(t);
                     continue;
                 }
@@ -152,4 +155,172 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
             "seed {seed}: {repeats} repeats, {unanswered_at_reload} unanswered at reloads"
         );
     }
+}
+
+/// A collector that fails at random, often just as the page closes, with beacons the browser
+/// accepts (and sometimes refuses) and the collector refuses while it is down: a beacon's
+/// events count as delivered only where the collector's last answer was a success, so every
+/// event the collector refused reaches it from a later load, or is counted as dropped.
+///
+/// The collector's failures are ones the page sees: when it goes down, the requests in flight
+/// (and one flushed for the purpose) are answered 503, as a page that holds events for a
+/// while sees them. Checked at the end of each seed: nothing lost, nothing dropped.
+#[test]
+fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
+    // Beacons the browser accepted while the collector was down: their events must not count.
+    let mut refused_beacons = 0usize;
+    for seed in 0..20u64 {
+        let mut rng = Rng::new(seed + 7);
+        let mut config = Config::new("https://collector.example/batch/");
+        config.api_key = "phc_sim".into();
+        config.request_timeout_ms = 600_000;
+        // Plain page-hide bodies: the keepalive budget carries a few hundred events, and
+        // beacons the rest.
+        config.compression = Compression::None;
+        config.max_queue_events = 100_000;
+        config.max_queue_bytes = 64 << 20;
+        let mut now = T0;
+        let mut engine = Engine::new(config.clone(), seed).unwrap();
+        let mut captured: Vec<String> = Vec::new();
+        let mut received: HashMap<String, (String, u32)> = HashMap::new();
+        let mut in_flight: Vec<Transmit> = Vec::new();
+        let mut up = rng.up_to(2) == 0;
+        let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
+            for (u, ts) in uuids_and_timestamps(&t.body) {
+                received.entry(u).or_insert((ts, 0)).1 += 1;
+            }
+        };
+        let answer = |engine: &mut Engine,
+                      t: Transmit,
+                      up: bool,
+                      now: u64,
+                      received: &mut HashMap<String, (String, u32)>| {
+            if up {
+                receive(&t, received);
+            }
+            let status = if up { 200 } else { 503 };
+            engine.handle_outcome(t.id, Outcome::status(status), now);
+        };
+        for step in 0..200 {
+            now += 1 + rng.up_to(500);
+            match rng.up_to(100) {
+                0..=49 => {
+                    // Now and then a burst, more than the keepalive budget carries.
+                    let n = match rng.up_to(10) {
+                        0 => 1_000,
+                        _ => rng.up_to(100),
+                    };
+                    for _ in 0..n {
+                        let uuid = engine.capture(EventInput::new("e"), now).unwrap();
+                        captured.push(uuid.to_string());
+                    }
+                }
+                50..=59 => {
+                    up = !up;
+                    if !up {
+                        // Down: the page sees it in the answers to what it has in flight.
+                        let uuid = engine.capture(EventInput::new("probe"), now).unwrap();
+                        captured.push(uuid.to_string());
+                        engine.flush(now);
+                        while let Some(t) = engine.poll_transmit(now) {
+                            in_flight.push(t);
+                        }
+                        for t in in_flight.drain(..) {
+                            answer(&mut engine, t, up, now, &mut received);
+                        }
+                    }
+                }
+                60..=69 => {
+                    // The page closes: keepalive requests (unanswered), then beacons, which
+                    // the browser accepts until its budget is spent, then the stored copy.
+                    let _ = engine.page_hidden(now);
+                    let _ = engine.page_leaving(now);
+                    while let Some(t) = engine.poll_transmit(now) {
+                        in_flight.push(t);
+                    }
+                    let mut budget = rng.up_to(20);
+                    while let Some(t) = engine.poll_beacon(now) {
+                        if budget == 0 {
+                            engine.beacon_refused(t.id, now);
+                            break;
+                        }
+                        budget -= 1;
+                        let delivered = engine.stats().delivered;
+                        engine.handle_outcome(t.id, Outcome::Accepted, now);
+                        if up {
+                            receive(&t, &mut received);
+                        } else {
+                            refused_beacons += 1;
+                            assert_eq!(
+                                engine.stats().delivered,
+                                delivered,
+                                "seed {seed}: a beacon the collector refused counted delivered"
+                            );
+                        }
+                    }
+                    engine.page_gone(now);
+                    let stored = engine.persist(now);
+                    for t in in_flight.drain(..) {
+                        // A keepalive request reaches a collector that is up.
+                        if up {
+                            receive(&t, &mut received);
+                        }
+                    }
+                    assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
+                    engine = Engine::new(config.clone(), seed * 1000 + step).unwrap();
+                    if let Some((text, _)) = stored {
+                        common::restore(&mut engine, &text, now);
+                    }
+                }
+                _ => {}
+            }
+            while let Some(t) = engine.poll_transmit(now) {
+                in_flight.push(t);
+            }
+            // The collector answers some of what is in flight; at times nothing, so that a new
+            // load may close before its first answer.
+            let stalled = rng.up_to(2) == 0;
+            let mut keep = Vec::new();
+            for t in in_flight.drain(..) {
+                if stalled || rng.up_to(3) == 0 {
+                    keep.push(t);
+                } else {
+                    answer(&mut engine, t, up, now, &mut received);
+                }
+            }
+            in_flight = keep;
+            if let Some(at) = engine.poll_timeout() {
+                if at <= now {
+                    engine.handle_timeout(now);
+                }
+            }
+        }
+        // The collector recovers for good: everything left settles.
+        up = true;
+        for t in in_flight.drain(..) {
+            answer(&mut engine, t, up, now, &mut received);
+        }
+        let mut rounds = 0;
+        while engine.held_events() > 0 && rounds < 10_000 {
+            rounds += 1;
+            now = engine.poll_timeout().unwrap_or(now + 1).max(now + 1);
+            engine.handle_timeout(now);
+            engine.flush(now);
+            while let Some(t) = engine.poll_transmit(now) {
+                answer(&mut engine, t, up, now, &mut received);
+            }
+        }
+        assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
+        let lost = captured
+            .iter()
+            .filter(|u| !received.contains_key(*u))
+            .count();
+        assert_eq!(
+            lost,
+            0,
+            "seed {seed}: {lost} of {} events lost",
+            captured.len()
+        );
+    }
+    assert!(refused_beacons > 0, "the case is exercised");
 }

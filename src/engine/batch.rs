@@ -5,6 +5,7 @@
 use super::config::Compression;
 use super::format::WireFormat;
 use super::gzip::{self, BODY_LEVEL};
+use super::health::Health;
 use super::page_close::{GZIP_PLAIN_PER_BYTE, KEEPALIVE_BODY_BYTES};
 use super::queue::Item;
 use super::retry::{self, Outcome, Step};
@@ -40,6 +41,13 @@ pub(super) enum BatchState {
         /// Handed to `sendBeacon`: holds no request slot.
         beacon: bool,
         body_len: usize,
+        /// The collector's last answer before this left was a success, online and with no
+        /// `Retry-After` hold: if the host accepts it and reports nothing more
+        /// ([`Outcome::Accepted`]), its events count as delivered.
+        vouched: bool,
+        /// The host accepted it without a vouch: no answer will come, and the events stay
+        /// held (stored) until the deadline sends them again, the attempt unspent.
+        accepted: bool,
     },
 }
 
@@ -112,6 +120,8 @@ impl<F: WireFormat> Engine<F> {
         let wire_len = gzipped.as_ref().map_or(body.len(), Vec::len);
         let transmit = TransmitId(self.next_transmit);
         self.next_transmit += 1;
+        let vouched =
+            self.health == Health::Answering && !self.offline && self.gate_until <= now_ms;
         let batch = &mut self.batches[idx];
         batch.attempts += 1;
         batch.state = BatchState::InFlight {
@@ -120,6 +130,8 @@ impl<F: WireFormat> Engine<F> {
             keepalive: plan.keepalive,
             beacon,
             body_len: wire_len,
+            vouched,
+            accepted: false,
         };
         self.ledger.launch(
             batch.items.len(),
@@ -184,15 +196,49 @@ impl<F: WireFormat> Engine<F> {
         let Some(idx) = self.in_flight_index(id) else {
             return false;
         };
-        let was_keepalive = matches!(
-            self.batches[idx].state,
-            BatchState::InFlight {
-                keepalive: true,
-                ..
+        let BatchState::InFlight {
+            keepalive: was_keepalive,
+            vouched,
+            accepted,
+            ..
+        } = self.batches[idx].state
+        else {
+            return false;
+        };
+        if outcome == Outcome::Accepted {
+            if vouched {
+                self.release(idx);
+                self.settle(idx, Settlement::Delivered);
+            } else if let BatchState::InFlight { accepted, .. } = &mut self.batches[idx].state {
+                *accepted = true;
             }
-        );
+            self.after_change(now_ms);
+            return true;
+        }
         self.release(idx);
         let network_failure = matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout);
+        if accepted {
+            // An accepted request's deadline passed: it says nothing about the collector or
+            // the batch, which goes again (the events may arrive twice: at-least-once).
+            let b = &mut self.batches[idx];
+            b.attempts -= 1;
+            b.keepalive_unknown = true;
+            b.state = BatchState::Waiting { not_before: now_ms };
+            self.after_change(now_ms);
+            return true;
+        }
+        if !(network_failure && (self.offline || self.hidden)) {
+            // What the collector said of itself; a failure offline or while the page goes
+            // away is the browser's, not the collector's.
+            let took = matches!(
+                outcome,
+                Outcome::Response {
+                    status: 200..=299,
+                    ..
+                }
+            );
+            self.health.answered(took);
+        }
         if self.offline && network_failure {
             // No network at all: this attempt says nothing about the batch.
             self.batches[idx].attempts -= 1;
@@ -326,5 +372,6 @@ fn describe(outcome: &Outcome) -> String {
             s
         }
         Outcome::Timeout => String::from("timeout"),
+        Outcome::Accepted => String::from("accepted, unanswered"),
     }
 }

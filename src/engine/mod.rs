@@ -36,6 +36,7 @@ mod event;
 mod flush;
 mod format;
 mod gzip;
+mod health;
 pub mod json;
 mod ledger;
 mod otlp;
@@ -194,6 +195,8 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     ledger: Ledger,
     /// No request leaves before this (the endpoint's `Retry-After`).
     gate_until: u64,
+    /// What the collector's last answer said of it: whether a beacon may go, and count.
+    health: health::Health,
     /// Queued events with a sequence below this go without lingering (a flush asked).
     force_mark: u64,
     hidden: bool,
@@ -254,6 +257,7 @@ impl<F: WireFormat> Engine<F> {
             next_flush: 0,
             ledger: Ledger::default(),
             gate_until: 0,
+            health: Default::default(),
             force_mark: 0,
             hidden: false,
             offline: false,
@@ -395,13 +399,19 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// The next body for `navigator.sendBeacon` while the page is going away (`pagehide`),
-    /// if anything held is not already in flight; `Retry-After` still holds. Bodies are at
-    /// most [`KEEPALIVE_BODY_BYTES`]; none while offline. A beacon is not counted against the keepalive budget,
-    /// and the shell offers bodies until the browser refuses one: Chromium counts beacons
-    /// against its 64 KiB keepalive quota, Firefox has no such limit (bench/PAGEHIDE.md,
-    /// findings 1 and 4), and only the browser's answer tells which. Report an accepted
-    /// beacon as status 202 to [`handle_outcome`](Self::handle_outcome), a refused one to
+    /// if anything held is not already in flight. Bodies are at most
+    /// [`KEEPALIVE_BODY_BYTES`]. A beacon is not counted against the keepalive budget, and the
+    /// shell offers bodies until the browser refuses one: Chromium counts beacons against its
+    /// 64 KiB keepalive quota, Firefox has no such limit (bench/PAGEHIDE.md, findings 1 and
+    /// 4), and only the browser's answer tells which. Report an accepted beacon as
+    /// [`Outcome::Accepted`] to [`handle_outcome`](Self::handle_outcome), a refused one to
     /// [`beacon_refused`](Self::beacon_refused).
+    ///
+    /// The browser accepts a beacon whatever the collector does with it, so none goes while
+    /// the collector's last answer was a failure, a `Retry-After` holds, or the page is
+    /// offline: those events stay held, and so stored for the next load. An accepted beacon
+    /// counts as delivered only if the last answer before it was a success; with no answer
+    /// yet, its events stay held too (they may arrive twice: at-least-once).
     pub fn poll_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
         let beacon = self.next_beacon(now_ms);
         self.check_ledger();

@@ -126,6 +126,8 @@ impl WireFormat for OtlpLogs {
                 s => Verdict::Reject(*s),
             },
             Outcome::NetworkError(_) | Outcome::Timeout => Verdict::Retry,
+            // Never asked: the engine settles an accepted request itself.
+            Outcome::Accepted => Verdict::Delivered,
         }
     }
 }

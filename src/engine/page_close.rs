@@ -5,6 +5,7 @@
 
 use super::batch::{Batch, BatchState};
 use super::format::WireFormat;
+use super::health::Health;
 use super::persist::{self, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS};
 use super::queue::Item;
 use super::scheduler::{Plan, Source};
@@ -91,8 +92,13 @@ impl<F: WireFormat> Engine<F> {
     /// as the page unloaded: it may well have arrived, and it is stored), else a batch cut
     /// from the queue.
     pub(super) fn next_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
-        // Offline, a beacon the browser accepts is still lost: the events stay held (stored).
-        if !self.hidden || self.offline || self.gate_until > now_ms {
+        // Offline, held by a Retry-After, or behind a failing collector, a beacon the browser
+        // accepts is refused or lost: the events stay held (stored for the next load).
+        if !self.hidden
+            || self.offline
+            || self.gate_until > now_ms
+            || self.health == Health::Failing
+        {
             return None;
         }
         if let Some(i) = self

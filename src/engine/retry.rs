@@ -29,6 +29,13 @@ pub enum Outcome {
     NetworkError(String),
     /// No answer within `requestTimeoutMs` (the shell aborted it).
     Timeout,
+    /// The host took the request to send on its own and will report nothing more:
+    /// `navigator.sendBeacon` returned true. A browser's acceptance says nothing about the
+    /// collector, so the engine counts the events delivered only if the collector's last
+    /// answer before the request left was a 2xx (online, with no `Retry-After` hold);
+    /// otherwise they stay held, in flight and in the stored copy, until the request times
+    /// out and they go again.
+    Accepted,
 }
 
 impl Outcome {
@@ -122,6 +129,8 @@ impl Verdict {
                 s => Verdict::Reject(*s),
             },
             Outcome::NetworkError(_) | Outcome::Timeout => Verdict::Retry,
+            // Never asked: the engine settles an accepted request itself (see the variant).
+            Outcome::Accepted => Verdict::Delivered,
         }
     }
 }

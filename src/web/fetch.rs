@@ -32,10 +32,6 @@ extern "C" {
     fn new(format: &str) -> Result<CompressionStream, JsValue>;
 }
 
-/// The status reported for a beacon the browser accepted: 202 Accepted, since it is queued,
-/// never answered (sendBeacon is fire-and-forget).
-const BEACON_QUEUED: u16 = 202;
-
 /// Where and how an exporter's requests go; cheap to clone.
 #[derive(Clone)]
 pub struct Request(Rc<Inner>);
@@ -264,7 +260,7 @@ fn beacon(url: &str, t: &Transmit) -> Outcome {
         None => n.send_beacon_with_opt_str(url, Some(&t.body)),
     });
     match queued {
-        Some(Ok(true)) => Outcome::status(BEACON_QUEUED),
+        Some(Ok(true)) => Outcome::Accepted,
         Some(Ok(false)) => Outcome::NetworkError("sendBeacon refused the body".into()),
         _ => Outcome::NetworkError("no keepalive fetch and no sendBeacon here".into()),
     }
@@ -344,6 +340,13 @@ pub fn log_outcome(id: TransmitId, outcome: &Outcome) {
             retry_after_ms: None,
             retry_after_until: None,
             error: Some("timeout"),
+        },
+        Outcome::Accepted => Line {
+            id: id.0,
+            status: None,
+            retry_after_ms: None,
+            retry_after_until: None,
+            error: Some("accepted by the browser, unanswered"),
         },
     };
     host::debug("spool: outcome", &to_js(&line));

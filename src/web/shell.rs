@@ -498,7 +498,7 @@ fn send_beacons(shared: &Shared) {
         };
         let now = now_ms();
         if accepted {
-            shell.engine.handle_outcome(t.id, Outcome::status(202), now);
+            shell.engine.handle_outcome(t.id, Outcome::Accepted, now);
         } else {
             shell.engine.beacon_refused(t.id, now);
             return;
