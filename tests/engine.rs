@@ -7,7 +7,7 @@ mod common;
 use serde_json::Value;
 use spool::engine::{
     stored_copy_claimable, BatchMode, CaptureError, Compression, Config, DropReason, Engine,
-    EventInput, FlushReport, Format, Notice, Outcome, RetryAfter, Settlement, Transmit, Uuid,
+    EventInput, FlushReport, Format, Notice, Outcome, Path, RetryAfter, Settlement, Transmit, Uuid,
     KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
     PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, POSTHOG_MAX_PROPERTIES_DEPTH,
 };
@@ -223,7 +223,7 @@ fn an_event_lingers_for_the_flush_interval_then_goes() {
     let sent = e.drain(T0 + 1000);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].events, 1);
-    assert!(!sent[0].keepalive);
+    assert!(!(sent[0].path == Path::Keepalive));
 }
 
 #[test]
@@ -830,7 +830,10 @@ fn page_hide_sends_everything_as_keepalive_within_the_64_kib_budget() {
     e.clicks(1_000, T0);
     let report = e.page_hidden(T0 + 5);
     let sent = e.drain(T0 + 5);
-    let keepalive: Vec<_> = sent.iter().filter(|t| t.keepalive).collect();
+    let keepalive: Vec<_> = sent
+        .iter()
+        .filter(|t| (t.path == Path::Keepalive))
+        .collect();
     let bytes: usize = keepalive.iter().map(|t| t.body.len()).sum();
     assert!(bytes <= KEEPALIVE_QUOTA_BYTES, "{bytes}");
     assert!(
@@ -840,12 +843,12 @@ fn page_hide_sends_everything_as_keepalive_within_the_64_kib_budget() {
     assert_eq!(report.keepalive_bytes, bytes);
     assert_eq!(report.keepalive_events + report.left_events, 1_000);
     // What did not fit goes as ordinary requests, up to maxInFlight, without lingering.
-    let ordinary = sent.iter().filter(|t| !t.keepalive).count();
+    let ordinary = sent.iter().filter(|t| !(t.path == Path::Keepalive)).count();
     assert_eq!(ordinary, 4);
     // As keepalive requests finish, more of the rest goes keepalive.
     e.handle_outcome(keepalive[0].id, Outcome::status(200), T0 + 20);
     let more = e.drain(T0 + 20);
-    assert!(more.iter().any(|t| t.keepalive));
+    assert!(more.iter().any(|t| (t.path == Path::Keepalive)));
 }
 
 #[test]
@@ -854,7 +857,7 @@ fn leaving_gives_up_ordinary_requests_and_sends_their_events_keepalive_a_tab_swi
     let captured = e.clicks(400, T0);
     let ordinary = e.drain(T0 + 1_000);
     assert_eq!(ordinary.len(), 4);
-    assert!(ordinary.iter().all(|t| !t.keepalive));
+    assert!(ordinary.iter().all(|t| !(t.path == Path::Keepalive)));
     // A tab switch: the ordinary requests go on.
     e.page_hidden(T0 + 1_001);
     assert!(e.notices().is_empty());
@@ -867,7 +870,9 @@ fn leaving_gives_up_ordinary_requests_and_sends_their_events_keepalive_a_tab_swi
     let again = e.drain(T0 + 1_002);
     assert_eq!(report.keepalive_events, 400);
     assert!(
-        again.iter().all(|t| t.keepalive && t.attempt == 1),
+        again
+            .iter()
+            .all(|t| (t.path == Path::Keepalive) && t.attempt == 1),
         "attempts unspent"
     );
     let resent: Vec<Uuid> = again.iter().flat_map(uuids).collect();
@@ -892,7 +897,7 @@ fn page_hide_skips_backoff_but_not_retry_after() {
     e.page_hidden(T0 + 1001);
     let retry = e.drain(T0 + 1001);
     assert_eq!(retry.len(), 1);
-    assert!(retry[0].keepalive);
+    assert_eq!(retry[0].path, Path::Keepalive);
     e.handle_outcome(
         retry[0].id,
         retry_after(429, RetryAfter::Delay(5000)),
@@ -931,7 +936,7 @@ fn page_hide_keepalive_bodies_are_quarter_quota_so_four_fill_it() {
         KEEPALIVE_QUOTA_BYTES / KEEPALIVE_BODY_BYTES
     );
     let sent = e.drain(T0 + 5);
-    for t in sent.iter().filter(|t| t.keepalive) {
+    for t in sent.iter().filter(|t| (t.path == Path::Keepalive)) {
         assert!(t.body.len() <= KEEPALIVE_BODY_BYTES, "{}", t.body.len());
     }
     assert!(report.keepalive_bytes > KEEPALIVE_QUOTA_BYTES * 9 / 10);
@@ -991,7 +996,7 @@ fn page_hide_bodies_are_gzipped_and_carry_several_times_the_plain_budget() {
     let keepalive: Vec<Transmit> = e
         .drain(T0 + 5)
         .into_iter()
-        .filter(|t| t.keepalive)
+        .filter(|t| (t.path == Path::Keepalive))
         .collect();
     assert_eq!(report.keepalive_requests, keepalive.len());
     assert_eq!(
@@ -1040,7 +1045,7 @@ fn a_page_hide_batch_that_packs_badly_is_cut_to_fit_the_body_cap() {
     e.page_hidden(T0 + 1);
     let sent = e.drain(T0 + 1);
     let mut events = 0;
-    for t in sent.iter().filter(|t| t.keepalive) {
+    for t in sent.iter().filter(|t| (t.path == Path::Keepalive)) {
         assert!(t.wire_len() <= KEEPALIVE_BODY_BYTES, "{}", t.wire_len());
         events += uuids(t).len();
     }
@@ -1057,7 +1062,7 @@ fn ordinary_bodies_are_left_to_the_shell_and_compression_none_keeps_page_hide_pl
     plain.clicks(10, T0);
     plain.page_hidden(T0 + 1);
     let sent = plain.drain(T0 + 1);
-    assert!(sent[0].keepalive && sent[0].gzipped.is_none());
+    assert!((sent[0].path == Path::Keepalive) && sent[0].gzipped.is_none());
 }
 
 #[test]
@@ -1070,7 +1075,7 @@ fn otlp_gzips_keepalive_bodies_but_beacons_go_plain_as_they_cannot_say_content_e
     let keepalive: Vec<Transmit> = e
         .drain(T0 + 1)
         .into_iter()
-        .filter(|t| t.keepalive)
+        .filter(|t| (t.path == Path::Keepalive))
         .collect();
     assert!(!keepalive.is_empty());
     assert!(keepalive.iter().all(|t| t.gzipped.is_some()));
@@ -1185,8 +1190,10 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_but_stays_stor
     e.clicks(2_000, T0);
     e.page_hidden(T0 + 1);
     // 16 keepalive requests, and 4 ordinary ones for the rest.
-    let (keepalive, ordinary): (Vec<Transmit>, Vec<Transmit>) =
-        e.drain(T0 + 1).into_iter().partition(|t| t.keepalive);
+    let (keepalive, ordinary): (Vec<Transmit>, Vec<Transmit>) = e
+        .drain(T0 + 1)
+        .into_iter()
+        .partition(|t| (t.path == Path::Keepalive));
     assert_eq!(
         (keepalive.len(), ordinary.len()),
         (KEEPALIVE_MAX_REQUESTS, 4)
@@ -1296,7 +1303,7 @@ fn a_beacon_accepted_before_any_answer_is_not_counted_delivered_and_stays_stored
     e.page_gone(T0 + 2);
     let stats = e.stats();
     assert_eq!(stats.delivered, 0, "nothing shows the collector took them");
-    assert!(keepalive.iter().any(|t| t.keepalive));
+    assert!(keepalive.iter().any(|t| (t.path == Path::Keepalive)));
     assert_eq!(
         stats.in_flight, 3_000,
         "keepalive requests and beacons, all unanswered"

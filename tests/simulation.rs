@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 
 use spool::engine::time::write_iso8601;
 use spool::engine::{
-    BatchMode, Config, DropReason, Engine, EventInput, FlushId, FlushReport, Notice, Outcome,
+    BatchMode, Config, DropReason, Engine, EventInput, FlushId, FlushReport, Notice, Outcome, Path,
     RetryAfter, Rng, Settlement, TransmitId, Uuid, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
 };
 
@@ -269,7 +269,7 @@ impl Sim {
                     }
                 }
             }
-            if tx.keepalive {
+            if (tx.path == Path::Keepalive) {
                 t.keepalive_attempts += 1;
             }
             let slow = self.rng.up_to(10) == 0;
@@ -309,7 +309,7 @@ impl Sim {
             self.in_flight.insert(
                 tx.id,
                 InFlight {
-                    keepalive: tx.keepalive,
+                    keepalive: tx.path == Path::Keepalive,
                     bytes: tx.body.len(),
                     uuids,
                     fate,

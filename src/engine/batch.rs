@@ -11,7 +11,7 @@ use super::queue::Item;
 use super::retry::{self, Outcome, Step};
 use super::scheduler::{Plan, Source};
 use super::stats::DropReason;
-use super::{json, BatchId, Engine, Notice, Settlement, Transmit, TransmitId};
+use super::{json, BatchId, Engine, Notice, Path, Settlement, Transmit, TransmitId};
 
 /// A batch that left the queue: waiting to be (re)sent, or in flight.
 #[derive(Debug)]
@@ -140,6 +140,11 @@ impl<F: WireFormat> Engine<F> {
             wire_len,
             batch.attempts,
         );
+        let path = match (beacon, plan.keepalive) {
+            (true, _) => Path::Beacon,
+            (false, true) => Path::Keepalive,
+            (false, false) => Path::Ordinary,
+        };
         Transmit {
             id: transmit,
             batch: batch.id,
@@ -147,7 +152,8 @@ impl<F: WireFormat> Engine<F> {
             gzipped,
             gzip_header: self.format.gzip_needs_header(),
             content_type: self.format.content_type(),
-            keepalive: plan.keepalive,
+            path,
+            read_body: self.format.reads_answer(),
             events: batch.items.len(),
             attempt: batch.attempts,
         }
@@ -205,6 +211,10 @@ impl<F: WireFormat> Engine<F> {
         else {
             return false;
         };
+        if outcome == Outcome::Refused {
+            self.unsend_beacon(id, now_ms);
+            return true;
+        }
         if outcome == Outcome::Accepted {
             if vouched {
                 self.release(idx);
@@ -373,5 +383,6 @@ fn describe(outcome: &Outcome) -> String {
         }
         Outcome::Timeout => String::from("timeout"),
         Outcome::Accepted => String::from("accepted, unanswered"),
+        Outcome::Refused => String::from("refused by the browser"),
     }
 }

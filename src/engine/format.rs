@@ -67,6 +67,11 @@ pub trait WireFormat {
     fn gzip_needs_header(&self) -> bool {
         false
     }
+    /// Whether a 2xx answer's body says something the [`verdict`](Self::verdict) reads (an
+    /// OTLP `partialSuccess`): the shell reads it only then.
+    fn reads_answer(&self) -> bool {
+        false
+    }
 }
 
 /// Appends `fragments` separated by commas: the events of a body's JSON array, as every
@@ -132,6 +137,9 @@ impl WireFormat for ConfiguredFormat {
     }
     fn gzip_needs_header(&self) -> bool {
         self.inner().gzip_needs_header()
+    }
+    fn reads_answer(&self) -> bool {
+        self.inner().reads_answer()
     }
 }
 

@@ -92,6 +92,19 @@ pub struct TransmitId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BatchId(pub u64);
 
+/// How a [`Transmit`] leaves the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// An ordinary `fetch`, answered.
+    Ordinary,
+    /// A `fetch` with `keepalive: true`: it outlives the page, within the browser's 64 KiB
+    /// budget ([`KEEPALIVE_QUOTA_BYTES`]), without the user's headers (no preflight).
+    Keepalive,
+    /// `navigator.sendBeacon` as the page goes away: never answered. Report at once
+    /// [`Outcome::Accepted`] or [`Outcome::Refused`], as the browser's return value says.
+    Beacon,
+}
+
 /// A request the shell must send now: `POST` `body` to the configured endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
@@ -113,8 +126,11 @@ pub struct Transmit {
     pub gzip_header: bool,
     /// The body's `Content-Type`.
     pub content_type: &'static str,
-    /// Send with `keepalive: true` (or `sendBeacon`): the page is being hidden or closed.
-    pub keepalive: bool,
+    /// How it leaves the page.
+    pub path: Path,
+    /// Read a 2xx answer's body and hand it back in [`Outcome::Response`] (an OTLP
+    /// `partialSuccess`); otherwise the body is only drained.
+    pub read_body: bool,
     /// Events in the body.
     pub events: usize,
     /// 1 for a first attempt, 2 for the first retry, and so on.

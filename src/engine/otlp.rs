@@ -102,6 +102,9 @@ impl WireFormat for OtlpLogs {
     fn gzip_needs_header(&self) -> bool {
         true
     }
+    fn reads_answer(&self) -> bool {
+        true
+    }
 
     fn max_properties_depth(&self) -> usize {
         OTLP_MAX_PROPERTIES_DEPTH
@@ -126,8 +129,8 @@ impl WireFormat for OtlpLogs {
                 s => Verdict::Reject(*s),
             },
             Outcome::NetworkError(_) | Outcome::Timeout => Verdict::Retry,
-            // Never asked: the engine settles an accepted request itself.
-            Outcome::Accepted => Verdict::Delivered,
+            // Never asked: the engine settles these itself.
+            Outcome::Accepted | Outcome::Refused => Verdict::Delivered,
         }
     }
 }

@@ -36,6 +36,10 @@ pub enum Outcome {
     /// otherwise they stay held, in flight and in the stored copy, until the request times
     /// out and they go again.
     Accepted,
+    /// The host would not take the request (`navigator.sendBeacon` returned false: the
+    /// browser's budget is spent). The attempt is not spent and the events wait again; no
+    /// other beacon goes until the page is shown again.
+    Refused,
 }
 
 impl Outcome {
@@ -129,8 +133,8 @@ impl Verdict {
                 s => Verdict::Reject(*s),
             },
             Outcome::NetworkError(_) | Outcome::Timeout => Verdict::Retry,
-            // Never asked: the engine settles an accepted request itself (see the variant).
-            Outcome::Accepted => Verdict::Delivered,
+            // Never asked: the engine settles these itself (see the variants).
+            Outcome::Accepted | Outcome::Refused => Verdict::Delivered,
         }
     }
 }

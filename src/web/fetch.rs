@@ -12,7 +12,7 @@
 
 use super::host;
 use super::report::to_js;
-use crate::engine::{Outcome, RetryAfter, Transmit, TransmitId};
+use crate::engine::{Outcome, Path, RetryAfter, Transmit, TransmitId};
 use serde::Serialize;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -84,10 +84,10 @@ impl Request {
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
     ) -> Option<AbortController> {
-        // An OTLP (application/json) 2xx may carry a partialSuccess the engine reads.
-        let read_body = t.content_type == "application/json";
+        let read_body = t.read_body;
+        let keepalive = t.path != Path::Ordinary;
         // Ordinary bodies are gzipped here; page-hide ones come gzipped from the engine.
-        let gzip = self.0.gzip && !t.keepalive && t.gzipped.is_none();
+        let gzip = self.0.gzip && !keepalive && t.gzipped.is_none();
         // A keepalive request starts now, in this task (the page may be going away); a body to
         // gzip starts once compressed.
         let (start, controller) = if gzip {
@@ -198,14 +198,15 @@ impl Request {
         if r.debug {
             log_request(t);
         }
-        if t.keepalive && !r.keepalive_fetch {
+        let keepalive = t.path != Path::Ordinary;
+        if keepalive && !r.keepalive_fetch {
             return (Err(beacon(&r.endpoint, t)), None);
         }
         let init = RequestInit::new();
         init.set_method("POST");
         init.set_body(body);
         if let Ok(headers) = Headers::new() {
-            if !t.keepalive {
+            if !keepalive {
                 for (name, value) in &r.headers {
                     let _ = headers.append(name, value);
                 }
@@ -216,7 +217,7 @@ impl Request {
             }
             init.set_headers(&headers);
         }
-        if t.keepalive {
+        if keepalive {
             init.unchecked_ref::<host::KeepaliveInit>()
                 .set_keepalive(true);
         }
@@ -229,7 +230,7 @@ impl Request {
         }
         match host::global().fetch(&r.endpoint, &init) {
             Ok(sent) => (Ok(sent), controller),
-            Err(_) if t.keepalive => (Err(beacon(&r.endpoint, t)), None),
+            Err(_) if keepalive => (Err(beacon(&r.endpoint, t)), None),
             Err(e) => (Err(Outcome::NetworkError(host::message(&e))), None),
         }
     }
@@ -261,7 +262,7 @@ fn beacon(url: &str, t: &Transmit) -> Outcome {
     });
     match queued {
         Some(Ok(true)) => Outcome::Accepted,
-        Some(Ok(false)) => Outcome::NetworkError("sendBeacon refused the body".into()),
+        Some(Ok(false)) => Outcome::Refused,
         _ => Outcome::NetworkError("no keepalive fetch and no sendBeacon here".into()),
     }
 }
@@ -289,7 +290,7 @@ fn log_request(t: &Transmit) {
         events: t.events,
         bytes: t.wire_len(),
         attempt: t.attempt,
-        keepalive: t.keepalive,
+        keepalive: t.path != Path::Ordinary,
     };
     host::debug("spool: POST", &to_js(&line));
 }
@@ -341,12 +342,15 @@ pub fn log_outcome(id: TransmitId, outcome: &Outcome) {
             retry_after_until: None,
             error: Some("timeout"),
         },
-        Outcome::Accepted => Line {
+        Outcome::Accepted | Outcome::Refused => Line {
             id: id.0,
             status: None,
             retry_after_ms: None,
             retry_after_until: None,
-            error: Some("accepted by the browser, unanswered"),
+            error: Some(match outcome {
+                Outcome::Accepted => "accepted by the browser, unanswered",
+                _ => "refused by the browser",
+            }),
         },
     };
     host::debug("spool: outcome", &to_js(&line));

@@ -192,3 +192,45 @@ export async function offline(browser) {
     await s.close();
   }
 }
+
+/**
+ * The refusing-collector case: `n` events held for a second behind a collector that answers
+ * 503 to everything, the page navigates away (to a page without spool) while it still
+ * refuses, then it recovers and the page is opened again. A browser accepts a beacon whatever
+ * the collector answers, so spool sends none behind a failing collector: every event is
+ * stored, and the next load delivers all of them.
+ */
+export async function refusing(browser, { n = 3_000, label = '' } = {}) {
+  const s = await setup(browser);
+  try {
+    const run = `refusing-${n}`;
+    const page = await s.open({ run });
+    s.collector.control.plan([], { status: 503, delayMs: 0 });
+    const uuids = await page.evaluate((n) => window.closeTest.capture(n), n);
+    // A second for spool to see the refusals.
+    await new Promise((r) => setTimeout(r, 1_000));
+    await waitFor(() => s.collector.log().batches.some((b) => b.status === 503), { message: 'a 503 answered' });
+    await page.goto(`${s.site.url}/tests/e2e/pages/blank.html`);
+    // What went at page close reaches the collector while it still refuses.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const atClose = arrivals(s.collector, run).size;
+    s.collector.control.plan([], { status: 200, delayMs: 0 });
+    await page.goto(s.url({ run, fast: '1' }));
+    await ready(page);
+    const seen = await waitFor(() => {
+      const m = arrivals(s.collector, run);
+      return m.size === n && m;
+    }, { timeoutMs: 60_000, intervalMs: 200, message: `all ${n} events arrived` }).catch(() => arrivals(s.collector, run));
+    const note = await page.evaluate(() => window.closeTest.previous);
+    const stats = await page.evaluate(() => window.closeTest.stats());
+    const missing = uuids.filter((u) => !seen.has(u)).length;
+    const repeats = [...seen.values()].reduce((a, c) => a + c - 1, 0);
+    console.log(`# ${label}refusing collector, N=${n}: ${atClose} accepted at close, ${seen.size} of ${n} arrived, ${repeats} twice; at pagehide ${note?.inFlight} in flight, ${note?.queued} held, ${note?.delivered} delivered; the next load took in ${stats.restored}, dropped ${stats.dropped.total}`);
+    assert.equal(missing, 0, `missing ${missing} of ${n}; note ${JSON.stringify(note)}; stats ${JSON.stringify(stats)}`);
+    assert.equal(note.delivered, 0, 'nothing counted delivered that the collector refused');
+    assert.equal(stats.restored, n, 'the next load took in every event');
+    assert.deepEqual(s.errors, []);
+  } finally {
+    await s.close();
+  }
+}

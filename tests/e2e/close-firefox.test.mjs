@@ -12,7 +12,7 @@
 
 import { test, after, before } from 'node:test';
 import { launchBrowser } from './firefox.mjs';
-import { navigation, offline } from './close-cases.mjs';
+import { navigation, offline, refusing } from './close-cases.mjs';
 
 let browser;
 before(async () => {
@@ -28,6 +28,9 @@ for (const n of [1_000, 3_000, 10_000]) {
       navigation(browser, { n, latency, latencyVia: 'proxy', label: 'Firefox ' }));
   }
 }
+
+test('in Firefox, 3,000 events held behind a collector answering 503 when the page navigates away: no beacon is counted delivered, and the next load delivers all of them', () =>
+  refusing(browser, { n: 3_000, label: 'Firefox ' }));
 
 test('in Firefox, offline: captures continue, nothing is spent against maxAttempts, and going online delivers everything', () =>
   offline(browser));

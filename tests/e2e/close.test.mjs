@@ -7,7 +7,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, waitFor } from './harness.mjs';
-import { arrivals, navigation, offline, ready, setup as setupIn } from './close-cases.mjs';
+import { arrivals, navigation, offline, ready, refusing, setup as setupIn } from './close-cases.mjs';
 
 let browser;
 before(async () => {
@@ -25,6 +25,9 @@ for (const n of [1_000, 3_000, 10_000]) {
       navigation(browser, { n, latency, latencyVia: 'cdp' }));
   }
 }
+
+test('3,000 events held behind a collector answering 503 when the page navigates away: no beacon is counted delivered, and the next load delivers all of them', () =>
+  refusing(browser, { n: 3_000 }));
 
 test('offline: captures continue, nothing is spent against maxAttempts, and going online delivers everything', () =>
   offline(browser));
