@@ -7,9 +7,10 @@ mod common;
 use serde_json::Value;
 use spool::engine::{
     stored_copy_claimable, BatchMode, CaptureError, Compression, Config, DropReason, Engine,
-    EventInput, FlushReport, Format, Notice, Outcome, Path, RetryAfter, Settlement, Transmit, Uuid,
-    KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
-    PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, POSTHOG_MAX_PROPERTIES_DEPTH,
+    EventInput, FlushReport, Format, Notice, Outcome, PageEvent, PageHideReport, Path, RetryAfter,
+    Settlement, Transmit, TransmitId, Uuid, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS,
+    KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS,
+    PERSIST_MAX_BYTES, POSTHOG_MAX_PROPERTIES_DEPTH, RESTORE_AGAIN_MS,
 };
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
@@ -73,13 +74,18 @@ impl Setup {
     fn start(self) -> TestEngine {
         let mut e = Engine::new(self.0, 1).expect("valid config");
         e.report_settlements(true);
-        TestEngine(e)
+        TestEngine(e, Default::default(), Default::default())
     }
 }
 
 /// An [`Engine`] with the drains and shorthands the tests use; every engine method through
-/// `Deref`.
-struct TestEngine(Engine);
+/// `Deref`. Beacons and other requests polled out of turn wait in the two queues for
+/// [`poll_beacon`](TestEngine::poll_beacon) and [`drain`](TestEngine::drain).
+struct TestEngine(
+    Engine,
+    std::collections::VecDeque<Transmit>,
+    std::collections::VecDeque<Transmit>,
+);
 
 impl Deref for TestEngine {
     type Target = Engine;
@@ -125,9 +131,77 @@ impl TestEngine {
         assert_eq!(self.held_events(), 0);
     }
 
-    /// Every request due at `now`.
+    /// Every request due at `now`; beacons (as the page leaves) are kept for
+    /// [`poll_beacon`](Self::poll_beacon).
     fn drain(&mut self, now: u64) -> Vec<Transmit> {
-        std::iter::from_fn(|| self.0.poll_transmit(now)).collect()
+        let mut sent: Vec<Transmit> = self.2.drain(..).collect();
+        while let Some(t) = self.0.poll_transmit(now) {
+            match t.path {
+                Path::Beacon => self.1.push_back(t),
+                _ => sent.push(t),
+            }
+        }
+        sent
+    }
+
+    /// The next beacon the engine offers as the page leaves (`pagehide`, fired here if it
+    /// has not been).
+    fn poll_beacon(&mut self, now: u64) -> Option<Transmit> {
+        if let Some(t) = self.1.pop_front() {
+            return Some(t);
+        }
+        self.0.handle_page(PageEvent::PageHide, now);
+        while let Some(t) = self.0.poll_transmit(now) {
+            match t.path {
+                Path::Beacon => return Some(t),
+                _ => self.2.push_back(t),
+            }
+        }
+        None
+    }
+
+    /// The browser refused beacon `id`.
+    fn beacon_refused(&mut self, id: TransmitId, now: u64) {
+        assert!(self.0.handle_outcome(id, Outcome::Refused, now));
+    }
+
+    /// The browser fired `beforeunload` or hid the page.
+    fn page_hidden(&mut self, now: u64) -> PageHideReport {
+        self.0.handle_page(PageEvent::Hidden, now)
+    }
+
+    /// The browser fired `pagehide`.
+    fn page_leaving(&mut self, now: u64) -> PageHideReport {
+        self.0.handle_page(PageEvent::PageHide, now)
+    }
+
+    /// The page goes away (`pagehide`, if it has not fired) and the browser refuses the
+    /// beacons the test did not offer; requests in flight stay unanswered. The page is gone
+    /// once nothing is left to send.
+    fn page_gone(&mut self, now: u64) {
+        self.0.handle_page(PageEvent::PageHide, now);
+        while let Some(t) = self.1.pop_front() {
+            self.0.handle_outcome(t.id, Outcome::Refused, now);
+        }
+        while let Some(t) = self.0.poll_transmit(now) {
+            if t.path == Path::Beacon {
+                self.0.handle_outcome(t.id, Outcome::Refused, now);
+            }
+        }
+    }
+
+    /// The page is shown again.
+    fn page_visible(&mut self, now: u64) {
+        self.0.handle_page(PageEvent::Visible, now);
+    }
+
+    /// `online` or `offline`.
+    fn set_online(&mut self, online: bool, now: u64) {
+        let event = match online {
+            true => PageEvent::Online,
+            false => PageEvent::Offline,
+        };
+        self.0.handle_page(event, now);
     }
 
     fn notices(&mut self) -> Vec<Notice> {
@@ -830,10 +904,7 @@ fn page_hide_sends_everything_as_keepalive_within_the_64_kib_budget() {
     e.clicks(1_000, T0);
     let report = e.page_hidden(T0 + 5);
     let sent = e.drain(T0 + 5);
-    let keepalive: Vec<_> = sent
-        .iter()
-        .filter(|t| (t.path == Path::Keepalive))
-        .collect();
+    let keepalive: Vec<_> = sent.iter().filter(|t| t.path == Path::Keepalive).collect();
     let bytes: usize = keepalive.iter().map(|t| t.body.len()).sum();
     assert!(bytes <= KEEPALIVE_QUOTA_BYTES, "{bytes}");
     assert!(
@@ -848,7 +919,7 @@ fn page_hide_sends_everything_as_keepalive_within_the_64_kib_budget() {
     // As keepalive requests finish, more of the rest goes keepalive.
     e.handle_outcome(keepalive[0].id, Outcome::status(200), T0 + 20);
     let more = e.drain(T0 + 20);
-    assert!(more.iter().any(|t| (t.path == Path::Keepalive)));
+    assert!(more.iter().any(|t| t.path == Path::Keepalive));
 }
 
 #[test]
@@ -872,7 +943,7 @@ fn leaving_gives_up_ordinary_requests_and_sends_their_events_keepalive_a_tab_swi
     assert!(
         again
             .iter()
-            .all(|t| (t.path == Path::Keepalive) && t.attempt == 1),
+            .all(|t| t.path == Path::Keepalive && t.attempt == 1),
         "attempts unspent"
     );
     let resent: Vec<Uuid> = again.iter().flat_map(uuids).collect();
@@ -936,7 +1007,7 @@ fn page_hide_keepalive_bodies_are_quarter_quota_so_four_fill_it() {
         KEEPALIVE_QUOTA_BYTES / KEEPALIVE_BODY_BYTES
     );
     let sent = e.drain(T0 + 5);
-    for t in sent.iter().filter(|t| (t.path == Path::Keepalive)) {
+    for t in sent.iter().filter(|t| t.path == Path::Keepalive) {
         assert!(t.body.len() <= KEEPALIVE_BODY_BYTES, "{}", t.body.len());
     }
     assert!(report.keepalive_bytes > KEEPALIVE_QUOTA_BYTES * 9 / 10);
@@ -996,7 +1067,7 @@ fn page_hide_bodies_are_gzipped_and_carry_several_times_the_plain_budget() {
     let keepalive: Vec<Transmit> = e
         .drain(T0 + 5)
         .into_iter()
-        .filter(|t| (t.path == Path::Keepalive))
+        .filter(|t| t.path == Path::Keepalive)
         .collect();
     assert_eq!(report.keepalive_requests, keepalive.len());
     assert_eq!(
@@ -1045,7 +1116,7 @@ fn a_page_hide_batch_that_packs_badly_is_cut_to_fit_the_body_cap() {
     e.page_hidden(T0 + 1);
     let sent = e.drain(T0 + 1);
     let mut events = 0;
-    for t in sent.iter().filter(|t| (t.path == Path::Keepalive)) {
+    for t in sent.iter().filter(|t| t.path == Path::Keepalive) {
         assert!(t.wire_len() <= KEEPALIVE_BODY_BYTES, "{}", t.wire_len());
         events += uuids(t).len();
     }
@@ -1075,7 +1146,7 @@ fn otlp_gzips_keepalive_bodies_but_beacons_go_plain_as_they_cannot_say_content_e
     let keepalive: Vec<Transmit> = e
         .drain(T0 + 1)
         .into_iter()
-        .filter(|t| (t.path == Path::Keepalive))
+        .filter(|t| t.path == Path::Keepalive)
         .collect();
     assert!(!keepalive.is_empty());
     assert!(keepalive.iter().all(|t| t.gzipped.is_some()));
@@ -1193,7 +1264,7 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_but_stays_stor
     let (keepalive, ordinary): (Vec<Transmit>, Vec<Transmit>) = e
         .drain(T0 + 1)
         .into_iter()
-        .partition(|t| (t.path == Path::Keepalive));
+        .partition(|t| t.path == Path::Keepalive);
     assert_eq!(
         (keepalive.len(), ordinary.len()),
         (KEEPALIVE_MAX_REQUESTS, 4)
@@ -1303,7 +1374,7 @@ fn a_beacon_accepted_before_any_answer_is_not_counted_delivered_and_stays_stored
     e.page_gone(T0 + 2);
     let stats = e.stats();
     assert_eq!(stats.delivered, 0, "nothing shows the collector took them");
-    assert!(keepalive.iter().any(|t| (t.path == Path::Keepalive)));
+    assert!(keepalive.iter().any(|t| t.path == Path::Keepalive));
     assert_eq!(
         stats.in_flight, 3_000,
         "keepalive requests and beacons, all unanswered"
@@ -1429,7 +1500,7 @@ fn a_copy_another_tab_took_in_is_never_stored_again_for_a_third_load() {
     // captures more and writes its copy again (as it does at page-hide).
     let mut other = engine().start();
     assert_eq!(common::restore(&mut other, &text, T0 + 5), 30);
-    old.stored_copy_taken();
+    old.handle_stored_copy_taken(T0);
     let later = old.clicks(5, T0 + 10);
     let (text, stored) = old.persist(T0 + 10).unwrap();
     assert_eq!(stored, 5, "only the events the other load did not take");
@@ -1440,7 +1511,7 @@ fn a_copy_another_tab_took_in_is_never_stored_again_for_a_third_load() {
     assert_eq!(sent, later);
     assert!(first.iter().all(|u| !sent.contains(u)));
     // Once everything held was taken, nothing is left to store.
-    old.stored_copy_taken();
+    old.handle_stored_copy_taken(T0);
     assert_eq!(old.persist(T0 + 30), None);
 }
 
@@ -1483,4 +1554,123 @@ fn requests_failing_as_the_page_unloads_spend_no_attempts_and_nothing_is_dropped
     let (_, stored) = e.persist(now).unwrap();
     assert_eq!(stored, 300);
     assert!(e.poll_beacon(now).is_none());
+}
+
+// The copy for the next load: the engine says when it is read, written and removed.
+
+/// The storage notices drained from `e`, in order.
+fn storage_notices(e: &mut TestEngine) -> Vec<Notice> {
+    std::iter::from_fn(|| e.poll_notice())
+        .filter(|n| {
+            matches!(
+                n,
+                Notice::ReadStored | Notice::WriteStored { .. } | Notice::RemoveStored
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn storage_is_read_at_start_a_second_later_and_after_a_live_pages_hold() {
+    let mut e = engine().start();
+    assert_eq!(e.poll_timeout(), None);
+    e.handle_storage_opened(true, T0);
+    assert_eq!(storage_notices(&mut e), vec![Notice::ReadStored]);
+    assert_eq!(e.poll_timeout(), Some(T0 + RESTORE_AGAIN_MS));
+    e.handle_timeout(T0 + RESTORE_AGAIN_MS);
+    assert_eq!(storage_notices(&mut e), vec![Notice::ReadStored]);
+    let last = T0 + PERSIST_LIVE_MS + RESTORE_AGAIN_MS;
+    assert_eq!(e.poll_timeout(), Some(last));
+    e.handle_timeout(last);
+    assert_eq!(storage_notices(&mut e), vec![Notice::ReadStored]);
+    assert_eq!(e.poll_timeout(), None, "no more reads");
+}
+
+#[test]
+fn a_hidden_page_stores_what_it_holds_rewrites_it_as_it_changes_and_removes_it_when_shown() {
+    let mut e = engine().start();
+    e.handle_storage_opened(true, T0);
+    storage_notices(&mut e);
+    e.clicks(300, T0);
+    assert!(
+        storage_notices(&mut e).is_empty(),
+        "nothing stored while shown"
+    );
+    e.page_hidden(T0 + 1);
+    let sent = e.drain(T0 + 1);
+    let written = storage_notices(&mut e);
+    let [Notice::WriteStored { text, events }] = &written[..] else {
+        panic!("one copy written: {written:?}");
+    };
+    assert_eq!(*events, 300, "in flight and queued alike");
+    assert!(!stored_copy_claimable(text, T0 + 1), "the live page's own");
+    // An answer changes what is held: the copy is written again without those events.
+    e.handle_outcome(sent[0].id, Outcome::status(200), T0 + 2);
+    let delivered = sent[0].events;
+    match &storage_notices(&mut e)[..] {
+        [Notice::WriteStored { events, .. }] => assert_eq!(*events, 300 - delivered),
+        other => panic!("rewritten once: {other:?}"),
+    }
+    // Shown again: the events are held here, the copy goes.
+    e.page_visible(T0 + 3);
+    assert_eq!(storage_notices(&mut e), vec![Notice::RemoveStored]);
+}
+
+#[test]
+fn at_pagehide_the_copy_is_written_once_after_the_beacons_marked_gone() {
+    let mut e = engine().start();
+    e.handle_storage_opened(true, T0);
+    storage_notices(&mut e);
+    e.clicks(3_000, T0);
+    e.handle_page(PageEvent::PageHide, T0 + 1);
+    let mut beacons = 0;
+    while let Some(t) = e.poll_transmit(T0 + 1) {
+        if t.path == Path::Beacon {
+            beacons += 1;
+            // No copy while beacons are being offered.
+            assert!(storage_notices(&mut e).is_empty());
+            let refused = beacons > 2;
+            let outcome = if refused {
+                Outcome::Refused
+            } else {
+                Outcome::Accepted
+            };
+            e.handle_outcome(t.id, outcome, T0 + 1);
+        }
+    }
+    assert_eq!(beacons, 3, "none offered after the browser refused one");
+    let written = storage_notices(&mut e);
+    let [Notice::WriteStored { text, events }] = &written[..] else {
+        panic!("one copy written: {written:?}");
+    };
+    assert_eq!(
+        *events, 3_000,
+        "no answer yet: accepted beacons stay stored"
+    );
+    assert!(
+        stored_copy_claimable(text, T0 + 1),
+        "marked gone: the next load takes it at once"
+    );
+    // Gone: nothing more is sent.
+    assert!(e.poll_transmit(T0 + 5_000).is_none());
+}
+
+#[test]
+fn a_copy_another_tab_took_is_written_again_without_its_events() {
+    let mut e = engine().start();
+    e.handle_storage_opened(true, T0);
+    storage_notices(&mut e);
+    e.clicks(30, T0);
+    e.page_hidden(T0 + 1);
+    e.drain(T0 + 1);
+    assert!(matches!(
+        &storage_notices(&mut e)[..],
+        [Notice::WriteStored { events: 30, .. }]
+    ));
+    e.clicks(5, T0 + 2);
+    e.handle_stored_copy_taken(T0 + 2);
+    match &storage_notices(&mut e)[..] {
+        [Notice::WriteStored { events, .. }] => assert_eq!(*events, 5),
+        other => panic!("{other:?}"),
+    }
 }

@@ -12,7 +12,9 @@ mod common;
 
 use std::collections::HashMap;
 
-use spool::engine::{Compression, Config, Engine, EventInput, Outcome, Rng, Transmit};
+use spool::engine::{
+    Compression, Config, Engine, EventInput, Outcome, PageEvent, Path, Rng, Transmit,
+};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -24,6 +26,13 @@ fn uuids_and_timestamps(body: &str) -> Vec<(String, String)> {
             (uuid, body[ts_at..ts_at + 24].to_string())
         })
         .collect()
+}
+
+fn online_event(online: bool) -> PageEvent {
+    match online {
+        true => PageEvent::Online,
+        false => PageEvent::Offline,
+    }
 }
 
 #[test]
@@ -66,16 +75,20 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
                 }
                 40..=44 => {
                     offline = !offline;
-                    engine.set_online(!offline, now);
+                    engine.handle_page(online_event(!offline), now);
                 }
                 45..=49 => {
                     // A reload: the page goes away with its requests unanswered (the ordinary
-                    // ones given up and sent again keepalive).
-                    let _ = engine.page_leaving(now);
+                    // ones given up and sent again keepalive); the browser refuses beacons.
+                    let _ = engine.handle_page(PageEvent::PageHide, now);
                     while let Some(t) = engine.poll_transmit(now) {
-                        in_flight.push(t);
+                        match t.path {
+                            Path::Beacon => {
+                                engine.handle_outcome(t.id, Outcome::Refused, now);
+                            }
+                            _ => in_flight.push(t),
+                        }
                     }
-                    engine.page_gone(now);
                     let stored = engine.persist(now);
                     for t in in_flight.drain(..) {
                         unanswered_at_reload += t.events;
@@ -87,7 +100,7 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
                     dropped += engine.stats().dropped.total();
                     assert_eq!(engine.stats().dropped.attempts_exhausted, 0, "seed {seed}");
                     engine = Engine::new(config.clone(), seed * 1000 + step).unwrap();
-                    engine.set_online(!offline, now);
+                    engine.handle_page(online_event(!offline), now);
                     if let Some((text, _)) = stored {
                         common::restore(&mut engine, &text, now);
                     }
@@ -124,7 +137,7 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
             assert_eq!(engine.stats().dropped.attempts_exhausted, 0, "seed {seed}");
         }
         // Online to the end: everything left settles.
-        engine.set_online(true, now);
+        engine.handle_page(PageEvent::Online, now);
         for t in in_flight.drain(..) {
             receive(&t, &mut received);
             engine.handle_outcome(t.id, Outcome::status(200), now);
@@ -233,16 +246,17 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
                 60..=69 => {
                     // The page closes: keepalive requests (unanswered), then beacons, which
                     // the browser accepts until its budget is spent, then the stored copy.
-                    let _ = engine.page_hidden(now);
-                    let _ = engine.page_leaving(now);
-                    while let Some(t) = engine.poll_transmit(now) {
-                        in_flight.push(t);
-                    }
+                    let _ = engine.handle_page(PageEvent::BeforeUnload, now);
+                    let _ = engine.handle_page(PageEvent::PageHide, now);
                     let mut budget = rng.up_to(20);
-                    while let Some(t) = engine.poll_beacon(now) {
+                    while let Some(t) = engine.poll_transmit(now) {
+                        if t.path != Path::Beacon {
+                            in_flight.push(t);
+                            continue;
+                        }
                         if budget == 0 {
-                            engine.beacon_refused(t.id, now);
-                            break;
+                            engine.handle_outcome(t.id, Outcome::Refused, now);
+                            continue;
                         }
                         budget -= 1;
                         let delivered = engine.stats().delivered;
@@ -258,7 +272,6 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
                             );
                         }
                     }
-                    engine.page_gone(now);
                     let stored = engine.persist(now);
                     for t in in_flight.drain(..) {
                         // A keepalive request reaches a collector that is up.

@@ -29,8 +29,9 @@ use std::collections::{HashMap, HashSet};
 
 use spool::engine::time::write_iso8601;
 use spool::engine::{
-    BatchMode, Config, DropReason, Engine, EventInput, FlushId, FlushReport, Notice, Outcome, Path,
-    RetryAfter, Rng, Settlement, TransmitId, Uuid, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
+    BatchMode, Config, DropReason, Engine, EventInput, FlushId, FlushReport, Notice, Outcome,
+    PageEvent, Path, RetryAfter, Rng, Settlement, TransmitId, Uuid, KEEPALIVE_QUOTA_BYTES,
+    MAX_RETRY_AFTER_MS,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -108,6 +109,7 @@ struct Totals {
     dropped: HashMap<&'static str, u64>,
     flushes: u64,
     page_hides: u64,
+    beacons_refused: u64,
     violations: u64,
     /// Poisoned events dropped as rejected, each alone.
     poisoned_rejected: u64,
@@ -220,6 +222,15 @@ impl Sim {
         // Notices first: an abort frees its slot before the retry it made room for is sent.
         self.drain_notices(t);
         while let Some(tx) = self.engine.poll_transmit(self.now) {
+            if tx.path == Path::Beacon {
+                // The browser's beacon budget is spent: every beacon is refused, and its
+                // events wait (stored) until the page is shown again.
+                assert!(self
+                    .engine
+                    .handle_outcome(tx.id, Outcome::Refused, self.now));
+                t.beacons_refused += 1;
+                continue;
+            }
             t.attempts += 1;
             assert!(
                 self.now >= self.gate,
@@ -269,7 +280,7 @@ impl Sim {
                     }
                 }
             }
-            if (tx.path == Path::Keepalive) {
+            if tx.path == Path::Keepalive {
                 t.keepalive_attempts += 1;
             }
             let slow = self.rng.up_to(10) == 0;
@@ -310,7 +321,7 @@ impl Sim {
                 tx.id,
                 InFlight {
                     keepalive: tx.path == Path::Keepalive,
-                    bytes: tx.body.len(),
+                    bytes: tx.wire_len(),
                     uuids,
                     fate,
                 },
@@ -323,6 +334,9 @@ impl Sim {
     fn drain_notices(&mut self, t: &mut Totals) {
         while let Some(n) = self.engine.poll_notice() {
             match n {
+                Notice::ReadStored | Notice::WriteStored { .. } | Notice::RemoveStored => {
+                    unreachable!("the simulated page keeps no copies")
+                }
                 Notice::Settled { settlement, uuids } => {
                     for u in uuids {
                         let how = match settlement {
@@ -503,14 +517,16 @@ impl Sim {
                     }
                     10..=12 => {
                         t.page_hides += 1;
-                        self.engine.page_hidden(self.now);
+                        self.engine.handle_page(PageEvent::Hidden, self.now);
                     }
-                    13..=20 => self.engine.page_visible(self.now),
+                    13..=20 => {
+                        self.engine.handle_page(PageEvent::Visible, self.now);
+                    }
                     21..=22 => {
-                        // A navigation starts (`beforeunload`) and is cancelled: the page
-                        // stays, its ordinary requests given up and sent again keepalive.
+                        // `pagehide` into the back/forward cache, shown again later: its
+                        // ordinary requests given up and sent again keepalive.
                         t.page_hides += 1;
-                        let _ = self.engine.page_leaving(self.now);
+                        let _ = self.engine.handle_page(PageEvent::PageHide, self.now);
                     }
                     _ => {}
                 }
@@ -661,6 +677,7 @@ fn merge(into: &mut Totals, t: Totals) {
     into.delivered += t.delivered;
     into.flushes += t.flushes;
     into.page_hides += t.page_hides;
+    into.beacons_refused += t.beacons_refused;
     into.poisoned_rejected += t.poisoned_rejected;
     for (k, v) in t.faults {
         *into.faults.entry(k).or_default() += v;

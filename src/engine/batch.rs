@@ -237,7 +237,7 @@ impl<F: WireFormat> Engine<F> {
             self.after_change(now_ms);
             return true;
         }
-        if !(network_failure && (self.offline || self.hidden)) {
+        if !(network_failure && (self.offline || self.page.hidden())) {
             // What the collector said of itself; a failure offline or while the page goes
             // away is the browser's, not the collector's.
             let took = matches!(
@@ -252,7 +252,7 @@ impl<F: WireFormat> Engine<F> {
         if self.offline && network_failure {
             // No network at all: this attempt says nothing about the batch.
             self.batches[idx].attempts -= 1;
-        } else if self.hidden && network_failure {
+        } else if self.page.hidden() && network_failure {
             // The page is going away: a browser fails requests as it unloads (Firefox rejects
             // the old document's fetches once a navigation starts), which says nothing about
             // the batch either. Unspent, and it keeps its backoff while hidden; its events go

@@ -1,15 +1,24 @@
 //! The sans-IO engine: every decision about what to send and when, with no clock and no I/O.
 //!
-//! The caller (a shell) feeds inputs and drains outputs, in the manner of quinn-proto:
+//! The caller (a shell) feeds inputs and drains outputs, in the manner of quinn-proto. The
+//! methods are of four kinds:
 //!
-//! - inputs: [`Engine::capture`], [`Engine::handle_timeout`], [`Engine::handle_outcome`],
-//!   [`Engine::page_hidden`], [`Engine::page_visible`], [`Engine::flush`], [`Engine::shutdown`];
-//! - outputs: [`Engine::poll_transmit`] (requests to send now), [`Engine::poll_timeout`] (when
-//!   to call `handle_timeout` next), [`Engine::poll_notice`] (flushes completed, requests to
-//!   abort, warnings).
+//! - getters: [`Engine::stats`], [`Engine::held_events`], [`Engine::config`], ...;
+//! - inputs, named `handle_*`: [`Engine::handle_timeout`] (the one timer fired),
+//!   [`Engine::handle_outcome`] (a request's answer, or a beacon's acceptance or refusal),
+//!   [`Engine::handle_page`] (what the browser fired: `beforeunload`, hidden, visible,
+//!   `pagehide`, `pageshow`, online, offline), and storage: [`Engine::handle_storage_opened`],
+//!   [`Engine::handle_restore`], [`Engine::handle_stored_copy_taken`],
+//!   [`Engine::handle_storage_failed`];
+//! - commands: [`Engine::capture`], [`Engine::flush`], [`Engine::shutdown`];
+//! - outputs, named `poll_*`: [`Engine::poll_transmit`] (requests to send now, each with its
+//!   [`Path`]: ordinary, keepalive or beacon), [`Engine::poll_notice`] (flushes completed,
+//!   requests to abort, the stored copy to read, write or remove, warnings) and
+//!   [`Engine::poll_timeout`] (when to call `handle_timeout` next).
 //!
-//! After every input, the shell drains `poll_transmit` until `None`, drains `poll_notice`, and
-//! arms its one timer at `poll_timeout`. Time is always an argument: ms since the Unix epoch.
+//! After every input or command, the shell drains `poll_transmit` until `None` (answering
+//! each beacon at once), then `poll_notice`, and arms its one timer at `poll_timeout`. Time is
+//! always an argument: ms since the Unix epoch.
 //!
 //! # Example
 //! ```
@@ -40,6 +49,7 @@ mod health;
 pub mod json;
 mod ledger;
 mod otlp;
+mod page;
 mod page_close;
 mod persist;
 mod queue;
@@ -65,6 +75,7 @@ pub use format::{
     ConfiguredFormat, EventRecord, PostHogBatch, WireFormat, POSTHOG_MAX_PROPERTIES_DEPTH,
 };
 pub use otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
+pub use page::PageEvent;
 pub use page_close::{
     PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
 };
@@ -79,6 +90,7 @@ pub use timer::Timer;
 
 use batch::Batch;
 use ledger::Ledger;
+use page::PageState;
 use queue::Queue;
 use shutdown::Shutdown;
 use timer::TimerTable;
@@ -174,6 +186,21 @@ pub enum Notice {
         /// The `maxQueueBytes` in force.
         max_bytes: usize,
     },
+    /// Read what earlier loads of the endpoint stored, and hand each text to
+    /// [`Engine::handle_restore`] (see [`Engine::handle_storage_opened`]).
+    ReadStored,
+    /// Write `text` as this exporter's stored copy, replacing the last one; it holds
+    /// `events` events. Before writing, check the last copy is still there: if another load
+    /// took it, call [`Engine::handle_stored_copy_taken`] instead (a new text follows).
+    WriteStored {
+        /// The copy ([`Engine::persist`]).
+        text: String,
+        /// Events in it.
+        events: usize,
+    },
+    /// Remove this exporter's stored copy: nothing is held, or the page is shown again and
+    /// holds its events itself.
+    RemoveStored,
     /// Events settled (only with [`Engine::report_settlements`] on).
     Settled {
         /// How.
@@ -215,17 +242,12 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     health: health::Health,
     /// Queued events with a sequence below this go without lingering (a flush asked).
     force_mark: u64,
-    hidden: bool,
+    /// Shown, hidden, leaving or gone.
+    page: page::Page,
     /// `navigator.onLine` was false: a failed attempt is not spent against `maxAttempts`.
     offline: bool,
-    /// The page went away (`pagehide`): nothing more is sent until it is shown again.
-    gone: bool,
-    /// Events with a sequence below this were in the last stored copy ([`Engine::persist`]).
-    persisted_below: u64,
-    /// [`Engine::deflate_stored_copy`].
-    deflate_stored: bool,
-    /// Events with a sequence below this were taken in by another load: never stored again.
-    persist_from: u64,
+    /// The copy kept for the next load: whether one is written, and what it left out.
+    persistence: persist::Persistence,
     shutdown: Option<Shutdown>,
     overflow_warned: bool,
     report_settlements: bool,
@@ -275,12 +297,9 @@ impl<F: WireFormat> Engine<F> {
             gate_until: 0,
             health: Default::default(),
             force_mark: 0,
-            hidden: false,
+            page: Default::default(),
             offline: false,
-            gone: false,
-            persisted_below: 0,
-            deflate_stored: true,
-            persist_from: 0,
+            persistence: Default::default(),
             shutdown: None,
             overflow_warned: false,
             report_settlements: false,
@@ -337,6 +356,9 @@ impl<F: WireFormat> Engine<F> {
         if let Some(t) = self.ready.pop_front() {
             return Some(t);
         }
+        if self.page.state == PageState::Leaving {
+            return self.poll_leaving(now_ms);
+        }
         let plan = self.plan()?;
         if plan.at > now_ms {
             return None;
@@ -372,83 +394,52 @@ impl<F: WireFormat> Engine<F> {
         self.answer(id, outcome, now_ms)
     }
 
-    /// The page is being hidden or closed: from now until [`page_visible`](Self::page_visible),
-    /// everything held goes at once (no lingering, no backoff; `Retry-After` still holds), as
-    /// keepalive requests while they fit the browser's 64 KiB budget, then as ordinary
-    /// requests as `maxInFlight` allows. The keepalive requests are ready in `poll_transmit`.
-    pub fn page_hidden(&mut self, now_ms: u64) -> PageHideReport {
-        self.hide(now_ms)
-    }
-
-    /// The page is going away (`pagehide`): as [`page_hidden`](Self::page_hidden), and first
-    /// the ordinary requests in flight are given up (each gets a [`Notice::Abort`]) and their
-    /// batches go again on the page-hide path (keepalive, then beacons), their attempts
-    /// unspent. A browser ends a page's ordinary requests as it leaves (Chromium as the next
-    /// page commits); keepalive requests and beacons outlive it. A request given up may have
-    /// reached the collector already, so its events may arrive twice (at-least-once, as for
-    /// any request unanswered at unload).
-    pub fn page_leaving(&mut self, now_ms: u64) -> PageHideReport {
-        self.rescue_ordinary();
-        self.hide(now_ms)
-    }
-
-    /// The page has gone away (after `pagehide`'s keepalive requests and beacons): nothing
-    /// more is sent, not even a retry of a keepalive request that fails while the page
-    /// unloads. Such a failure means "unknown", not "lost" (Chromium rejected keepalive
-    /// requests at unload that the collector still received: bench/PAGEHIDE.md, finding 7),
-    /// and the events are already stored for the next load. [`page_visible`](Self::page_visible)
-    /// (a back/forward-cache restore) undoes it.
-    pub fn page_gone(&mut self, now_ms: u64) {
-        self.gone = true;
-        self.after_change(now_ms);
-    }
-
-    /// The page is visible again: back to the configured batching.
-    pub fn page_visible(&mut self, now_ms: u64) {
-        self.hidden = false;
-        self.gone = false;
-        for b in &mut self.batches {
-            b.failed_hidden = false;
-            b.keepalive_unknown = false;
-        }
-        self.after_change(now_ms);
-    }
-
-    /// The next body for `navigator.sendBeacon` while the page is going away (`pagehide`),
-    /// if anything held is not already in flight. Bodies are at most
-    /// [`KEEPALIVE_BODY_BYTES`]. A beacon is not counted against the keepalive budget, and the
-    /// shell offers bodies until the browser refuses one: Chromium counts beacons against its
-    /// 64 KiB keepalive quota, Firefox has no such limit (bench/PAGEHIDE.md, findings 1 and
-    /// 4), and only the browser's answer tells which. Report an accepted beacon as
-    /// [`Outcome::Accepted`] to [`handle_outcome`](Self::handle_outcome), a refused one to
-    /// [`beacon_refused`](Self::beacon_refused).
+    /// The browser fired `event` at the page (see [`PageEvent`] for what each does). Going
+    /// away, everything held goes at once: keepalive requests while they fit the browser's
+    /// 64 KiB budget (ready in `poll_transmit`, with the returned report saying what they
+    /// carry), then at `pagehide` beacons, then what is left is stored for the next load
+    /// ([`Notice::WriteStored`]). Shown again, the configured batching resumes and the stored
+    /// copy is removed ([`Notice::RemoveStored`]): the events are held here again.
     ///
-    /// The browser accepts a beacon whatever the collector does with it, so none goes while
-    /// the collector's last answer was a failure, a `Retry-After` holds, or the page is
-    /// offline: those events stay held, and so stored for the next load. An accepted beacon
-    /// counts as delivered only if the last answer before it was a success; with no answer
-    /// yet, its events stay held too (they may arrive twice: at-least-once).
-    pub fn poll_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
-        let beacon = self.next_beacon(now_ms);
-        self.check_ledger();
-        beacon
-    }
-
-    /// The browser refused the beacon `id`: its events wait again, the attempt unspent.
-    pub fn beacon_refused(&mut self, id: TransmitId, now_ms: u64) {
-        self.unsend_beacon(id, now_ms);
-    }
-
-    /// `navigator.onLine` changed. While offline, an attempt that fails (network error or
-    /// timeout) is not spent against `maxAttempts`; back online, every batch waiting to retry
-    /// goes at once.
-    pub fn set_online(&mut self, online: bool, now_ms: u64) {
-        let was_offline = self.offline;
-        self.offline = !online;
-        if online && was_offline {
-            self.end_backoffs(now_ms);
+    /// At `pagehide` the ordinary requests in flight are given up (a [`Notice::Abort`] each)
+    /// and their batches go again on the page-close path, their attempts unspent: a browser
+    /// ends a page's ordinary requests as it leaves (Chromium as the next page commits), while
+    /// keepalive requests and beacons outlive it. A request given up may have reached the
+    /// collector already, so its events may arrive twice (at-least-once, as for any request
+    /// unanswered at unload).
+    ///
+    /// A beacon is never answered: report the browser's return value at once, as
+    /// [`Outcome::Accepted`] or [`Outcome::Refused`]. Once one is refused, no other is
+    /// offered. Since a browser accepts a beacon whatever the collector does with it, none
+    /// goes while the collector's last answer was a failure, a `Retry-After` holds, or the
+    /// page is offline, and an accepted one counts as delivered only if the collector's last
+    /// answer before it was a success: otherwise its events stay held, and so stored.
+    pub fn handle_page(&mut self, event: PageEvent, now_ms: u64) -> PageHideReport {
+        let mut report = PageHideReport::default();
+        match event {
+            PageEvent::BeforeUnload | PageEvent::Hidden => {
+                if self.page.state <= PageState::Hidden {
+                    self.page.state = PageState::Hidden;
+                    report = self.hide(now_ms);
+                    self.write_stored(now_ms);
+                }
+            }
+            PageEvent::PageHide => {
+                if self.page.state <= PageState::Hidden {
+                    self.rescue_ordinary();
+                    self.page.state = PageState::Hidden;
+                    report = self.hide(now_ms);
+                    // Beacons come next from `poll_transmit`; once none is left to offer,
+                    // the page is gone and what it holds is stored.
+                    self.page.state = PageState::Leaving;
+                }
+            }
+            PageEvent::Visible | PageEvent::PageShow => self.show(now_ms),
+            PageEvent::Online => self.set_online(true, now_ms),
+            PageEvent::Offline => self.set_online(false, now_ms),
         }
         self.after_change(now_ms);
+        report
     }
 
     /// Whether the engine was last told it is offline.
@@ -461,31 +452,49 @@ impl<F: WireFormat> Engine<F> {
         self.ledger.held_events()
     }
 
+    /// The host keeps copies for the next page load (a page's `localStorage`). From now on
+    /// the engine asks for what earlier loads of the endpoint stored at once, again
+    /// [`RESTORE_AGAIN_MS`] later and once more after [`PERSIST_LIVE_MS`]
+    /// ([`Notice::ReadStored`]: answer with [`handle_restore`](Self::handle_restore)), and
+    /// has what it holds stored when the page is hidden or goes away
+    /// ([`Notice::WriteStored`]), rewritten while it changes, removed once nothing is held or
+    /// the page is shown again ([`Notice::RemoveStored`]).
+    ///
+    /// `can_inflate`: the host can inflate raw deflate (`DecompressionStream("deflate-raw")`
+    /// in a browser), so the events are stored deflated, about a seventh of their plain size;
+    /// otherwise they are stored plain.
+    pub fn handle_storage_opened(&mut self, can_inflate: bool, now_ms: u64) {
+        self.persistence.open(can_inflate, now_ms);
+        self.notices.push_back(Notice::ReadStored);
+        self.after_change(now_ms);
+    }
+
     /// What to store so that the next load can send it: every held event the collector has
     /// not acknowledged, in flight ones included (their answer may never come), oldest first,
-    /// within `persistMaxBytes` (default [`PERSIST_MAX_BYTES`]); `None` when nothing is held (remove the stored text).
+    /// within `persistMaxBytes` (default [`PERSIST_MAX_BYTES`]); `None` when nothing is held.
     /// Returns the text and the number of events it holds. The events stay held here: this is
-    /// a copy, and if the page comes back (a back/forward-cache restore) the shell removes it.
+    /// a copy. [`Notice::WriteStored`] carries it when the engine decides it is due.
     ///
     /// Events of an earlier copy that another load took in (see
-    /// [`stored_copy_taken`](Self::stored_copy_taken)) are left out: that load sends them.
-    ///
-    /// Written at `now_ms`: until [`PERSIST_LIVE_MS`] later the copy stays this page's (see
-    /// [`stored_copy_claimable`]), unless the page is gone ([`page_gone`](Self::page_gone)).
+    /// [`handle_stored_copy_taken`](Self::handle_stored_copy_taken)) are left out: that load
+    /// sends them. Written at `now_ms`: until [`PERSIST_LIVE_MS`] later the copy stays this
+    /// page's (see [`stored_copy_claimable`]), unless the page is gone.
     pub fn persist(&mut self, now_ms: u64) -> Option<(String, usize)> {
         self.stored_text(now_ms)
     }
 
-    /// The copy [`persist`](Self::persist) last made was taken in by another load (another
-    /// tab's exporter claimed it): its events are that load's to send now, and are never
-    /// stored again from here, so that no later copy hands them to a third load. They stay
-    /// held here too (at-least-once).
-    pub fn stored_copy_taken(&mut self) {
-        self.persist_from = self.persisted_below;
+    /// The copy last written was taken in by another load (another tab's exporter claimed
+    /// it): its events are that load's to send now, and are never stored again from here, so
+    /// that no later copy hands them to a third load. They stay held here too
+    /// (at-least-once). A new copy without them is due at once ([`Notice::WriteStored`]).
+    pub fn handle_stored_copy_taken(&mut self, now_ms: u64) {
+        self.persistence.taken();
+        self.write_stored(now_ms);
+        self.after_change(now_ms);
     }
 
-    /// Takes in the text an earlier load stored (see [`persist`](Self::persist)): its events go
-    /// before anything captured here, as soon as a request slot is free, each with its uuid
+    /// Takes in the text an earlier load stored (see [`persist`](Self::persist)): its events
+    /// go before anything captured here, as soon as a request slot is free, each with its uuid
     /// and capture timestamp (a fresh `sent_at`). Events older than [`PERSIST_MAX_AGE_MS`], and
     /// those the earlier write left out, are counted as dropped `persistCap`; lines that are
     /// not readable are counted in `stats().storageErrors`. Events beyond the queue's limits
@@ -494,22 +503,13 @@ impl<F: WireFormat> Engine<F> {
     /// A text whose events are deflated ([`stored_copy_deflated`] gives their bytes) needs
     /// them inflated: pass what they inflated to as `inflated` (`None` if they would not
     /// inflate: the copy is counted in `storageErrors`). A plain text needs nothing.
-    pub fn restore(&mut self, text: &str, inflated: Option<&str>, now_ms: u64) -> usize {
+    pub fn handle_restore(&mut self, text: &str, inflated: Option<&str>, now_ms: u64) -> usize {
         self.take_in(text, inflated, now_ms)
-    }
-
-    /// Whether [`persist`](Self::persist) deflates the events it stores (true by default):
-    /// the host reading them back must inflate raw deflate ([`restore`](Self::restore)). A
-    /// host that cannot (a browser without `DecompressionStream("deflate-raw")`) sets false
-    /// and gets plain copies, which hold about a seventh as many events in
-    /// `persistMaxBytes`.
-    pub fn deflate_stored_copy(&mut self, deflate: bool) {
-        self.deflate_stored = deflate;
     }
 
     /// A storage read or write failed (it threw, the quota is full, storage is disabled):
     /// counted in `stats().storageErrors`.
-    pub fn storage_failed(&mut self) {
+    pub fn handle_storage_failed(&mut self) {
         self.ledger.stats.storage_errors += 1;
     }
 

@@ -6,6 +6,7 @@
 use super::batch::{Batch, BatchState};
 use super::format::WireFormat;
 use super::health::Health;
+use super::page::{Page, PageState};
 use super::persist::{self, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS};
 use super::queue::Item;
 use super::scheduler::{Plan, Source};
@@ -34,7 +35,7 @@ pub const KEEPALIVE_BODY_BYTES: usize = 16 * 1024;
 /// [`KEEPALIVE_BODY_BYTES`] once gzipped; one that packs worse is cut again.
 pub const GZIP_PLAIN_PER_BYTE: usize = 6;
 
-/// What [`Engine::page_hidden`] put on the keepalive path.
+/// What [`Engine::handle_page`] put on the keepalive path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PageHideReport {
     /// Keepalive requests made ready (drain them with `poll_transmit`).
@@ -49,9 +50,8 @@ pub struct PageHideReport {
 }
 
 impl<F: WireFormat> Engine<F> {
-    /// Hides the page and readies the keepalive requests that fit the budget now.
+    /// Readies the keepalive requests that fit the budget now (the page is hidden).
     pub(super) fn hide(&mut self, now_ms: u64) -> PageHideReport {
-        self.hidden = true;
         let mut report = PageHideReport::default();
         while let Some(plan) = self.plan() {
             if plan.at > now_ms || !plan.keepalive {
@@ -64,8 +64,103 @@ impl<F: WireFormat> Engine<F> {
             self.ready.push_back(t);
         }
         report.left_events = self.ledger.queued_events();
-        self.after_change(now_ms);
         report
+    }
+
+    /// The page is shown again: back to the configured batching; the stored copy goes, as
+    /// the events are held here again.
+    pub(super) fn show(&mut self, now_ms: u64) {
+        self.page = Page::default();
+        for b in &mut self.batches {
+            b.failed_hidden = false;
+            b.keepalive_unknown = false;
+        }
+        if self.persistence.stored.take().is_some() {
+            self.notices.push_back(Notice::RemoveStored);
+        }
+        let _ = now_ms;
+    }
+
+    /// `navigator.onLine` changed. While offline, an attempt that fails (network error or
+    /// timeout) is not spent against `maxAttempts`; back online, every batch waiting to retry
+    /// goes at once.
+    pub(super) fn set_online(&mut self, online: bool, now_ms: u64) {
+        let was_offline = self.offline;
+        self.offline = !online;
+        if online && was_offline {
+            self.end_backoffs(now_ms);
+        }
+    }
+
+    /// While the page leaves (`pagehide`), the next beacon; once none is left to offer (and
+    /// the browser has answered every one), the page is gone and what it holds is stored.
+    pub(super) fn poll_leaving(&mut self, now_ms: u64) -> Option<Transmit> {
+        if let Some(t) = self.next_beacon(now_ms) {
+            return Some(t);
+        }
+        let offered = self.batches.iter().any(|b| {
+            matches!(
+                b.state,
+                BatchState::InFlight {
+                    beacon: true,
+                    accepted: false,
+                    ..
+                }
+            )
+        });
+        if !offered {
+            self.page.state = PageState::Gone;
+            self.write_stored(now_ms);
+            self.rearm();
+        }
+        None
+    }
+
+    /// Has the copy for the next load written (or removed, once nothing is held), if the
+    /// host keeps copies.
+    pub(super) fn write_stored(&mut self, now_ms: u64) {
+        if !self.persistence.on {
+            return;
+        }
+        match self.stored_text(now_ms) {
+            Some((text, events)) => {
+                self.persistence.stored = Some(self.ledger.held_events());
+                self.notices.push_back(Notice::WriteStored { text, events });
+            }
+            None => {
+                if self.persistence.stored.take().is_some() {
+                    self.notices.push_back(Notice::RemoveStored);
+                }
+            }
+        }
+    }
+
+    /// After a change: a stored copy is written again if what is held changed (not while
+    /// the page leaves: it is written once, when the page is gone); storage is read again
+    /// when due.
+    pub(super) fn keep_stored(&mut self, now_ms: u64) {
+        if self.page.state != PageState::Leaving
+            && self
+                .persistence
+                .stored
+                .is_some_and(|n| n != self.ledger.held_events())
+        {
+            self.write_stored(now_ms);
+        }
+    }
+
+    /// Storage is due to be read again at `now_ms`.
+    pub(super) fn read_stored_again(&mut self, now_ms: u64) {
+        let due = self
+            .persistence
+            .read_again
+            .iter()
+            .filter(|&&t| t <= now_ms)
+            .count();
+        if due > 0 {
+            self.persistence.read_again.drain(..due);
+            self.notices.push_back(Notice::ReadStored);
+        }
     }
 
     /// Gives up the ordinary requests in flight (a [`Notice::Abort`] each): their batches wait
@@ -94,7 +189,8 @@ impl<F: WireFormat> Engine<F> {
     pub(super) fn next_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
         // Offline, held by a Retry-After, or behind a failing collector, a beacon the browser
         // accepts is refused or lost: the events stay held (stored for the next load).
-        if !self.hidden
+        if self.page.state != PageState::Leaving
+            || self.page.beacons_refused
             || self.offline
             || self.gate_until > now_ms
             || self.health == Health::Failing
@@ -133,6 +229,7 @@ impl<F: WireFormat> Engine<F> {
             b.attempts -= 1;
             b.state = BatchState::Waiting { not_before: 0 };
             self.ledger.stats.requests -= 1;
+            self.page.beacons_refused = true;
             self.after_change(now_ms);
         }
     }
@@ -144,8 +241,8 @@ impl<F: WireFormat> Engine<F> {
         if self.ledger.held_events() == 0 {
             return None;
         }
-        self.persisted_below = self.next_seq;
-        let from = self.persist_from;
+        self.persistence.written_below = self.next_seq;
+        let from = self.persistence.stored_from;
         let mut items: Vec<&Item> = Vec::with_capacity(self.ledger.held_events());
         for b in &self.batches {
             items.extend(b.items.iter().filter(|i| i.seq >= from));
@@ -154,7 +251,7 @@ impl<F: WireFormat> Engine<F> {
         if items.is_empty() {
             return None;
         }
-        let kept_until = match self.gone {
+        let kept_until = match self.page.state == PageState::Gone {
             true => 0,
             false => now_ms.saturating_add(PERSIST_LIVE_MS),
         };
@@ -163,7 +260,7 @@ impl<F: WireFormat> Engine<F> {
             0,
             kept_until,
             self.config.persist_max_bytes,
-            self.deflate_stored,
+            self.persistence.deflate,
         ))
     }
 

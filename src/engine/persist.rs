@@ -14,8 +14,8 @@
 //! at a byte per character, and Chromium and Firefox read every one of the 256 back
 //! unchanged); the engine deflates, and the host inflates them for the next load
 //! (`DecompressionStream("deflate-raw")` in a browser, which costs no wasm), so a host that
-//! cannot inflate asks for plain copies ([`Engine::deflate_stored_copy`]
-//! (super::Engine::deflate_stored_copy)). Inflated or plain, they are one line per event,
+//! cannot inflate asks for plain copies ([`Engine::handle_storage_opened`]
+//! (super::Engine::handle_storage_opened)). Inflated or plain, they are one line per event,
 //! oldest first: `<capture ms> <uuid> <fragment>`. A fragment is the event as the wire format encoded it at
 //! capture, so a restored event keeps its uuid and its capture timestamp, and its next body
 //! gets a fresh `sent_at`. JSON text never holds a raw newline, so lines split cleanly.
@@ -51,6 +51,57 @@ pub const RESTORE_AGAIN_MS: u64 = 1000;
 /// its copy early would send them twice. A page killed without `pagehide` (a mobile browser
 /// discarding a hidden tab) leaves a copy the next load takes after this long.
 pub const PERSIST_LIVE_MS: u64 = 10_000;
+
+/// What the engine knows of its copy for the next load.
+#[derive(Debug)]
+pub(super) struct Persistence {
+    /// The host keeps copies ([`Engine::handle_storage_opened`](super::Engine::handle_storage_opened)).
+    pub on: bool,
+    /// The events go deflated (the host can inflate them).
+    pub deflate: bool,
+    /// Events held when the last copy was written, if one is stored: it is written again
+    /// whenever that changes, and removed once nothing is held.
+    pub stored: Option<usize>,
+    /// Events with a sequence below this were in the last copy.
+    pub written_below: u64,
+    /// Events with a sequence below this were taken in by another load: never stored again.
+    pub stored_from: u64,
+    /// When to read storage again (ms since the epoch), earliest first.
+    pub read_again: Vec<u64>,
+}
+
+impl Default for Persistence {
+    fn default() -> Persistence {
+        Persistence {
+            on: false,
+            deflate: true,
+            stored: None,
+            written_below: 0,
+            stored_from: 0,
+            read_again: Vec::new(),
+        }
+    }
+}
+
+impl Persistence {
+    /// The host keeps copies from `now_ms` on: read them now, [`RESTORE_AGAIN_MS`] later (a
+    /// copy written at the last page's `pagehide` may not be visible yet), and after a live
+    /// page's hold has passed (a copy left by a page discarded without `pagehide`).
+    pub fn open(&mut self, can_inflate: bool, now_ms: u64) {
+        self.on = true;
+        self.deflate = can_inflate;
+        self.read_again = vec![
+            now_ms + RESTORE_AGAIN_MS,
+            now_ms + PERSIST_LIVE_MS + RESTORE_AGAIN_MS,
+        ];
+    }
+
+    /// The last copy was taken in by another load.
+    pub fn taken(&mut self) {
+        self.stored_from = self.written_below;
+        self.stored = None;
+    }
+}
 
 /// The header's first word; a text with another is not ours (or an older layout) and is
 /// counted as corrupt.

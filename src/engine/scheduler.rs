@@ -8,6 +8,7 @@
 use super::batch::BatchState;
 use super::config::BatchMode;
 use super::format::WireFormat;
+use super::page::PageState;
 use super::queue::{BodyLimit, Item};
 use super::retry::Outcome;
 use super::timer::{Timer, TimerTable};
@@ -47,6 +48,7 @@ impl<F: WireFormat> Engine<F> {
                 // Nothing to change here; the plan is made from the state, not the timer.
                 Timer::Linger | Timer::Backoff | Timer::RetryAfter => {}
                 Timer::RequestTimeout => self.expire_requests(now_ms),
+                Timer::ReadStored => self.read_stored_again(now_ms),
                 Timer::ShutdownDeadline => self.abandon_all(),
             }
         }
@@ -80,13 +82,13 @@ impl<F: WireFormat> Engine<F> {
     /// The next request that could go, and when; `None` if nothing can go until a request
     /// in flight is answered (or nothing is held).
     pub(super) fn plan(&self) -> Option<Plan> {
-        if self.gone || self.shutdown.is_some_and(|s| s.done) {
+        if self.page.state >= PageState::Leaving || self.shutdown.is_some_and(|s| s.done) {
             return None;
         }
         let ordinary_free = self.ledger.ordinary_in_flight() < self.config.max_in_flight;
         let mut best: Option<Plan> = None;
         let mut consider = |own_at: u64, first_len: usize, source: Source| {
-            let keepalive = self.hidden
+            let keepalive = self.page.hidden()
                 && self
                     .ledger
                     .keepalive
@@ -106,7 +108,7 @@ impl<F: WireFormat> Engine<F> {
         };
         for (i, b) in self.batches.iter().enumerate() {
             if let BatchState::Waiting { not_before } = b.state {
-                let own_at = if self.hidden && !b.failed_hidden {
+                let own_at = if self.page.hidden() && !b.failed_hidden {
                     0
                 } else {
                     not_before
@@ -124,7 +126,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// When the queue's front may be cut into a batch, by the batch mode.
     fn queue_ready_at(&self, front: &Item) -> Option<u64> {
-        let forced = self.hidden || front.seq < self.force_mark;
+        let forced = self.page.hidden() || front.seq < self.force_mark;
         let full = self.queue.has_full_batch(&self.format, self.batch_limit());
         match self.config.batch_mode {
             BatchMode::Off => Some(0),
@@ -158,8 +160,9 @@ impl<F: WireFormat> Engine<F> {
 
     /// Finishes a shutdown that has nothing left (or nothing it could still send in time),
     /// then re-arms the timers. Every input that changes the state ends here.
-    pub(super) fn after_change(&mut self, _now_ms: u64) {
+    pub(super) fn after_change(&mut self, now_ms: u64) {
         self.finish_idle_shutdown();
+        self.keep_stored(now_ms);
         self.rearm();
     }
 
@@ -190,6 +193,10 @@ impl<F: WireFormat> Engine<F> {
         if let Some(s) = self.shutdown.filter(|s| !s.done) {
             timers.set(Timer::ShutdownDeadline, Some(s.deadline));
         }
+        timers.set(
+            Timer::ReadStored,
+            self.persistence.read_again.first().copied(),
+        );
         self.timers = timers;
         self.check_ledger();
     }

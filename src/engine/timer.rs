@@ -13,9 +13,11 @@ pub enum Timer {
     RequestTimeout = 3,
     /// When `shutdown` stops waiting and abandons what is left.
     ShutdownDeadline = 4,
+    /// When to read storage again for what earlier loads stored.
+    ReadStored = 5,
 }
 
-const COUNT: usize = 5;
+const COUNT: usize = 6;
 
 impl Timer {
     /// Every kind, in the order [`Engine::handle_timeout`](super::Engine::handle_timeout)
@@ -27,6 +29,7 @@ impl Timer {
         Timer::RetryAfter,
         Timer::RequestTimeout,
         Timer::ShutdownDeadline,
+        Timer::ReadStored,
     ];
 }
 

@@ -8,24 +8,10 @@
 //! (the `window`). They live as long as the [`Lifecycle`]: dropping it removes them.
 
 use super::host;
+use crate::engine::PageEvent;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use web_sys::{Document, EventTarget, VisibilityState};
-
-/// What happened to the page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PageState {
-    /// `beforeunload`: a navigation or a close has started; the page is still alive.
-    Leaving,
-    /// `visibilitychange` to hidden: the page may never be shown again (mobile).
-    Hidden,
-    /// `pagehide`: the page is going away, or into the back/forward cache (`persisted`).
-    PageHide,
-    /// Visible again (`visibilitychange`, `pageshow`).
-    Visible,
-    /// `navigator.onLine` changed (`online`, `offline`).
-    Online(bool),
-}
 
 /// One listener: where, for which event, and its closure (freed with it).
 struct Listener {
@@ -60,7 +46,7 @@ pub struct Lifecycle {
     /// Held for their `Drop`, which removes them.
     _listeners: Vec<Listener>,
     window: EventTarget,
-    on_change: Rc<dyn Fn(PageState)>,
+    on_change: Rc<dyn Fn(PageEvent)>,
     /// The `beforeunload` listener, present only while events are held: some browsers keep a
     /// page with one out of the back/forward cache (web.dev, "Back/forward cache").
     leaving: Option<Listener>,
@@ -76,11 +62,11 @@ impl std::fmt::Debug for Lifecycle {
 impl Lifecycle {
     /// Listens, calling `on_change` on every change; `None` where there is no `document` (a
     /// Web Worker, an edge runtime).
-    pub fn listen(on_change: impl Fn(PageState) + 'static) -> Option<Lifecycle> {
+    pub fn listen(on_change: impl Fn(PageEvent) + 'static) -> Option<Lifecycle> {
         let global = host::global();
         let document: Document = global.document()?;
         let window: EventTarget = JsValue::from(global).into();
-        let on_change: Rc<dyn Fn(PageState)> = Rc::new(on_change);
+        let on_change: Rc<dyn Fn(PageEvent)> = Rc::new(on_change);
         let mut listeners = Vec::with_capacity(5);
         let changed = on_change.clone();
         let doc = document.clone();
@@ -89,8 +75,8 @@ impl Lifecycle {
             "visibilitychange",
             move || {
                 changed(match doc.visibility_state() {
-                    VisibilityState::Hidden => PageState::Hidden,
-                    _ => PageState::Visible,
+                    VisibilityState::Hidden => PageEvent::Hidden,
+                    _ => PageEvent::Visible,
                 })
             },
         ));
@@ -98,19 +84,19 @@ impl Lifecycle {
         // before `visibilitychange`, so it alone must count as going away.
         let changed = on_change.clone();
         listeners.push(Listener::new(window.clone(), "pagehide", move || {
-            changed(PageState::PageHide)
+            changed(PageEvent::PageHide)
         }));
         let changed = on_change.clone();
         listeners.push(Listener::new(window.clone(), "pageshow", move || {
-            changed(PageState::Visible)
+            changed(PageEvent::PageShow)
         }));
         let changed = on_change.clone();
         listeners.push(Listener::new(window.clone(), "online", move || {
-            changed(PageState::Online(true))
+            changed(PageEvent::Online)
         }));
         let changed = on_change.clone();
         listeners.push(Listener::new(window.clone(), "offline", move || {
-            changed(PageState::Online(false))
+            changed(PageEvent::Offline)
         }));
         Some(Lifecycle {
             _listeners: listeners,
@@ -128,7 +114,7 @@ impl Lifecycle {
         self.leaving = held.then(|| {
             let changed = self.on_change.clone();
             Listener::new(self.window.clone(), "beforeunload", move || {
-                changed(PageState::Leaving)
+                changed(PageEvent::BeforeUnload)
             })
         });
     }

@@ -12,12 +12,12 @@
 
 use super::fetch::{self, Request};
 use super::host::{self, now_ms};
-use super::lifecycle::{Lifecycle, PageState};
+use super::lifecycle::Lifecycle;
 use super::report::{FlushReport, ShutdownReport};
 use super::storage::{self, Store};
 use crate::engine::{
-    stored_copy_deflated, Compression, Engine, FlushId, Format, Notice, Outcome, Stats, Transmit,
-    TransmitId, PERSIST_LIVE_MS, RESTORE_AGAIN_MS,
+    stored_copy_deflated, Compression, Engine, FlushId, Format, Notice, Outcome, PageEvent, Path,
+    Stats, Transmit, TransmitId,
 };
 use crate::schema::ShellOptions;
 use futures_channel::oneshot;
@@ -56,14 +56,10 @@ pub struct Shell {
     lifecycle: Option<Lifecycle>,
     /// Where held events are kept for the next load (`persist`, pages only).
     store: Option<Store>,
-    /// Events held when this exporter last wrote its stored text, if one is stored: the text
-    /// is written again whenever that changes, and removed once nothing is held.
-    stored: Option<usize>,
+    /// This exporter has written a copy that it has not removed since.
+    written: bool,
     /// A storage call failed or a stored text was corrupt, and the one warning is due.
     storage_warning: Option<bool>,
-    /// Storage is read again [`RESTORE_AGAIN_MS`] after the exporter starts, and once more
-    /// after [`PERSIST_LIVE_MS`].
-    restore_again: Vec<Timeout>,
 }
 
 /// A `shutdown()` under way or done.
@@ -78,6 +74,8 @@ struct ShutdownWait {
 #[derive(Default)]
 struct Work {
     sends: Vec<Transmit>,
+    /// Read what earlier loads stored (the engine asked).
+    read_stored: bool,
     aborts: Vec<web_sys::AbortController>,
     flushes: Vec<(oneshot::Sender<FlushReport>, FlushReport)>,
     shutdowns: Vec<(oneshot::Sender<ShutdownReport>, ShutdownReport)>,
@@ -113,24 +111,23 @@ impl Shell {
                 wake: None,
                 lifecycle: None,
                 store: None,
-                stored: None,
+                written: false,
                 storage_warning: None,
-                restore_again: Vec::new(),
             })
         });
         let page = host::global().document().is_some();
         if options.flush_on_page_hide {
             let weak = Rc::downgrade(&shared);
-            let lifecycle = Lifecycle::listen(move |state| {
+            let lifecycle = Lifecycle::listen(move |event| {
                 if let Some(shared) = weak.upgrade() {
-                    on_page(&shared, state);
+                    on_page(&shared, event);
                 }
             });
             if let Ok(mut shell) = shared.try_borrow_mut() {
                 shell.lifecycle = lifecycle;
                 // Only pages get `online`/`offline` events to say when it ends.
                 if page && host::global().navigator().is_some_and(|n| !n.on_line()) {
-                    shell.engine.set_online(false, now_ms());
+                    shell.engine.handle_page(PageEvent::Offline, now_ms());
                 }
             }
         }
@@ -141,66 +138,54 @@ impl Shell {
                     Format::Otlp => "otlp",
                 };
                 match Store::open(format, &shell.engine.config().endpoint, host::seed()) {
-                    Ok(store) => shell.store = store,
+                    Ok(Some(store)) => {
+                        shell.store = Some(store);
+                        // Deflated copies only where the next load can inflate them.
+                        shell
+                            .engine
+                            .handle_storage_opened(storage::can_inflate(), now_ms());
+                    }
+                    Ok(None) => {}
                     Err(_) => shell.storage_failed(),
                 }
-                // Deflated copies only where the next load can inflate them.
-                shell.engine.deflate_stored_copy(storage::can_inflate());
-                // Read again a second later (a copy written at the last page's `pagehide`
-                // may not be visible yet) and once a live page's hold has passed (a copy left
-                // by a page discarded without `pagehide`).
-                for delay in [RESTORE_AGAIN_MS, PERSIST_LIVE_MS + RESTORE_AGAIN_MS] {
-                    let weak = Rc::downgrade(&shared);
-                    shell
-                        .restore_again
-                        .push(Timeout::new(delay as u32, move || {
-                            if let Some(shared) = weak.upgrade() {
-                                claim_stored(&shared);
-                            }
-                        }));
-                }
             }
-            claim_stored(&shared);
+            drive(&shared);
         }
         shared
     }
 
     /// A storage call failed: counted, and the first logged.
     fn storage_failed(&mut self) {
-        self.engine.storage_failed();
+        self.engine.handle_storage_failed();
         self.storage_warning.get_or_insert(true);
     }
 
-    /// Writes what is held to storage (or removes the text once nothing is held).
-    fn persist(&mut self) {
+    /// Writes the engine's copy for the next load, unless another tab's exporter claimed the
+    /// last one while this page still runs (its last writes at page-hide can come after the
+    /// other's first read): what it took is its to send, and must not be stored again for yet
+    /// another load to take; the engine then makes a copy without it.
+    fn write_stored(&mut self, text: &str) {
         let Some(store) = &self.store else {
             return;
         };
-        if self.stored.is_some() && matches!(store.holds_own(), Ok(false)) {
-            // Another tab's exporter claimed the last copy while this page still runs (its
-            // last writes at page-hide can come after the other's first read): what it took
-            // is its to send, and must not be stored again for yet another load to take.
-            self.engine.stored_copy_taken();
-            self.stored = None;
+        if self.written && matches!(store.holds_own(), Ok(false)) {
+            self.written = false;
+            self.engine.handle_stored_copy_taken(now_ms());
+            return;
         }
-        let result = match self.engine.persist(now_ms()) {
-            Some((text, _)) => store.write(&text).map(|_| Some(self.engine.held_events())),
-            None if self.stored.is_some() => store.remove().map(|_| None),
-            None => Ok(None),
-        };
-        match result {
-            Ok(stored) => self.stored = stored,
+        match store.write(text) {
+            Ok(()) => self.written = true,
             Err(_) => self.storage_failed(),
         }
     }
 
-    /// The page is back: what this exporter stored is held here again; remove it.
-    fn unpersist(&mut self) {
-        if let (Some(store), Some(_)) = (&self.store, self.stored) {
+    /// Removes this exporter's copy.
+    fn remove_stored(&mut self) {
+        if let (Some(store), true) = (&self.store, self.written) {
+            self.written = false;
             if store.remove().is_err() {
                 self.storage_failed();
             }
-            self.stored = None;
         }
     }
 
@@ -277,11 +262,11 @@ impl Shell {
                     max_events,
                     max_bytes,
                 } => work.overflow = Some((max_events, max_bytes)),
+                Notice::ReadStored => work.read_stored = true,
+                Notice::WriteStored { text, .. } => self.write_stored(&text),
+                Notice::RemoveStored => self.remove_stored(),
                 Notice::Settled { .. } => {}
             }
-        }
-        if self.stored.is_some_and(|n| n != self.engine.held_events()) {
-            self.persist();
         }
         let holding = self.engine.held_events() > 0;
         if let Some(lifecycle) = &mut self.lifecycle {
@@ -341,24 +326,56 @@ pub fn drive_soon(shared: &Shared) {
 
 /// Sends what the engine wants sent, acts on its notices, and re-arms the timer. Call after
 /// every input.
+///
+/// A beacon is answered by the browser at once (accepted or refused), and its answer goes
+/// back to the engine in the same pass, which may then have more to send: so this repeats
+/// until a pass sends no beacon. Everything happens in the caller's task, which at `pagehide`
+/// is the page's last.
 pub fn drive(shared: &Shared) {
-    let mut work = Work::default();
-    let request = {
+    loop {
+        let mut work = Work::default();
+        let request = {
+            let Ok(mut shell) = shared.try_borrow_mut() else {
+                return;
+            };
+            shell.collect(&mut work);
+            (!work.sends.is_empty()).then(|| shell.request.clone())
+        };
+        let beaconed = carry_out(shared, work, request);
+        if beaconed.is_empty() {
+            return;
+        }
         let Ok(mut shell) = shared.try_borrow_mut() else {
             return;
         };
-        shell.collect(&mut work);
-        (!work.sends.is_empty()).then(|| shell.request.clone())
-    };
+        let now = now_ms();
+        for (id, accepted) in beaconed {
+            let outcome = match accepted {
+                true => Outcome::Accepted,
+                false => Outcome::Refused,
+            };
+            shell.engine.handle_outcome(id, outcome, now);
+        }
+    }
+}
+
+/// Does one pass's `work` with the state released; returns each beacon sent and whether the
+/// browser accepted it.
+fn carry_out(shared: &Shared, work: Work, request: Option<Request>) -> Vec<(TransmitId, bool)> {
     // Aborts first: a timed-out request's slot may already be taken by a send below, and the
     // page must never hold more than `maxInFlight` requests open, not even for a moment.
     for controller in &work.aborts {
         controller.abort();
     }
     let mut started = Vec::new();
+    let mut beaconed = Vec::new();
     if let Some(request) = request {
         for t in work.sends {
             let id = t.id;
+            if t.path == Path::Beacon {
+                beaconed.push((id, request.beacon(&t)));
+                continue;
+            }
             let weak = Rc::downgrade(shared);
             let controller = request.send(t, move |outcome| {
                 if let Some(shared) = weak.upgrade() {
@@ -377,6 +394,9 @@ pub fn drive(shared: &Shared) {
             shell.requests.append(&mut started);
         }
     }
+    if work.read_stored {
+        claim_stored(shared);
+    }
     if let Some((events, bytes)) = work.overflow {
         warn_overflow(events, bytes);
     }
@@ -394,6 +414,7 @@ pub fn drive(shared: &Shared) {
     for (done, report) in work.shutdowns {
         let _ = done.send(report);
     }
+    beaconed
 }
 
 /// A request ended: hand the engine its outcome. An aborted request's rejection lands here
@@ -435,75 +456,13 @@ fn on_wake(shared: &Shared) {
     drive(shared);
 }
 
-/// The page changed state. Going away: the keepalive requests the engine makes go out now, in
-/// this task, before the page can go away; at `pagehide` beacons follow until the browser
-/// refuses one; and what is still held is stored for the next load. Back: the stored copy is
-/// removed (the events are held here again). The network: the engine is told.
-fn on_page(shared: &Shared, state: PageState) {
+/// The browser fired `event` at the page: the engine decides what follows, and [`drive`]
+/// carries it out in this task (at `pagehide`, the page's last).
+fn on_page(shared: &Shared, event: PageEvent) {
     if let Ok(mut shell) = shared.try_borrow_mut() {
-        let now = now_ms();
-        match state {
-            PageState::Leaving | PageState::Hidden => {
-                shell.engine.page_hidden(now);
-            }
-            // Not at `beforeunload`: Firefox fails the old document's fetches once a
-            // navigation starts, keepalive ones too (their bodies arrive all the same), so
-            // ordinary requests given up then and sent again keepalive would go a third time
-            // by beacon. At `pagehide` what is given up goes by beacon.
-            PageState::PageHide => {
-                shell.engine.page_leaving(now);
-            }
-            PageState::Visible => {
-                shell.engine.page_visible(now);
-                shell.unpersist();
-            }
-            PageState::Online(online) => shell.engine.set_online(online, now),
-        }
+        shell.engine.handle_page(event, now_ms());
     }
     drive(shared);
-    if state == PageState::PageHide {
-        send_beacons(shared);
-    }
-    if matches!(
-        state,
-        PageState::Leaving | PageState::Hidden | PageState::PageHide
-    ) {
-        if let Ok(mut shell) = shared.try_borrow_mut() {
-            // Gone first, so the copy says so: the next load may take it at once.
-            if state == PageState::PageHide {
-                shell.engine.page_gone(now_ms());
-            }
-            shell.persist();
-        }
-        drive(shared);
-    }
-}
-
-/// Offers the engine's beacons to `navigator.sendBeacon` until it refuses one.
-fn send_beacons(shared: &Shared) {
-    loop {
-        let (t, request) = {
-            let Ok(mut shell) = shared.try_borrow_mut() else {
-                return;
-            };
-            let t = shell.engine.poll_beacon(now_ms());
-            (t, shell.request.clone())
-        };
-        let Some(t) = t else {
-            return;
-        };
-        let accepted = request.beacon(&t);
-        let Ok(mut shell) = shared.try_borrow_mut() else {
-            return;
-        };
-        let now = now_ms();
-        if accepted {
-            shell.engine.handle_outcome(t.id, Outcome::Accepted, now);
-        } else {
-            shell.engine.beacon_refused(t.id, now);
-            return;
-        }
-    }
 }
 
 /// Reads what earlier loads of the endpoint stored and hands it to the engine, once the Web
@@ -551,7 +510,7 @@ async fn take_stored(shell: Weak<RefCell<Shell>>, texts: Vec<String>) -> bool {
             let now = now_ms();
             let before = shell.engine.stats().storage_errors;
             for (text, lines) in texts.iter().zip(&inflated) {
-                shell.engine.restore(text, lines.as_deref(), now);
+                shell.engine.handle_restore(text, lines.as_deref(), now);
             }
             if shell.engine.stats().storage_errors > before {
                 shell.storage_warning.get_or_insert(true);

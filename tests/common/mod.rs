@@ -29,5 +29,5 @@ pub fn restore(engine: &mut Engine, text: &str, now: u64) -> usize {
             .ok()
             .map(|_| lines)
     });
-    engine.restore(text, inflated.as_deref(), now)
+    engine.handle_restore(text, inflated.as_deref(), now)
 }
