@@ -663,17 +663,17 @@ fn retry_after_as_an_http_date_is_honoured() {
 #[test]
 fn a_hold_from_another_exporter_delays_every_request_like_retry_after() {
     let mut e = engine().start();
-    e.hold_until(T0 + 5_000, T0);
+    e.handle_hold(T0 + 5_000, T0);
     e.capture_named("x", T0);
     e.flush(T0);
     assert!(e.drain(T0 + 4_999).is_empty());
     assert_eq!(e.poll_timeout(), Some(T0 + 5_000));
     assert_eq!(e.drain(T0 + 5_000).len(), 1);
     // Capped like a Retry-After, and never shortened.
-    e.hold_until(u64::MAX, T0 + 6_000);
-    assert_eq!(e.retry_after_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
-    e.hold_until(T0, T0 + 6_000);
-    assert_eq!(e.retry_after_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
+    e.handle_hold(u64::MAX, T0 + 6_000);
+    assert_eq!(e.hold_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
+    e.handle_hold(T0, T0 + 6_000);
+    assert_eq!(e.hold_until(), T0 + 6_000 + MAX_RETRY_AFTER_MS);
 }
 
 #[test]

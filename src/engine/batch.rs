@@ -120,8 +120,7 @@ impl<F: WireFormat> Engine<F> {
         let wire_len = gzipped.as_ref().map_or(body.len(), Vec::len);
         let transmit = TransmitId(self.next_transmit);
         self.next_transmit += 1;
-        let vouched =
-            self.health == Health::Answering && !self.offline && self.gate_until <= now_ms;
+        let vouched = self.health == Health::Answering && !self.offline && !self.hold.holds(now_ms);
         let batch = &mut self.batches[idx];
         batch.attempts += 1;
         batch.state = BatchState::InFlight {
@@ -277,7 +276,7 @@ impl<F: WireFormat> Engine<F> {
             self.ledger.stats.last_error = Some(describe(&outcome));
         }
         if let Some(until) = decision.hold_until {
-            self.gate_until = self.gate_until.max(until);
+            self.hold.extend(until, now_ms);
         }
         match decision.step {
             Step::Delivered => self.settle(idx, Settlement::Delivered),

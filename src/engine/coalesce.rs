@@ -360,7 +360,7 @@ impl Coalescer {
             return None;
         };
         // A Retry-After answered to another window holds this one too.
-        d.engine.hold_until(hold, now_ms);
+        d.engine.handle_hold(hold, now_ms);
         let sent = if d.sent < limit {
             d.engine.poll_transmit(now_ms)
         } else {
@@ -424,7 +424,7 @@ impl Coalescer {
         };
         forget(&mut d.in_flight, id);
         let known = d.engine.handle_outcome(id, outcome, now_ms);
-        self.hold = self.hold.max(d.engine.retry_after_until());
+        self.hold = self.hold.max(d.engine.hold_until());
         self.after(idx);
         known
     }
@@ -639,7 +639,7 @@ impl Coalescer {
                 _ => {}
             }
         }
-        self.hold = self.hold.max(d.engine.retry_after_until());
+        self.hold = self.hold.max(d.engine.hold_until());
         let exhausted = d.sent >= limit && d.in_flight.is_empty() && !d.done;
         if !(d.done || exhausted) {
             return;

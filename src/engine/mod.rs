@@ -46,6 +46,7 @@ mod flush;
 mod format;
 mod gzip;
 mod health;
+mod hold;
 pub mod json;
 mod ledger;
 mod otlp;
@@ -237,7 +238,7 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     /// Events and bytes held and in flight, and the counters.
     ledger: Ledger,
     /// No request leaves before this (the endpoint's `Retry-After`).
-    gate_until: u64,
+    hold: hold::Hold,
     /// What the collector's last answer said of it: whether a beacon may go, and count.
     health: health::Health,
     /// Queued events with a sequence below this go without lingering (a flush asked).
@@ -294,7 +295,7 @@ impl<F: WireFormat> Engine<F> {
             next_transmit: 0,
             next_flush: 0,
             ledger: Ledger::default(),
-            gate_until: 0,
+            hold: Default::default(),
             health: Default::default(),
             force_mark: 0,
             page: Default::default(),
@@ -562,19 +563,17 @@ impl<F: WireFormat> Engine<F> {
         self.ledger.held_bytes()
     }
 
-    /// The instant before which no request may go, from the endpoint's last `Retry-After`.
-    pub fn retry_after_until(&self) -> u64 {
-        self.gate_until
+    /// When the endpoint's hold ends: no request may go before it (the last `Retry-After`).
+    pub fn hold_until(&self) -> u64 {
+        self.hold.until()
     }
 
     /// Holds every request until `until_ms`, as a `Retry-After` answered to another exporter
-    /// of the same endpoint asked (the edge middleware shares one hold across the exporters
-    /// of an isolate). Capped like a `Retry-After` at [`MAX_RETRY_AFTER_MS`] from `now_ms`;
-    /// an earlier time than the current hold changes nothing.
-    pub fn hold_until(&mut self, until_ms: u64, now_ms: u64) {
-        let capped = until_ms.min(now_ms.saturating_add(MAX_RETRY_AFTER_MS));
-        if capped > self.gate_until {
-            self.gate_until = capped;
+    /// of the same endpoint asked (the edge shares one hold across the exporters of an
+    /// isolate, the page across those of a page). Capped like a `Retry-After` at
+    /// [`MAX_RETRY_AFTER_MS`] from `now_ms`; an earlier time than the hold changes nothing.
+    pub fn handle_hold(&mut self, until_ms: u64, now_ms: u64) {
+        if self.hold.extend(until_ms, now_ms) {
             self.after_change(now_ms);
         }
     }

@@ -192,7 +192,7 @@ impl<F: WireFormat> Engine<F> {
         if self.page.state != PageState::Leaving
             || self.page.beacons_refused
             || self.offline
-            || self.gate_until > now_ms
+            || self.hold.holds(now_ms)
             || self.health == Health::Failing
         {
             return None;

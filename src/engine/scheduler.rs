@@ -96,7 +96,7 @@ impl<F: WireFormat> Engine<F> {
             if !keepalive && !ordinary_free {
                 return;
             }
-            let at = own_at.max(self.gate_until);
+            let at = own_at.max(self.hold.until());
             if best.is_none_or(|b| at < b.at) {
                 best = Some(Plan {
                     at,

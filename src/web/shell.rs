@@ -220,9 +220,8 @@ impl Shell {
     /// learned (its last outcome) holds the others.
     fn collect(&mut self, work: &mut Work) {
         let now = now_ms();
-        self.engine.hold_until(self.hold.get(), now);
-        self.hold
-            .set(self.hold.get().max(self.engine.retry_after_until()));
+        self.engine.handle_hold(self.hold.get(), now);
+        self.hold.set(self.hold.get().max(self.engine.hold_until()));
         while let Some(t) = self.engine.poll_transmit(now) {
             work.sends.push(t);
         }
