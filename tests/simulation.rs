@@ -27,7 +27,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use spool::engine::time::write_iso8601;
+use common::write_iso8601;
 use spool::engine::{
     BatchMode, Config, DropReason, Engine, EventInput, FlushId, FlushReport, Notice, Outcome,
     PageEvent, Path, RetryAfter, Rng, Settlement, TransmitId, Uuid, KEEPALIVE_QUOTA_BYTES,

@@ -37,64 +37,49 @@
 //! assert_eq!(engine.stats().delivered, 1);
 //! ```
 
-mod batch;
-mod capture;
 mod coalesce;
-mod config;
-mod event;
-mod flush;
-mod format;
-mod gzip;
-mod health;
-mod hold;
-pub mod json;
-mod ledger;
-mod otlp;
+mod delivery;
 mod page;
-mod page_close;
-mod persist;
-mod queue;
-mod retry;
-mod rng;
-pub mod sanitize;
-mod scheduler;
-mod shutdown;
-mod stats;
-pub mod time;
-mod timer;
+mod wire;
 
 pub use coalesce::{
     CoalesceStats, Coalescer, EdgeConfig, RequestId, WindowId, WindowReport, DEFAULT_DEADLINE_MS,
     FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
 };
-pub use config::{
+pub use delivery::config::{
     BatchMode, Compression, Config, ConfigError, Format, DEFAULT_SERVICE_NAME, MAX_API_KEY_LEN,
 };
-pub use event::{CaptureError, EventInput, Uuid};
-pub use flush::{FlushId, FlushReport};
-pub use format::{
-    ConfiguredFormat, EventRecord, PostHogBatch, WireFormat, POSTHOG_MAX_PROPERTIES_DEPTH,
-};
-pub use otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
-pub use page::PageEvent;
-pub use page_close::{
+pub use delivery::event::{CaptureError, EventInput, Uuid};
+pub use delivery::flush::{FlushId, FlushReport};
+pub use delivery::retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
+pub use delivery::rng::Rng;
+pub use delivery::stats::{DropReason, Dropped, Stats};
+pub use delivery::timer::Timer;
+pub use page::close::{
     PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
 };
-pub use persist::{
+pub use page::persist::{
     claimable as stored_copy_claimable, deflated as stored_copy_deflated, PERSIST_LIVE_MS,
     PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, RESTORE_AGAIN_MS,
 };
-pub use retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
-pub use rng::Rng;
-pub use stats::{DropReason, Dropped, Stats};
-pub use timer::Timer;
+pub use page::PageEvent;
+pub use wire::format::{
+    ConfiguredFormat, EventRecord, PostHogBatch, WireFormat, POSTHOG_MAX_PROPERTIES_DEPTH,
+};
+#[cfg(fuzzing)]
+pub use wire::json;
+#[cfg(not(fuzzing))]
+pub(crate) use wire::json;
+pub use wire::otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
 
-use batch::Batch;
-use ledger::Ledger;
+use delivery::batch::Batch;
+use delivery::ledger::Ledger;
+use delivery::queue::Queue;
+use delivery::shutdown::Shutdown;
+use delivery::timer::TimerTable;
+use delivery::{health, hold};
+use page::persist;
 use page::PageState;
-use queue::Queue;
-use shutdown::Shutdown;
-use timer::TimerTable;
 
 /// Names one request (one attempt of one batch). A retry gets a new id, so a late answer to
 /// an abandoned attempt is recognised and ignored.
@@ -254,7 +239,7 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     report_settlements: bool,
     /// Where `capture` encodes, kept to save an allocation per event.
     scratch: String,
-    flushes: flush::FlushTracker,
+    flushes: delivery::flush::FlushTracker,
     notices: std::collections::VecDeque<Notice>,
     timers: TimerTable,
 }

@@ -31,3 +31,27 @@ pub fn restore(engine: &mut Engine, text: &str, now: u64) -> usize {
     });
     engine.handle_restore(text, inflated.as_deref(), now)
 }
+
+/// `ms` since the epoch as the bodies write it, `2023-11-14T22:13:20.123Z`: the civil date
+/// by Howard Hinnant's `civil_from_days`, apart from the engine's own formatter.
+#[allow(dead_code)] // not every test crate that includes this module reads timestamps
+pub fn write_iso8601(out: &mut String, ms: u64) {
+    let days = (ms / 86_400_000) as i64;
+    let in_day = ms % 86_400_000;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    out.push_str(&format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1_000 % 60,
+        in_day % 1_000
+    ));
+}

@@ -2,8 +2,8 @@
 
 use std::collections::VecDeque;
 
-use super::event::Uuid;
-use super::format::WireFormat;
+use crate::engine::delivery::event::Uuid;
+use crate::engine::wire::format::WireFormat;
 
 /// One captured event, already encoded.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::format::PostHogBatch;
+    use crate::engine::wire::format::PostHogBatch;
 
     fn item(seq: u64, len: usize) -> Item {
         Item {

@@ -1,10 +1,10 @@
 //! What the caller captures: the event, its uuid, and why a capture can be refused.
 
-use super::json::{write_u64, JsonError};
-use super::rng::Rng;
-use super::time::MAX_TIMESTAMP_MS;
+use crate::engine::delivery::rng::Rng;
+use crate::engine::wire::json::{write_u64, JsonError};
+use crate::engine::wire::time::MAX_TIMESTAMP_MS;
 
-/// One event as the caller hands it to [`Engine::capture`](super::Engine::capture).
+/// One event as the caller hands it to [`Engine::capture`](crate::engine::Engine::capture).
 ///
 /// Properties are JSON text (in the browser, what `JSON.stringify` made of the caller's object
 /// at the moment of capture), so later changes to the caller's object change nothing.
@@ -127,7 +127,7 @@ impl core::fmt::Display for Uuid {
     }
 }
 
-/// Why [`Engine::capture`](super::Engine::capture) refused an event.
+/// Why [`Engine::capture`](crate::engine::Engine::capture) refused an event.
 ///
 /// `TooLarge` and `QueueFull` are also counted in the stats as dropped events; the others are
 /// caller mistakes that never became events.

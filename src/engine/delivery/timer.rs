@@ -20,7 +20,7 @@ pub enum Timer {
 const COUNT: usize = 6;
 
 impl Timer {
-    /// Every kind, in the order [`Engine::handle_timeout`](super::Engine::handle_timeout)
+    /// Every kind, in the order [`Engine::handle_timeout`](crate::engine::Engine::handle_timeout)
     /// handles those that expired: requests time out before the shutdown deadline abandons
     /// what is left.
     pub(crate) const VALUES: [Timer; COUNT] = [
@@ -34,7 +34,7 @@ impl Timer {
 }
 
 /// The armed timers, as absolute times in ms. The engine's own: the shell sees only
-/// [`Engine::poll_timeout`](super::Engine::poll_timeout), the earliest of them.
+/// [`Engine::poll_timeout`](crate::engine::Engine::poll_timeout), the earliest of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct TimerTable {
     data: [Option<u64>; COUNT],

@@ -1,11 +1,11 @@
 //! What a request's outcome means for its batch: delivered, retried (and when), split or
 //! dropped. [`decide`] is the whole decision, sans-IO: the engine calls it once per outcome.
 
-use super::format::WireFormat;
-use super::rng::Rng;
-use super::stats::DropReason;
-use super::time::parse_http_date;
-use super::Config;
+use crate::engine::delivery::rng::Rng;
+use crate::engine::delivery::stats::DropReason;
+use crate::engine::wire::format::WireFormat;
+use crate::engine::wire::time::parse_http_date;
+use crate::engine::Config;
 
 /// The longest a `Retry-After` may hold the endpoint: 5 minutes. A server naming a later time
 /// (or a clock far off) is taken to mean this much, so a typo in a header cannot silence an
@@ -98,7 +98,7 @@ impl RetryAfter {
 }
 
 /// What the engine does with a batch after an outcome: the wire format's reading of it
-/// ([`WireFormat::verdict`](super::WireFormat::verdict)).
+/// ([`WireFormat::verdict`](crate::engine::WireFormat::verdict)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Every event was taken.
@@ -247,8 +247,8 @@ fn backoff_ceiling(attempt: u32, initial_ms: u64, max_ms: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{OtlpLogs, PostHogBatch};
     use super::*;
+    use crate::engine::{OtlpLogs, PostHogBatch};
 
     const NOW: u64 = 1_700_000_000_000;
 

@@ -2,20 +2,20 @@
 //! settled. One batch keeps its events (and their uuids) across its attempts; each attempt
 //! gets a new [`TransmitId`], so a late answer to an abandoned attempt is ignored.
 
-use super::config::Compression;
-use super::format::WireFormat;
-use super::gzip::{self, BODY_LEVEL};
-use super::health::Health;
-use super::page_close::{GZIP_PLAIN_PER_BYTE, KEEPALIVE_BODY_BYTES};
-use super::queue::Item;
-use super::retry::{self, Outcome, Step};
-use super::scheduler::{Plan, Source};
-use super::stats::DropReason;
-use super::{json, BatchId, Engine, Notice, Path, Settlement, Transmit, TransmitId};
+use crate::engine::delivery::config::Compression;
+use crate::engine::delivery::health::Health;
+use crate::engine::delivery::queue::Item;
+use crate::engine::delivery::retry::{self, Outcome, Step};
+use crate::engine::delivery::scheduler::{Plan, Source};
+use crate::engine::delivery::stats::DropReason;
+use crate::engine::page::close::{GZIP_PLAIN_PER_BYTE, KEEPALIVE_BODY_BYTES};
+use crate::engine::wire::format::WireFormat;
+use crate::engine::wire::gzip::{self, BODY_LEVEL};
+use crate::engine::{json, BatchId, Engine, Notice, Path, Settlement, Transmit, TransmitId};
 
 /// A batch that left the queue: waiting to be (re)sent, or in flight.
 #[derive(Debug)]
-pub(super) struct Batch {
+pub(crate) struct Batch {
     pub id: BatchId,
     pub items: Vec<Item>,
     /// Sends so far.
@@ -31,7 +31,7 @@ pub(super) struct Batch {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(super) enum BatchState {
+pub(crate) enum BatchState {
     /// Not to be sent before this time (backoff or split); 0 for at once.
     Waiting { not_before: u64 },
     InFlight {
@@ -53,7 +53,7 @@ pub(super) enum BatchState {
 
 impl<F: WireFormat> Engine<F> {
     /// Carries out `plan`: cuts or picks the batch, stamps the body, marks it in flight.
-    pub(super) fn send(&mut self, plan: Plan, now_ms: u64) -> Transmit {
+    pub(crate) fn send(&mut self, plan: Plan, now_ms: u64) -> Transmit {
         self.send_as(plan, now_ms, false)
     }
 
@@ -64,7 +64,7 @@ impl<F: WireFormat> Engine<F> {
     /// (and within what is left of the keepalive quota). With `compression: "gzip"` that is
     /// gzip bytes: the batch is cut by [`GZIP_PLAIN_PER_BYTE`] times as much JSON, and cut
     /// again by the ratio seen if it packs worse.
-    pub(super) fn send_as(&mut self, plan: Plan, now_ms: u64, beacon: bool) -> Transmit {
+    pub(crate) fn send_as(&mut self, plan: Plan, now_ms: u64, beacon: bool) -> Transmit {
         let page_hide = plan.keepalive || beacon;
         let gzip = page_hide
             && self.config.compression == Compression::Gzip
@@ -197,7 +197,7 @@ impl<F: WireFormat> Engine<F> {
     /// The request `id` ended with `outcome`: the batch is delivered, retried, split or
     /// dropped, as [`retry::decide`] says. `false` (and nothing changed) if `id` is not in
     /// flight.
-    pub(super) fn answer(&mut self, id: TransmitId, outcome: Outcome, now_ms: u64) -> bool {
+    pub(crate) fn answer(&mut self, id: TransmitId, outcome: Outcome, now_ms: u64) -> bool {
         let Some(idx) = self.in_flight_index(id) else {
             return false;
         };
@@ -302,19 +302,19 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// The index of the batch whose attempt in flight is `id`.
-    pub(super) fn in_flight_index(&self, id: TransmitId) -> Option<usize> {
+    pub(crate) fn in_flight_index(&self, id: TransmitId) -> Option<usize> {
         self.batches.iter().position(
             |b| matches!(b.state, BatchState::InFlight { transmit, .. } if transmit == id),
         )
     }
 
-    pub(super) fn new_batch_id(&mut self) -> BatchId {
+    pub(crate) fn new_batch_id(&mut self) -> BatchId {
         self.next_batch += 1;
         BatchId(self.next_batch)
     }
 
     /// Takes batch `idx` out of flight (its counters only; the state is set by the caller).
-    pub(super) fn release(&mut self, idx: usize) {
+    pub(crate) fn release(&mut self, idx: usize) {
         let batch = &self.batches[idx];
         if let BatchState::InFlight {
             keepalive,
@@ -329,7 +329,7 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// Removes batch `idx` (not in flight) and settles its events.
-    pub(super) fn settle(&mut self, idx: usize, how: Settlement) {
+    pub(crate) fn settle(&mut self, idx: usize, how: Settlement) {
         let batch = self.batches.remove(idx);
         self.settle_items(batch.items, how);
     }
@@ -337,7 +337,7 @@ impl<F: WireFormat> Engine<F> {
     /// Settles `items`, held no more: counted, reported (with
     /// [`report_settlements`](Engine::report_settlements)), and the flushes they complete
     /// completed.
-    pub(super) fn settle_items(&mut self, items: Vec<Item>, how: Settlement) {
+    pub(crate) fn settle_items(&mut self, items: Vec<Item>, how: Settlement) {
         let delivered = how == Settlement::Delivered;
         let n = items.len() as u64;
         self.ledger.count(how, n);

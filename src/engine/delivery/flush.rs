@@ -1,6 +1,6 @@
 //! Flush generations: each `flush()` waits for exactly the events captured before it.
 
-/// Names one call to [`Engine::flush`](super::Engine::flush).
+/// Names one call to [`Engine::flush`](crate::engine::Engine::flush).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlushId(pub u64);
 

@@ -1,17 +1,17 @@
 //! The page going away: at `pagehide` everything held goes at once, as keepalive requests
 //! within the browser's quota, then as beacons until the browser refuses one; what is still
 //! held is stored for the next page load, which takes it in first. The text's layout is in
-//! [`persist`](super::persist).
+//! [`persist`](crate::engine::page::persist).
 
-use super::batch::{Batch, BatchState};
-use super::format::WireFormat;
-use super::health::Health;
-use super::page::{Page, PageState};
-use super::persist::{self, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS};
-use super::queue::Item;
-use super::scheduler::{Plan, Source};
-use super::stats::DropReason;
-use super::{Engine, Notice, Transmit, TransmitId};
+use crate::engine::delivery::batch::{Batch, BatchState};
+use crate::engine::delivery::health::Health;
+use crate::engine::delivery::queue::Item;
+use crate::engine::delivery::scheduler::{Plan, Source};
+use crate::engine::delivery::stats::DropReason;
+use crate::engine::page::persist::{self, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS};
+use crate::engine::page::{Page, PageState};
+use crate::engine::wire::format::WireFormat;
+use crate::engine::{Engine, Notice, Transmit, TransmitId};
 
 /// The browser's budget for keepalive request bodies in flight, per page: 64 KiB in total.
 /// Fetch standard, "HTTP-network-or-cache fetch": a keepalive request whose body would take
@@ -51,7 +51,7 @@ pub struct PageHideReport {
 
 impl<F: WireFormat> Engine<F> {
     /// Readies the keepalive requests that fit the budget now (the page is hidden).
-    pub(super) fn hide(&mut self, now_ms: u64) -> PageHideReport {
+    pub(crate) fn hide(&mut self, now_ms: u64) -> PageHideReport {
         let mut report = PageHideReport::default();
         while let Some(plan) = self.plan() {
             if plan.at > now_ms || !plan.keepalive {
@@ -69,7 +69,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// The page is shown again: back to the configured batching; the stored copy goes, as
     /// the events are held here again.
-    pub(super) fn show(&mut self, now_ms: u64) {
+    pub(crate) fn show(&mut self, now_ms: u64) {
         self.page = Page::default();
         for b in &mut self.batches {
             b.failed_hidden = false;
@@ -84,7 +84,7 @@ impl<F: WireFormat> Engine<F> {
     /// `navigator.onLine` changed. While offline, an attempt that fails (network error or
     /// timeout) is not spent against `maxAttempts`; back online, every batch waiting to retry
     /// goes at once.
-    pub(super) fn set_online(&mut self, online: bool, now_ms: u64) {
+    pub(crate) fn set_online(&mut self, online: bool, now_ms: u64) {
         let was_offline = self.offline;
         self.offline = !online;
         if online && was_offline {
@@ -94,7 +94,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// While the page leaves (`pagehide`), the next beacon; once none is left to offer (and
     /// the browser has answered every one), the page is gone and what it holds is stored.
-    pub(super) fn poll_leaving(&mut self, now_ms: u64) -> Option<Transmit> {
+    pub(crate) fn poll_leaving(&mut self, now_ms: u64) -> Option<Transmit> {
         if let Some(t) = self.next_beacon(now_ms) {
             return Some(t);
         }
@@ -118,7 +118,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// Has the copy for the next load written (or removed, once nothing is held), if the
     /// host keeps copies.
-    pub(super) fn write_stored(&mut self, now_ms: u64) {
+    pub(crate) fn write_stored(&mut self, now_ms: u64) {
         if !self.persistence.on {
             return;
         }
@@ -138,7 +138,7 @@ impl<F: WireFormat> Engine<F> {
     /// After a change: a stored copy is written again if what is held changed (not while
     /// the page leaves: it is written once, when the page is gone); storage is read again
     /// when due.
-    pub(super) fn keep_stored(&mut self, now_ms: u64) {
+    pub(crate) fn keep_stored(&mut self, now_ms: u64) {
         if self.page.state != PageState::Leaving
             && self
                 .persistence
@@ -150,7 +150,7 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// Storage is due to be read again at `now_ms`.
-    pub(super) fn read_stored_again(&mut self, now_ms: u64) {
+    pub(crate) fn read_stored_again(&mut self, now_ms: u64) {
         let due = self
             .persistence
             .read_again
@@ -165,7 +165,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// Gives up the ordinary requests in flight (a [`Notice::Abort`] each): their batches wait
     /// again, at once and with the attempt unspent, for the keepalive path.
-    pub(super) fn rescue_ordinary(&mut self) {
+    pub(crate) fn rescue_ordinary(&mut self) {
         for b in &mut self.batches {
             if let BatchState::InFlight {
                 transmit,
@@ -186,7 +186,7 @@ impl<F: WireFormat> Engine<F> {
     /// The next beacon body: the oldest waiting batch (but one whose keepalive request failed
     /// as the page unloaded: it may well have arrived, and it is stored), else a batch cut
     /// from the queue.
-    pub(super) fn next_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
+    pub(crate) fn next_beacon(&mut self, now_ms: u64) -> Option<Transmit> {
         // Offline, held by a Retry-After, or behind a failing collector, a beacon the browser
         // accepts is refused or lost: the events stay held (stored for the next load).
         if self.page.state != PageState::Leaving
@@ -222,7 +222,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// Takes the refused beacon `id` back: its batch waits again, the attempt unspent and the
     /// request uncounted.
-    pub(super) fn unsend_beacon(&mut self, id: TransmitId, now_ms: u64) {
+    pub(crate) fn unsend_beacon(&mut self, id: TransmitId, now_ms: u64) {
         if let Some(idx) = self.in_flight_index(id) {
             self.release(idx);
             let b = &mut self.batches[idx];
@@ -237,7 +237,7 @@ impl<F: WireFormat> Engine<F> {
     /// The text to store at `now_ms`: every held event another load has not taken, batches
     /// (oldest first) before the queue; marked as this live page's for [`PERSIST_LIVE_MS`],
     /// or as gone after `pagehide`.
-    pub(super) fn stored_text(&mut self, now_ms: u64) -> Option<(String, usize)> {
+    pub(crate) fn stored_text(&mut self, now_ms: u64) -> Option<(String, usize)> {
         if self.ledger.held_events() == 0 {
             return None;
         }
@@ -266,7 +266,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// Takes in a stored text's events, within the age cap and the queue's limits, as
     /// batches placed before every other: they go first.
-    pub(super) fn take_in(&mut self, text: &str, inflated: Option<&str>, now_ms: u64) -> usize {
+    pub(crate) fn take_in(&mut self, text: &str, inflated: Option<&str>, now_ms: u64) -> usize {
         let decoded = persist::decode(text, inflated);
         self.ledger.stats.storage_errors += decoded.corrupt;
         self.ledger

@@ -1,14 +1,14 @@
 //! The exporter's settings, their defaults in one place, and their validation.
 
-use super::json::write_u64;
-use super::persist::PERSIST_MAX_BYTES;
+use crate::engine::page::persist::PERSIST_MAX_BYTES;
+use crate::engine::wire::json::write_u64;
 
 /// `compression`: how request bodies go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// gzip (the default): the engine gzips page-hide bodies itself ([`Transmit::gzipped`]
-    /// (super::Transmit::gzipped)); the shell gzips ordinary bodies with the host's
+    /// gzip (the default): the engine gzips page-hide bodies itself ([`Transmit::gzipped`](crate::engine::Transmit::gzipped)
+    /// (crate::engine::Transmit::gzipped)); the shell gzips ordinary bodies with the host's
     /// `CompressionStream` where there is one.
     #[default]
     Gzip,

@@ -9,9 +9,9 @@
 //! mapping writes 64-bit integers), `eventName`, and the properties as attributes, plus
 //! `user.id` (the distinct id) and `log.record.uid` (the uuid).
 
-use super::format::{write_joined, EventRecord, WireFormat};
-use super::json;
-use super::retry::{Outcome, Verdict};
+use crate::engine::delivery::retry::{Outcome, Verdict};
+use crate::engine::wire::format::{write_joined, EventRecord, WireFormat};
+use crate::engine::wire::json;
 
 /// How deep properties may nest in an OTLP body (the properties object is level 1). Each level
 /// of an object is three protobuf messages deep (`AnyValue`, `KeyValueList`, `KeyValue`), and
@@ -350,7 +350,7 @@ fn is_int64(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::event::Uuid;
+    use crate::engine::delivery::event::Uuid;
 
     fn record(properties: &str) -> String {
         let mut out = String::new();

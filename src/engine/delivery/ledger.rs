@@ -6,15 +6,15 @@
 //! read; in debug builds, [`Engine::check_ledger`] recounts them from the queue and the
 //! batches after every input.
 
-use super::config::Config;
-use super::format::WireFormat;
-use super::page_close::{KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES};
-use super::stats::Stats;
-use super::{Engine, Settlement};
+use crate::engine::delivery::config::Config;
+use crate::engine::delivery::stats::Stats;
+use crate::engine::page::close::{KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES};
+use crate::engine::wire::format::WireFormat;
+use crate::engine::{Engine, Settlement};
 
 /// The engine's running totals.
 #[derive(Debug, Default)]
-pub(super) struct Ledger {
+pub(crate) struct Ledger {
     /// Events held: queued, waiting to retry or in flight.
     held_events: usize,
     /// Bytes of the held events' fragments; bounded by `maxQueueBytes`.
@@ -153,7 +153,7 @@ impl Ledger {
 
 /// Keepalive bodies and requests in flight, against the browser's quota.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct KeepaliveBudget {
+pub(crate) struct KeepaliveBudget {
     pub bytes: usize,
     pub requests: usize,
 }
@@ -175,10 +175,10 @@ impl<F: WireFormat> Engine<F> {
     /// release build): held = queued + waiting + in flight, in events and in bytes; the
     /// request slots and the keepalive quota match the requests in flight; nothing settled
     /// twice.
-    pub(super) fn check_ledger(&self) {
+    pub(crate) fn check_ledger(&self) {
         #[cfg(debug_assertions)]
         {
-            use super::batch::BatchState;
+            use crate::engine::delivery::batch::BatchState;
             let ledger = &self.ledger;
             let (mut events, mut bytes) = (self.queue.len(), self.queue.bytes());
             let (mut in_flight, mut ordinary) = (0, 0);

@@ -5,18 +5,18 @@
 //! [`TimerTable`], each under its kind. [`fire_timers`](Engine::fire_timers) reads them back,
 //! kind by kind, as quinn-proto's `handle_timeout` does: each kind is handled where it fires.
 
-use super::batch::BatchState;
-use super::config::BatchMode;
-use super::format::WireFormat;
-use super::page::PageState;
-use super::queue::{BodyLimit, Item};
-use super::retry::Outcome;
-use super::timer::{Timer, TimerTable};
-use super::{Engine, Notice, TransmitId};
+use crate::engine::delivery::batch::BatchState;
+use crate::engine::delivery::config::BatchMode;
+use crate::engine::delivery::queue::{BodyLimit, Item};
+use crate::engine::delivery::retry::Outcome;
+use crate::engine::delivery::timer::{Timer, TimerTable};
+use crate::engine::page::PageState;
+use crate::engine::wire::format::WireFormat;
+use crate::engine::{Engine, Notice, TransmitId};
 
 /// Where the next request comes from and how it goes.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Plan {
+pub(crate) struct Plan {
     /// Earliest time it may go.
     pub at: u64,
     /// The same, ignoring the endpoint's `Retry-After`.
@@ -27,7 +27,7 @@ pub(super) struct Plan {
 
 /// What the next request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Source {
+pub(crate) enum Source {
     /// The batch at this index of `Engine::batches`, waiting to be (re)sent.
     Batch(usize),
     /// A new batch cut from the queue's front.
@@ -36,7 +36,7 @@ pub(super) enum Source {
 
 impl<F: WireFormat> Engine<F> {
     /// Handles every timer expired at `now_ms`, kind by kind, then re-arms.
-    pub(super) fn fire_timers(&mut self, now_ms: u64) {
+    pub(crate) fn fire_timers(&mut self, now_ms: u64) {
         for &timer in &Timer::VALUES {
             // Read live: a kind handled before may have re-armed the table.
             if !self.timers.is_expired(timer, now_ms) {
@@ -81,7 +81,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// The next request that could go, and when; `None` if nothing can go until a request
     /// in flight is answered (or nothing is held).
-    pub(super) fn plan(&self) -> Option<Plan> {
+    pub(crate) fn plan(&self) -> Option<Plan> {
         if self.page.state >= PageState::Leaving || self.shutdown.is_some_and(|s| s.done) {
             return None;
         }
@@ -138,7 +138,7 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// The most one request body may carry, by the batch mode.
-    pub(super) fn batch_limit(&self) -> BodyLimit {
+    pub(crate) fn batch_limit(&self) -> BodyLimit {
         let events = match self.config.batch_mode {
             BatchMode::Off => 1,
             _ => self.config.max_batch_events,
@@ -150,7 +150,7 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// Every batch waiting out a backoff may go at `now_ms` (the network is back).
-    pub(super) fn end_backoffs(&mut self, now_ms: u64) {
+    pub(crate) fn end_backoffs(&mut self, now_ms: u64) {
         for b in &mut self.batches {
             if let BatchState::Waiting { not_before } = &mut b.state {
                 *not_before = (*not_before).min(now_ms);
@@ -160,14 +160,14 @@ impl<F: WireFormat> Engine<F> {
 
     /// Finishes a shutdown that has nothing left (or nothing it could still send in time),
     /// then re-arms the timers. Every input that changes the state ends here.
-    pub(super) fn after_change(&mut self, now_ms: u64) {
+    pub(crate) fn after_change(&mut self, now_ms: u64) {
         self.finish_idle_shutdown();
         self.keep_stored(now_ms);
         self.rearm();
     }
 
     /// Recomputes every timer from the state, and (in debug builds) checks the ledger.
-    pub(super) fn rearm(&mut self) {
+    pub(crate) fn rearm(&mut self) {
         let plan = self.plan();
         let mut timers = TimerTable::default();
         if let Some(p) = plan {

@@ -7,7 +7,7 @@
 
 /// What the collector's last answer said of it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) enum Health {
+pub(crate) enum Health {
     /// No answer yet.
     #[default]
     Unknown,

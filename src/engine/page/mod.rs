@@ -1,7 +1,12 @@
 //! The page's lifecycle as the engine sees it: what the browser fired ([`PageEvent`]) and
-//! where that leaves the page on its way out ([`PageState`]).
+//! where that leaves the page on its way out ([`PageState`]); what goes as the page leaves
+//! (`close`: keepalive requests and beacons); and the copy kept for the next load
+//! (`persist`).
 
-/// What the browser fired, for [`Engine::handle_page`](super::Engine::handle_page).
+pub(crate) mod close;
+pub(crate) mod persist;
+
+/// What the browser fired, for [`Engine::handle_page`](crate::engine::Engine::handle_page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageEvent {
     /// `beforeunload`: a navigation or a close has started. The page still runs and can
@@ -27,7 +32,7 @@ pub enum PageEvent {
 
 /// Where the page is on its way out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum PageState {
+pub(crate) enum PageState {
     /// Shown: the configured batching.
     #[default]
     Shown,
@@ -44,7 +49,7 @@ pub(super) enum PageState {
 
 /// The page's state, and what the browser said of beacons while it leaves.
 #[derive(Debug, Default)]
-pub(super) struct Page {
+pub(crate) struct Page {
     pub state: PageState,
     /// The browser refused a beacon as the page leaves: its budget is spent, and no other
     /// beacon is offered until the page is shown again.

@@ -1,15 +1,16 @@
 //! Taking an event in: checked, encoded once into its wire format's fragment, and queued, or
 //! refused with the reason (and counted, where it is a drop).
 
-use super::event::{CaptureError, EventInput, Uuid};
-use super::format::{EventRecord, WireFormat};
-use super::queue::Item;
-use super::stats::DropReason;
-use super::{sanitize, time, Engine, Notice};
+use crate::engine::delivery::event::{CaptureError, EventInput, Uuid};
+use crate::engine::delivery::queue::Item;
+use crate::engine::delivery::stats::DropReason;
+use crate::engine::wire::format::{EventRecord, WireFormat};
+use crate::engine::wire::{sanitize, time};
+use crate::engine::{Engine, Notice};
 
 impl<F: WireFormat> Engine<F> {
     /// Checks, encodes and queues `event`, whose properties are one JSON object.
-    pub(super) fn enqueue(
+    pub(crate) fn enqueue(
         &mut self,
         event: EventInput<'_>,
         now_ms: u64,

@@ -15,7 +15,7 @@
 //! unchanged); the engine deflates, and the host inflates them for the next load
 //! (`DecompressionStream("deflate-raw")` in a browser, which costs no wasm), so a host that
 //! cannot inflate asks for plain copies ([`Engine::handle_storage_opened`]
-//! (super::Engine::handle_storage_opened)). Inflated or plain, they are one line per event,
+//! (crate::engine::Engine::handle_storage_opened)). Inflated or plain, they are one line per event,
 //! oldest first: `<capture ms> <uuid> <fragment>`. A fragment is the event as the wire format encoded it at
 //! capture, so a restored event keeps its uuid and its capture timestamp, and its next body
 //! gets a fresh `sent_at`. JSON text never holds a raw newline, so lines split cleanly.
@@ -24,10 +24,10 @@
 //! Deflate makes the cap hold about eight times the events: 10,000 events of 300 bytes of JSON
 //! fit in about 0.5 MiB, where plain they took 3 MiB.
 
-use super::event::Uuid;
-use super::gzip::{self, STORE_LEVEL};
-use super::json;
-use super::queue::Item;
+use crate::engine::delivery::event::Uuid;
+use crate::engine::delivery::queue::Item;
+use crate::engine::wire::gzip::{self, STORE_LEVEL};
+use crate::engine::wire::json;
 
 /// Stored characters per exporter at most by default (1 MiB, `persistMaxBytes`; one character
 /// per deflated byte); the oldest events beyond it are left out, and counted as dropped
@@ -54,8 +54,8 @@ pub const PERSIST_LIVE_MS: u64 = 10_000;
 
 /// What the engine knows of its copy for the next load.
 #[derive(Debug)]
-pub(super) struct Persistence {
-    /// The host keeps copies ([`Engine::handle_storage_opened`](super::Engine::handle_storage_opened)).
+pub(crate) struct Persistence {
+    /// The host keeps copies ([`Engine::handle_storage_opened`](crate::engine::Engine::handle_storage_opened)).
     pub on: bool,
     /// The events go deflated (the host can inflate them).
     pub deflate: bool,
@@ -200,7 +200,7 @@ fn line_len(item: &Item) -> usize {
 
 /// A stored text's events as the host must hand them back: `Some(bytes)` to inflate (raw
 /// deflate) if they are deflated; `None` if they are plain, or the text is not ours (then
-/// [`decode`] reads or counts it as it is).
+/// `decode` reads or counts it as it is).
 pub fn deflated(text: &str) -> Option<Vec<u8>> {
     let (first, rest) = text.split_once('\n')?;
     let (_, _, layout) = header(first.strip_prefix(MAGIC)?)?;

@@ -1,12 +1,12 @@
 //! The endpoint's hold: the time a `Retry-After` names, before which no request of any batch
 //! goes to the endpoint. One per engine, shared by the edge's exporters of an isolate through
-//! [`Engine::handle_hold`](super::Engine::handle_hold).
+//! [`Engine::handle_hold`](crate::engine::Engine::handle_hold).
 
-use super::retry::MAX_RETRY_AFTER_MS;
+use crate::engine::delivery::retry::MAX_RETRY_AFTER_MS;
 
 /// Until when the endpoint asked not to be sent to (ms since the epoch; 0: no hold).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Hold {
+pub(crate) struct Hold {
     until: u64,
 }
 

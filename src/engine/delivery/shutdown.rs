@@ -1,14 +1,14 @@
 //! Shutdown: after [`Engine::shutdown`] the engine takes no more events, sends what it holds,
 //! and at the deadline abandons the rest, counted as dropped `shutdown`.
 
-use super::batch::BatchState;
-use super::format::WireFormat;
-use super::stats::DropReason;
-use super::{Engine, Notice, Settlement};
+use crate::engine::delivery::batch::BatchState;
+use crate::engine::delivery::stats::DropReason;
+use crate::engine::wire::format::WireFormat;
+use crate::engine::{Engine, Notice, Settlement};
 
 /// A shutdown asked for.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Shutdown {
+pub(crate) struct Shutdown {
     /// When what is left is abandoned.
     pub deadline: u64,
     /// [`Notice::ShutdownComplete`] was sent: nothing is held, nothing more goes.
@@ -18,7 +18,7 @@ pub(super) struct Shutdown {
 impl<F: WireFormat> Engine<F> {
     /// Completes a shutdown that has nothing left, or nothing it could still send before its
     /// deadline.
-    pub(super) fn finish_idle_shutdown(&mut self) {
+    pub(crate) fn finish_idle_shutdown(&mut self) {
         let Some(s) = self.shutdown else { return };
         if s.done {
             return;
@@ -34,7 +34,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// Drops everything held as `shutdown`, aborting requests in flight, and completes the
     /// shutdown.
-    pub(super) fn abandon_all(&mut self) {
+    pub(crate) fn abandon_all(&mut self) {
         let before = self.ledger.stats.dropped.shutdown;
         self.ready.clear();
         while let Some(batch) = self.batches.last() {

@@ -4,13 +4,13 @@
 //! inside an envelope that carries `sent_at`. Re-stamping `sent_at` for a retry is therefore a
 //! concatenation, never a re-serialization.
 
-use super::event::Uuid;
-use super::json;
-use super::otlp::OtlpLogs;
-use super::retry::{Outcome, Verdict};
-use super::sanitize::SERDE_JSON_MAX_NESTING;
-use super::time::{write_iso8601, ISO8601_LEN};
-use super::{Config, Format};
+use crate::engine::delivery::event::Uuid;
+use crate::engine::delivery::retry::{Outcome, Verdict};
+use crate::engine::wire::json;
+use crate::engine::wire::otlp::OtlpLogs;
+use crate::engine::wire::sanitize::SERDE_JSON_MAX_NESTING;
+use crate::engine::wire::time::{write_iso8601, ISO8601_LEN};
+use crate::engine::{Config, Format};
 
 /// How deep properties may nest in a PostHog body (the properties object is level 1): the
 /// whole request must stay within serde_json's limit, and the envelope (the body, `batch`, the
@@ -85,7 +85,7 @@ pub(crate) fn write_joined(fragments: &mut dyn Iterator<Item = &str>, out: &mut 
     }
 }
 
-/// The format a [`Config`] names: what [`Engine::new`](super::Engine::new) speaks.
+/// The format a [`Config`] names: what [`Engine::new`](crate::engine::Engine::new) speaks.
 #[derive(Debug, Clone)]
 pub enum ConfiguredFormat {
     /// `format: "posthog"`.

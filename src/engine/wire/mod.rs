@@ -1,0 +1,11 @@
+//! Wire formats: the [`WireFormat`](format::WireFormat) trait and its two bodies (PostHog's
+//! batch API in `format`, OTLP/HTTP JSON logs in `otlp`), with what they are written with:
+//! JSON (`json`), the repairs PostHog's capture needs (`sanitize`), timestamps (`time`) and
+//! gzip (`gzip`).
+
+pub(crate) mod format;
+pub(crate) mod gzip;
+pub(crate) mod json;
+pub(crate) mod otlp;
+pub(crate) mod sanitize;
+pub(crate) mod time;
