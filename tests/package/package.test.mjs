@@ -63,7 +63,8 @@ test('the manifest names the entries, the wasm files, their types and what has n
 });
 
 test("the package's pages link only to files it ships", () => {
-  const pages = ['README.md', ...fs.readdirSync(path.join(installed, 'docs')).map((f) => `docs/${f}`)]
+  const docs = fs.readdirSync(path.join(installed, 'docs')).map((f) => `docs/${f}`);
+  const pages = ['README.md', 'CONTRIBUTING.md', ...docs]
     .filter((f) => f.endsWith('.md'));
   const broken = [];
   for (const page of pages) {
