@@ -88,11 +88,15 @@ test-demo: build
 
 # What a user of the crate builds: a plain `wasm-pack build --target web --release` (no std
 # rebuild, no minify.mjs), in a target dir of its own so that it does not rebuild `make
-# build`'s; then the package captures, flushes and shuts down in Node.
+# build`'s; then the package captures, flushes and shuts down in Node. Then a Rust app's build: the feature `js` off, whose bindings must carry none of the
+# JavaScript API.
 test-plain: setup
-	rm -rf target/pkg-plain
+	rm -rf target/pkg-plain target/pkg-rust-app
 	CARGO_TARGET_DIR=target/plain wasm-pack build . --target web --release --out-dir target/pkg-plain
 	node tests/plain-build.mjs target/pkg-plain
+	CARGO_TARGET_DIR=target/plain wasm-pack build . --target web --release --no-pack \
+	  --out-dir target/pkg-rust-app -- --no-default-features --features allocator
+	node tests/package/rust-app-bindings.mjs target/pkg-rust-app
 
 # The package as a user installs it (`npm pack` of pkg/): tsc (strict, no skipLibCheck) on a
 # page, the esbuild way and a Worker with TypeScript 7 and 5.9; Node with initSync; and a tiny
