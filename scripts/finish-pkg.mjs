@@ -26,8 +26,9 @@ const edgeWasm = ['spool_edge.js', 'spool_edge.d.ts', 'spool_edge_bg.wasm'];
 // `.d.ts` to a path it has no types for), so it is replaced by a declaration of what a bundler
 // or Workers hand such an import: the edge's wasm as a compiled module, the page's as a URL.
 const wasmTypes = ['spool_bg.wasm.d.ts', 'spool_edge_bg.wasm.d.ts'];
-// The pages README.md links to, so that its links work inside the installed package too.
-const pages = ['BENCHMARKS.md', 'CONTRIBUTING.md', 'docs'];
+// README.md (wasm-pack copies it too) and the pages it links to, so that its links work
+// inside the installed package too.
+const pages = ['README.md', 'BENCHMARKS.md', 'CONTRIBUTING.md', 'docs'];
 
 for (const file of [...middleware, ...wasmTypes]) {
   fs.copyFileSync(path.join(root, 'src', 'web', file), path.join(pkg, file));

@@ -6,6 +6,7 @@
 //     way and a Worker (tests/package/types), with TypeScript 7 and 5.9 and each
 //     moduleResolution they support;
 //   - Node loads it with `initSync` and the wasm's bytes and delivers to the local collector;
+//   - wrangler bundles a Worker that imports it as the README says (tests/package/worker);
 //   - a tiny page (tests/package/app) built by Vite, webpack and esbuild (the README's way)
 //     delivers its ten events to the local collector in headless Chromium.
 //
@@ -38,6 +39,7 @@ before(() => {
   fs.mkdirSync(project, { recursive: true });
   fs.cpSync(path.join(fixtures, 'app'), path.join(project, 'app'), { recursive: true });
   fs.cpSync(path.join(fixtures, 'types'), path.join(project, 'types'), { recursive: true });
+  fs.cpSync(path.join(fixtures, 'worker'), path.join(project, 'worker'), { recursive: true });
   const tarball = run('npm', ['pack', path.join(root, 'pkg'), '--pack-destination', project, '--silent']).trim();
   fs.writeFileSync(
     path.join(project, 'package.json'),
@@ -116,6 +118,16 @@ test('Node: initSync with the wasm bytes, then events arrive', async () => {
   } finally {
     await collector.close();
   }
+});
+
+test('a Worker importing the package bundles with wrangler, the edge wasm as a module', () => {
+  const out = run(bin('wrangler'), ['deploy', '--dry-run', '--outdir', '../dist/worker'], {
+    cwd: path.join(project, 'worker'),
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+  });
+  assert.match(out, /Total Upload/);
+  const files = fs.readdirSync(path.join(project, 'dist', 'worker'));
+  assert.ok(files.some((f) => f.endsWith('spool_edge_bg.wasm')), `the wasm is a module of its own: ${files}`);
 });
 
 const dist = (bundler) => path.join(project, 'dist', bundler);
