@@ -35,8 +35,8 @@ pub const FREED: &str = "SpoolFreed";
 pub const BUSY: &str = "SpoolBusy";
 
 impl fmt::Display for ClientError {
-    /// The message JavaScript would get, without the `spool:` prefix (a Rust caller's own
-    /// context comes first there).
+    /// A sentence for a person, as the JavaScript errors' messages are, without their
+    /// `spool:` prefix (a Rust caller's own context comes first there).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Capture(e) => fmt::Display::fmt(e, f),
