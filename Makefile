@@ -15,7 +15,7 @@ export DEMO_PORT DEMO_HEADLESS
 # The steps share cargo's target dir and lock, and `test` must stop at the first failure in
 # the order written.
 .NOTPARALLEL:
-.PHONY: setup build check test-native test-browser test-e2e test-edge test-demo test-plain test demo bench clean
+.PHONY: setup build lint check test-native test-browser test-e2e test-edge test-demo test-plain test-package test demo bench clean
 
 setup:
 	scripts/setup.sh
@@ -50,13 +50,20 @@ build: setup
 	node scripts/minify.mjs pkg
 	node scripts/finish-pkg.mjs pkg target/pkg-edge
 
-# Formatting, and clippy on both targets: the web shell only compiles for wasm32, and the edge
-# middleware's part of it only with the feature `edge`.
-check: setup
+# Formatting, and clippy on both targets: the web shell only compiles for wasm32, the edge
+# middleware's part of it only with the feature `edge`, and a Rust app's build leaves out the
+# JavaScript API (the feature `js`).
+lint: setup
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --all-targets --target wasm32-unknown-unknown --features edge -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown --no-default-features --features allocator -- -D warnings
+
+# A contributor's gate before a commit, a few minutes on a warm machine: the lints, the native
+# tests, the package build and one browser smoke test. `make test` is the whole gate.
+check: lint test-native build
+	node --test tests/e2e/browser-smoke.test.mjs
 
 # The engine and its simulations, natively.
 test-native: setup
@@ -81,13 +88,23 @@ test-demo: build
 
 # What a user of the crate builds: a plain `wasm-pack build --target web --release` (no std
 # rebuild, no minify.mjs), in a target dir of its own so that it does not rebuild `make
-# build`'s; then the package captures, flushes and shuts down in Node.
+# build`'s; then the package captures, flushes and shuts down in Node. Then a Rust app's build: the feature `js` off, whose bindings must carry none of the
+# JavaScript API.
 test-plain: setup
-	rm -rf target/pkg-plain
+	rm -rf target/pkg-plain target/pkg-rust-app
 	CARGO_TARGET_DIR=target/plain wasm-pack build . --target web --release --out-dir target/pkg-plain
 	node tests/plain-build.mjs target/pkg-plain
+	CARGO_TARGET_DIR=target/plain wasm-pack build . --target web --release --no-pack \
+	  --out-dir target/pkg-rust-app -- --no-default-features --features allocator
+	node tests/package/rust-app-bindings.mjs target/pkg-rust-app
 
-test: check test-native fuzz build test-browser test-e2e test-edge test-demo test-plain
+# The package as a user installs it (`npm pack` of pkg/): tsc (strict, no skipLibCheck) on a
+# page, the esbuild way and a Worker with TypeScript 7 and 5.9; Node with initSync; and a tiny
+# page built by Vite, webpack and esbuild, loaded in headless Chromium against the collector.
+test-package: build
+	node --test tests/package/
+
+test: lint test-native fuzz build test-browser test-e2e test-edge test-demo test-plain test-package
 
 # spool beside posthog-js and a plain-JS floor (capture cost, size, requests, latency, memory,
 # edge CPU) in headless Chromium and workerd; prints the tables and writes BENCHMARKS.md. Not

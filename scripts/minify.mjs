@@ -64,7 +64,9 @@ function report(file, before, after) {
   if (fs.existsSync(path.join(pkg, 'package.json'))) {
     editManifest(pkg, (manifest) => {
       manifest.files = manifest.files?.filter((f) => f !== 'snippets');
-      delete manifest.sideEffects; // only the snippets were listed
+      // wasm-pack listed only the snippets, now bundled into the glue, which does nothing at
+      // import but define functions and classes: a bundler may leave out what is unused.
+      manifest.sideEffects = false;
     });
   }
 }

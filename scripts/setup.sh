@@ -73,7 +73,8 @@ fi
 
 # --- npm dev tools: playwright-core, puppeteer-core (Firefox over WebDriver BiDi), binaryen (wasm-opt >= 132; Debian's v108 breaks the
 # output), esbuild (minifies the package's JavaScript), miniflare and wrangler (pinned to the
-# last releases that run on Node 20).
+# last releases that run on Node 20), and for `make test-package` Vite, webpack and TypeScript
+# (7, and 5.9 as `typescript-5`), which build and type-check the fixtures in tests/package/.
 # npm keeps its own copy of the lockfile in node_modules; when that is newer than both
 # package files, the install is current and `npm ci` (which wipes node_modules) is skipped.
 if [[ -f package-lock.json ]]; then
@@ -90,11 +91,12 @@ else
 fi
 
 # --- The official OTLP protobuf bindings: the tests parse every OTLP body with them
-# (tools/otlp_parse.py, json_format.Parse with unknown fields refused).
+# (tools/otlp_parse.py, json_format.Parse with unknown fields refused), at the versions
+# requirements.txt pins.
 if ! python3 -c 'import google.protobuf, opentelemetry.proto.collector.logs.v1.logs_service_pb2' \
     >/dev/null 2>&1; then
-  log "pip install opentelemetry-proto protobuf"
-  python3 -m pip install --quiet opentelemetry-proto protobuf
+  log "pip install -r requirements.txt"
+  python3 -m pip install --quiet -r requirements.txt
 fi
 
 log "ready: $(wasm-pack --version), $(wasm-bindgen --version), $(node_modules/.bin/wasm-opt --version)"

@@ -1,8 +1,12 @@
 //! Every failure reaches JavaScript as an `Error` whose `name` says what kind it is, and whose
 //! message starts with `spool:`. Nothing here ever includes the API key. The names are the
-//! shell's: the engine's errors are plain Rust values, named here.
+//! shell's: the engine's errors are plain Rust values, named here. Rust callers get
+//! [`Error`](super::Error), which prints the same messages and is a `std::error::Error`, so `?`
+//! carries it into a `Box<dyn Error>` or an `anyhow::Error`.
 
+use super::client::Error as ClientError;
 use crate::engine::{CaptureError, ConfigError};
+use core::fmt;
 use wasm_bindgen::prelude::*;
 
 /// The `name` of every config error; the offending field is in the error's `field` property.
@@ -29,6 +33,27 @@ pub const FREED: &str = "SpoolFreed";
 /// By design it never is when the page's code can run (arguments are read before, `fetch`,
 /// `console` and promises are called after), so this replaces a panic that cannot happen.
 pub const BUSY: &str = "SpoolBusy";
+
+impl fmt::Display for ClientError {
+    /// A sentence for a person, as the JavaScript errors' messages are, without their
+    /// `spool:` prefix (a Rust caller's own context comes first there).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Capture(e) => fmt::Display::fmt(e, f),
+            ClientError::Properties(why) => {
+                write!(f, "properties did not serialize to a JSON object: {why}")
+            }
+            ClientError::Busy => f.write_str(BUSY_MESSAGE),
+            ClientError::Stopped => {
+                f.write_str("the client was dropped before the flush or shutdown finished")
+            }
+        }
+    }
+}
+
+// `Capture` prints its `CaptureError` in full, so it names no `source` (an error report would
+// print the message twice).
+impl std::error::Error for ClientError {}
 
 /// The JavaScript `name` of a refused capture.
 pub fn capture_name(e: &CaptureError) -> &'static str {
@@ -78,8 +103,8 @@ pub fn capture(e: &CaptureError) -> JsValue {
 
 /// The error for a call made from inside another call of the same exporter.
 pub fn busy() -> JsValue {
-    error(
-        BUSY,
-        "the exporter was called from inside one of its own calls; the inner call did nothing",
-    )
+    error(BUSY, BUSY_MESSAGE)
 }
+
+const BUSY_MESSAGE: &str =
+    "the exporter was called from inside one of its own calls; the inner call did nothing";

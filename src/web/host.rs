@@ -5,6 +5,9 @@
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+// Only the JavaScript `Exporter` calls it: without the feature `js`, wasm-bindgen writes no
+// host.js snippet into a Rust app's bindings.
+#[cfg(feature = "js")]
 #[wasm_bindgen(module = "/src/web/host.js")]
 extern "C" {
     /// A uuid's canonical text from its four 32-bit words, most significant first.

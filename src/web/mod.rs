@@ -20,24 +20,36 @@
 
 #[cfg(all(feature = "allocator", not(target_feature = "atomics")))]
 mod allocator;
+// The JavaScript class, the reading of its config, its TypeScript types and host.js: a Rust app
+// that turns the feature `js` off ships none of them in its bindings. What only they call in
+// the modules shared with the Rust `Client` is then unused, and left unused.
+#[cfg_attr(not(feature = "js"), allow(dead_code))]
 mod capture;
+#[cfg_attr(not(feature = "js"), allow(dead_code))]
 mod client;
+#[cfg(feature = "js")]
 mod config;
 #[cfg(feature = "edge")]
 mod edge;
+#[cfg_attr(not(feature = "js"), allow(dead_code))]
 mod error;
+#[cfg(feature = "js")]
 mod exporter;
 mod fetch;
+#[cfg_attr(not(feature = "js"), allow(dead_code))]
 mod host;
 mod lifecycle;
+#[cfg_attr(not(feature = "js"), allow(dead_code))]
 mod report;
 mod shell;
 mod storage;
+#[cfg(feature = "js")]
 mod typescript;
 
 pub use crate::schema::ShellOptions;
 pub use client::{Client, Error};
 #[cfg(feature = "edge")]
 pub use edge::EdgeCoalescer;
+#[cfg(feature = "js")]
 pub use exporter::Exporter;
 pub use report::{FlushReport, ShutdownReport};

@@ -128,4 +128,13 @@ export interface ExporterStats {
   /** The most recent failure, e.g. "HTTP 503", "timeout", "network error: ..."; null if none. */
   lastError: string | null;
 }
+
+// wasm-bindgen declares `Exporter[Symbol.dispose]()` (for `using`), and `Symbol.dispose` is
+// declared only by TypeScript's esnext libs: this declares it for a project on es2022, the way
+// @types/node does, and merges with the libs' own where they have it.
+declare global {
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
+}
 "#;
