@@ -28,7 +28,7 @@ const edgeWasm = ['spool_edge.js', 'spool_edge.d.ts', 'spool_edge_bg.wasm'];
 const wasmTypes = ['spool_bg.wasm.d.ts', 'spool_edge_bg.wasm.d.ts'];
 // README.md (wasm-pack copies it too) and the pages it links to, so that its links work
 // inside the installed package too.
-const pages = ['README.md', 'BENCHMARKS.md', 'CONTRIBUTING.md', 'docs'];
+const pages = ['README.md', 'ARCHITECTURE.md', 'BENCHMARKS.md', 'CONTRIBUTING.md', 'docs'];
 
 for (const file of [...middleware, ...wasmTypes]) {
   fs.copyFileSync(path.join(root, 'src', 'web', file), path.join(pkg, file));

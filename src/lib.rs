@@ -24,7 +24,7 @@
 //! assert_eq!(engine.stats().delivered, 1);
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
 pub mod engine;

@@ -104,6 +104,22 @@ pub enum Path {
 }
 
 /// A request the shell must send now: `POST` `body` to the configured endpoint.
+///
+/// # Example
+/// ```
+/// use spool::engine::{Config, Engine, EventInput, Outcome, PageEvent, Path};
+/// let now = 1_700_000_000_000;
+/// let mut config = Config::new("https://collector.example/batch/");
+/// config.api_key = "phc_project_key".into();
+/// let mut engine = Engine::new(config, 1).unwrap();
+/// engine.capture(EventInput::new("checkout"), now).unwrap();
+/// // The page is hidden: what is held goes at once, keepalive, gzipped by the engine.
+/// engine.handle_page(PageEvent::Hidden, now);
+/// let t = engine.poll_transmit(now).unwrap();
+/// assert_eq!((t.path, t.events, t.attempt), (Path::Keepalive, 1, 1));
+/// assert!(t.gzipped.is_some() && t.wire_len() < t.body.len() + 30);
+/// engine.handle_outcome(t.id, Outcome::status(200), now + 20);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// Report the outcome under this id.
@@ -152,6 +168,25 @@ pub enum Settlement {
 }
 
 /// Something the shell should know or do, drained with [`Engine::poll_notice`].
+///
+/// # Example
+/// ```
+/// use spool::engine::{Config, Engine, EventInput, Notice, Outcome};
+/// let now = 1_700_000_000_000;
+/// let mut config = Config::new("https://collector.example/batch/");
+/// config.api_key = "phc_project_key".into();
+/// let mut engine = Engine::new(config, 1).unwrap();
+/// engine.capture(EventInput::new("a"), now).unwrap();
+/// let flush = engine.flush(now);
+/// let t = engine.poll_transmit(now).unwrap();
+/// engine.handle_outcome(t.id, Outcome::status(200), now + 10);
+/// match engine.poll_notice() {
+///     Some(Notice::FlushComplete(report)) => {
+///         assert_eq!((report.id, report.delivered), (flush, 1));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     /// A flush's events have all settled: resolve the caller's promise.

@@ -85,6 +85,17 @@ pub const DEFAULT_SERVICE_NAME: &str = "unknown_service";
 /// enforces the ranges. It is serde-derived under those camelCase names, every field but
 /// `endpoint` optional: the JavaScript config object is read through it, and
 /// [`crate::schema`] describes each key for the TypeScript types and the README.
+///
+/// # Example
+/// ```
+/// use spool::engine::{BatchMode, Config};
+/// let mut config = Config::new("https://collector.example/batch/");
+/// config.api_key = "phc_project_key".into();
+/// config.batch_mode = BatchMode::Auto;
+/// config.max_in_flight = 0;
+/// let error = config.validate().unwrap_err();
+/// assert!(error.to_string().contains("maxInFlight"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Config {

@@ -13,6 +13,18 @@ use crate::engine::Config;
 pub const MAX_RETRY_AFTER_MS: u64 = 5 * 60 * 1000;
 
 /// How a request ended, as the shell observed it.
+///
+/// # Example
+/// ```
+/// use spool::engine::{Outcome, RetryAfter};
+/// // A 429 with `Retry-After: 2`, as the shell reports it.
+/// let outcome = Outcome::retry_after(429, RetryAfter::parse("2").unwrap());
+/// assert_eq!(outcome, Outcome::Response {
+///     status: 429,
+///     retry_after: Some(RetryAfter::Delay(2_000)),
+///     body: None,
+/// });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The server answered.
