@@ -5,6 +5,10 @@
 
 pub(crate) mod format;
 pub(crate) mod gzip;
+// Public only to the fuzz targets, through `engine::json`.
+#[cfg(fuzzing)]
+pub mod json;
+#[cfg(not(fuzzing))]
 pub(crate) mod json;
 pub(crate) mod otlp;
 pub(crate) mod sanitize;
