@@ -51,10 +51,12 @@ pub use delivery::config::{
 };
 pub use delivery::event::{CaptureError, EventInput, Uuid};
 pub use delivery::flush::{FlushId, FlushReport};
+pub use delivery::notice::{Notice, Settlement};
 pub use delivery::retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
 pub use delivery::rng::Rng;
 pub use delivery::stats::{DropReason, Dropped, Stats};
 pub use delivery::timer::Timer;
+pub use delivery::transmit::{BatchId, Path, Transmit, TransmitId};
 pub use page::close::{
     PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
 };
@@ -81,165 +83,16 @@ use delivery::{health, hold};
 use page::persist;
 use page::PageState;
 
-/// Names one request (one attempt of one batch). A retry gets a new id, so a late answer to
-/// an abandoned attempt is recognised and ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TransmitId(pub u64);
-
-/// Names one batch of events across its attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BatchId(pub u64);
-
-/// How a [`Transmit`] leaves the page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
-    /// An ordinary `fetch`, answered.
-    Ordinary,
-    /// A `fetch` with `keepalive: true`: it outlives the page, within the browser's 64 KiB
-    /// budget ([`KEEPALIVE_QUOTA_BYTES`]), without the user's headers (no preflight).
-    Keepalive,
-    /// `navigator.sendBeacon` as the page goes away: never answered. Report at once
-    /// [`Outcome::Accepted`] or [`Outcome::Refused`], as the browser's return value says.
-    Beacon,
-}
-
-/// A request the shell must send now: `POST` `body` to the configured endpoint.
-///
-/// # Example
-/// ```
-/// use spool::engine::{Config, Engine, EventInput, Outcome, PageEvent, Path};
-/// let now = 1_700_000_000_000;
-/// let mut config = Config::new("https://collector.example/batch/");
-/// config.api_key = "phc_project_key".into();
-/// let mut engine = Engine::new(config, 1).unwrap();
-/// engine.capture(EventInput::new("checkout"), now).unwrap();
-/// // The page is hidden: what is held goes at once, keepalive, gzipped by the engine.
-/// engine.handle_page(PageEvent::Hidden, now);
-/// let t = engine.poll_transmit(now).unwrap();
-/// assert_eq!((t.path, t.events, t.attempt), (Path::Keepalive, 1, 1));
-/// assert!(t.gzipped.is_some() && t.wire_len() < t.body.len() + 30);
-/// engine.handle_outcome(t.id, Outcome::status(200), now + 20);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Report the outcome under this id.
-    pub id: TransmitId,
-    /// The batch this is an attempt of.
-    pub batch: BatchId,
-    /// The body, with `sent_at` stamped at the time passed to `poll_transmit`.
-    pub body: String,
-    /// `body` gzipped by the engine: send these bytes instead where there are some, with
-    /// `Content-Encoding: gzip` if the format needs it ([`WireFormat::gzip_needs_header`]).
-    /// Only page-hide requests (keepalive and beacons) with `compression: "gzip"` have them:
-    /// they must leave in the page's last task, and gzip carries about ten times the events
-    /// through the browser's keepalive budget. If the bytes cannot go (no keepalive fetch and
-    /// a format that needs the header), `body` goes plain.
-    pub gzipped: Option<Vec<u8>>,
-    /// The format says gzip with `Content-Encoding: gzip` ([`WireFormat::gzip_needs_header`]):
-    /// a gzipped body of it must carry that header, so it cannot go by `sendBeacon`.
-    pub gzip_header: bool,
-    /// The body's `Content-Type`.
-    pub content_type: &'static str,
-    /// How it leaves the page.
-    pub path: Path,
-    /// Read a 2xx answer's body and hand it back in [`Outcome::Response`] (an OTLP
-    /// `partialSuccess`); otherwise the body is only drained.
-    pub read_body: bool,
-    /// Events in the body.
-    pub events: usize,
-    /// 1 for a first attempt, 2 for the first retry, and so on.
-    pub attempt: u32,
-}
-
-impl Transmit {
-    /// The bytes that go on the wire: the gzipped body's where there is one.
-    pub fn wire_len(&self) -> usize {
-        self.gzipped.as_ref().map_or(self.body.len(), Vec::len)
-    }
-}
-
-/// How events settled, in a [`Notice::Settled`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
-    /// The collector acknowledged them.
-    Delivered,
-    /// They were given up, for this reason.
-    Dropped(DropReason),
-}
-
-/// Something the shell should know or do, drained with [`Engine::poll_notice`].
-///
-/// # Example
-/// ```
-/// use spool::engine::{Config, Engine, EventInput, Notice, Outcome};
-/// let now = 1_700_000_000_000;
-/// let mut config = Config::new("https://collector.example/batch/");
-/// config.api_key = "phc_project_key".into();
-/// let mut engine = Engine::new(config, 1).unwrap();
-/// engine.capture(EventInput::new("a"), now).unwrap();
-/// let flush = engine.flush(now);
-/// let t = engine.poll_transmit(now).unwrap();
-/// engine.handle_outcome(t.id, Outcome::status(200), now + 10);
-/// match engine.poll_notice() {
-///     Some(Notice::FlushComplete(report)) => {
-///         assert_eq!((report.id, report.delivered), (flush, 1));
-///     }
-///     other => panic!("{other:?}"),
-/// }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// A flush's events have all settled: resolve the caller's promise.
-    FlushComplete(FlushReport),
-    /// `shutdown` finished: everything was delivered, dropped or abandoned.
-    ShutdownComplete {
-        /// Events abandoned at the deadline.
-        abandoned: u64,
-    },
-    /// Stop the request with this id (timed out, or abandoned at shutdown); its outcome, if
-    /// any arrives, is ignored.
-    Abort(TransmitId),
-    /// The queue just filled up and events are being dropped; emitted once per episode (again
-    /// only after the queue has drained).
-    QueueOverflow {
-        /// The `maxQueueEvents` in force.
-        max_events: usize,
-        /// The `maxQueueBytes` in force.
-        max_bytes: usize,
-    },
-    /// Read what earlier loads of the endpoint stored, and hand each text to
-    /// [`Engine::handle_restore`] (see [`Engine::handle_storage_opened`]).
-    ReadStored,
-    /// Write `text` as this exporter's stored copy, replacing the last one; it holds
-    /// `events` events. Before writing, check the last copy is still there: if another load
-    /// took it, call [`Engine::handle_stored_copy_taken`] instead (a new text follows).
-    WriteStored {
-        /// The copy ([`Engine::persist`]).
-        text: String,
-        /// Events in it.
-        events: usize,
-    },
-    /// Remove this exporter's stored copy: nothing is held, or the page is shown again and
-    /// holds its events itself.
-    RemoveStored,
-    /// Events settled (only with [`Engine::report_settlements`] on).
-    Settled {
-        /// How.
-        settlement: Settlement,
-        /// Which events.
-        uuids: Vec<Uuid>,
-    },
-}
-
 /// The exporter's policy as a state machine. See the [module docs](self).
 ///
 /// Generic over its [`WireFormat`]; [`Engine::new`] speaks the one the config names
 /// ([`ConfiguredFormat`]).
 ///
 /// This is the engine's face: its state and its public methods. The work is done by the
-/// parts, each in its own file: `capture` takes events in, `scheduler` decides what goes when
-/// and handles the timers, `batch` sends and answers batches, `ledger` counts what is held and
-/// in flight, `page_close` handles the page going away, `shutdown` the end.
+/// parts (ARCHITECTURE.md maps them): in `delivery/`, `capture` takes events in, `scheduler`
+/// decides what goes when and handles the timers, `batch` sends and answers batches, `ledger`
+/// counts what is held and in flight, `shutdown` ends it; in `page/`, `close` handles the
+/// page going away and `persist` the copy kept for the next load.
 #[derive(Debug)]
 pub struct Engine<F: WireFormat = ConfiguredFormat> {
     config: Config,
