@@ -30,8 +30,8 @@
 
 mod batch;
 mod capture;
-mod coalesce;
 mod config;
+mod edge;
 mod event;
 mod flush;
 mod format;
@@ -52,12 +52,12 @@ mod stats;
 pub mod time;
 mod timer;
 
-pub use coalesce::{
-    CoalesceStats, Coalescer, EdgeConfig, RequestId, WindowId, WindowReport, DEFAULT_DEADLINE_MS,
-    FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
-};
 pub use config::{
     BatchMode, Compression, Config, ConfigError, Format, DEFAULT_SERVICE_NAME, MAX_API_KEY_LEN,
+};
+pub use edge::{
+    CoalesceStats, Coalescer, EdgeConfig, RequestId, WindowId, WindowReport, DEFAULT_DEADLINE_MS,
+    FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
 };
 pub use event::{CaptureError, EventInput, Uuid};
 pub use flush::{FlushId, FlushReport};
