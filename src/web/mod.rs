@@ -33,6 +33,7 @@ mod lifecycle;
 mod report;
 mod shell;
 mod storage;
+mod transport;
 mod typescript;
 
 pub use crate::schema::ShellOptions;

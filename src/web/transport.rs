@@ -1,0 +1,389 @@
+//! The one transport of both shells, the page's and the edge's: a [`Transmit`] goes out as a
+//! `fetch` through the global scope with web-sys's `RequestInit`, `Headers`, `AbortController`
+//! and `Response`, so it runs in a page, a Web Worker and workerd alike (`navigator.sendBeacon`
+//! where a keepalive `fetch` is missing or throws), and its answer comes back as the engine's
+//! [`Outcome`], always asynchronously. `Request::start` turns a transmit into a request and
+//! [`outcome`] a response into an outcome: `Retry-After`, the status, the body when the engine
+//! asked for it ([`Transmit::read_body`]); an unread body is drained, never cancelled (a
+//! cancelled body shows as a failed request in Chromium's DevTools, `net::ERR_ABORTED`).
+//! The debug log lines are written here too, for both shells.
+//!
+//! With `compression: "gzip"` an ordinary request's body is gzipped first by the host's
+//! native `CompressionStream`: PostHog's capture recognises gzip by its magic bytes, so a
+//! PostHog body stays `text/plain` with no header (CORS-simple); an OTLP body says
+//! `Content-Encoding: gzip`. Keepalive requests and beacons must leave in the page's last
+//! task, before `CompressionStream` could answer: the engine gzips those itself
+//! ([`Transmit::gzipped`]), and they go as those bytes.
+
+use super::host;
+use super::report::to_js;
+use crate::engine::{Outcome, Path, RetryAfter, Transmit, TransmitId};
+use serde::Serialize;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{
+    AbortController, Blob, BlobPropertyBag, Headers, ReadableStream, ReadableStreamDefaultReader,
+    ReadableStreamReadResult, ReadableWritablePair, RequestInit, Response,
+};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The host's `CompressionStream` (web-sys has it only behind its unstable APIs flag).
+    type CompressionStream;
+
+    /// `new CompressionStream(format)`; throws where there is none.
+    #[wasm_bindgen(constructor, catch)]
+    fn new(format: &str) -> Result<CompressionStream, JsValue>;
+}
+
+/// Where and how an exporter's requests go; cheap to clone.
+#[derive(Clone)]
+pub struct Request(Rc<Inner>);
+
+struct Inner {
+    endpoint: String,
+    /// The user's `headers`, checked at construction; never on keepalive requests.
+    headers: Vec<(String, String)>,
+    /// Whether `fetch` takes `keepalive` here.
+    keepalive_fetch: bool,
+    /// `compression: "gzip"`: gzip ordinary bodies where `CompressionStream` exists.
+    gzip: bool,
+    /// `debug: true`: log each request as it starts.
+    debug: bool,
+    /// The endpoint's `Retry-After` hold (ms since the epoch), shared with the shell: a body
+    /// that finishes compressing after a `Retry-After` arrived waits for it before it leaves.
+    hold: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl Request {
+    /// Requests to `endpoint` with the user's `headers` (a `Content-Type` among them is left
+    /// out: the body's own always goes).
+    pub fn new(
+        endpoint: &str,
+        headers: &[(String, String)],
+        gzip: bool,
+        debug: bool,
+        hold: std::rc::Rc<std::cell::Cell<u64>>,
+    ) -> Request {
+        Request(Rc::new(Inner {
+            endpoint: endpoint.into(),
+            headers: headers
+                .iter()
+                .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect(),
+            keepalive_fetch: host::keepalive_fetch(),
+            gzip,
+            debug,
+            hold,
+        }))
+    }
+
+    /// POSTs `t.body` (a string: CORS-simple `text/plain`, so no preflight). `answer` is called
+    /// exactly once and never synchronously. A keepalive request goes without the user's
+    /// headers: a custom header forces a preflight, which cannot finish while a page unloads.
+    /// Returns the request's `AbortController`, if it has one.
+    pub fn send(
+        &self,
+        t: Transmit,
+        answer: impl FnOnce(Outcome) + 'static,
+    ) -> Option<AbortController> {
+        let read_body = t.read_body;
+        let keepalive = t.path != Path::Ordinary;
+        // Ordinary bodies are gzipped here; page-hide ones come gzipped from the engine.
+        let gzip = self.0.gzip && !keepalive && t.gzipped.is_none();
+        // A keepalive request starts now, in this task (the page may be going away); a body to
+        // gzip starts once compressed.
+        let (start, controller) = if gzip {
+            (None, AbortController::new().ok())
+        } else {
+            let body = match &t.gzipped {
+                Some(bytes) => js_sys::Uint8Array::from(&bytes[..]).into(),
+                None => JsValue::from_str(&t.body),
+            };
+            let header = t.gzip_header && t.gzipped.is_some();
+            let (start, controller) = self.start(&t, &body, None, header);
+            (Some(start), controller)
+        };
+        let later = gzip.then(|| (self.clone(), t, controller.clone()));
+        // One future for every way a request ends: answered, failed or beaconed.
+        spawn_local(async move {
+            let start = match (start, later) {
+                (Some(start), _) => start,
+                (None, Some((request, t, controller))) => {
+                    let body = gzipped(&t.body).await;
+                    // A Retry-After that arrived meanwhile holds this request too, and one
+                    // that arrives while it waits holds it longer: the hold is read again
+                    // after each wait. If the engine gives up on it first (its timeout), the
+                    // aborted signal stops it.
+                    loop {
+                        let until = request.0.hold.get();
+                        let now = host::now_ms();
+                        if until <= now {
+                            break;
+                        }
+                        let (done, wait) = futures_channel::oneshot::channel::<()>();
+                        let delay = (until - now).min(i32::MAX as u64) as u32;
+                        let _timer = gloo_timers::callback::Timeout::new(delay, move || {
+                            let _ = done.send(());
+                        });
+                        let _ = wait.await;
+                    }
+                    // Given up on meanwhile (timed out, shut down): it never starts, so the
+                    // page never holds more than maxInFlight requests open.
+                    if controller.as_ref().is_some_and(|c| c.signal().aborted()) {
+                        return answer(Outcome::NetworkError("aborted".into()));
+                    }
+                    let encoded = body.is_some();
+                    let body = body.unwrap_or_else(|| t.body.as_str().into());
+                    let gzip_header = encoded && t.gzip_header;
+                    request.start(&t, &body, controller.as_ref(), gzip_header).0
+                }
+                (None, None) => return,
+            };
+            let sent = match start {
+                Ok(sent) => sent,
+                Err(outcome) => return answer(outcome),
+            };
+            let response = match JsFuture::from(sent).await {
+                Ok(response) => response.unchecked_into::<Response>(),
+                Err(e) => return answer(Outcome::NetworkError(host::message(&e))),
+            };
+            let (outcome, unread) = outcome(&response, read_body).await;
+            answer(outcome);
+            if let Some(body) = unread {
+                drain(&body).await;
+            }
+        });
+        controller
+    }
+
+    /// Hands `t` to `navigator.sendBeacon`; whether the browser took it.
+    pub fn beacon(&self, t: &Transmit) -> bool {
+        matches!(beacon(&self.0.endpoint, t), Outcome::Accepted)
+    }
+
+    /// Starts `t` with `body`, saying `Content-Encoding: gzip` if `gzip_header`: the `fetch`
+    /// promise and its `AbortController` (`controller`, or a new one if `None`), or at once
+    /// the outcome of a beacon or of a `fetch` that threw.
+    fn start(
+        &self,
+        t: &Transmit,
+        body: &JsValue,
+        controller: Option<&AbortController>,
+        gzip_header: bool,
+    ) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {
+        let r = &self.0;
+        // Logged as it starts (a gzipped body starts later than the engine handed it out), so
+        // the log line comes just before its `fetch`.
+        if r.debug {
+            log_request(t);
+        }
+        let keepalive = t.path != Path::Ordinary;
+        if keepalive && !r.keepalive_fetch {
+            return (Err(beacon(&r.endpoint, t)), None);
+        }
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_body(body);
+        if let Ok(headers) = Headers::new() {
+            if !keepalive {
+                for (name, value) in &r.headers {
+                    let _ = headers.append(name, value);
+                }
+            }
+            let _ = headers.set("Content-Type", t.content_type);
+            if gzip_header {
+                let _ = headers.set("Content-Encoding", "gzip");
+            }
+            init.set_headers(&headers);
+        }
+        if keepalive {
+            init.unchecked_ref::<host::KeepaliveInit>()
+                .set_keepalive(true);
+        }
+        let controller = match controller {
+            Some(c) => Some(c.clone()),
+            None => AbortController::new().ok(),
+        };
+        if let Some(c) = &controller {
+            init.set_signal(Some(&c.signal()));
+        }
+        match host::global().fetch(&r.endpoint, &init) {
+            Ok(sent) => (Ok(sent), controller),
+            Err(_) if keepalive => (Err(beacon(&r.endpoint, t)), None),
+            Err(e) => (Err(Outcome::NetworkError(host::message(&e))), None),
+        }
+    }
+}
+
+/// The outcome `response` says: its status, its `Retry-After`, and its body if `read_body`
+/// and it is a 2xx. A body not read is handed back, to be [drained](drain) once the engine has
+/// the outcome.
+pub async fn outcome(response: &Response, read_body: bool) -> (Outcome, Option<ReadableStream>) {
+    // A cross-origin response shows Retry-After only if the collector sends
+    // Access-Control-Expose-Headers: Retry-After.
+    let retry_after = response.headers().get("Retry-After").ok().flatten();
+    let retry_after = retry_after.as_deref().and_then(RetryAfter::parse);
+    let status = response.status();
+    let mut unread = None;
+    let body = if read_body && response.ok() {
+        let text = match response.text() {
+            Ok(text) => JsFuture::from(text).await.ok(),
+            Err(_) => None,
+        };
+        text.and_then(|t| t.as_string())
+    } else {
+        unread = response.body();
+        None
+    };
+    let outcome = Outcome::Response {
+        status,
+        retry_after,
+        body,
+    };
+    (outcome, unread)
+}
+
+/// Reads `body` to its end, dropping each chunk as it comes: the connection is let go (edge
+/// runtimes warn about unread bodies) and no large body is kept, and unlike cancelling it the
+/// request does not show as failed.
+async fn drain(body: &ReadableStream) {
+    let Ok(reader) = body.get_reader().dyn_into::<ReadableStreamDefaultReader>() else {
+        return;
+    };
+    loop {
+        let Ok(chunk) = JsFuture::from(reader.read()).await else {
+            return;
+        };
+        if chunk
+            .unchecked_into::<ReadableStreamReadResult>()
+            .get_done()
+            != Some(false)
+        {
+            return;
+        }
+    }
+}
+
+/// `text` gzipped by the host's `CompressionStream`, as a `Uint8Array`; `None` where there is
+/// no `CompressionStream` or it fails (the body then goes plain).
+async fn gzipped(text: &str) -> Option<JsValue> {
+    let gzip = CompressionStream::new("gzip").ok()?;
+    let plain = Response::new_with_opt_str(Some(text)).ok()?.body()?;
+    let stream = plain.pipe_through(gzip.unchecked_ref::<ReadableWritablePair>());
+    let compressed = Response::new_with_opt_readable_stream(Some(&stream)).ok()?;
+    let buffer = JsFuture::from(compressed.array_buffer().ok()?).await.ok()?;
+    Some(js_sys::Uint8Array::new(&buffer).into())
+}
+
+/// `navigator.sendBeacon(url, …)` with `t`'s body: its gzip bytes as a `text/plain` Blob
+/// (CORS-simple, as a string body is; PostHog reads the gzip by its magic bytes), or its text
+/// where there are no gzip bytes or the format would need a `Content-Encoding` header, which
+/// a beacon cannot carry.
+fn beacon(url: &str, t: &Transmit) -> Outcome {
+    let blob = match (&t.gzipped, t.gzip_header) {
+        (Some(bytes), false) => gzip_blob(bytes),
+        _ => None,
+    };
+    let queued = host::global().navigator().map(|n| match &blob {
+        Some(blob) => n.send_beacon_with_opt_blob(url, Some(blob)),
+        None => n.send_beacon_with_opt_str(url, Some(&t.body)),
+    });
+    match queued {
+        Some(Ok(true)) => Outcome::Accepted,
+        Some(Ok(false)) => Outcome::Refused,
+        _ => Outcome::NetworkError("no keepalive fetch and no sendBeacon here".into()),
+    }
+}
+
+/// `bytes` as a Blob of type `text/plain`.
+fn gzip_blob(bytes: &[u8]) -> Option<Blob> {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let options = BlobPropertyBag::new();
+    options.set_type("text/plain");
+    Blob::new_with_u8_array_sequence_and_options(&parts, &options).ok()
+}
+
+/// `debug: true`: one line per request (never the body, which holds the API key).
+fn log_request(t: &Transmit) {
+    #[derive(Serialize)]
+    struct Line {
+        id: u64,
+        events: usize,
+        bytes: usize,
+        attempt: u32,
+        keepalive: bool,
+    }
+    let line = Line {
+        id: t.id.0,
+        events: t.events,
+        bytes: t.wire_len(),
+        attempt: t.attempt,
+        keepalive: t.path != Path::Ordinary,
+    };
+    host::debug("spool: POST", &to_js(&line));
+}
+
+/// `debug: true`: one line per outcome.
+pub fn log_outcome(id: TransmitId, outcome: &Outcome) {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Line<'a> {
+        id: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_until: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+    }
+    let line = match outcome {
+        Outcome::Response {
+            status,
+            retry_after,
+            ..
+        } => Line {
+            id: id.0,
+            status: Some(*status),
+            retry_after_ms: match retry_after {
+                Some(RetryAfter::Delay(ms)) => Some(*ms),
+                _ => None,
+            },
+            retry_after_until: match retry_after {
+                Some(RetryAfter::At(ms)) => Some(*ms),
+                _ => None,
+            },
+            error: None,
+        },
+        Outcome::NetworkError(e) => Line {
+            id: id.0,
+            status: None,
+            retry_after_ms: None,
+            retry_after_until: None,
+            error: Some(e),
+        },
+        Outcome::Timeout => Line {
+            id: id.0,
+            status: None,
+            retry_after_ms: None,
+            retry_after_until: None,
+            error: Some("timeout"),
+        },
+        Outcome::Accepted | Outcome::Refused => Line {
+            id: id.0,
+            status: None,
+            retry_after_ms: None,
+            retry_after_until: None,
+            error: Some(match outcome {
+                Outcome::Accepted => "accepted by the browser, unanswered",
+                _ => "refused by the browser",
+            }),
+        },
+    };
+    host::debug("spool: outcome", &to_js(&line));
+}
