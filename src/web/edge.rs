@@ -122,6 +122,8 @@ impl EdgeCoalescer {
         };
         edge.requests += 1;
         let request = RequestId(edge.requests);
+        // It arrived when it started: leaders past their grace are replaced as of then.
+        edge.coalescer.arrive(request, timestamp);
         let ready = edge
             .coalescer
             .event_ready(request, properties, timestamp, now);
