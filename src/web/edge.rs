@@ -75,7 +75,10 @@ impl EdgeCoalescer {
     /// comes from the env per request and is checked then.
     pub fn check(
         #[wasm_bindgen(unchecked_param_type = "ExporterConfig")] config: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "EdgeOptions")] own: JsValue,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ eventName?: string; deadlineMs?: number; subrequestLimit?: number }"
+        )]
+        own: JsValue,
     ) -> Result<(), JsValue> {
         read(&config, &own, true)
             .map(|_| ())
@@ -88,7 +91,10 @@ impl EdgeCoalescer {
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "ExporterConfig")] config: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "EdgeOptions")] own: JsValue,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ eventName?: string; deadlineMs?: number; subrequestLimit?: number }"
+        )]
+        own: JsValue,
     ) -> Result<EdgeCoalescer, JsValue> {
         let (edge, shell) = read(&config, &own, false).map_err(|e| error::config(&e))?;
         let hold = Rc::new(Cell::new(0));
