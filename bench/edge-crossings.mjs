@@ -6,6 +6,8 @@
 //!
 //!   node bench/edge-crossings.mjs [root]     (needs the built pkg/ under root: make build)
 //!
+//! SPOOL_BENCH_COMPRESSION=none sends the bodies plain (the default is the exporter's, gzip).
+//!
 //! The scenario: `REQUESTS` requests within one window of `flushIntervalMs` 100, delivered in
 //! one batch that the collector (tools/collector.mjs on 127.0.0.1) answers 200. Its delivery
 //! wakes three times: when it starts (the window is forming), when the window is due, and when
@@ -40,7 +42,7 @@ function countCrossings() {
   return counts;
 }
 
-export async function edgeCrossings({ root = ROOT, collector } = {}) {
+export async function edgeCrossings({ root = ROOT, collector, compression = 'gzip' } = {}) {
   const counts = countCrossings();
   const { initSync, withTelemetry } = await import(pathToFileURL(path.join(root, 'pkg', 'edge.js')).href);
   initSync({ module: fs.readFileSync(path.join(root, 'pkg', 'spool_edge_bg.wasm')) });
@@ -48,7 +50,7 @@ export async function edgeCrossings({ root = ROOT, collector } = {}) {
   const api = () => counts.api;
   const app = withTelemetry(
     { fetch: () => new Response('ok') },
-    { endpoint: `${collector.url}/batch/`, apiKey: 'phc_bench', flushIntervalMs: 100 },
+    { endpoint: `${collector.url}/batch/`, apiKey: 'phc_bench', flushIntervalMs: 100, compression },
   );
   const handed = [];
   const ctx = { waitUntil: (p) => handed.push(p) };
@@ -89,7 +91,7 @@ if (import.meta.url == pathToFileURL(process.argv[1]).href) {
   const root = process.argv[2] ? path.resolve(process.argv[2]) : ROOT;
   const collector = await startCollector({ port: 0, host: '127.0.0.1' });
   try {
-    const r = await edgeCrossings({ root, collector });
+    const r = await edgeCrossings({ root, collector, compression: process.env.SPOOL_BENCH_COMPRESSION });
     const events = collector.log().batches.reduce((n, b) => n + (b.accepted ? b.body.batch.length : 0), 0);
     console.log(`edge crossings (JS→wasm + wasm→JS): a joining request ${r.perRequest.toFixed(1)}, ` +
       `the leading request ${r.leaderRequest}, one window's delivery ${r.delivery} ` +
