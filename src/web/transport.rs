@@ -90,6 +90,12 @@ impl Request {
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
     ) -> Option<AbortController> {
+        self.send_boxed(t, Box::new(answer))
+    }
+
+    /// [`send`](Self::send) for every caller: one copy of the request's future in the wasm,
+    /// not one per type of `answer`.
+    fn send_boxed(&self, t: Transmit, answer: Box<dyn FnOnce(Outcome)>) -> Option<AbortController> {
         let read_body = t.read_body;
         let keepalive = t.path != Path::Ordinary;
         // Ordinary bodies are gzipped here; page-hide ones come gzipped from the engine.
