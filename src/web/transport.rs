@@ -90,12 +90,20 @@ impl Request {
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
     ) -> Option<AbortController> {
-        self.send_boxed(t, Box::new(answer))
+        // In the edge's wasm two shells send (the Worker's own Exporter and the middleware's
+        // windows): a boxed `answer` makes one copy of the request's future serve both. A
+        // page's wasm has one caller, and no box.
+        #[cfg(feature = "edge")]
+        let answer: Box<dyn FnOnce(Outcome)> = Box::new(answer);
+        self.send_with(t, answer)
     }
 
-    /// [`send`](Self::send) for every caller: one copy of the request's future in the wasm,
-    /// not one per type of `answer`.
-    fn send_boxed(&self, t: Transmit, answer: Box<dyn FnOnce(Outcome)>) -> Option<AbortController> {
+    /// [`send`](Self::send), generic over `answer`'s type: each type is a copy in the wasm.
+    fn send_with(
+        &self,
+        t: Transmit,
+        answer: impl FnOnce(Outcome) + 'static,
+    ) -> Option<AbortController> {
         let read_body = t.read_body;
         let keepalive = t.path != Path::Ordinary;
         // Ordinary bodies are gzipped here; page-hide ones come gzipped from the engine.
