@@ -3,7 +3,7 @@
 //!
 //! Each seed picks a config (window, batch size, subrequest limit, deadline, attempts) and runs
 //! one isolate through a stream of requests arriving a few at a time. Each leader carries out
-//! its window as `edge.js` does (wake, send what `poll_transmit` says, abort what
+//! its window as the edge shell does (wake, send what `poll_transmit` says, abort what
 //! `poll_abort` says, sleep until `poll_timeout`, hand back the answers). Faults:
 //!
 //! - the collector answers 2xx, 400, 429 with a `Retry-After` of up to 8 s (several windows),
@@ -405,11 +405,11 @@ impl Sim {
                 },
             );
         }
-        // edge.js runs the first turn of the loop at once.
+        // The edge shell runs the first turn of the loop at once.
         self.drive(window.0);
     }
 
-    /// One turn of a leader's loop, as edge.js runs it.
+    /// One turn of a leader's loop, as the edge shell (`src/web/edge.rs`) runs it.
     fn drive(&mut self, window: u64) {
         let w = WindowId(window);
         let Some(leader) = self.leaders.get(&window) else {

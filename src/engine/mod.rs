@@ -37,15 +37,11 @@
 //! assert_eq!(engine.stats().delivered, 1);
 //! ```
 
-mod coalesce;
 mod delivery;
+mod edge;
 mod page;
 mod wire;
 
-pub use coalesce::{
-    CoalesceStats, Coalescer, EdgeConfig, RequestId, WindowId, WindowReport, DEFAULT_DEADLINE_MS,
-    FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
-};
 pub use delivery::config::{
     BatchMode, Compression, Config, ConfigError, Format, DEFAULT_SERVICE_NAME, MAX_API_KEY_LEN,
 };
@@ -57,6 +53,10 @@ pub use delivery::rng::Rng;
 pub use delivery::stats::{DropReason, Dropped, Stats};
 pub use delivery::timer::Timer;
 pub use delivery::transmit::{BatchId, Path, Transmit, TransmitId};
+pub use edge::{
+    CoalesceStats, Coalescer, EdgeConfig, RequestId, WindowId, WindowReport, DEFAULT_DEADLINE_MS,
+    FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
+};
 pub use page::close::{
     PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
 };

@@ -40,7 +40,8 @@ export interface FetchHandler<Env = any> {
  * Wraps a Worker's default export so that every request is recorded as an event (method, host,
  * path, status, duration_ms, country, colo; status 500 and error when the handler throws) and
  * delivered after the response inside `ctx.waitUntil`, batched with the other requests of the
- * isolate. Returns the object to export. Throws a `SpoolConfigError` (with `field`) for an
+ * isolate, gzipped as a page's requests are (`compression`, default "gzip"). Returns the object
+ * to export. Throws a `SpoolConfigError` (with `field`) for an
  * invalid option. Call `initSync` (or `init`), exported here, first.
  *
  * ```js

@@ -17,46 +17,24 @@
 // behalf of a different request"), so no request may await another's fetch or timer; plain
 // data, though, may pass between them. Which request leads which batching window, when the
 // window's batch goes, its retries, its deadline and the subrequests it may spend are the
-// engine's decisions (its `Coalescer`, through the wasm class `EdgeCoalescer`): this file only
-// tells it that a request arrived, that its event is ready and that a `waitUntil` ended, and
-// carries out what it says for each window from the `waitUntil` of the request leading it.
-// Every request, timer and answer of a window belongs to its leading request; the other
-// requests do no I/O for telemetry at all, which is what makes the middleware cheap: one
-// collector request per window, not per Worker request.
+// engine's decisions (its `Coalescer`), and the wasm class `EdgeCoalescer` carries them out:
+// it sends through the exporter's own transport (gzip, Retry-After, the debug lines) from the
+// `waitUntil` of the request leading each window. This file is the Workers glue: it reads the
+// env and the request's facts, makes one call into the wasm per request (`record`), and hands
+// the delivery it may return to `ctx.waitUntil`. The other requests do no I/O for telemetry at
+// all, which is what makes the middleware cheap: one collector request per window, not per
+// Worker request.
 //
-// Nothing runs when the module is loaded but the checks of the options: workerd forbids
-// timers, I/O and random numbers at module scope.
+// Nothing runs when the module is loaded but the checks of the options (the wasm's, where the
+// defaults and bounds are): workerd forbids timers, I/O and random numbers at module scope.
 
-import { EdgeCoalescer, Exporter } from "./spool_edge.js";
+import { EdgeCoalescer } from "./spool_edge.js";
 
 export { default, initSync, Exporter } from "./spool_edge.js";
 
 // The env bindings read when the options name no endpoint or key.
 const ENDPOINT_BINDING = "SPOOL_ENDPOINT";
 const API_KEY_BINDING = "SPOOL_API_KEY";
-// Stands in for a key read from the env when the options are checked at module scope.
-const API_KEY_STAND_IN = "phc_stand_in";
-
-const DEFAULT_EVENT_NAME = "http_request";
-
-// How long a batch's delivery may run after its window when `deadlineMs` is not given.
-// Cloudflare keeps `waitUntil` work alive for about 30 s after the response; the window and the
-// last 4 s are a margin for aborting what is abandoned and logging it.
-const DEFAULT_DEADLINE_MS = 25_000;
-// The shortest deadline: the shortest `requestTimeoutMs`.
-const MIN_DEADLINE_MS = 100;
-// The window and the deadline together: past `waitUntil`'s 30 s the runtime cancels the work,
-// and events not yet delivered would be lost without being counted or logged.
-const MAX_DEADLINE_MS = 30_000;
-
-// Subrequests (batches and retries) a window may make in its leading request: Cloudflare
-// allows 50 per request on the free plan and 1,000 on paid plans.
-const DEFAULT_SUBREQUEST_LIMIT = 50;
-const MAX_SUBREQUEST_LIMIT = 1000;
-
-// Stands in for the endpoint while the rest of the config is checked, when the endpoint comes
-// from env (known only per request). Never sent to.
-const ENDPOINT_STAND_IN = "https://endpoint-from-env.invalid/";
 
 // The middleware's own option keys; the rest of the options is the exporter's config.
 const OWN_KEYS = ["eventName", "captureQuery", "captureHeaders", "deadlineMs", "subrequestLimit"];
@@ -72,45 +50,17 @@ const MAX_ERROR_LENGTH = 1000;
  * (naming the field) for an invalid option and a TypeError for a handler without `fetch`.
  */
 export function withTelemetry(handler, options) {
-  if (options === undefined || options === null) options = {};
-  if (typeof options != "object") {
-    throw configError("options", 'must be an object, e.g. { eventName: "http_request" }');
-  }
-  const eventName = optional(options, "eventName", "string", "a string") ?? DEFAULT_EVENT_NAME;
-  if (eventName === "") throw configError("eventName", "must not be empty");
-  const deadlineMs = optional(options, "deadlineMs", "number", "a number") ?? DEFAULT_DEADLINE_MS;
-  if (!(deadlineMs >= MIN_DEADLINE_MS && deadlineMs <= MAX_DEADLINE_MS && Number.isInteger(deadlineMs))) {
-    throw configError("deadlineMs", `must be from ${MIN_DEADLINE_MS} to ${MAX_DEADLINE_MS} (got ${deadlineMs})`);
-  }
-  const subrequestLimit = optional(options, "subrequestLimit", "number", "a number") ?? DEFAULT_SUBREQUEST_LIMIT;
-  if (!(subrequestLimit >= 1 && subrequestLimit <= MAX_SUBREQUEST_LIMIT && Number.isInteger(subrequestLimit))) {
-    throw configError("subrequestLimit", `must be from 1 to ${MAX_SUBREQUEST_LIMIT} (got ${subrequestLimit})`);
-  }
-  const captureQuery = optional(options, "captureQuery", "boolean", "true or false") ?? false;
+  const [config, own] = split(options);
+  EdgeCoalescer.check(config, own);
+  const captureQuery = optional(own, "captureQuery", "boolean", "true or false") === true;
   let names;
   try {
-    names = headerNames(options.captureHeaders);
+    names = headerNames(own.captureHeaders);
   } catch (e) {
     throw configError("captureHeaders", describe(e));
   }
-  const config = { ...options };
-  for (const key of OWN_KEYS) delete config[key];
   const endpointFromEnv = config.endpoint === undefined || config.endpoint === null;
   const apiKeyFromEnv = config.apiKey === undefined || config.apiKey === null;
-  config.flushOnPageHide = false;
-  // A key read from the env per request is checked then; a stand-in lets the rest be checked now.
-  const windowMs = Exporter.checkConfig({
-    ...config,
-    endpoint: endpointFromEnv ? ENDPOINT_STAND_IN : config.endpoint,
-    apiKey: apiKeyFromEnv ? API_KEY_STAND_IN : config.apiKey,
-  });
-  if (windowMs + deadlineMs > MAX_DEADLINE_MS) {
-    throw configError(
-      "deadlineMs",
-      `must leave the batching window (flushIntervalMs ${windowMs}) within waitUntil's ${MAX_DEADLINE_MS} ms: ` +
-        `at most ${MAX_DEADLINE_MS - windowMs} (got ${deadlineMs})`,
-    );
-  }
   if (typeof handler?.fetch != "function") {
     throw new TypeError(
       "spool: withTelemetry(handler, options): handler must be a Worker's default export, " +
@@ -122,7 +72,6 @@ export function withTelemetry(handler, options) {
   // forbids at module scope) with that request's env; undefined until then.
   let coalescer;
   let reported = false;
-  let requests = 0;
 
   /** The isolate's coalescer, or undefined (said once) when the config from env is invalid. */
   const coalescerFor = (env) => {
@@ -136,7 +85,7 @@ export function withTelemetry(handler, options) {
         endpoint: endpointFromEnv ? env?.[ENDPOINT_BINDING] : config.endpoint,
         apiKey: apiKeyFromEnv ? env?.[API_KEY_BINDING] : config.apiKey,
       };
-      coalescer = new EdgeCoalescer(exporter, eventName, deadlineMs, subrequestLimit);
+      coalescer = new EdgeCoalescer(exporter, own);
     } catch (e) {
       // The env is the same for every request of an isolate: say it once.
       console.error(`${describe(e)} (events are not being sent)`);
@@ -145,88 +94,15 @@ export function withTelemetry(handler, options) {
     return coalescer;
   };
 
-  /**
-   * Carries out window `window`, which request `leader` leads, in the leader's `waitUntil`:
-   * sends what the coalescer says, hands it the answers, sleeps until it next asks to wake.
-   */
-  const deliver = async (c, window, leader, endpoint, now) => {
-    const { headers, debug } = c;
-    const inFlight = new Map(); // transmit id -> its AbortController
-    let wake = () => {};
-    const answer = (id, status, retryAfter, error, text) => {
-      inFlight.delete(id);
-      const known = c.answer(window, id, status, retryAfter, error, text, Date.now());
-      if (debug && known) {
-        console.debug("spool: outcome", error === undefined ? { id, status, retryAfter } : { id, error });
-      }
-      wake();
-    };
-    const send = ([id, body, contentType, events, attempt]) => {
-      if (debug) console.debug("spool: POST", { id, events, bytes: body.length, attempt, keepalive: false });
-      const controller = new AbortController();
-      inFlight.set(id, controller);
-      const init = { method: "POST", body, headers: { ...headers, "Content-Type": contentType }, signal: controller.signal };
-      let sent;
-      try {
-        sent = fetch(endpoint, init);
-      } catch (e) {
-        return void Promise.resolve().then(() => answer(id, 0, undefined, describe(e)));
-      }
-      sent.then(
-        (response) => {
-          const retryAfter = response.headers.get("Retry-After") ?? undefined;
-          // An OTLP (application/json) 2xx may carry a partialSuccess the coalescer reads.
-          if (response.ok && contentType == "application/json") {
-            return response.text().then(
-              (text) => answer(id, response.status, retryAfter, undefined, text),
-              () => answer(id, response.status, retryAfter, undefined),
-            );
-          }
-          answer(id, response.status, retryAfter, undefined);
-          // The body is not read: let the connection go (workerd warns about unread bodies).
-          response.body?.cancel().catch(() => {});
-        },
-        (e) => answer(id, 0, undefined, describe(e)),
-      );
-    };
+  /** Hands the request's event to the coalescer; a request that leads a window delivers it. */
+  const record = (c, request, ctx, status, started, error) => {
     try {
-      for (;; now = Date.now()) {
-        c.wake(window, now);
-        for (let t; (t = c.transmit(window, now)) !== undefined; ) send(t);
-        for (let id; (id = c.abort(window)) >= 0; ) inFlight.get(id)?.abort();
-        if (c.finished(window)) break;
-        // Woken by an answer, or by the coalescer's own timer at the time it names.
-        await new Promise((resolve) => {
-          wake = resolve;
-          c.arm(window, now, resolve);
-        });
-        c.disarm(window);
-      }
-      const stats = c.report(window);
-      if (stats?.dropped.total) undelivered(eventName, stats);
-    } finally {
-      c.disarm(window);
-      c.ended(leader, Date.now());
-    }
-  };
-
-  const record = (c, id, request, env, ctx, status, started, error) => {
-    const now = Date.now();
-    const properties = JSON.stringify(facts(request, status, now - started, error, captureQuery, names));
-    const window = c.ready(id, properties, started, now);
-    if (window < 0) console.warn(`spool: a ${eventName} event was not delivered (queueFull)`);
-    if (window <= 0) return;
-    const endpoint = endpointFromEnv ? env?.[ENDPOINT_BINDING] : config.endpoint;
-    const delivery = deliver(c, window, id, endpoint, now).catch((e) => {
-      console.error(`spool: ${eventName} events were not sent: ${describe(e)}`);
-    });
-    ctx?.waitUntil(delivery);
-  };
-  const safely = (...args) => {
-    try {
-      record(...args);
+      const now = Date.now();
+      const properties = JSON.stringify(facts(request, status, now - started, error, captureQuery, names));
+      const delivery = c.record(properties, started, now);
+      if (delivery) ctx?.waitUntil(delivery);
     } catch (e) {
-      console.error(`spool: the request's ${eventName} event was not recorded: ${describe(e)}`);
+      console.error(`spool: the request's event was not recorded: ${describe(e)}`);
     }
   };
 
@@ -234,25 +110,34 @@ export function withTelemetry(handler, options) {
     ...handler,
     async fetch(request, env, ctx) {
       const started = Date.now();
-      const id = ++requests;
-      let c;
-      try {
-        c = coalescerFor(env);
-        c?.arrive(id, started);
-      } catch (e) {
-        console.error(`spool: the request's ${eventName} event was not recorded: ${describe(e)}`);
-      }
+      const c = coalescerFor(env);
       let response;
       try {
         response = await handler.fetch(request, env, ctx);
       } catch (error) {
-        if (c) safely(c, id, request, env, ctx, 500, started, describe(error));
+        if (c) record(c, request, ctx, 500, started, describe(error));
         throw error;
       }
-      if (c) safely(c, id, request, env, ctx, response?.status ?? 500, started, undefined);
+      if (c) record(c, request, ctx, response?.status ?? 500, started, undefined);
       return response;
     },
   };
+}
+
+/**
+ * `options` as the exporter's config and the middleware's own keys. Options that are not an
+ * object are passed on as the config, which the wasm refuses naming `options`.
+ */
+function split(options) {
+  if (options === undefined || options === null) return [{}, {}];
+  if (typeof options != "object") return [options, {}];
+  const config = { ...options };
+  const own = {};
+  for (const key of OWN_KEYS) {
+    own[key] = config[key];
+    delete config[key];
+  }
+  return [config, own];
 }
 
 /** `options[key]` if it is of type `type`; undefined when absent; a config error otherwise. */
@@ -312,23 +197,6 @@ function facts(request, status, durationMs, error, captureQuery, names) {
   const headers = names.map((name) => [name, request.headers.get(name)]).filter(([, value]) => value !== null);
   if (headers.length) properties.headers = Object.fromEntries(headers);
   return properties;
-}
-
-/** Events of a batch ended dropped: say so in the Worker's logs, the only place it shows. */
-function undelivered(eventName, stats) {
-  const { total, shutdown, attemptsExhausted, rejected, tooLarge, queueFull } = stats.dropped;
-  const reasons = [
-    [shutdown, "abandoned at deadlineMs"],
-    [attemptsExhausted, "attemptsExhausted"],
-    [rejected, "rejected"],
-    [tooLarge, "tooLarge"],
-    [queueFull, "queueFull"],
-  ]
-    .filter(([n]) => n)
-    .map(([n, why]) => (n == total ? why : `${n} ${why}`));
-  const last = stats.lastError ? `; last error: ${stats.lastError}` : "";
-  const what = total == 1 ? `a ${eventName} event was` : `${total} ${eventName} events were`;
-  console.warn(`spool: ${what} not delivered (${reasons.join(", ")}${last})`);
 }
 
 /** The message of something thrown, without ever throwing itself. */

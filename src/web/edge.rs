@@ -1,206 +1,434 @@
-//! `EdgeCoalescer`: the engine's [`Coalescer`] as the edge middleware (`edge.js`) sees it.
-//! Wiring only: it turns JS numbers and strings into the coalescer's inputs and its outputs
-//! into plain values; every decision (who leads, when a window's batch goes, retries, the
-//! subrequest limit) is the coalescer's.
+//! `EdgeCoalescer`: the edge shell. It drives the engine's [`Coalescer`] for the edge
+//! middleware (`edge.js`), which calls it once per Worker request: [`EdgeCoalescer::record`]
+//! hands it the request's event and, when that request leads a batching window, returns the
+//! window's delivery as a `Promise` for the request's `ctx.waitUntil`.
+//!
+//! A delivery is one driver loop, the shape of quinn's `ConnectionDriver::poll` and of the
+//! page shell's `drive`: each time it wakes, the answers that came and the time go in, the
+//! requests the coalescer wants sent go out through the one [transport](super::transport)
+//! (gzip, `Retry-After`, the body drained, the debug log lines), the requests it gave up on
+//! are aborted, and one timer is armed at its `poll_timeout`. Every `fetch`, timer and answer
+//! of the window is made from the loop, so it belongs to the leading request, as workerd
+//! requires ("Cannot perform I/O on behalf of a different request"); other requests hand
+//! over their events as plain data and do no I/O for telemetry.
+//!
+//! The options are read and checked here and in [`EdgeConfig::validate`], the one place of
+//! their defaults and bounds; `edge.js` keeps the Workers glue (the env, the request's facts,
+//! `waitUntil`).
 
-use super::{config, error, host, report};
-use crate::engine::{Coalescer, EdgeConfig, Outcome, RequestId, RetryAfter, TransmitId, WindowId};
+use super::transport::{self, Request};
+use super::{config, error, host};
+use crate::engine::{
+    Coalescer, Compression, ConfigError, EdgeConfig, Outcome, RequestId, Stats, Transmit,
+    TransmitId, WindowId,
+};
+use crate::schema::ShellOptions;
 use gloo_timers::callback::Timeout;
-use js_sys::Array;
+use js_sys::{Object, Reflect};
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
 use wasm_bindgen::prelude::*;
 
-/// One isolate's batching windows. Made inside a request (it draws random numbers, which a
-/// Worker's module scope forbids); each window is then carried out from its leader's
-/// `ctx.waitUntil`, so that no I/O crosses requests.
+/// Stands in for an endpoint and a key read from the env per request while the rest of the
+/// options is checked at module scope. Never sent to.
+const ENDPOINT_STAND_IN: &str = "https://endpoint-from-env.invalid/";
+const API_KEY_STAND_IN: &str = "phc_stand_in";
+
+/// One isolate's batching windows and their deliveries. Made inside a request (it draws random
+/// numbers, which a Worker's module scope forbids).
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct EdgeCoalescer {
-    inner: Coalescer,
-    /// The user's `headers` (a checked plain object), or `undefined`.
-    headers: JsValue,
+    edge: Rc<RefCell<Edge>>,
+}
+
+/// What the deliveries share with the requests that hand over events.
+struct Edge {
+    coalescer: Coalescer,
+    /// How requests go out: the endpoint, the user's headers, gzip, the debug lines.
+    transport: Request,
+    /// The endpoint's `Retry-After` hold, read by the transport for a body that finished
+    /// compressing after an answer named one.
+    hold: Rc<Cell<u64>>,
     debug: bool,
-    /// Each window's armed wake-up; dropping one cancels it.
-    wakes: Vec<(u64, Timeout)>,
+    /// Requests numbered so far.
+    requests: u64,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("coalescer", &self.coalescer)
+            .field("requests", &self.requests)
+            .finish()
+    }
 }
 
 #[wasm_bindgen]
 impl EdgeCoalescer {
-    /// Checks `config` as `new Exporter(config)` does (throwing the same `SpoolConfigError`),
-    /// with the events' name, the deadline of each window's delivery and the subrequests it
-    /// may make.
+    /// Checks the options of `withTelemetry` as the Worker module loads, throwing a
+    /// `SpoolConfigError` naming the field: `config`, the exporter's keys, as
+    /// `new Exporter(config)` does, and `own`, the middleware's (`eventName`, `deadlineMs`,
+    /// `subrequestLimit`; `edge.js` reads the others). An `endpoint` or `apiKey` not given
+    /// comes from the env per request and is checked then.
+    pub fn check(
+        #[wasm_bindgen(unchecked_param_type = "ExporterConfig")] config: JsValue,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ eventName?: string; deadlineMs?: number; subrequestLimit?: number }"
+        )]
+        own: JsValue,
+    ) -> Result<(), JsValue> {
+        read(&config, &own, true)
+            .map(|_| ())
+            .map_err(|e| error::config(&e))
+    }
+
+    /// The isolate's coalescer for the options of `withTelemetry` as [`check`](Self::check)
+    /// takes them, with the endpoint and key read from the env filled in. Throws a
+    /// `SpoolConfigError` as `check` does.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "ExporterConfig")] config: JsValue,
-        event_name: String,
-        deadline_ms: f64,
-        subrequest_limit: f64,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ eventName?: string; deadlineMs?: number; subrequestLimit?: number }"
+        )]
+        own: JsValue,
     ) -> Result<EdgeCoalescer, JsValue> {
-        let (exporter, options) = config::read(&config).map_err(|e| error::config(&e))?;
-        let mut edge = EdgeConfig::new(exporter);
-        edge.event_name = event_name;
-        edge.deadline_ms = deadline_ms as u64;
-        edge.subrequest_limit = subrequest_limit as u32;
-        let inner = Coalescer::new(edge, host::seed()).map_err(|e| error::config(&e))?;
+        let (edge, shell) = read(&config, &own, false).map_err(|e| error::config(&e))?;
+        let hold = Rc::new(Cell::new(0));
+        let transport = Request::new(
+            &edge.exporter.endpoint,
+            &shell.headers,
+            edge.exporter.compression == Compression::Gzip,
+            shell.debug,
+            hold.clone(),
+        );
+        let coalescer = Coalescer::new(edge, host::seed()).map_err(|e| error::config(&e))?;
         Ok(EdgeCoalescer {
-            inner,
-            headers: headers_object(&options.headers),
-            debug: options.debug,
-            wakes: Vec::new(),
+            edge: Rc::new(RefCell::new(Edge {
+                coalescer,
+                transport,
+                hold,
+                debug: shell.debug,
+                requests: 0,
+            })),
         })
     }
 
-    /// The `headers` option, checked: a plain object, or `undefined`.
-    #[wasm_bindgen(getter)]
-    pub fn headers(&self) -> JsValue {
-        self.headers.clone()
+    /// A Worker request's event is ready: `properties` (the JSON text of an object), captured
+    /// at `timestamp`, the time now `now`. Returns the delivery of the window this request
+    /// now leads, for its `ctx.waitUntil`; `undefined` if it joined a window forming, or its
+    /// event was refused (the waiting list is full: counted, and said with `console.warn`).
+    pub fn record(&self, properties: String, timestamp: f64, now: f64) -> Option<js_sys::Promise> {
+        let (now, timestamp) = (now as u64, timestamp as u64);
+        let Ok(mut edge) = self.edge.try_borrow_mut() else {
+            return None;
+        };
+        edge.requests += 1;
+        let request = RequestId(edge.requests);
+        // It arrived when it started: leaders past their grace are replaced as of then.
+        edge.coalescer.arrive(request, timestamp);
+        let ready = edge
+            .coalescer
+            .event_ready(request, properties, timestamp, now);
+        let window = match ready {
+            Ok(Some(window)) => window,
+            Ok(None) => return None,
+            Err(_) => {
+                let name = edge.coalescer.config().event_name.clone();
+                drop(edge);
+                host::warn(&undelivered(&name, 1, "queueFull"));
+                return None;
+            }
+        };
+        drop(edge);
+        let delivery = deliver(self.edge.clone(), window, request, now);
+        Some(wasm_bindgen_futures::future_to_promise(async move {
+            delivery.await;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+}
+
+/// Carries out window `window`, which request `leader` leads, in the leader's `waitUntil`
+/// from `now` on: the driver loop, until the coalescer says the window is finished; then its
+/// losses are logged and the leader's `waitUntil` is over.
+async fn deliver(edge: Rc<RefCell<Edge>>, window: WindowId, leader: RequestId, mut now: u64) {
+    let inbox = Rc::new(Inbox::default());
+    let mut in_flight: Vec<(TransmitId, web_sys::AbortController)> = Vec::new();
+    // The one timer, and the time it is armed for.
+    let mut armed: Option<(u64, Timeout)> = None;
+    loop {
+        let answers = inbox.answers.take();
+        let (wake, transport) = match edge.try_borrow_mut() {
+            Ok(mut state) => (state.poll(window, answers, now), state.transport.clone()),
+            Err(_) => break,
+        };
+        for (id, outcome) in &wake.answered {
+            transport::log_outcome(*id, outcome);
+        }
+        in_flight.retain(|(id, controller)| {
+            let aborted = wake.aborts.contains(id);
+            if aborted {
+                controller.abort();
+            }
+            !aborted && !wake.answered_ids.contains(id)
+        });
+        for t in wake.sends {
+            let id = t.id;
+            let to = inbox.clone();
+            let controller = transport.send(t, move |outcome| to.deliver(id, outcome));
+            if let Some(controller) = controller {
+                in_flight.push((id, controller));
+            }
+        }
+        if wake.finished {
+            break;
+        }
+        // Woken by an answer, or by the one timer at the time the coalescer names. A timer
+        // still armed for that time is kept; dropping one cancels it.
+        if inbox.timer_fired.replace(false) || armed.as_ref().map(|(at, _)| *at) != wake.timeout {
+            armed = wake.timeout.map(|at| {
+                // setTimeout takes a 32-bit signed delay; a longer one would fire at once.
+                let delay = at.saturating_sub(now).min(i32::MAX as u64) as u32;
+                let to = inbox.clone();
+                let timer = Timeout::new(delay, move || {
+                    to.timer_fired.set(true);
+                    to.ring();
+                });
+                (at, timer)
+            });
+        }
+        inbox.rung().await;
+        now = host::now_ms();
+    }
+    drop(armed);
+    let report = edge.try_borrow_mut().ok().map(|mut state| {
+        let report = state.coalescer.take_report(window);
+        state.coalescer.wait_until_ended(leader, host::now_ms());
+        (report, state.coalescer.config().event_name.clone())
+    });
+    if let Some((Some(report), name)) = report {
+        warn_undelivered(&name, &report.stats);
+    }
+}
+
+/// What one wake of a delivery must do once the state is released.
+struct Wake {
+    /// Answers the coalescer was still waiting for, to log with `debug`.
+    answered: Vec<(TransmitId, Outcome)>,
+    /// Every answer taken, awaited or not: their requests are no longer in flight.
+    answered_ids: Vec<TransmitId>,
+    sends: Vec<Transmit>,
+    aborts: Vec<TransmitId>,
+    timeout: Option<u64>,
+    finished: bool,
+}
+
+impl Edge {
+    /// One wake of window `window` at `now`: the answers in, then the time, then what to send
+    /// and abort, then when to wake next.
+    fn poll(&mut self, window: WindowId, answers: Vec<(TransmitId, Outcome)>, now: u64) -> Wake {
+        let c = &mut self.coalescer;
+        let mut answered = Vec::new();
+        let mut answered_ids = Vec::new();
+        for (id, outcome) in answers {
+            answered_ids.push(id);
+            let log = self.debug.then(|| outcome.clone());
+            if c.handle_outcome(window, id, outcome, now) {
+                answered.extend(log.map(|outcome| (id, outcome)));
+            }
+        }
+        c.handle_timeout(window, now);
+        let sends = std::iter::from_fn(|| c.poll_transmit(window, now)).collect();
+        let aborts = std::iter::from_fn(|| c.poll_abort(window)).collect();
+        self.hold.set(c.retry_after_until());
+        Wake {
+            answered,
+            answered_ids,
+            sends,
+            aborts,
+            timeout: c.poll_timeout(window),
+            finished: c.is_finished(window),
+        }
+    }
+}
+
+/// Where a delivery's answers and its timer wake it.
+#[derive(Default)]
+struct Inbox {
+    answers: RefCell<Vec<(TransmitId, Outcome)>>,
+    rung: Cell<bool>,
+    /// The timer fired since the last wake: it must be armed again, even for the same time.
+    timer_fired: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Inbox {
+    /// Request `id` was answered.
+    fn deliver(&self, id: TransmitId, outcome: Outcome) {
+        self.answers.borrow_mut().push((id, outcome));
+        self.ring();
     }
 
-    /// The `debug` option.
-    #[wasm_bindgen(getter)]
-    pub fn debug(&self) -> bool {
-        self.debug
-    }
-
-    /// Request `request` arrived at `now`.
-    pub fn arrive(&mut self, request: f64, now: f64) {
-        self.inner.arrive(RequestId(request as u64), now as u64);
-    }
-
-    /// Request `request`'s event is ready: `properties` (JSON text of an object), captured at
-    /// `timestamp`. Returns the window this request now leads (its `waitUntil` carries it
-    /// out), 0 if it joined one, -1 if it was refused (the waiting list is full).
-    pub fn ready(&mut self, request: f64, properties: String, timestamp: f64, now: f64) -> f64 {
-        let request = RequestId(request as u64);
-        match self
-            .inner
-            .event_ready(request, properties, timestamp as u64, now as u64)
-        {
-            Ok(Some(window)) => window.0 as f64,
-            Ok(None) => 0.0,
-            Err(_) => -1.0,
+    /// Wakes the delivery.
+    fn ring(&self) {
+        self.rung.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
         }
     }
 
-    /// The time is `now` in window `window`'s leader.
-    pub fn wake(&mut self, window: f64, now: f64) {
-        self.inner
-            .handle_timeout(WindowId(window as u64), now as u64);
-    }
-
-    /// The next request window `window` must send now, as `[id, body, contentType, events,
-    /// attempt]`, or `undefined`.
-    pub fn transmit(&mut self, window: f64, now: f64) -> JsValue {
-        let Some(t) = self
-            .inner
-            .poll_transmit(WindowId(window as u64), now as u64)
-        else {
-            return JsValue::UNDEFINED;
-        };
-        let out = Array::new();
-        out.push(&JsValue::from(t.id.0 as f64));
-        out.push(&JsValue::from(t.body));
-        out.push(&JsValue::from(t.content_type));
-        out.push(&JsValue::from(t.events as f64));
-        out.push(&JsValue::from(t.attempt));
-        out.into()
-    }
-
-    /// Request `id` of window `window` ended at `now`: `status` and its `Retry-After` (and
-    /// the body of an OTLP 2xx answer, for its `partialSuccess`), or `error` for a network
-    /// error. Returns whether it was still awaited.
-    #[allow(clippy::too_many_arguments)]
-    pub fn answer(
-        &mut self,
-        window: f64,
-        id: f64,
-        status: u16,
-        retry_after: Option<String>,
-        error: Option<String>,
-        body: Option<String>,
-        now: f64,
-    ) -> bool {
-        let outcome = match error {
-            Some(e) => Outcome::NetworkError(e),
-            None => Outcome::Response {
-                status,
-                retry_after: retry_after.as_deref().and_then(RetryAfter::parse),
-                body,
-            },
-        };
-        self.inner.handle_outcome(
-            WindowId(window as u64),
-            TransmitId(id as u64),
-            outcome,
-            now as u64,
-        )
-    }
-
-    /// The next request of window `window` to abort, or -1.
-    pub fn abort(&mut self, window: f64) -> f64 {
-        self.inner
-            .poll_abort(WindowId(window as u64))
-            .map_or(-1.0, |id| id.0 as f64)
-    }
-
-    /// Calls `wake` when window `window`'s leader should wake next (the coalescer's
-    /// `poll_timeout`), unless it waits only for an answer. Replaces the window's earlier
-    /// timer, which is cancelled. Called from the leader's `waitUntil`, so the timer belongs
-    /// to that request.
-    pub fn arm(&mut self, window: f64, now: f64, wake: js_sys::Function) {
-        let window = window as u64;
-        self.disarm_window(window);
-        let Some(at) = self.inner.poll_timeout(WindowId(window)) else {
-            return;
-        };
-        // setTimeout takes a 32-bit signed delay; a longer one would fire at once.
-        let delay = at.saturating_sub(now as u64).min(i32::MAX as u64) as u32;
-        let timer = Timeout::new(delay, move || {
-            let _ = wake.call0(&JsValue::UNDEFINED);
-        });
-        self.wakes.push((window, timer));
-    }
-
-    /// Cancels window `window`'s timer: an answer woke its leader first, or it is done.
-    pub fn disarm(&mut self, window: f64) {
-        self.disarm_window(window as u64);
-    }
-
-    /// Whether window `window` has nothing left to do.
-    pub fn finished(&self, window: f64) -> bool {
-        self.inner.is_finished(WindowId(window as u64))
-    }
-
-    /// The finished window's counters, as `Exporter.stats()` gives them, once; `undefined`
-    /// if it is not finished.
-    #[wasm_bindgen(unchecked_return_type = "ExporterStats | undefined")]
-    pub fn report(&mut self, window: f64) -> JsValue {
-        self.inner
-            .take_report(WindowId(window as u64))
-            .map_or(JsValue::UNDEFINED, |r| report::stats(&r.stats))
-    }
-
-    /// Request `request`'s `waitUntil` ended at `now`.
-    pub fn ended(&mut self, request: f64, now: f64) {
-        self.inner
-            .wait_until_ended(RequestId(request as u64), now as u64);
+    /// Resolves once rung (at once if it was rung meanwhile).
+    async fn rung(&self) {
+        poll_fn(|cx| {
+            if self.rung.replace(false) {
+                return Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 }
 
-impl EdgeCoalescer {
-    /// Drops (cancels) window `window`'s timer, if one is armed.
-    fn disarm_window(&mut self, window: u64) {
-        self.wakes.retain(|(w, _)| *w != window);
+/// Reads the options of `withTelemetry`, given as the exporter's `config` and the
+/// middleware's `own` keys: the edge's config, and the shell's options (the user's headers,
+/// `debug`). With `from_env`, a missing endpoint or key is stood in for.
+fn read(
+    config: &JsValue,
+    own: &JsValue,
+    from_env: bool,
+) -> Result<(EdgeConfig, ShellOptions), ConfigError> {
+    if !(config.is_object() || config.is_undefined() || config.is_null()) {
+        return Err(ConfigError::new(
+            "options",
+            "must be an object, e.g. { eventName: \"http_request\" }".into(),
+        ));
     }
+    let exporter = Object::new();
+    if config.is_object() {
+        Object::assign(&exporter, config.unchecked_ref());
+    }
+    if from_env {
+        for (key, stand_in) in [
+            ("endpoint", ENDPOINT_STAND_IN),
+            ("apiKey", API_KEY_STAND_IN),
+        ] {
+            if option(&exporter, key).is_none() {
+                let _ = Reflect::set(&exporter, &key.into(), &stand_in.into());
+            }
+        }
+    }
+    let (config, shell) = config::read(&exporter)?;
+    let mut edge = EdgeConfig::new(config);
+    if let Some(name) = given(option(own, "eventName"), "eventName", "string")? {
+        edge.event_name = name.as_string().unwrap_or_default();
+    }
+    if let Some(ms) = whole(option(own, "deadlineMs"), "deadlineMs")? {
+        edge.deadline_ms = ms;
+    }
+    if let Some(n) = whole(option(own, "subrequestLimit"), "subrequestLimit")? {
+        edge.subrequest_limit = n.min(u32::MAX.into()) as u32;
+    }
+    edge.validate()?;
+    Ok((edge, shell))
 }
 
-/// The checked `headers` option as the plain object `edge.js` spreads into each request's.
-fn headers_object(headers: &[(String, String)]) -> JsValue {
-    if headers.is_empty() {
-        return JsValue::UNDEFINED;
+/// `options[key]`, unless it is unset (`undefined` or `null`).
+fn option(options: &JsValue, key: &str) -> Option<JsValue> {
+    if !options.is_object() {
+        return None;
     }
-    let object = js_sys::Object::new();
-    for (name, value) in headers {
-        let _ = js_sys::Reflect::set(&object, &name.into(), &value.into());
+    let value = Reflect::get(options, &key.into()).ok()?;
+    (!value.is_undefined() && !value.is_null()).then_some(value)
+}
+
+/// `value` of option `key` if it is of JavaScript type `kind`.
+fn given(
+    value: Option<JsValue>,
+    key: &'static str,
+    kind: &str,
+) -> Result<Option<JsValue>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let of = value.js_typeof().as_string().unwrap_or_default();
+    if of != kind {
+        let mut m = String::from("must be a ");
+        m.push_str(kind);
+        m.push_str(" (got type ");
+        m.push_str(&of);
+        m.push(')');
+        return Err(ConfigError::new(key, m));
     }
-    object.into()
+    Ok(Some(value))
+}
+
+/// Option `key` as a whole number, if set; its bounds are [`EdgeConfig::validate`]'s.
+fn whole(value: Option<JsValue>, key: &'static str) -> Result<Option<u64>, ConfigError> {
+    let Some(n) = given(value, key, "number")?.and_then(|v| v.as_f64()) else {
+        return Ok(None);
+    };
+    if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 {
+        return Ok(Some(n as u64));
+    }
+    let mut m = String::from("must be a whole number, 0 or more (got ");
+    m.push_str(&host::number_text(n));
+    m.push(')');
+    Err(ConfigError::new(key, m))
+}
+/// Events of a window ended dropped: say so in the Worker's logs, the only place it shows.
+fn warn_undelivered(name: &str, stats: &Stats) {
+    let d = &stats.dropped;
+    let total = d.total();
+    if total == 0 {
+        return;
+    }
+    let mut reasons = String::new();
+    for (n, why) in [
+        (d.shutdown, "abandoned at deadlineMs"),
+        (d.attempts_exhausted, "attemptsExhausted"),
+        (d.rejected, "rejected"),
+        (d.too_large, "tooLarge"),
+        (d.queue_full, "queueFull"),
+    ] {
+        if n == 0 {
+            continue;
+        }
+        if !reasons.is_empty() {
+            reasons.push_str(", ");
+        }
+        if n != total {
+            reasons.push_str(&host::number_text(n as f64));
+            reasons.push(' ');
+        }
+        reasons.push_str(why);
+    }
+    if let Some(last) = &stats.last_error {
+        reasons.push_str("; last error: ");
+        reasons.push_str(last);
+    }
+    host::warn(&undelivered(name, total, &reasons));
+}
+
+/// "spool: a {name} event was not delivered ({why})", or "{n} {name} events were".
+fn undelivered(name: &str, n: u64, why: &str) -> String {
+    let mut m = String::from("spool: ");
+    if n == 1 {
+        m.push_str("a ");
+        m.push_str(name);
+        m.push_str(" event was");
+    } else {
+        m.push_str(&host::number_text(n as f64));
+        m.push(' ');
+        m.push_str(name);
+        m.push_str(" events were");
+    }
+    m.push_str(" not delivered (");
+    m.push_str(why);
+    m.push(')');
+    m
 }

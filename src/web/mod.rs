@@ -35,7 +35,6 @@ mod edge;
 mod error;
 #[cfg(feature = "js")]
 mod exporter;
-mod fetch;
 #[cfg_attr(not(feature = "js"), allow(dead_code))]
 mod host;
 mod lifecycle;
@@ -43,6 +42,7 @@ mod lifecycle;
 mod report;
 mod shell;
 mod storage;
+mod transport;
 #[cfg(feature = "js")]
 mod typescript;
 

@@ -10,11 +10,11 @@
 //! (a gloo-timers `Timeout`), each request's answer (a future on its `fetch` promise), the
 //! microtask of [`drive_soon`] and the page listeners ([`Lifecycle`]).
 
-use super::fetch::{self, Request};
 use super::host::{self, now_ms};
 use super::lifecycle::Lifecycle;
 use super::report::{FlushReport, ShutdownReport};
 use super::storage::{self, Store};
+use super::transport::{self, Request};
 use crate::engine::{
     stored_copy_deflated, Compression, Engine, FlushId, Format, Notice, Outcome, PageEvent, Path,
     Stats, Transmit, TransmitId,
@@ -432,7 +432,7 @@ fn answered(shared: &Shared, id: TransmitId, outcome: Outcome) {
         Err(_) => None,
     };
     if let Some(outcome) = logged {
-        fetch::log_outcome(id, &outcome);
+        transport::log_outcome(id, &outcome);
     }
     drive(shared);
 }

@@ -21,16 +21,37 @@ after(async () => {
   await collector?.close();
 });
 
+// The Worker records the Content-Encoding of each request it makes (wrapping the global fetch
+// the wasm calls), served at /__encodings.
+const RECORDER = `
+const encodings = [];
+const original = globalThis.fetch.bind(globalThis);
+globalThis.fetch = (url, init) => {
+  if (init?.headers) encodings.push(new Headers(init.headers).get("Content-Encoding"));
+  return original(url, init);
+};
+`;
+
+/** Runs `paths` through a Worker with `options`; returns the collector's batches and the
+ *  Content-Encoding the Worker gave each request. */
 async function run(options, bindings, paths) {
   collector.control.reset();
-  const { worker } = await startWorker(wrappedWorker(HANDLER, { flushIntervalMs: 50, ...options }), bindings);
+  const source = wrappedWorker(HANDLER, { flushIntervalMs: 50, ...options })
+    .replace('export default withTelemetry(', `${RECORDER}\nconst app = withTelemetry(`)
+    + `
+export default {
+  fetch: (request, env, ctx) =>
+    new URL(request.url).pathname == "/__encodings" ? Response.json(encodings) : app.fetch(request, env, ctx),
+};`;
+  const { worker } = await startWorker(source, bindings);
   try {
     for (const p of paths) await (await worker.dispatchFetch(`https://shop.example${p}`)).text().catch(() => {});
     await waitFor(() => collector.log().batches.reduce((n, b) => n + (b.status === 200 ? b.events : 0), 0) >= paths.length, {
       timeoutMs: 10_000,
       message: `${paths.length} events delivered`,
     });
-    return collector.log().batches;
+    const encodings = await (await worker.dispatchFetch('https://shop.example/__encodings')).json();
+    return Object.assign(collector.log().batches, { encodings });
   } finally {
     await worker.dispose();
   }
@@ -39,6 +60,8 @@ async function run(options, bindings, paths) {
 test('PostHog format: the strict collector takes every request\'s event, an error cut before an emoji\'s second half included', async () => {
   const batches = await run({}, { SPOOL_ENDPOINT: `${collector.url}/strict/batch/`, SPOOL_API_KEY: 'phc_edge' }, ['/a', '/boom', '/b']);
   assert.ok(batches.every((b) => b.status === 200), JSON.stringify(batches.map((b) => b.refused)));
+  assert.ok(batches.every((b) => b.gzip), 'gzipped: PostHog reads the magic bytes');
+  assert.deepEqual(batches.encodings, batches.map(() => null), 'no Content-Encoding header: CORS-simple, as in a page');
   const events = batches.flatMap((b) => b.body.batch);
   assert.deepEqual(events.map((e) => e.properties.path).sort(), ['/a', '/b', '/boom']);
   const boom = events.find((e) => e.properties.path === '/boom');
@@ -53,6 +76,8 @@ test('OTLP format: every request is a LogRecord the official protobuf parser tak
     ['/a', '/boom', '/b'],
   );
   assert.ok(batches.every((b) => b.status === 200 && b.path === '/v1/logs'), JSON.stringify(batches.map((b) => b.refused)));
+  assert.ok(batches.every((b) => b.gzip), 'gzipped');
+  assert.deepEqual(batches.encodings, batches.map(() => 'gzip'), 'OTLP says Content-Encoding: gzip');
   const records = batches.flatMap((b) => {
     const rl = b.otlp.resourceLogs[0];
     assert.deepEqual(rl.resource.attributes[0], { key: 'service.name', value: { stringValue: 'shop-edge' } });

@@ -230,3 +230,36 @@ test('debug logs each request and outcome, never the API key', async () => {
     assert.equal(collector.log().batches[0].body.api_key, 'phc_never_logged');
   }, bindings);
 });
+
+test("an answer's body is read to its end and dropped, never cancelled", async () => {
+  // Here in Node, with the global fetch the wasm calls answering a 2xx with a 4-chunk body.
+  const realFetch = globalThis.fetch;
+  let pulled = 0;
+  let cancelled = false;
+  const bodies = [];
+  globalThis.fetch = async (url, init) => {
+    bodies.push(new Uint8Array(await new Response(init.body).arrayBuffer()));
+    const body = new ReadableStream({
+      pull(controller) {
+        if (pulled++ < 4) controller.enqueue(new Uint8Array(64 * 1024));
+        else controller.close();
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    return new Response(body, { status: 200 });
+  };
+  try {
+    const wrapped = withTelemetry(app, { endpoint: 'https://collector.example/batch/', apiKey: 'phc_test', batchMode: 'auto' });
+    const handed = [];
+    await wrapped.fetch(new Request('https://shop.example/drained'), {}, { waitUntil: (p) => handed.push(p) });
+    await Promise.all(handed);
+    await waitFor(() => pulled == 5, { message: 'the body read to its end' });
+  } finally {
+    globalThis.fetch = realFetch;
+  }
+  assert.equal(cancelled, false);
+  assert.equal(bodies.length, 1);
+  assert.deepEqual([...bodies[0].slice(0, 2)], [0x1f, 0x8b], 'the body gzipped');
+});

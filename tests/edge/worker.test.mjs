@@ -110,6 +110,8 @@ test('the example Worker serves 200 requests and the collector receives each one
     assert.equal(e.properties.colo, 'DFW');
   }
   assert.ok(collector.log().batches.every((b) => b.body.api_key === API_KEY), 'the key from env');
+  assert.ok(collector.log().batches.every((b) => b.gzip && b.contentType == 'text/plain;charset=UTF-8'),
+    'bodies gzipped as a page gzips its ordinary ones: PostHog reads the magic bytes, no header');
   assert.equal(new Set(events.map((e) => e.distinct_id)).size, 1, "one distinct id for the isolate's events");
 });
 

@@ -1,7 +1,12 @@
-//! Sending one request: `fetch` through the global scope with web-sys's `RequestInit`,
-//! `Headers`, `AbortController` and `Response`, so it runs in a page, a Web Worker and workerd
-//! alike; `navigator.sendBeacon` where a keepalive `fetch` is missing or throws. The answer
-//! comes back as the engine's [`Outcome`], always asynchronously.
+//! The one transport of both shells, the page's and the edge's: a [`Transmit`] goes out as a
+//! `fetch` through the global scope with web-sys's `RequestInit`, `Headers`, `AbortController`
+//! and `Response`, so it runs in a page, a Web Worker and workerd alike (`navigator.sendBeacon`
+//! where a keepalive `fetch` is missing or throws), and its answer comes back as the engine's
+//! [`Outcome`], always asynchronously. `Request::start` turns a transmit into a request and
+//! [`outcome`] a response into an outcome: `Retry-After`, the status, the body when the engine
+//! asked for it ([`Transmit::read_body`]); an unread body is drained, never cancelled (a
+//! cancelled body shows as a failed request in Chromium's DevTools, `net::ERR_ABORTED`).
+//! The debug log lines are written here too, for both shells.
 //!
 //! With `compression: "gzip"` an ordinary request's body is gzipped first by the host's
 //! native `CompressionStream`: PostHog's capture recognises gzip by its magic bytes, so a
@@ -19,7 +24,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{
-    AbortController, Blob, BlobPropertyBag, Headers, ReadableWritablePair, RequestInit, Response,
+    AbortController, Blob, BlobPropertyBag, Headers, ReadableStream, ReadableStreamDefaultReader,
+    ReadableStreamReadResult, ReadableWritablePair, RequestInit, Response,
 };
 
 #[wasm_bindgen]
@@ -84,6 +90,20 @@ impl Request {
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
     ) -> Option<AbortController> {
+        // In the edge's wasm two shells send (the Worker's own Exporter and the middleware's
+        // windows): a boxed `answer` makes one copy of the request's future serve both. A
+        // page's wasm has one caller, and no box.
+        #[cfg(feature = "edge")]
+        let answer: Box<dyn FnOnce(Outcome)> = Box::new(answer);
+        self.send_with(t, answer)
+    }
+
+    /// [`send`](Self::send), generic over `answer`'s type: each type is a copy in the wasm.
+    fn send_with(
+        &self,
+        t: Transmit,
+        answer: impl FnOnce(Outcome) + 'static,
+    ) -> Option<AbortController> {
         let read_body = t.read_body;
         let keepalive = t.path != Path::Ordinary;
         // Ordinary bodies are gzipped here; page-hide ones come gzipped from the engine.
@@ -98,7 +118,7 @@ impl Request {
                 None => JsValue::from_str(&t.body),
             };
             let header = t.gzip_header && t.gzipped.is_some();
-            let (start, controller) = self.start_with(&t, &body, None, header);
+            let (start, controller) = self.start(&t, &body, None, header);
             (Some(start), controller)
         };
         let later = gzip.then(|| (self.clone(), t, controller.clone()));
@@ -133,9 +153,7 @@ impl Request {
                     let encoded = body.is_some();
                     let body = body.unwrap_or_else(|| t.body.as_str().into());
                     let gzip_header = encoded && t.gzip_header;
-                    request
-                        .start_with(&t, &body, controller.as_ref(), gzip_header)
-                        .0
+                    request.start(&t, &body, controller.as_ref(), gzip_header).0
                 }
                 (None, None) => return,
             };
@@ -147,31 +165,10 @@ impl Request {
                 Ok(response) => response.unchecked_into::<Response>(),
                 Err(e) => return answer(Outcome::NetworkError(host::message(&e))),
             };
-            // A cross-origin response shows Retry-After only if the collector sends
-            // Access-Control-Expose-Headers: Retry-After.
-            let retry_after = response.headers().get("Retry-After").ok().flatten();
-            let retry_after = retry_after.as_deref().and_then(RetryAfter::parse);
-            let status = response.status();
-            if read_body && response.ok() {
-                let text = match response.text() {
-                    Ok(text) => JsFuture::from(text).await.ok(),
-                    Err(_) => None,
-                };
-                return answer(Outcome::Response {
-                    status,
-                    retry_after,
-                    body: text.and_then(|t| t.as_string()),
-                });
-            }
-            answer(Outcome::Response {
-                status,
-                retry_after,
-                body: None,
-            });
-            // The body is not read: let the connection go (edge runtimes warn about unread
-            // bodies).
-            if let Some(body) = response.body() {
-                let _ = JsFuture::from(body.cancel()).await;
+            let (outcome, unread) = outcome(&response, read_body).await;
+            answer(outcome);
+            if let Some(body) = unread {
+                drain(&body).await;
             }
         });
         controller
@@ -179,13 +176,13 @@ impl Request {
 
     /// Hands `t` to `navigator.sendBeacon`; whether the browser took it.
     pub fn beacon(&self, t: &Transmit) -> bool {
-        matches!(beacon(&self.0.endpoint, t), Outcome::Response { .. })
+        matches!(beacon(&self.0.endpoint, t), Outcome::Accepted)
     }
 
     /// Starts `t` with `body`, saying `Content-Encoding: gzip` if `gzip_header`: the `fetch`
     /// promise and its `AbortController` (`controller`, or a new one if `None`), or at once
     /// the outcome of a beacon or of a `fetch` that threw.
-    fn start_with(
+    fn start(
         &self,
         t: &Transmit,
         body: &JsValue,
@@ -232,6 +229,55 @@ impl Request {
             Ok(sent) => (Ok(sent), controller),
             Err(_) if keepalive => (Err(beacon(&r.endpoint, t)), None),
             Err(e) => (Err(Outcome::NetworkError(host::message(&e))), None),
+        }
+    }
+}
+
+/// The outcome `response` says: its status, its `Retry-After`, and its body if `read_body`
+/// and it is a 2xx. A body not read is handed back, to be [drained](drain) once the engine has
+/// the outcome.
+pub async fn outcome(response: &Response, read_body: bool) -> (Outcome, Option<ReadableStream>) {
+    // A cross-origin response shows Retry-After only if the collector sends
+    // Access-Control-Expose-Headers: Retry-After.
+    let retry_after = response.headers().get("Retry-After").ok().flatten();
+    let retry_after = retry_after.as_deref().and_then(RetryAfter::parse);
+    let status = response.status();
+    let mut unread = None;
+    let body = if read_body && response.ok() {
+        let text = match response.text() {
+            Ok(text) => JsFuture::from(text).await.ok(),
+            Err(_) => None,
+        };
+        text.and_then(|t| t.as_string())
+    } else {
+        unread = response.body();
+        None
+    };
+    let outcome = Outcome::Response {
+        status,
+        retry_after,
+        body,
+    };
+    (outcome, unread)
+}
+
+/// Reads `body` to its end, dropping each chunk as it comes: the connection is let go (edge
+/// runtimes warn about unread bodies) and no large body is kept, and unlike cancelling it the
+/// request does not show as failed.
+async fn drain(body: &ReadableStream) {
+    let Ok(reader) = body.get_reader().dyn_into::<ReadableStreamDefaultReader>() else {
+        return;
+    };
+    loop {
+        let Ok(chunk) = JsFuture::from(reader.read()).await else {
+            return;
+        };
+        if chunk
+            .unchecked_into::<ReadableStreamReadResult>()
+            .get_done()
+            != Some(false)
+        {
+            return;
         }
     }
 }
