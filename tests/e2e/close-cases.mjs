@@ -234,3 +234,46 @@ export async function refusing(browser, { n = 3_000, label = '' } = {}) {
     await s.close();
   }
 }
+
+/**
+ * The healthy-collector case: the collector has answered a success, then stalls while `n`
+ * events are captured, and answers at once again from the navigation on. At `pagehide` the
+ * browser accepts beacons, which count as delivered (the collector's last answer was a
+ * success): so no event that went by beacon is stored and sent again by the next load.
+ * Beacons are the page's `text/plain` Blob bodies (keepalive fetches say `;charset=UTF-8`).
+ */
+export async function healthyBeacons(browser, { n = 3_000, label = '' } = {}) {
+  const s = await setup(browser);
+  try {
+    const run = `healthy-${n}`;
+    const page = await s.open({ run, fast: '1' });
+    const first = await page.evaluate(() => window.closeTest.capture(10));
+    await page.evaluate(() => window.closeTest.flush());
+    await waitFor(() => arrivals(s.collector, run).size === first.length, { message: 'the first events delivered' });
+    s.collector.control.plan([], { status: 200, delayMs: 30_000 });
+    const uuids = await page.evaluate((n) => window.closeTest.capture(n, 10), n);
+    await waitFor(() => s.collector.log().batches.length >= 5, { message: 'requests stalled' });
+    s.collector.control.plan([], { status: 200, delayMs: 0 });
+    await page.goto(s.url({ run, fast: '1' }));
+    await ready(page);
+    const seen = await waitFor(() => {
+      const m = arrivals(s.collector, run);
+      return m.size === n + first.length && m;
+    }, { timeoutMs: 60_000, intervalMs: 200, message: 'every event arrived' }).catch(() => arrivals(s.collector, run));
+    const note = await page.evaluate(() => window.closeTest.previous);
+    const gaveUp = abandoned(s.collector, run);
+    const beaconed = new Set();
+    for (const b of s.collector.log().batches) {
+      if (b.contentType !== 'text/plain' || !b.accepted || !Array.isArray(b.body?.batch)) continue;
+      for (const e of b.body.batch) if (e.properties?.run === run) beaconed.add(e.uuid);
+    }
+    const again = [...beaconed].filter((u) => !gaveUp.has(u) && seen.get(u) > 1).length;
+    console.log(`# ${label}healthy collector, N=${n}: ${beaconed.size} went by beacon, ${again} of them sent again; at pagehide ${note?.delivered} delivered, ${note?.inFlight} in flight, ${note?.queued} held`);
+    assert.equal(uuids.filter((u) => !seen.has(u)).length, 0, 'every event arrived');
+    assert.ok(beaconed.size > 0, 'beacons went');
+    assert.equal(again, 0, 'an event the browser took by beacon was stored and sent again');
+    assert.deepEqual(s.errors, []);
+  } finally {
+    await s.close();
+  }
+}

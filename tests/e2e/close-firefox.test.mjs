@@ -12,7 +12,7 @@
 
 import { test, after, before } from 'node:test';
 import { launchBrowser } from './firefox.mjs';
-import { navigation, offline, refusing } from './close-cases.mjs';
+import { navigation, offline, refusing, healthyBeacons } from './close-cases.mjs';
 
 let browser;
 before(async () => {
@@ -31,6 +31,9 @@ for (const n of [1_000, 3_000, 10_000]) {
 
 test('in Firefox, 3,000 events held behind a collector answering 503 when the page navigates away: no beacon is counted delivered, and the next load delivers all of them', () =>
   refusing(browser, { n: 3_000, label: 'Firefox ' }));
+
+test('in Firefox, beacons the browser accepts while the collector answers count as delivered: none is stored and sent again by the next load', () =>
+  healthyBeacons(browser, { n: 3_000, label: 'Firefox ' }));
 
 test('in Firefox, offline: captures continue, nothing is spent against maxAttempts, and going online delivers everything', () =>
   offline(browser));
