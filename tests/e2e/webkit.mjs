@@ -3,17 +3,19 @@
 //! (Xvfb: MiniBrowser has no headless mode), behind the same small face as harness.mjs has for
 //! Chromium and firefox.mjs for Firefox, so close-cases.mjs runs in it unchanged.
 //!
-//!   const browser = await launchBrowser();     // Xvfb + WebKitWebDriver: once per file
-//!   const context = await browser.newContext();  // a WebDriver session: its own MiniBrowser
+//!   const browser = await launchBrowser();     // Xvfb: once per file
+//!   const context = await browser.newContext();  // a driver, a session, a MiniBrowser: ~1 s
 //!   const page = await context.newPage();
 //!   await page.goto(url);                        // resolves once the page has loaded
 //!   await page.evaluate((n) => ..., 3);          // as in Playwright; promises are awaited
 //!   await context.close();
 //!   await browser.close();                       // kills Xvfb, the driver and MiniBrowser
 //!
-//! A context is a WebDriver session, and each session is a MiniBrowser process of its own
-//! started with `--automation`, whose website data is ephemeral: nothing (localStorage
-//! included) is shared between contexts, as with Playwright's `newContext()`. A second
+//! A context is a WebDriver session on a WebKitWebDriver of its own (a driver holds one
+//! session at a time: "Maximum number of active sessions"), and each session is a MiniBrowser
+//! process of its own started with `--automation` (without it, creating the session hangs),
+//! whose website data is ephemeral: nothing (localStorage included) is shared between
+//! contexts, as with Playwright's `newContext()`. A second
 //! `newPage()` in a context opens a tab of the same session (same storage); every command
 //! first switches the session to its page's window.
 //!
@@ -28,10 +30,15 @@
 //!   while a document loads, before the first command after its load, or while it unloads
 //!   (pagehide) is not seen. Console lines are `console.log/info/warn/error/debug` calls.
 //!
-//! Processes: Xvfb and WebKitWebDriver are started each in a process group of their own
-//! (MiniBrowser and its WebKit*Process children are started by the driver, in its group);
-//! `browser.close()` ends both groups, SIGTERM then SIGKILL, and so does the exit of node if a
-//! test file never reached its `after` hook.
+//! Processes: Xvfb (on the first free display, `-displayfd`) and each WebKitWebDriver are
+//! started in a process group of their own (MiniBrowser and its WebKit*Process children are
+//! started by the driver, in its group); `context.close()` ends its driver's group and
+//! `browser.close()` every group, SIGTERM then SIGKILL, and node's exit SIGKILLs whatever is
+//! left if a test file never reached its `after` hook.
+//!
+//! Checked in WebKitGTK 2.50.6: http://127.0.0.1 is a secure context there
+//! (`crypto.randomUUID`, Web Locks and `CompressionStream` exist); a second tab of a context
+//! sees its localStorage, another context does not.
 
 import { spawn } from 'node:child_process';
 import net from 'node:net';
