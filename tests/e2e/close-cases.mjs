@@ -94,7 +94,11 @@ export async function setup(browser, { latency = 0, latencyVia = 'cdp', context:
   return { site, collector, context, open, url, errors, consoleLines, close };
 }
 
-/** The navigation case: `n` events held when the page navigates away, at `latency` ms. */
+/**
+ * The navigation case: `n` events held when the page navigates away, at `latency` ms. Resolves
+ * to what it measured, for a browser's own further checks: { arrived, repeats, note (the
+ * page's state at pagehide), stats (the next load's) }.
+ */
 export async function navigation(browser, { n, latency, latencyVia, label = '' }) {
   const s = await setup(browser, { latency, latencyVia });
   try {
@@ -158,6 +162,7 @@ export async function navigation(browser, { n, latency, latencyVia, label = '' }
     assert.ok(most <= 3, `an event arrived ${most} times`);
     assert.ok(stats.restored <= note.inFlight + note.queued, `the next load took in ${stats.restored}, more than the ${note.inFlight + note.queued} held at unload`);
     assert.deepEqual(s.errors, []);
+    return { arrived: seen.size, repeats, note, stats };
   } finally {
     await s.close();
   }

@@ -12,6 +12,7 @@
 // The offline case is not run: WebDriver classic cannot take a page offline.
 
 import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
 import { launchBrowser } from './webkit.mjs';
 import { navigation, refusing } from './close-cases.mjs';
 
@@ -23,10 +24,38 @@ after(async () => {
   await browser?.close();
 });
 
+// Besides the shared checks: in WebKit a keepalive request sent at close has not settled when
+// `pagehide` runs, so nothing held then is known delivered, and all of it must be in the stored
+// copy: the next load takes in exactly what the page held at pagehide. (Without this, the case
+// passes in WebKit with the stored copy turned off, when the requests sent at close happen to
+// reach the collector.)
+const measured = [];
 for (const [n, latency] of [[1_000, 0], [3_000, 0], [1_000, 80]]) {
-  test(`in WebKit, navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load`, () =>
-    navigation(browser, { n, latency, latencyVia: 'proxy', label: 'WebKit ' }));
+  test(`in WebKit, navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load, and what was held at pagehide is stored and taken in by the next load`, async () => {
+    const { note, stats, repeats } = await navigation(browser, { n, latency, latencyVia: 'proxy', label: 'WebKit ' });
+    const held = note.inFlight + note.queued;
+    measured.push({ n, latency, held, repeats });
+    assert.ok(held > 0, 'events were held at pagehide');
+    assert.ok(note.copies.length > 0, 'a copy was stored at close');
+    assert.equal(stats.restored, held, 'the next load took in every event held at pagehide');
+  });
 }
+
+// DESIGN.md: repeats cost bytes, keep them under 10% of what was held. Not so in WebKit: what
+// spool sends at close (keepalive fetch, sendBeacon) has not settled at
+// pagehide, so it is all stored too, and the next load sends it again; whatever of it reached
+// the collector arrives twice, and the events of the requests stalled at unload three times
+// (in the stalled request, by beacon at pagehide, from the next load). Measured in WebKitGTK
+// 2.50.6 over six runs: 400 to 1,800 repeats for 1,000 or 3,000 held (13% to 140%). The
+// same cells in Chromium and Firefox repeat 400 to 800 (the shared case does not bound them).
+test('in WebKit, the navigation cases repeat under 10% of what was held at pagehide', {
+  todo: 'WebKit settles no keepalive request before pagehide, so spool stores all it sent at close and the next load sends it again: 400 to 1,800 repeats measured for 1,000 to 3,000 held',
+}, () => {
+  assert.ok(measured.length > 0, 'the navigation cases ran');
+  for (const { n, latency, held, repeats } of measured) {
+    assert.ok(repeats <= held / 10, `N=${n} at ${latency} ms: ${repeats} repeats for ${held} held at pagehide`);
+  }
+});
 
 test('in WebKit, 3,000 events held behind a collector answering 503 when the page navigates away: no beacon is counted delivered, and the next load delivers all of them', () =>
   refusing(browser, { n: 3_000, label: 'WebKit ' }));

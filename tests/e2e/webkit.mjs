@@ -33,8 +33,8 @@
 //! Processes: Xvfb (on the first free display, `-displayfd`) and each WebKitWebDriver are
 //! started in a process group of their own (MiniBrowser and its WebKit*Process children are
 //! started by the driver, in its group); `context.close()` ends its driver's group and
-//! `browser.close()` every group, SIGTERM then SIGKILL, and node's exit SIGKILLs whatever is
-//! left if a test file never reached its `after` hook.
+//! `browser.close()` every group, SIGTERM then SIGKILL, and node's exit (or its death by SIGINT,
+//! SIGTERM or SIGHUP) SIGKILLs whatever is left if a test file never reached its `after` hook.
 //!
 //! Checked in WebKitGTK 2.50.6: http://127.0.0.1 is a secure context there
 //! (`crypto.randomUUID`, Web Locks and `CompressionStream` exist); a second tab of a context
@@ -53,11 +53,21 @@ export const XVFB_PATH = process.env.XVFB_PATH ?? '/usr/bin/Xvfb';
 
 /** Every process group started here and not yet ended: killed at node's exit at the latest. */
 const groups = new Set();
-process.on('exit', () => {
+function killAll() {
   for (const pid of groups) {
     try { process.kill(-pid, 'SIGKILL'); } catch {}
   }
-});
+  groups.clear();
+}
+process.on('exit', killAll);
+// A test runner's timeout or a ^C ends node by a signal, which skips 'exit': kill, then let the
+// signal do what it would have done (a `once` listener is gone when it runs).
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => {
+    killAll();
+    process.kill(process.pid, signal);
+  });
+}
 
 function startGroup(cmd, args, options) {
   const child = spawn(cmd, args, { detached: true, ...options });
