@@ -1,7 +1,9 @@
 // The page-close tests' cases, written once for every browser: close.test.mjs runs them in
 // Chromium (playwright-core, latency by CDP) and close-firefox.test.mjs in Firefox ESR
 // (puppeteer-core over WebDriver BiDi, latency by a delaying proxy: BiDi emulates offline
-// only). A driver is the module (harness.mjs or firefox.mjs) plus how it adds latency.
+// only), and close-webkit.test.mjs the navigation and refusing cases in WebKitGTK (WebDriver
+// classic, latency by the proxy, no offline). A driver is the module (harness.mjs, firefox.mjs
+// or webkit.mjs) plus how it adds latency.
 //
 // Navigation: N events held when the page navigates to the next load of the same page, at 0
 // and 80 ms of latency. They are held as on a slow network: the collector stalls its answers
