@@ -15,9 +15,9 @@
 //! session at a time: "Maximum number of active sessions"), and each session is a MiniBrowser
 //! process of its own started with `--automation` (without it, creating the session hangs),
 //! whose website data is ephemeral: nothing (localStorage included) is shared between
-//! contexts, as with Playwright's `newContext()`. A second
-//! `newPage()` in a context opens a tab of the same session (same storage); every command
-//! first switches the session to its page's window.
+//! contexts, as with Playwright's `newContext()`. A second `newPage()` in a context opens a
+//! tab of the same session (same storage); every command first switches the session to its
+//! page's window.
 //!
 //! What WebDriver classic cannot do, and so this face lacks:
 //! - `context.setOffline` (no network emulation): throws, so the offline case is not run here.
@@ -97,7 +97,7 @@ async function startXvfb() {
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
-  group.child.stderr.on('data', (d) => { stderr += d; });
+  group.child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4_000); });
   try {
     const number = await new Promise((resolve, reject) => {
       let out = '';
@@ -171,7 +171,8 @@ async function command(base, method, path, body, { timeoutMs = 90_000 } = {}) {
   const text = await res.text();
   let json;
   try { json = JSON.parse(text); } catch { json = { value: text }; }
-  if (!res.ok || json?.value?.error) {
+  // WebDriver answers an error with a 4xx or 5xx status and { value: { error, message } }.
+  if (!res.ok) {
     const v = json?.value ?? {};
     throw new Error(`WebDriver ${method} ${path}: ${v.error ?? res.status} ${v.message ?? text}`);
   }
@@ -367,12 +368,12 @@ class WebKitPage {
       const args = Array.prototype.slice.call(arguments, 0, -1);
       Promise.resolve()
         .then(() => ${source}.apply(null, args))
-        .then((value) => done({ ok: true, value: value === undefined ? null : value, drained: drain() }),
-              (e) => done({ ok: false, error: String(e && e.stack ? e.message + '\\n' + e.stack : e), drained: drain() }));`;
+        .then((value) => done({ ok: true, undefined: value === undefined, value: value === undefined ? null : value, drained: drain() }),
+              (e) => done({ ok: false, failure: String(e && e.stack ? e.message + '\\n' + e.stack : e), drained: drain() }));`;
     const result = await this._onPage('POST', '/execute/async', { script, args: arguments.length > 1 ? [arg] : [] });
     this._dispatch(result?.drained);
-    if (!result?.ok) throw new Error(`page.evaluate: ${result?.error}`);
-    return result.value ?? undefined;
+    if (!result?.ok) throw new Error(`page.evaluate: ${result?.failure}`);
+    return result.undefined ? undefined : result.value;
   }
 
   /** Reads back what the listeners collected (and installs them in a new document). */
