@@ -43,8 +43,8 @@ for (const [n, latency] of [[1_000, 0], [3_000, 0], [1_000, 80]]) {
 
 // DESIGN.md: repeats cost bytes, keep them under 10% of what was held. Not met here. Two
 // sources: the 400 events of the requests stalled at unload reached the collector and come
-// again (sent by the page as it leaves, or from the next load; Chromium and Firefox repeat these too,
-// and the shared case does not bound repeats); and, in WebKit, what spool sends at close
+// again (sent by the page as it leaves, or from the next load; Chromium and Firefox repeat
+// these too, and the shared case does not bound repeats); and, in WebKit, what spool sends at close
 // (keepalive fetch, sendBeacon) has not settled when pagehide runs, so it is all stored as
 // well, and whatever of it reached the collector arrives again from the next load. Measured in
 // WebKitGTK 2.50.6 over eight runs: 400 to 1,800 repeats for 1,000 or 3,000 held at pagehide
