@@ -71,6 +71,17 @@ if [[ ! -x /usr/bin/firefox-esr ]]; then
   apt-get install -y firefox-esr
 fi
 
+# --- WebKitGTK: Debian's WebKitWebDriver (WebDriver classic) and MiniBrowser, for the
+# page-close cases in WebKit (tests/e2e/webkit.mjs). MiniBrowser has no headless mode, so the
+# tests run it on a virtual display of their own (Xvfb).
+if [[ ! -x /usr/bin/WebKitWebDriver || ! -x /usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser \
+      || ! -x /usr/bin/Xvfb ]]; then
+  log "installing webkit2gtk-driver xvfb"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y webkit2gtk-driver xvfb
+fi
+
 # --- npm dev tools: playwright-core, puppeteer-core (Firefox over WebDriver BiDi), binaryen (wasm-opt >= 132; Debian's v108 breaks the
 # output), esbuild (minifies the package's JavaScript), miniflare and wrangler (pinned to the
 # last releases that run on Node 20), and for `make test-package` Vite, webpack and TypeScript

@@ -1,7 +1,9 @@
 // The page-close tests' cases, written once for every browser: close.test.mjs runs them in
 // Chromium (playwright-core, latency by CDP) and close-firefox.test.mjs in Firefox ESR
 // (puppeteer-core over WebDriver BiDi, latency by a delaying proxy: BiDi emulates offline
-// only). A driver is the module (harness.mjs or firefox.mjs) plus how it adds latency.
+// only), and close-webkit.test.mjs the navigation and refusing cases in WebKitGTK (WebDriver
+// classic, latency by the proxy, no offline). A driver is the module (harness.mjs, firefox.mjs
+// or webkit.mjs) plus how it adds latency.
 //
 // Navigation: N events held when the page navigates to the next load of the same page, at 0
 // and 80 ms of latency. They are held as on a slow network: the collector stalls its answers
@@ -94,7 +96,11 @@ export async function setup(browser, { latency = 0, latencyVia = 'cdp', context:
   return { site, collector, context, open, url, errors, consoleLines, close };
 }
 
-/** The navigation case: `n` events held when the page navigates away, at `latency` ms. */
+/**
+ * The navigation case: `n` events held when the page navigates away, at `latency` ms. Resolves
+ * to what it measured, for a browser's own further checks: { arrived, repeats, note (the
+ * page's state at pagehide), stats (the next load's) }.
+ */
 export async function navigation(browser, { n, latency, latencyVia, label = '' }) {
   const s = await setup(browser, { latency, latencyVia });
   try {
@@ -158,6 +164,7 @@ export async function navigation(browser, { n, latency, latencyVia, label = '' }
     assert.ok(most <= 3, `an event arrived ${most} times`);
     assert.ok(stats.restored <= note.inFlight + note.queued, `the next load took in ${stats.restored}, more than the ${note.inFlight + note.queued} held at unload`);
     assert.deepEqual(s.errors, []);
+    return { arrived: seen.size, repeats, note, stats };
   } finally {
     await s.close();
   }

@@ -1,0 +1,64 @@
+// Nothing lost when the tab navigates away, in WebKit: the navigation and refusing-collector
+// cases of close.test.mjs (close-cases.mjs, same assertions), run in Debian's WebKitGTK
+// MiniBrowser driven by WebKitWebDriver (WebDriver classic) on a virtual display (webkit.mjs).
+// WebKit is Safari's engine, and unlike Chromium and Firefox: every close fires `pagehide`
+// with `persisted` true, ordinary fetches started after `beforeunload` fail within
+// milliseconds, keepalive requests do not settle in the page before `pagehide`, and it opens
+// at most 6 HTTP/1.1 connections per host, so keepalive requests queued behind stalled ones
+// delay the navigation itself.
+//
+// Kept small (the machine is shared): 1,000 and 3,000 events at 0 ms, 1,000 at 80 ms through
+// the delaying proxy of firefox.mjs (no CDP in WebKit), and 3,000 behind a refusing collector.
+// The offline case is not run: WebDriver classic cannot take a page offline.
+
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { launchBrowser } from './webkit.mjs';
+import { navigation, refusing } from './close-cases.mjs';
+
+let browser;
+before(async () => {
+  browser = await launchBrowser();
+});
+after(async () => {
+  await browser?.close();
+});
+
+// Besides the shared checks: in WebKit a keepalive request sent at close has not settled when
+// `pagehide` runs, so nothing held then is known delivered, and all of it must be in the stored
+// copy: the next load takes in exactly what the page held at pagehide. (Without this, the case
+// passes in WebKit with the stored copy turned off, when the requests sent at close happen to
+// reach the collector.)
+const measured = [];
+for (const [n, latency] of [[1_000, 0], [3_000, 0], [1_000, 80]]) {
+  test(`in WebKit, navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load, and what was held at pagehide is stored and taken in by the next load`, async () => {
+    const { note, stats, repeats } = await navigation(browser, { n, latency, latencyVia: 'proxy', label: 'WebKit ' });
+    const held = note.inFlight + note.queued;
+    measured.push({ n, latency, held, repeats });
+    assert.ok(held > 0, 'events were held at pagehide');
+    assert.ok(note.copies.length > 0, 'a copy was stored at close');
+    assert.equal(stats.restored, held, 'the next load took in every event held at pagehide');
+  });
+}
+
+// DESIGN.md: repeats cost bytes, keep them under 10% of what was held. Not met here. Two
+// sources: the 400 events of the requests stalled at unload reached the collector and come
+// again (sent by the page as it leaves, or from the next load; Chromium and Firefox repeat
+// these too, and the shared case does not bound repeats); and, in WebKit, what spool sends at close
+// (keepalive fetch, sendBeacon) has not settled when pagehide runs, so it is all stored as
+// well, and whatever of it reached the collector arrives again from the next load. Measured in
+// WebKitGTK 2.50.6 over eight runs: 400 to 1,800 repeats for 1,000 or 3,000 held at pagehide
+// (13% to 140%); Chromium and Firefox, once each: 800 for N=1,000 and 400 for N=3,000.
+test('in WebKit, the navigation cases repeat under 10% of what was held at pagehide', {
+  todo: 'spool: 400 to 1,800 repeats for 1,000 to 3,000 held; the stalled requests\' 400 events come again (as in every browser), and in WebKit nothing sent at close settles before pagehide, so it is stored too and the next load sends again whatever of it had arrived',
+}, () => {
+  assert.ok(measured.length > 0, 'the navigation cases ran');
+  for (const { n, latency, held, repeats } of measured) {
+    assert.ok(repeats <= held / 10, `N=${n} at ${latency} ms: ${repeats} repeats for ${held} held at pagehide`);
+  }
+});
+
+test('in WebKit, 3,000 events held behind a collector answering 503 when the page navigates away: no beacon is counted delivered, and the next load delivers all of them', () =>
+  refusing(browser, { n: 3_000, label: 'WebKit ' }));
+
+test('in WebKit, offline', { skip: 'WebDriver classic cannot take a page offline (no network emulation in WebKitWebDriver)' }, () => {});
