@@ -327,3 +327,21 @@ test('shutdown abandons what is still unsent at its deadline and says how much',
     assert.equal(collector.log().batches.length, 1, 'sent once, then abandoned');
   });
 });
+
+test('a delivered batch shows in the browser as finished, not failed: answers are read to their end, not cancelled', async () => {
+  await crossOrigin(async ({ page, collector }) => {
+    const failed = [];
+    const finished = [];
+    page.on('requestfailed', (r) => { if (r.method() === 'POST') failed.push(`${r.url()} ${r.failure()?.errorText}`); });
+    page.on('requestfinished', (r) => { if (r.method() === 'POST') finished.push(r.url()); });
+    const report = await page.evaluate(async () => {
+      const exporter = new Exporter({ endpoint, apiKey: 'phc_e2e', maxBatchEvents: 10 });
+      for (let i = 0; i < 30; i++) exporter.capture('tick', { i });
+      return exporter.flush();
+    });
+    assert.deepEqual(report, { delivered: 30, dropped: 0 });
+    await waitFor(() => finished.length >= collector.log().batches.length, { message: 'every request finished' });
+    assert.ok(collector.log().batches.length >= 3);
+    assert.deepEqual(failed, [], 'requests reported as failed after their answer');
+  });
+});
