@@ -28,6 +28,28 @@ fn uuids_and_timestamps(body: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The collector answers some of what is in flight (`answer` each), keeping the rest; at times
+/// nothing, so that a new load may close before its first answer.
+fn answer_some(in_flight: &mut Vec<Transmit>, rng: &mut Rng, mut answer: impl FnMut(Transmit)) {
+    let stalled = rng.up_to(2) == 0;
+    let mut keep = Vec::new();
+    for t in in_flight.drain(..) {
+        if stalled || rng.up_to(3) == 0 {
+            keep.push(t);
+        } else {
+            answer(t);
+        }
+    }
+    *in_flight = keep;
+}
+
+/// The engine's timer fires if it is due at `now`.
+fn wake_if_due(engine: &mut Engine, now: u64) {
+    if engine.poll_timeout().is_some_and(|at| at <= now) {
+        engine.handle_timeout(now);
+    }
+}
+
 fn online_event(online: bool) -> PageEvent {
     match online {
         true => PageEvent::Online,
@@ -110,16 +132,7 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
             while let Some(t) = engine.poll_transmit(now) {
                 in_flight.push(t);
             }
-            // Answer some of what is in flight.
-            // The collector answers some of what is in flight; at times nothing, so that a new
-            // load may close before its first answer.
-            let stalled = rng.up_to(2) == 0;
-            let mut keep = Vec::new();
-            for t in in_flight.drain(..) {
-                if stalled || rng.up_to(3) == 0 {
-                    keep.push(t);
-                    continue;
-                }
+            answer_some(&mut in_flight, &mut rng, |t| {
                 let outcome = if offline {
                     Outcome::NetworkError("offline".into())
                 } else {
@@ -127,13 +140,8 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
                     Outcome::status(200)
                 };
                 engine.handle_outcome(t.id, outcome, now);
-            }
-            in_flight = keep;
-            if let Some(at) = engine.poll_timeout() {
-                if at <= now {
-                    engine.handle_timeout(now);
-                }
-            }
+            });
+            wake_if_due(&mut engine, now);
             assert_eq!(engine.stats().dropped.attempts_exhausted, 0, "seed {seed}");
         }
         // Online to the end: everything left settles.
@@ -290,23 +298,10 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
             while let Some(t) = engine.poll_transmit(now) {
                 in_flight.push(t);
             }
-            // The collector answers some of what is in flight; at times nothing, so that a new
-            // load may close before its first answer.
-            let stalled = rng.up_to(2) == 0;
-            let mut keep = Vec::new();
-            for t in in_flight.drain(..) {
-                if stalled || rng.up_to(3) == 0 {
-                    keep.push(t);
-                } else {
-                    answer(&mut engine, t, up, now, &mut received);
-                }
-            }
-            in_flight = keep;
-            if let Some(at) = engine.poll_timeout() {
-                if at <= now {
-                    engine.handle_timeout(now);
-                }
-            }
+            answer_some(&mut in_flight, &mut rng, |t| {
+                answer(&mut engine, t, up, now, &mut received)
+            });
+            wake_if_due(&mut engine, now);
         }
         // The collector recovers for good: everything left settles.
         up = true;

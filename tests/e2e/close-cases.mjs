@@ -49,6 +49,17 @@ export function arrivals(collector, run) {
   return seen;
 }
 
+/**
+ * Arrivals of events tagged `run` once `n` distinct ones arrived, or what had arrived after a
+ * minute (the caller's assertions say what is missing).
+ */
+async function arrived(collector, run, n) {
+  return waitFor(() => {
+    const m = arrivals(collector, run);
+    return m.size === n && m;
+  }, { timeoutMs: 60_000, intervalMs: 200, message: `all ${n} events arrived` }).catch(() => arrivals(collector, run));
+}
+
 export async function ready(page) {
   await waitFor(() => page.evaluate(() => window.spoolReady === true).catch(() => false), { message: 'spool loaded', timeoutMs: 10_000 });
 }
@@ -118,10 +129,7 @@ export async function navigation(browser, { n, latency, latencyVia, label = '' }
     const navigationStart = Date.now();
     await page.goto(s.url({ ...query, fast: '1' }));
     await ready(page);
-    const seen = await waitFor(() => {
-      const m = arrivals(s.collector, run);
-      return m.size === n && m;
-    }, { timeoutMs: 60_000, intervalMs: 200, message: `all ${n} events arrived` }).catch(() => arrivals(s.collector, run));
+    const seen = await arrived(s.collector, run, n);
     const note = await page.evaluate(() => window.closeTest.previous);
     const stats = await page.evaluate(() => window.closeTest.stats());
     const missing = uuids.filter((u) => !seen.has(u));
@@ -224,10 +232,7 @@ export async function refusing(browser, { n = 3_000, label = '' } = {}) {
     s.collector.control.plan([], { status: 200, delayMs: 0 });
     await page.goto(s.url({ run, fast: '1' }));
     await ready(page);
-    const seen = await waitFor(() => {
-      const m = arrivals(s.collector, run);
-      return m.size === n && m;
-    }, { timeoutMs: 60_000, intervalMs: 200, message: `all ${n} events arrived` }).catch(() => arrivals(s.collector, run));
+    const seen = await arrived(s.collector, run, n);
     const note = await page.evaluate(() => window.closeTest.previous);
     const stats = await page.evaluate(() => window.closeTest.stats());
     const missing = uuids.filter((u) => !seen.has(u)).length;
@@ -263,10 +268,7 @@ export async function healthyBeacons(browser, { n = 3_000, label = '' } = {}) {
     s.collector.control.plan([], { status: 200, delayMs: 0 });
     await page.goto(s.url({ run, fast: '1' }));
     await ready(page);
-    const seen = await waitFor(() => {
-      const m = arrivals(s.collector, run);
-      return m.size === n + first.length && m;
-    }, { timeoutMs: 60_000, intervalMs: 200, message: 'every event arrived' }).catch(() => arrivals(s.collector, run));
+    const seen = await arrived(s.collector, run, n + first.length);
     const note = await page.evaluate(() => window.closeTest.previous);
     const gaveUp = abandoned(s.collector, run);
     const beaconed = new Set();
