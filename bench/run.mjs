@@ -21,7 +21,8 @@ import path from 'node:path';
 import { execSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { launchBrowser, startCollector } from '../tests/e2e/harness.mjs';
-import { measureSizes } from './sizes.mjs';
+import { BUDGET_GZIP, measureSizes } from './sizes.mjs';
+import { measureCode } from './crate-sizes.mjs';
 import { captureCost, longestTasks, wire, latency, memory, CAPTURE_CONTENDERS, LATENCY_CONTENDERS } from './browser.mjs';
 import { pageClose, pkgSupports, startSink, wireContenders } from './close.mjs';
 import { edgeCpu, hasWithTelemetry } from './edge.mjs';
@@ -70,7 +71,7 @@ const LATENCY_WAIT_MS = QUICK ? 2_000 : 10_000;
 const GOAL = {
   captureVsFloor: 1, // spool's µs/capture at most the floor's
   posthogOverSpool: 50, // posthog-js at least 50 times spool's µs/capture
-  gzipBytes: 36 * 1024, // wasm + glue (with any snippets), gzipped: the page budget
+  gzipBytes: BUDGET_GZIP, // wasm + glue (with any snippets), gzipped: the page budget
   wireRatio: 1.1, // bytes on the wire / the events' own JSON
   gzipWireRatio: 0.25, // bytes on the wire with compression / the events' own JSON
   closeFullUpTo: 3_000, // page close: every event delivered (at close or from the next load) up to this N
@@ -95,6 +96,11 @@ async function main() {
   if (ONLY.has(2)) {
     log('2. bytes shipped');
     results.sizes = measureSizes(ROOT);
+    try {
+      results.code = measureCode(ROOT);
+    } catch (e) {
+      log(`2. the wasm by crate and module left out (\`cargo install twiggy\`?): ${e.message}`);
+    }
   }
 
   const collector = await startCollector({ port: 0, host: '127.0.0.1', root: ROOT });
@@ -229,6 +235,17 @@ function render(r, env) {
     ]);
     out.push(table(['file', 'raw bytes', 'gzip bytes', 'brotli bytes', ''], rows), '');
     if (slim) out.push(`spool is ${num(s.spool.total.gzip / slim.gzip, 2)} × posthog-js's slim bundle, gzipped.`, '');
+    if (r.code) {
+      out.push(
+        "The page's wasm by the crate its code comes from and by spool module (`node bench/crate-sizes.mjs` prints the same): " +
+          "twiggy's shallow bytes, raw, on the release wasm with its names kept. Inlined code counts where it was inlined to; " +
+          'a module counts every function that names it, the generic code of other crates made for its types included.',
+        '',
+      );
+      const rows = (list) => list.map(([name, bytes]) => [name.startsWith(' ') ? `· ${name.trim()}` : name, bytes.toLocaleString('en-US')]);
+      out.push(table(['crate', 'raw bytes'], rows(r.code.crates)), '');
+      out.push(table(['spool module', 'raw bytes'], rows(r.code.modules)), '');
+    }
     goals.push([
       'wasm + glue ≤ 36 KiB (36,864 B) gzipped',
       `${s.spool.total.gzip.toLocaleString('en-US')} B (${(s.spool.total.gzip / 1024).toFixed(2)} KiB)`,
