@@ -11,7 +11,24 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf 'setup: %s\n' "$*"; }
 
-# --- Rust: the wasm target and the lint/format components ------------------------------
+# --- Rust: the toolchain rust-toolchain.toml names, the wasm target, the components -----
+# With RUSTUP_AUTO_INSTALL=0 (as on these machines) rustup will not fetch the named release by
+# itself, and every cargo call in this folder fails until it exists. Where the installed
+# `stable` is that release, the name is given to it (rustup's own layout: a toolchain is a
+# folder under $RUSTUP_HOME/toolchains; `rustup toolchain link` refuses release names);
+# otherwise rustup installs it.
+pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup toolchain list | grep -q "^$pinned-"; then
+  host=$(rustup run stable rustc -vV | sed -n 's/^host: //p')
+  toolchains="${RUSTUP_HOME:-$HOME/.rustup}/toolchains"
+  if [[ "$(rustup run stable rustc --version)" == "rustc $pinned "* ]]; then
+    log "naming the installed stable toolchain $pinned"
+    ln -s "$toolchains/stable-$host" "$toolchains/$pinned-$host"
+  else
+    log "installing toolchain $pinned"
+    RUSTUP_AUTO_INSTALL=1 rustup toolchain install "$pinned" --profile minimal
+  fi
+fi
 installed_targets=$(rustup target list --installed)
 if ! grep -qx 'wasm32-unknown-unknown' <<<"$installed_targets"; then
   log "adding target wasm32-unknown-unknown"
