@@ -343,7 +343,10 @@ test('a delivered batch shows in the browser as finished, not failed: answers ar
       return exporter.flush();
     });
     assert.deepEqual(report, { delivered: 30, dropped: 0 });
-    await waitFor(() => finished.length >= collector.log().batches.length, { message: 'every request finished' });
+    await waitFor(() => finished.length >= collector.log().batches.length, { message: 'every request finished' }).catch((e) => {
+      e.message += ` (${finished.length} finished, failed: ${JSON.stringify(failed)}, ${collector.log().batches.length} received: ${JSON.stringify(collector.log().batches.map((b) => [b.status, b.events, b.closedAt !== null]))})`;
+      throw e;
+    });
     assert.ok(collector.log().batches.length >= 3);
     assert.deepEqual(failed, [], 'requests reported as failed after their answer');
   });
