@@ -308,7 +308,7 @@ impl<F: WireFormat> Engine<F> {
                     self.page.state = PageState::Leaving;
                 }
             }
-            PageEvent::Visible | PageEvent::PageShow => self.show(now_ms),
+            PageEvent::Visible | PageEvent::PageShow => self.show(),
             PageEvent::Online => self.set_online(true, now_ms),
             PageEvent::Offline => self.set_online(false, now_ms),
         }

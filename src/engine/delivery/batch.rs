@@ -211,7 +211,7 @@ impl<F: WireFormat> Engine<F> {
             return false;
         };
         if outcome == Outcome::Refused {
-            self.unsend_beacon(id, now_ms);
+            self.unsend_beacon(idx, now_ms);
             return true;
         }
         if outcome == Outcome::Accepted {
@@ -235,18 +235,6 @@ impl<F: WireFormat> Engine<F> {
             b.state = BatchState::Waiting { not_before: now_ms };
             self.after_change(now_ms);
             return true;
-        }
-        if !(network_failure && (self.offline || self.page.hidden())) {
-            // What the collector said of itself; a failure offline or while the page goes
-            // away is the browser's, not the collector's.
-            let took = matches!(
-                outcome,
-                Outcome::Response {
-                    status: 200..=299,
-                    ..
-                }
-            );
-            self.health.answered(took);
         }
         if self.offline && network_failure {
             // No network at all: this attempt says nothing about the batch.
@@ -274,6 +262,12 @@ impl<F: WireFormat> Engine<F> {
         );
         if decision.step != Step::Delivered {
             self.ledger.stats.last_error = Some(describe(&outcome));
+        }
+        if !(network_failure && (self.offline || self.page.hidden())) {
+            // What the collector said of itself, by the format's verdict; a failure offline
+            // or while the page goes away is the browser's, not the collector's.
+            let took = matches!(decision.step, Step::Delivered | Step::Partial { .. });
+            self.health.answered(took);
         }
         if let Some(until) = decision.hold_until {
             self.hold.extend(until, now_ms);

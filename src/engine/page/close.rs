@@ -11,7 +11,7 @@ use crate::engine::delivery::stats::DropReason;
 use crate::engine::page::persist::{self, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS};
 use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
-use crate::engine::{Engine, Notice, Transmit, TransmitId};
+use crate::engine::{Engine, Notice, Transmit};
 
 /// The browser's budget for keepalive request bodies in flight, per page: 64 KiB in total.
 /// Fetch standard, "HTTP-network-or-cache fetch": a keepalive request whose body would take
@@ -69,7 +69,7 @@ impl<F: WireFormat> Engine<F> {
 
     /// The page is shown again: back to the configured batching; the stored copy goes, as
     /// the events are held here again.
-    pub(crate) fn show(&mut self, now_ms: u64) {
+    pub(crate) fn show(&mut self) {
         self.page = Page::default();
         for b in &mut self.batches {
             b.failed_hidden = false;
@@ -78,7 +78,6 @@ impl<F: WireFormat> Engine<F> {
         if self.persistence.stored.take().is_some() {
             self.notices.push_back(Notice::RemoveStored);
         }
-        let _ = now_ms;
     }
 
     /// `navigator.onLine` changed. While offline, an attempt that fails (network error or
@@ -136,8 +135,7 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// After a change: a stored copy is written again if what is held changed (not while
-    /// the page leaves: it is written once, when the page is gone); storage is read again
-    /// when due.
+    /// the page leaves: it is written once, when the page is gone).
     pub(crate) fn keep_stored(&mut self, now_ms: u64) {
         if self.page.state != PageState::Leaving
             && self
@@ -220,18 +218,16 @@ impl<F: WireFormat> Engine<F> {
         Some(self.send_as(plan, now_ms, true))
     }
 
-    /// Takes the refused beacon `id` back: its batch waits again, the attempt unspent and the
-    /// request uncounted.
-    pub(crate) fn unsend_beacon(&mut self, id: TransmitId, now_ms: u64) {
-        if let Some(idx) = self.in_flight_index(id) {
-            self.release(idx);
-            let b = &mut self.batches[idx];
-            b.attempts -= 1;
-            b.state = BatchState::Waiting { not_before: 0 };
-            self.ledger.stats.requests -= 1;
-            self.page.beacons_refused = true;
-            self.after_change(now_ms);
-        }
+    /// Takes back the refused beacon of batch `idx` (in flight): the batch waits again, the
+    /// attempt unspent and the request uncounted, and no other beacon is offered.
+    pub(crate) fn unsend_beacon(&mut self, idx: usize, now_ms: u64) {
+        self.release(idx);
+        let b = &mut self.batches[idx];
+        b.attempts -= 1;
+        b.state = BatchState::Waiting { not_before: 0 };
+        self.ledger.stats.requests -= 1;
+        self.page.beacons_refused = true;
+        self.after_change(now_ms);
     }
 
     /// The text to store at `now_ms`: every held event another load has not taken, batches
