@@ -253,6 +253,8 @@ export async function refusing(browser, { n = 3_000, label = '' } = {}) {
  * browser accepts beacons, which count as delivered (the collector's last answer was a
  * success): so no event that went by beacon is stored and sent again by the next load.
  * Beacons are the page's `text/plain` Blob bodies (keepalive fetches say `;charset=UTF-8`).
+ * Run in Firefox, whose beacons have no budget: in Chromium they share the 64 KiB keepalive
+ * quota with the requests still in flight, and whether any fits varies from run to run.
  */
 export async function healthyBeacons(browser, { n = 3_000, label = '' } = {}) {
   const s = await setup(browser);

@@ -7,7 +7,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, waitFor } from './harness.mjs';
-import { arrivals, healthyBeacons, navigation, offline, ready, refusing, setup as setupIn } from './close-cases.mjs';
+import { arrivals, navigation, offline, ready, refusing, setup as setupIn } from './close-cases.mjs';
 
 let browser;
 before(async () => {
@@ -28,9 +28,6 @@ for (const n of [1_000, 3_000, 10_000]) {
 
 test('3,000 events held behind a collector answering 503 when the page navigates away: no beacon is counted delivered, and the next load delivers all of them', () =>
   refusing(browser, { n: 3_000 }));
-
-test('beacons the browser accepts while the collector answers count as delivered: none is stored and sent again by the next load', () =>
-  healthyBeacons(browser, { n: 3_000 }));
 
 test('offline: captures continue, nothing is spent against maxAttempts, and going online delivers everything', () =>
   offline(browser));
