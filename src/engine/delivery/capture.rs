@@ -1,35 +1,58 @@
-//! Taking an event in: checked, encoded once into its wire format's fragment, and queued, or
-//! refused with the reason (and counted, where it is a drop).
+//! Taking an event in: checked and encoded once into its wire format's fragment, or refused
+//! with the reason. The [`Outbox`](crate::engine::delivery::outbox::Outbox) then admits it
+//! within the queue's limits.
 
 use crate::engine::delivery::event::{CaptureError, EventInput, Uuid};
-use crate::engine::delivery::queue::Item;
-use crate::engine::delivery::stats::DropReason;
+use crate::engine::delivery::rng::Rng;
 use crate::engine::wire::format::{EventRecord, WireFormat};
 use crate::engine::wire::{sanitize, time};
-use crate::engine::{Engine, Notice};
 
-impl<F: WireFormat> Engine<F> {
-    /// Checks, encodes and queues `event`, whose properties are one JSON object.
-    pub(crate) fn enqueue(
+/// What capture keeps between events: the default distinct id, and a buffer to encode into.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    /// The distinct id events get when a capture names none.
+    pub distinct_id: String,
+    /// Where an event is encoded, kept to save an allocation per event.
+    scratch: String,
+}
+
+impl Intake {
+    /// Capture with the config's distinct id, or a fresh uuid v7 from `rng` if it names none.
+    pub fn new(distinct_id: Option<&str>, rng: &mut Rng) -> Intake {
+        let distinct_id = match distinct_id {
+            Some(id) => id.to_owned(),
+            None => {
+                let mut id = String::with_capacity(36);
+                Uuid::new_v7(0, rng).write(&mut id);
+                id
+            }
+        };
+        Intake {
+            distinct_id,
+            scratch: String::new(),
+        }
+    }
+
+    /// Checks and encodes `event` (properties one JSON object) captured at `now_ms`: its
+    /// fragment, borrowed until the next call, and its uuid.
+    pub fn encode<F: WireFormat>(
         &mut self,
+        format: &F,
+        rng: &mut Rng,
         event: EventInput<'_>,
         now_ms: u64,
-    ) -> Result<Uuid, CaptureError> {
-        if self.shutdown.is_some() {
-            return Err(CaptureError::ShutDown);
-        }
+    ) -> Result<(&str, Uuid), CaptureError> {
         if event.name.is_empty() {
             return Err(CaptureError::EmptyName);
         }
         let raw_properties = event.properties.unwrap_or("{}");
         // Lone surrogates are repaired and over-deep nesting refused here, so the collector's
         // parser never refuses a whole batch for this event.
-        let repaired =
-            sanitize::check_properties(raw_properties, self.format.max_properties_depth())
-                .map_err(|e| CaptureError::TooDeep {
-                    depth: e.depth,
-                    max: e.max,
-                })?;
+        let repaired = sanitize::check_properties(raw_properties, format.max_properties_depth())
+            .map_err(|e| CaptureError::TooDeep {
+                depth: e.depth,
+                max: e.max,
+            })?;
         let properties = repaired.as_deref().unwrap_or(raw_properties);
         let timestamp_ms = event.timestamp_ms.unwrap_or(now_ms);
         if timestamp_ms > time::MAX_TIMESTAMP_MS {
@@ -37,53 +60,22 @@ impl<F: WireFormat> Engine<F> {
         }
         let uuid = match event.uuid {
             Some(text) => Uuid::parse(text).ok_or(CaptureError::InvalidUuid)?,
-            None => Uuid::new_v7(timestamp_ms, &mut self.rng),
+            None => Uuid::new_v7(timestamp_ms, rng),
         };
         let distinct_id = event.distinct_id.unwrap_or(&self.distinct_id);
         if sanitize::is_blank(distinct_id) {
             return Err(CaptureError::BlankDistinctId);
         }
-        // Encoded into a reused buffer, then copied into an allocation of exactly its size.
+        // Encoded into a reused buffer; the outbox copies it into an allocation of its size.
         self.scratch.clear();
-        self.format.write_event(
-            &EventRecord {
-                name: event.name,
-                distinct_id,
-                properties,
-                timestamp_ms,
-                uuid,
-            },
-            &mut self.scratch,
-        );
-        let len = self.scratch.len();
-        let alone = self.format.body_len(1, len);
-        if alone > self.config.max_batch_bytes {
-            self.ledger.stats.dropped.add(DropReason::TooLarge, 1);
-            return Err(CaptureError::TooLarge {
-                bytes: alone,
-                max: self.config.max_batch_bytes,
-            });
-        }
-        if !self.ledger.has_room(&self.config, len) {
-            self.ledger.stats.dropped.add(DropReason::QueueFull, 1);
-            if !self.overflow_warned {
-                self.overflow_warned = true;
-                self.notices.push_back(Notice::QueueOverflow {
-                    max_events: self.config.max_queue_events,
-                    max_bytes: self.config.max_queue_bytes,
-                });
-            }
-            return Err(CaptureError::QueueFull);
-        }
-        self.ledger.hold(len);
-        self.queue.push(Item {
-            fragment: Box::from(self.scratch.as_str()),
+        let record = EventRecord {
+            name: event.name,
+            distinct_id,
+            properties,
+            timestamp_ms,
             uuid,
-            seq: self.next_seq,
-            enqueued_ms: now_ms,
-        });
-        self.next_seq += 1;
-        self.rearm();
-        Ok(uuid)
+        };
+        format.write_event(&record, &mut self.scratch);
+        Ok((&self.scratch, uuid))
     }
 }

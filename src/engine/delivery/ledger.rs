@@ -3,14 +3,14 @@
 //!
 //! Every event the engine takes in is held until it settles (delivered or dropped), exactly
 //! once. The ledger keeps the running totals that the queue, the limits and the scheduler
-//! read; in debug builds, [`Engine::check_ledger`] recounts them from the queue and the
+//! read; in debug builds, [`Outbox::check_ledger`] recounts them from the queue and the
 //! batches after every input.
 
 use crate::engine::delivery::config::Config;
+use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::stats::Stats;
 use crate::engine::page::close::{KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES};
-use crate::engine::wire::format::WireFormat;
-use crate::engine::{Engine, Settlement};
+use crate::engine::Settlement;
 
 /// The engine's running totals.
 #[derive(Debug, Default)]
@@ -170,12 +170,12 @@ impl KeepaliveBudget {
     }
 }
 
-impl<F: WireFormat> Engine<F> {
+impl Outbox {
     /// Recounts the ledger from the queue and the batches (debug builds only; nothing in a
     /// release build): held = queued + waiting + in flight, in events and in bytes; the
     /// request slots and the keepalive quota match the requests in flight; nothing settled
     /// twice.
-    pub(crate) fn check_ledger(&self) {
+    pub fn check_ledger(&self) {
         #[cfg(debug_assertions)]
         {
             use crate::engine::delivery::batch::BatchState;

@@ -1,10 +1,11 @@
-//! Shutdown: after [`Engine::shutdown`] the engine takes no more events, sends what it holds,
+//! Shutdown: after `Engine::shutdown` the engine takes no more events, sends what it holds,
 //! and at the deadline abandons the rest, counted as dropped `shutdown`.
 
-use crate::engine::delivery::batch::BatchState;
+use crate::engine::delivery::outbox::Outbox;
+use crate::engine::delivery::scheduler::Plan;
 use crate::engine::delivery::stats::DropReason;
-use crate::engine::wire::format::WireFormat;
-use crate::engine::{Engine, Notice, Settlement};
+use crate::engine::delivery::Env;
+use crate::engine::Notice;
 
 /// A shutdown asked for.
 #[derive(Debug, Clone, Copy)]
@@ -15,43 +16,47 @@ pub(crate) struct Shutdown {
     pub done: bool,
 }
 
-impl<F: WireFormat> Engine<F> {
-    /// Completes a shutdown that has nothing left, or nothing it could still send before its
-    /// deadline.
-    pub(crate) fn finish_idle_shutdown(&mut self) {
-        let Some(s) = self.shutdown else { return };
-        if s.done {
-            return;
+impl Outbox {
+    /// Stops taking events; everything held goes without lingering until `deadline_ms`.
+    /// `false` if a shutdown was asked already.
+    pub fn begin_shutdown(&mut self, deadline_ms: u64) -> bool {
+        if self.shutdown.is_some() {
+            return false;
         }
+        self.shutdown = Some(Shutdown {
+            deadline: deadline_ms,
+            done: false,
+        });
+        self.force_mark = u64::MAX;
+        true
+    }
+
+    /// The shutdown deadline still to be kept, if one runs.
+    pub fn shutdown_deadline(&self) -> Option<u64> {
+        self.shutdown.filter(|s| !s.done).map(|s| s.deadline)
+    }
+
+    /// Completes a shutdown that has nothing left, or nothing it could still send before its
+    /// deadline (`next`: the next request the scheduler plans).
+    pub fn finish_idle_shutdown<F>(&mut self, env: &mut Env<F>, next: Option<Plan>) {
+        let Some(deadline) = self.shutdown_deadline() else {
+            return;
+        };
         let idle = self.ledger.in_flight_events() == 0 && self.ready.is_empty();
-        if self.ledger.held_events() == 0 {
-            self.abandon_all();
-        } else if idle && self.plan().is_none_or(|p| p.at > s.deadline) {
-            // Backoff or Retry-After reaches past the deadline: waiting changes nothing.
-            self.abandon_all();
+        // Backoff or Retry-After reaching past the deadline: waiting changes nothing.
+        if self.ledger.held_events() == 0 || idle && next.is_none_or(|p| p.at > deadline) {
+            self.abandon_all(env);
         }
     }
 
     /// Drops everything held as `shutdown`, aborting requests in flight, and completes the
     /// shutdown.
-    pub(crate) fn abandon_all(&mut self) {
-        let before = self.ledger.stats.dropped.shutdown;
-        self.ready.clear();
-        while let Some(batch) = self.batches.last() {
-            if let BatchState::InFlight { transmit, .. } = batch.state {
-                self.notices.push_back(Notice::Abort(transmit));
-            }
-            let idx = self.batches.len() - 1;
-            self.release(idx);
-            self.settle(idx, Settlement::Dropped(DropReason::Shutdown));
-        }
-        let items = self.queue.drain_all();
-        self.settle_items(items, Settlement::Dropped(DropReason::Shutdown));
+    pub fn abandon_all<F>(&mut self, env: &mut Env<F>) {
+        let abandoned = self.drop_all(env, DropReason::Shutdown);
         if let Some(s) = &mut self.shutdown {
             if !s.done {
                 s.done = true;
-                let abandoned = self.ledger.stats.dropped.shutdown - before;
-                self.notices
+                env.notices
                     .push_back(Notice::ShutdownComplete { abandoned });
             }
         }

@@ -66,6 +66,15 @@ impl TimerTable {
         next
     }
 
+    /// Whether `timer` is armed at or before `now`; if so, it is disarmed.
+    pub fn take_expired(&mut self, timer: Timer, now: u64) -> bool {
+        let expired = self.is_expired(timer, now);
+        if expired {
+            self.stop(timer);
+        }
+        expired
+    }
+
     /// Whether `timer` is armed at or before `now`.
     pub fn is_expired(&self, timer: Timer, now: u64) -> bool {
         self.get(timer).is_some_and(|t| t <= now)

@@ -1,10 +1,11 @@
 //! The page's lifecycle as the engine sees it: what the browser fired ([`PageEvent`]) and
 //! where that leaves the page on its way out ([`PageState`]); what goes as the page leaves
-//! (`close`: keepalive requests and beacons); and the copy kept for the next load
-//! (`persist`).
+//! (`close`: keepalive requests and beacons); and the copy kept for the next load (`stored`:
+//! when it is written and read back; `persist`: its text).
 
 pub(crate) mod close;
 pub(crate) mod persist;
+pub(crate) mod stored;
 
 /// What the browser fired, for [`Engine::handle_page`](crate::engine::Engine::handle_page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,103 @@
+//! When the copy for the next load is written, removed and read back: the policy over
+//! [`Persistence`], the bookkeeping of what was stored. The text's layout is in
+//! [`persist`](super::persist).
+
+use crate::engine::delivery::config::Config;
+use crate::engine::delivery::outbox::Outbox;
+use crate::engine::delivery::stats::DropReason;
+use crate::engine::delivery::Env;
+use crate::engine::page::persist::{self, Persistence, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS};
+use crate::engine::page::PageState;
+use crate::engine::Notice;
+
+impl Persistence {
+    /// Has the copy for the next load written (or removed, once nothing is held), if the
+    /// host keeps copies.
+    pub fn write<F>(&mut self, outbox: &Outbox, env: &mut Env<F>, page: PageState, now_ms: u64) {
+        if !self.on {
+            return;
+        }
+        match self.text(outbox, &env.config, page, now_ms) {
+            Some((text, events)) => {
+                self.stored = Some(outbox.ledger.held_events());
+                env.notify(Notice::WriteStored { text, events });
+            }
+            None => self.remove(env),
+        }
+    }
+
+    /// Has the stored copy removed, if one is: the events are held here again.
+    pub fn remove<F>(&mut self, env: &mut Env<F>) {
+        if self.stored.take().is_some() {
+            env.notify(Notice::RemoveStored);
+        }
+    }
+
+    /// After a change: a stored copy is written again if what is held changed (not while
+    /// the page leaves: it is written once, when the page is gone).
+    pub fn keep<F>(&mut self, outbox: &Outbox, env: &mut Env<F>, page: PageState, now_ms: u64) {
+        let held = outbox.ledger.held_events();
+        if page != PageState::Leaving && self.stored.is_some_and(|n| n != held) {
+            self.write(outbox, env, page, now_ms);
+        }
+    }
+
+    /// Storage is read again if that is due at `now_ms` ([`Notice::ReadStored`]).
+    pub fn read_due<F>(&mut self, env: &mut Env<F>, now_ms: u64) {
+        let due = self.read_again.iter().filter(|&&t| t <= now_ms).count();
+        if due > 0 {
+            self.read_again.drain(..due);
+            env.notify(Notice::ReadStored);
+        }
+    }
+
+    /// The text to store at `now_ms`: every held event another load has not taken, batches
+    /// (oldest first) before the queue; marked as this live page's for [`PERSIST_LIVE_MS`],
+    /// or as gone once the page is.
+    pub fn text(
+        &mut self,
+        outbox: &Outbox,
+        config: &Config,
+        page: PageState,
+        now_ms: u64,
+    ) -> Option<(String, usize)> {
+        if outbox.ledger.held_events() == 0 {
+            return None;
+        }
+        self.written_below = outbox.next_seq;
+        let items = outbox.held_from(self.stored_from);
+        if items.is_empty() {
+            return None;
+        }
+        let kept_until = match page == PageState::Gone {
+            true => 0,
+            false => now_ms.saturating_add(PERSIST_LIVE_MS),
+        };
+        let max = config.persist_max_bytes;
+        Some(persist::encode(&items, 0, kept_until, max, self.deflate))
+    }
+}
+
+/// Takes in a stored text's events, within the age cap and the queue's limits, as batches
+/// placed before every other: they go first. Returns how many were taken in.
+pub(crate) fn restore<F: crate::engine::wire::format::WireFormat>(
+    outbox: &mut Outbox,
+    env: &Env<F>,
+    text: &str,
+    inflated: Option<&str>,
+    now_ms: u64,
+) -> usize {
+    let decoded = persist::decode(text, inflated);
+    let stats = &mut outbox.ledger.stats;
+    stats.storage_errors += decoded.corrupt;
+    stats.dropped.add(DropReason::PersistCap, decoded.cut);
+    let mut fresh = Vec::with_capacity(decoded.events.len());
+    for e in decoded.events {
+        if now_ms.saturating_sub(e.captured_ms) > PERSIST_MAX_AGE_MS {
+            stats.dropped.add(DropReason::PersistCap, 1);
+        } else {
+            fresh.push((e.fragment, e.uuid, e.captured_ms));
+        }
+    }
+    outbox.restore(env, fresh.into_iter())
+}
