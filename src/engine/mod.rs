@@ -46,6 +46,7 @@ pub use edge::{
 pub use page::close::{
     PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
 };
+pub use page::defer::DEFERRED_QUOTA_BYTES;
 pub use page::persist::{
     claimable as stored_copy_claimable, deflated as stored_copy_deflated, PERSIST_LIVE_MS,
     PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, RESTORE_AGAIN_MS,
@@ -147,7 +148,7 @@ impl<F: WireFormat> Engine<F> {
             .intake
             .encode(&env.format, &mut env.rng, event, now_ms)?;
         self.outbox.admit(env, fragment, uuid, now_ms)?;
-        self.rearm();
+        self.rearm(now_ms);
         Ok(uuid)
     }
 
@@ -171,7 +172,7 @@ impl<F: WireFormat> Engine<F> {
                 now_ms,
             ))
         };
-        self.rearm();
+        self.rearm(now_ms);
         t
     }
 
@@ -189,8 +190,7 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// Time has reached `now_ms`: requests past `requestTimeoutMs` are given up (a
-    /// [`Notice::Abort`] each, a failed attempt), storage read again when due, the shutdown
-    /// deadline enforced. Linger, backoff and `Retry-After` are seen by `poll_transmit`.
+    /// [`Notice::Abort`] each), storage read again when due, the shutdown deadline enforced.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let (outbox, env, endpoint) = (&mut self.outbox, &mut self.env, &mut self.endpoint);
         for timer in Timer::VALUES {
@@ -209,17 +209,16 @@ impl<F: WireFormat> Engine<F> {
     /// The request `id` ended with `outcome` at `now_ms`. Returns `false` (and changes
     /// nothing) if `id` is not in flight: unknown, already timed out, or abandoned.
     pub fn handle_outcome(&mut self, id: TransmitId, outcome: Outcome, now_ms: u64) -> bool {
-        let known = self.answer(id, outcome, now_ms);
+        let (env, endpoint, page) = (&mut self.env, &mut self.endpoint, &mut self.page);
+        let known = self.outbox.answer(env, endpoint, page, id, outcome, now_ms);
         if known {
             self.after_change(now_ms);
         }
         known
     }
 
-    /// The browser fired `event` ([`PageEvent`] says what each does). Going away, what is held
-    /// goes at once (keepalive, within 64 KiB; the report says what), then beacons at
-    /// `pagehide`, answered at once by the browser's verdict ([`Outcome::Accepted`],
-    /// [`Outcome::Refused`]) and none behind a failing collector; the rest is stored.
+    /// The browser fired `event` ([`PageEvent`] says what each does, [`Path`] how each request
+    /// leaves as the page goes away); the report says what went keepalive.
     pub fn handle_page(&mut self, event: PageEvent, now_ms: u64) -> PageHideReport {
         let (outbox, env, store) = (&mut self.outbox, &mut self.env, &mut self.persistence);
         let report = self
@@ -244,9 +243,8 @@ impl<F: WireFormat> Engine<F> {
         self.outbox.ledger.snapshot()
     }
 
-    /// The host keeps copies for the next load: earlier loads' copies are asked for now and
-    /// later ([`Notice::ReadStored`]), and what is held is stored while the page is hidden or
-    /// gone ([`Notice::WriteStored`]); deflated if the host `can_inflate`.
+    /// The host keeps copies for the next load ([`Notice::ReadStored`], [`Notice::WriteStored`]),
+    /// deflated if it `can_inflate`.
     pub fn handle_storage_opened(&mut self, can_inflate: bool, now_ms: u64) {
         self.persistence.open(can_inflate, now_ms);
         self.env.notify(Notice::ReadStored);
@@ -278,6 +276,12 @@ impl<F: WireFormat> Engine<F> {
         let taken = page::stored::restore(&mut self.outbox, &self.env, text, inflated, now_ms);
         self.after_change(now_ms);
         taken
+    }
+
+    /// The host can arm deferred requests (`fetchLater`): held batches stay armed as
+    /// [`Path::Deferred`] transmits while the collector answers ([`DEFERRED_QUOTA_BYTES`]).
+    pub fn handle_deferred_available(&mut self) {
+        self.outbox.deferred.open();
     }
 
     /// A storage read or write failed: counted in `stats().storageErrors`.
@@ -315,12 +319,6 @@ impl<F: WireFormat> Engine<F> {
         }
     }
 
-    /// Hands the answer to the outbox, which settles, retries or splits the batch.
-    fn answer(&mut self, id: TransmitId, outcome: Outcome, now_ms: u64) -> bool {
-        let (env, endpoint, page) = (&mut self.env, &mut self.endpoint, &mut self.page);
-        self.outbox.answer(env, endpoint, page, id, outcome, now_ms)
-    }
-
     /// The next request the scheduler would send, under the endpoint's hold.
     fn plan(&self) -> Option<Plan> {
         let hold = self.endpoint.hold.until();
@@ -335,11 +333,14 @@ impl<F: WireFormat> Engine<F> {
         let state = self.page.state;
         self.persistence
             .keep(&self.outbox, &mut self.env, state, now_ms);
-        self.rearm();
+        self.rearm(now_ms);
     }
 
-    /// Recomputes every timer from the state, and (in debug builds) checks the ledger.
-    fn rearm(&mut self) {
+    /// Re-arms from the state: the deferred requests for what is held, and every timer; then
+    /// (in debug builds) checks the ledger.
+    fn rearm(&mut self, now_ms: u64) {
+        let (outbox, env) = (&mut self.outbox, &mut self.env);
+        outbox.keep_armed(env, &self.endpoint, &self.page, now_ms);
         let read = self.persistence.read_again.first().copied();
         self.timers = scheduler::timers(&self.outbox, self.plan(), read);
         self.outbox.check_ledger();

@@ -31,6 +31,18 @@ pub(crate) struct Batch {
     /// requests as a page unloads that still reach the collector, bench/PAGEHIDE.md finding 7),
     /// so no beacon sends it again at `pagehide`; it stays stored for the next load.
     pub keepalive_unknown: bool,
+    /// Armed as a deferred request ([`Path::Deferred`]) carrying this batch's events.
+    pub armed: Option<Armed>,
+}
+
+/// A deferred request armed for a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Armed {
+    pub transmit: TransmitId,
+    /// What it takes of the deferred quota: its body, URL and headers.
+    pub quota_bytes: usize,
+    /// The batch's events when it was armed: a batch split since is armed again.
+    pub events: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +76,7 @@ impl Batch {
             state: BatchState::Waiting { not_before: 0 },
             failed_hidden: false,
             keepalive_unknown: false,
+            armed: None,
         }
     }
 }
@@ -201,7 +214,7 @@ impl Outbox {
         now_ms: u64,
     ) -> bool {
         let Some(idx) = self.in_flight_index(id) else {
-            return false;
+            return self.answer_deferred(env, id, outcome);
         };
         let BatchState::InFlight {
             keepalive: was_keepalive,
@@ -297,9 +310,22 @@ impl Outbox {
 
 /// The body of `items`, stamped `sent_at` = `now_ms`.
 fn body_of<F: WireFormat>(format: &F, items: &[Item], now_ms: u64) -> String {
+    body_stamped(format, items, Some(now_ms))
+}
+
+/// The body of `items`, stamped `sent_at` = `sent_at_ms` if some.
+pub(crate) fn body_stamped<F: WireFormat>(
+    format: &F,
+    items: &[Item],
+    sent_at_ms: Option<u64>,
+) -> String {
     let len = format.body_len(items.len(), items.iter().map(|i| i.fragment.len()).sum());
     let mut body = String::with_capacity(len);
-    format.write_body(&mut items.iter().map(|i| &*i.fragment), now_ms, &mut body);
+    format.write_body(
+        &mut items.iter().map(|i| &*i.fragment),
+        sent_at_ms,
+        &mut body,
+    );
     body
 }
 

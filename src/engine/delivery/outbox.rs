@@ -14,6 +14,7 @@ use crate::engine::delivery::queue::{Item, Queue};
 use crate::engine::delivery::shutdown::Shutdown;
 use crate::engine::delivery::stats::DropReason;
 use crate::engine::delivery::Env;
+use crate::engine::page::defer::DeferredBudget;
 use crate::engine::wire::format::WireFormat;
 use crate::engine::{BatchId, Notice, Settlement, Transmit, TransmitId};
 
@@ -40,6 +41,8 @@ pub(crate) struct Outbox {
     pub report_settlements: bool,
     /// A shutdown asked for: no more events are taken in.
     pub shutdown: Option<Shutdown>,
+    /// The deferred requests armed, against the browser's quota.
+    pub deferred: DeferredBudget,
 }
 
 impl Outbox {
@@ -196,6 +199,8 @@ impl Outbox {
             state: b.state,
             failed_hidden: b.failed_hidden,
             keepalive_unknown: b.keepalive_unknown,
+            // The batch keeps its deferred request, to be armed again for its new events.
+            armed: None,
         };
         self.batches.insert(idx + 1, part);
     }
@@ -215,8 +220,12 @@ impl Outbox {
         }
     }
 
-    /// Removes batch `idx` (not in flight) and settles its events.
+    /// Removes batch `idx` (not in flight) and settles its events; its deferred request, if
+    /// one is armed, is aborted.
     pub fn settle<F>(&mut self, env: &mut Env<F>, idx: usize, how: Settlement) {
+        if let Some(id) = self.disarm(idx) {
+            env.notify(Notice::Abort(id));
+        }
         let batch = self.batches.remove(idx);
         self.settle_items(env, batch.items, how);
     }

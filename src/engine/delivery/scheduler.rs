@@ -64,6 +64,10 @@ impl Outbox {
             }
         };
         for (i, b) in self.batches.iter().enumerate() {
+            if b.armed.is_some() && page.state >= PageState::Unloading {
+                // Left to the browser: its deferred request goes as the page unloads.
+                continue;
+            }
             if let BatchState::Waiting { not_before } = b.state {
                 let own_at = if page.hidden() && !b.failed_hidden {
                     0

@@ -21,6 +21,13 @@ pub enum Path {
     /// `navigator.sendBeacon` as the page goes away: never answered. Report at once
     /// [`Outcome::Accepted`](crate::engine::Outcome::Accepted) or [`Outcome::Refused`](crate::engine::Outcome::Refused), as the browser's return value says.
     Beacon,
+    /// `fetchLater`: armed now, sent by the browser when the page goes away (a navigation, a
+    /// tab close, the back/forward cache, a crash) with nothing to run at unload, and never
+    /// answered. Its body carries no `sent_at`. Report [`Outcome::Refused`](crate::engine::Outcome::Refused) if `fetchLater`
+    /// throws (its quota, a policy). On [`Notice::Abort`](crate::engine::Notice::Abort), abort it, unless it has activated:
+    /// then report [`Outcome::Accepted`](crate::engine::Outcome::Accepted) (as for every one that activated while the page
+    /// lived on, in the back/forward cache).
+    Deferred,
 }
 
 /// A request the shell must send now: `POST` `body` to the configured endpoint.
@@ -46,13 +53,13 @@ pub struct Transmit {
     pub id: TransmitId,
     /// The batch this is an attempt of.
     pub batch: BatchId,
-    /// The body, with `sent_at` stamped at the time passed to `poll_transmit`.
+    /// The body, with `sent_at` stamped at the time passed to `poll_transmit` (none for a
+    /// [`Path::Deferred`] body, whose send time is not known).
     pub body: String,
     /// `body` gzipped by the engine: send these bytes instead where there are some, with
     /// `Content-Encoding: gzip` if the format needs it ([`WireFormat::gzip_needs_header`](crate::engine::WireFormat::gzip_needs_header)).
-    /// Only page-hide requests (keepalive and beacons) with `compression: "gzip"` have them:
-    /// they must leave in the page's last task, and gzip carries about ten times the events
-    /// through the browser's keepalive budget. If the bytes cannot go (no keepalive fetch and
+    /// Only page-hide requests (keepalive, beacons, deferred) with `compression: "gzip"` have
+    /// them: gzip carries about ten times the events through the browser's budgets. If the bytes cannot go (no keepalive fetch and
     /// a format that needs the header), `body` goes plain.
     pub gzipped: Option<Vec<u8>>,
     /// The format says gzip with `Content-Encoding: gzip` ([`WireFormat::gzip_needs_header`](crate::engine::WireFormat::gzip_needs_header)):

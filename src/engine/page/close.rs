@@ -64,16 +64,19 @@ impl Page {
         let mut report = PageHideReport::default();
         match event {
             PageEvent::BeforeUnload | PageEvent::Hidden => {
-                if self.state <= PageState::Hidden {
-                    self.state = PageState::Hidden;
+                if self.state <= PageState::Unloading {
+                    self.state = match event {
+                        PageEvent::BeforeUnload => PageState::Unloading,
+                        _ => PageState::Hidden,
+                    };
                     report = self.hide(outbox, env, endpoint, now_ms);
                     persistence.write(outbox, env, self.state, now_ms);
                 }
             }
             PageEvent::PageHide => {
-                if self.state <= PageState::Hidden {
+                if self.state <= PageState::Unloading {
                     outbox.rescue_ordinary(env);
-                    self.state = PageState::Hidden;
+                    self.state = PageState::Unloading;
                     report = self.hide(outbox, env, endpoint, now_ms);
                     // Beacons come next from `poll_leaving`; once none is left to offer,
                     // the page is gone and what it holds is stored.
@@ -138,6 +141,7 @@ impl Page {
         }
         if !outbox.beacon_offered() {
             self.state = PageState::Gone;
+            outbox.settle_armed(env);
             persistence.write(outbox, env, self.state, now_ms);
         }
         None
@@ -160,10 +164,11 @@ impl Page {
         {
             return None;
         }
-        let waiting = outbox
-            .batches
-            .iter()
-            .position(|b| matches!(b.state, BatchState::Waiting { .. }) && !b.keepalive_unknown);
+        let waiting = outbox.batches.iter().position(|b| {
+            matches!(b.state, BatchState::Waiting { .. })
+                && !b.keepalive_unknown
+                && b.armed.is_none()
+        });
         let source = match waiting {
             Some(i) => Source::Batch(i),
             None => {

@@ -4,6 +4,7 @@
 //! when it is written and read back; `persist`: its text).
 
 pub(crate) mod close;
+pub(crate) mod defer;
 pub(crate) mod persist;
 pub(crate) mod stored;
 
@@ -37,8 +38,12 @@ pub(crate) enum PageState {
     /// Shown: the configured batching.
     #[default]
     Shown,
-    /// Hidden, or a navigation has begun: everything held goes at once, keepalive first.
+    /// Hidden: everything held goes at once, keepalive first.
     Hidden,
+    /// `beforeunload` fired: as hidden, but batches armed as deferred requests are left to the
+    /// browser. Until `pagehide`, or until the page is hidden or shown without one (a
+    /// `beforeunload` that was cancelled).
+    Unloading,
     /// `pagehide` fired: the keepalive requests are out, and beacons carry what they can
     /// until the browser refuses one.
     Leaving,

@@ -2,7 +2,9 @@
 //!
 //! An event is encoded once, at capture, into a JSON fragment; a body is those fragments joined
 //! inside an envelope that carries `sent_at`. Re-stamping `sent_at` for a retry is therefore a
-//! concatenation, never a re-serialization.
+//! concatenation, never a re-serialization. A body the browser sends later, at a time nobody
+//! knows (a deferred request), carries no `sent_at`: the collector takes the events' own
+//! timestamps rather than shift them by a stamp made too early.
 
 use crate::engine::delivery::event::Uuid;
 use crate::engine::delivery::retry::{Outcome, Verdict};
@@ -36,13 +38,15 @@ pub struct EventRecord<'a> {
 pub trait WireFormat {
     /// Appends the JSON fragment of one event to `out`.
     fn write_event(&self, event: &EventRecord<'_>, out: &mut String);
-    /// The exact length of a body holding `count` events whose fragments total `fragment_bytes`.
+    /// The exact length of a body holding `count` events whose fragments total
+    /// `fragment_bytes`, stamped (a body without a stamp is at most this long).
     fn body_len(&self, count: usize, fragment_bytes: usize) -> usize;
-    /// Appends a body of `fragments` stamped with `sent_at_ms` to `out`.
+    /// Appends a body of `fragments` to `out`, stamped with `sent_at_ms` where the format
+    /// carries a send time (`None`: the send time is not known).
     fn write_body(
         &self,
         fragments: &mut dyn Iterator<Item = &str>,
-        sent_at_ms: u64,
+        sent_at_ms: Option<u64>,
         out: &mut String,
     );
     /// The body's `Content-Type`. `text/plain` keeps a cross-origin request CORS-simple (no
@@ -121,7 +125,7 @@ impl WireFormat for ConfiguredFormat {
     fn write_body(
         &self,
         fragments: &mut dyn Iterator<Item = &str>,
-        sent_at_ms: u64,
+        sent_at_ms: Option<u64>,
         out: &mut String,
     ) {
         self.inner().write_body(fragments, sent_at_ms, out)
@@ -192,14 +196,19 @@ impl WireFormat for PostHogBatch {
     fn write_body(
         &self,
         fragments: &mut dyn Iterator<Item = &str>,
-        sent_at_ms: u64,
+        sent_at_ms: Option<u64>,
         out: &mut String,
     ) {
         out.push_str(&self.head);
         write_joined(fragments, out);
-        out.push_str(TAIL_BEFORE_SENT_AT);
-        write_iso8601(out, sent_at_ms);
-        out.push_str(TAIL_AFTER_SENT_AT);
+        match sent_at_ms {
+            Some(ms) => {
+                out.push_str(TAIL_BEFORE_SENT_AT);
+                write_iso8601(out, ms);
+                out.push_str(TAIL_AFTER_SENT_AT);
+            }
+            None => out.push_str("]}"),
+        }
     }
 }
 
@@ -224,7 +233,7 @@ mod tests {
         let mut body = String::new();
         f.write_body(
             &mut [frag.as_str(), frag.as_str()].into_iter(),
-            1_700_000_001_000,
+            Some(1_700_000_001_000),
             &mut body,
         );
         let one = r#"{"event":"sign\"up","distinct_id":"user-7","properties":{"plan":"pro"},"timestamp":"2023-11-14T22:13:20.123Z","uuid":"01890a5d-ac96-774b-bcce-b302099a8057"}"#;
@@ -236,6 +245,15 @@ mod tests {
         );
         assert_eq!(f.body_len(2, 2 * frag.len()), body.len());
         assert_eq!(crate::engine::json::validate_object(&body), Ok(()));
+        // Unstamped (a deferred request): no sent_at, so PostHog keeps the timestamps as sent.
+        let mut unstamped = String::new();
+        f.write_body(&mut [frag.as_str()].into_iter(), None, &mut unstamped);
+        assert_eq!(
+            unstamped,
+            format!(r#"{{"api_key":"phc_\"key","batch":[{one}]}}"#)
+        );
+        assert_eq!(crate::engine::json::validate_object(&unstamped), Ok(()));
+        assert!(unstamped.len() <= f.body_len(1, frag.len()));
     }
 
     #[test]
@@ -260,7 +278,7 @@ mod tests {
                 &mut frag,
             );
             let mut body = String::new();
-            f.write_body(&mut [frag.as_str()].into_iter(), 0, &mut body);
+            f.write_body(&mut [frag.as_str()].into_iter(), Some(0), &mut body);
             body
         };
         let max = f.max_properties_depth();
@@ -275,7 +293,7 @@ mod tests {
     fn body_len_is_exact_for_an_empty_batch() {
         let f = PostHogBatch::new("k");
         let mut body = String::new();
-        f.write_body(&mut core::iter::empty(), 0, &mut body);
+        f.write_body(&mut core::iter::empty(), Some(0), &mut body);
         assert_eq!(f.body_len(0, 0), body.len());
     }
 }

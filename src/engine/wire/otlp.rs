@@ -84,7 +84,7 @@ impl WireFormat for OtlpLogs {
     fn write_body(
         &self,
         fragments: &mut dyn Iterator<Item = &str>,
-        _sent_at_ms: u64,
+        _sent_at_ms: Option<u64>,
         out: &mut String,
     ) {
         out.push_str(&self.head);
@@ -415,7 +415,11 @@ mod tests {
         let f = OtlpLogs::new("shop");
         let one = record(r#"{"k":"v"}"#);
         let mut body = String::new();
-        f.write_body(&mut [one.as_str(), one.as_str()].into_iter(), 5, &mut body);
+        f.write_body(
+            &mut [one.as_str(), one.as_str()].into_iter(),
+            Some(5),
+            &mut body,
+        );
         assert_eq!(f.body_len(2, 2 * one.len()), body.len());
         assert!(body.starts_with(r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}},{"key":"telemetry.sdk.name","value":{"stringValue":"spool"}},{"key":"telemetry.sdk.version","value":{"stringValue":""#));
         assert!(body.contains(r#""scopeLogs":[{"scope":{"name":"spool","#));
@@ -423,7 +427,7 @@ mod tests {
         let records = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"];
         assert_eq!(records.as_array().unwrap().len(), 2);
         let mut empty = String::new();
-        f.write_body(&mut core::iter::empty(), 0, &mut empty);
+        f.write_body(&mut core::iter::empty(), Some(0), &mut empty);
         assert_eq!(f.body_len(0, 0), empty.len());
     }
 

@@ -1,0 +1,201 @@
+//! Deferred requests (`fetchLater`, where the browser has it): what is held stays armed, so
+//! that a navigation, a tab close, the back/forward cache or a crash delivers it with nothing
+//! to run at unload.
+//!
+//! The policy:
+//! - A batch is armed only while the endpoint [vouches](Endpoint::vouches) for a request
+//!   leaving now (its last answer a success, online, no hold): a deferred request is never
+//!   answered, so, as for a beacon, its events count as delivered when it goes only if the
+//!   collector was known to take them. When that ends, every armed request is aborted.
+//! - Batches are armed oldest first within [`DEFERRED_QUOTA_BYTES`] (body, URL and headers),
+//!   waiting or in flight alike; full batches are cut from the queue to be armed; the
+//!   unfinished tail is not (it would be armed again at every capture), and goes at close by
+//!   keepalive or beacon.
+//! - An armed batch is still sent as usual while the page lives; once it settles, or is split,
+//!   its deferred request is aborted (and a split one armed again). There is no update: abort,
+//!   then arm again.
+//! - From `beforeunload` on, the page-close path leaves armed batches to the browser, and at
+//!   `pagehide` they count as delivered (the endpoint vouched for them) and are not stored.
+
+use crate::engine::delivery::batch::{body_stamped, Armed, Batch, BatchState};
+use crate::engine::delivery::config::Compression;
+use crate::engine::delivery::endpoint::Endpoint;
+use crate::engine::delivery::outbox::Outbox;
+use crate::engine::delivery::retry::Outcome;
+use crate::engine::delivery::Env;
+use crate::engine::page::{Page, PageState};
+use crate::engine::wire::format::WireFormat;
+use crate::engine::wire::gzip::{self, BODY_LEVEL};
+use crate::engine::{Notice, Path, Settlement, Transmit, TransmitId};
+
+/// The browser's quota for deferred requests to one origin from one document: 64 KiB,
+/// counting URL, headers and body (Fetch standard, "deferred fetching"; measured in Chromium
+/// 156). Apart from the 64 KiB keepalive budget.
+pub const DEFERRED_QUOTA_BYTES: usize = 64 * 1024;
+
+/// What a deferred request's headers are counted at, besides its URL: the few it sends
+/// (`Content-Type`, maybe `Content-Encoding`) with room to spare.
+const DEFERRED_HEADER_BYTES: usize = 256;
+
+/// The deferred requests armed, against the browser's quota.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DeferredBudget {
+    /// The host can arm deferred requests.
+    pub on: bool,
+    /// Quota taken by the requests armed.
+    pub bytes: usize,
+    /// The quota there is: [`DEFERRED_QUOTA_BYTES`], or what was armed when the browser
+    /// refused one (others on the page share the origin's quota).
+    pub cap: usize,
+}
+
+impl DeferredBudget {
+    /// The host can arm deferred requests from now on.
+    pub fn open(&mut self) {
+        self.on = true;
+        self.cap = DEFERRED_QUOTA_BYTES;
+    }
+}
+
+impl Outbox {
+    /// After every change: aborts the deferred requests that no longer stand (the endpoint no
+    /// longer vouches for them, or their batch was split), then arms what is held and not
+    /// armed, oldest first, within the quota (not once the page is leaving, or shutting down).
+    pub fn keep_armed<F: WireFormat>(
+        &mut self,
+        env: &mut Env<F>,
+        endpoint: &Endpoint,
+        page: &Page,
+        now_ms: u64,
+    ) {
+        if !self.deferred.on {
+            return;
+        }
+        let vouched = endpoint.vouches(now_ms);
+        for idx in 0..self.batches.len() {
+            let b = &self.batches[idx];
+            if b.armed
+                .is_some_and(|a| !vouched || a.events != b.items.len())
+            {
+                if let Some(id) = self.disarm(idx) {
+                    env.notify(Notice::Abort(id));
+                }
+            }
+        }
+        if !vouched || page.state >= PageState::Leaving || self.shutdown.is_some() {
+            return;
+        }
+        let limit = env.batch_limit();
+        while self.queue.has_full_batch(&env.format, limit) {
+            let items = self.queue.take_batch(&env.format, limit);
+            if items.is_empty() {
+                break;
+            }
+            let id = self.new_batch_id();
+            self.batches.push(Batch::new(id, items));
+        }
+        let overhead = env.config.endpoint.len() + DEFERRED_HEADER_BYTES;
+        for idx in 0..self.batches.len() {
+            let b = &self.batches[idx];
+            let page_hide = matches!(
+                b.state,
+                BatchState::InFlight {
+                    keepalive: true,
+                    ..
+                } | BatchState::InFlight { beacon: true, .. }
+            );
+            if b.armed.is_some() || page_hide {
+                continue;
+            }
+            let body = body_stamped(&env.format, &b.items, None);
+            let gzipped = match env.config.compression {
+                Compression::Gzip => Some(gzip::gzip(body.as_bytes(), BODY_LEVEL)),
+                _ => None,
+            };
+            let quota_bytes = gzipped.as_ref().map_or(body.len(), Vec::len) + overhead;
+            if self.deferred.bytes + quota_bytes > self.deferred.cap {
+                break;
+            }
+            let (batch, events, attempt) = (b.id, b.items.len(), b.attempts + 1);
+            let transmit = self.new_transmit_id();
+            self.batches[idx].armed = Some(Armed {
+                transmit,
+                quota_bytes,
+                events,
+            });
+            self.deferred.bytes += quota_bytes;
+            self.ready.push_back(Transmit {
+                id: transmit,
+                batch,
+                body,
+                gzipped,
+                gzip_header: env.format.gzip_needs_header(),
+                content_type: env.format.content_type(),
+                path: Path::Deferred,
+                read_body: false,
+                events,
+                attempt,
+            });
+        }
+    }
+
+    /// Takes batch `idx`'s deferred request off the books; returns it, to abort, if there was
+    /// one the shell has (one not yet handed out is simply dropped).
+    pub fn disarm(&mut self, idx: usize) -> Option<TransmitId> {
+        let armed = self.batches[idx].armed.take()?;
+        self.deferred.bytes -= armed.quota_bytes;
+        match self.ready.iter().position(|t| t.id == armed.transmit) {
+            Some(i) => {
+                self.ready.remove(i);
+                None
+            }
+            None => Some(armed.transmit),
+        }
+    }
+
+    /// The host's word on deferred request `id`: refused (`fetchLater` threw: the quota left
+    /// is what is armed now), or activated (the browser sent it: the page went into the
+    /// back/forward cache and came back), its events then delivered: it was armed only while
+    /// the endpoint vouched for it. `false` if `id` is not armed.
+    pub fn answer_deferred<F>(
+        &mut self,
+        env: &mut Env<F>,
+        id: TransmitId,
+        outcome: Outcome,
+    ) -> bool {
+        let Some(idx) = self
+            .batches
+            .iter()
+            .position(|b| b.armed.is_some_and(|a| a.transmit == id))
+        else {
+            return false;
+        };
+        self.disarm(idx);
+        match outcome {
+            Outcome::Accepted => {
+                if let BatchState::InFlight { transmit, .. } = self.batches[idx].state {
+                    env.notify(Notice::Abort(transmit));
+                }
+                self.release(idx);
+                self.settle(env, idx, Settlement::Delivered);
+            }
+            Outcome::Refused => self.deferred.cap = self.deferred.bytes,
+            _ => {}
+        }
+        true
+    }
+
+    /// The page is gone: every armed batch goes by its deferred request, so it counts as
+    /// delivered (the endpoint vouched for it), is not stored, and is not aborted.
+    pub fn settle_armed<F>(&mut self, env: &mut Env<F>) {
+        let mut idx = 0;
+        while idx < self.batches.len() {
+            if self.disarm(idx).is_some() {
+                self.release(idx);
+                self.settle(env, idx, Settlement::Delivered);
+            } else {
+                idx += 1;
+            }
+        }
+    }
+}
