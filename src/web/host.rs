@@ -30,6 +30,23 @@ extern "C" {
         init: &web_sys::RequestInit,
     ) -> Result<js_sys::Promise, JsValue>;
 
+    /// `globalThis.fetchLater(url, init)` (deferred fetching, Chromium 135+ in secure
+    /// contexts): the request goes when the page goes away. Throws if the quota is spent or a
+    /// policy forbids it.
+    #[wasm_bindgen(method, catch, js_name = fetchLater)]
+    pub fn fetch_later(
+        this: &Global,
+        url: &str,
+        init: &web_sys::RequestInit,
+    ) -> Result<FetchLaterResult, JsValue>;
+
+    /// What `fetchLater` returns.
+    pub type FetchLaterResult;
+
+    /// Whether the browser has sent the deferred request.
+    #[wasm_bindgen(method, getter)]
+    pub fn activated(this: &FetchLaterResult) -> bool;
+
     /// `globalThis.navigator`, if any.
     #[wasm_bindgen(method, getter)]
     pub fn navigator(this: &Global) -> Option<web_sys::Navigator>;
@@ -72,6 +89,13 @@ pub fn keepalive_fetch() -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether this global can arm deferred requests: a page's `fetchLater` (exposed in secure
+/// contexts only).
+pub fn deferred_fetch() -> bool {
+    global().document().is_some()
+        && js_sys::Reflect::has(&js_sys::global(), &"fetchLater".into()).unwrap_or(false)
 }
 
 /// The `message` of a thrown value (its `String()` if it has none); never throws.

@@ -47,6 +47,8 @@ pub struct Shell {
     soon_queued: bool,
     /// Requests in flight that can be aborted, with their `AbortController`.
     requests: Vec<(TransmitId, web_sys::AbortController)>,
+    /// Deferred requests armed (`fetchLater`), to abort or to ask whether they activated.
+    deferred: Vec<(TransmitId, host::FetchLaterResult, web_sys::AbortController)>,
     /// `flush()` calls waiting for their `FlushComplete`.
     flushes: Vec<(FlushId, oneshot::Sender<FlushReport>)>,
     shutdown: Option<ShutdownWait>,
@@ -77,6 +79,8 @@ struct Work {
     /// Read what earlier loads stored (the engine asked).
     read_stored: bool,
     aborts: Vec<web_sys::AbortController>,
+    /// Outcomes known at once: deferred requests that activated before they were aborted.
+    outcomes: Vec<(TransmitId, Outcome)>,
     flushes: Vec<(oneshot::Sender<FlushReport>, FlushReport)>,
     shutdowns: Vec<(oneshot::Sender<ShutdownReport>, ShutdownReport)>,
     overflow: Option<(usize, usize)>,
@@ -106,6 +110,7 @@ impl Shell {
                 this: this.clone(),
                 soon_queued: false,
                 requests: Vec::new(),
+                deferred: Vec::new(),
                 flushes: Vec::new(),
                 shutdown: None,
                 wake: None,
@@ -116,6 +121,11 @@ impl Shell {
             })
         });
         let page = host::global().document().is_some();
+        if options.flush_on_page_hide && host::deferred_fetch() {
+            if let Ok(mut shell) = shared.try_borrow_mut() {
+                shell.engine.handle_deferred_available();
+            }
+        }
         if options.flush_on_page_hide {
             let weak = Rc::downgrade(&shared);
             let lifecycle = Lifecycle::listen(move |event| {
@@ -256,6 +266,14 @@ impl Shell {
                     if let Some(i) = self.requests.iter().position(|(r, _)| *r == id) {
                         work.aborts.push(self.requests.swap_remove(i).1);
                     }
+                    if let Some(i) = self.deferred.iter().position(|(r, ..)| *r == id) {
+                        let (_, armed, controller) = self.deferred.swap_remove(i);
+                        // Once sent, aborting does nothing: the engine hears it went.
+                        match armed.activated() {
+                            true => work.outcomes.push((id, Outcome::Accepted)),
+                            false => work.aborts.push(controller),
+                        }
+                    }
                 }
                 Notice::QueueOverflow {
                     max_events,
@@ -326,10 +344,10 @@ pub fn drive_soon(shared: &Shared) {
 /// Sends what the engine wants sent, acts on its notices, and re-arms the timer. Call after
 /// every input.
 ///
-/// A beacon is answered by the browser at once (accepted or refused), and its answer goes
-/// back to the engine in the same pass, which may then have more to send: so this repeats
-/// until a pass sends no beacon. Everything happens in the caller's task, which at `pagehide`
-/// is the page's last.
+/// A beacon is answered by the browser at once (accepted or refused), as is a deferred request
+/// `fetchLater` refuses, and the answer goes back to the engine in the same pass, which may
+/// then have more to send: so this repeats until a pass has no answer to give. Everything
+/// happens in the caller's task, which at `pagehide` is the page's last.
 pub fn drive(shared: &Shared) {
     loop {
         let mut work = Work::default();
@@ -340,40 +358,52 @@ pub fn drive(shared: &Shared) {
             shell.collect(&mut work);
             (!work.sends.is_empty()).then(|| shell.request.clone())
         };
-        let beaconed = carry_out(shared, work, request);
-        if beaconed.is_empty() {
+        let answers = carry_out(shared, work, request);
+        if answers.is_empty() {
             return;
         }
         let Ok(mut shell) = shared.try_borrow_mut() else {
             return;
         };
         let now = now_ms();
-        for (id, accepted) in beaconed {
-            let outcome = match accepted {
-                true => Outcome::Accepted,
-                false => Outcome::Refused,
-            };
+        for (id, outcome) in answers {
             shell.engine.handle_outcome(id, outcome, now);
         }
     }
 }
 
-/// Does one pass's `work` with the state released; returns each beacon sent and whether the
-/// browser accepted it.
-fn carry_out(shared: &Shared, work: Work, request: Option<Request>) -> Vec<(TransmitId, bool)> {
+/// Does one pass's `work` with the state released; returns the outcomes known at once: each
+/// beacon's (the browser accepted or refused it), each deferred request `fetchLater` refused,
+/// and each that activated before its abort.
+fn carry_out(shared: &Shared, work: Work, request: Option<Request>) -> Vec<(TransmitId, Outcome)> {
     // Aborts first: a timed-out request's slot may already be taken by a send below, and the
     // page must never hold more than `maxInFlight` requests open, not even for a moment.
     for controller in &work.aborts {
         controller.abort();
     }
     let mut started = Vec::new();
-    let mut beaconed = Vec::new();
+    let mut armed = Vec::new();
+    let mut answers = work.outcomes;
     if let Some(request) = request {
         for t in work.sends {
             let id = t.id;
-            if t.path == Path::Beacon {
-                beaconed.push((id, request.beacon(&t)));
-                continue;
+            match t.path {
+                Path::Beacon => {
+                    let outcome = match request.beacon(&t) {
+                        true => Outcome::Accepted,
+                        false => Outcome::Refused,
+                    };
+                    answers.push((id, outcome));
+                    continue;
+                }
+                Path::Deferred => {
+                    match request.arm(&t) {
+                        Ok((result, controller)) => armed.push((id, result, controller)),
+                        Err(_) => answers.push((id, Outcome::Refused)),
+                    }
+                    continue;
+                }
+                Path::Ordinary | Path::Keepalive => {}
             }
             let weak = Rc::downgrade(shared);
             let controller = request.send(t, move |outcome| {
@@ -386,11 +416,12 @@ fn carry_out(shared: &Shared, work: Work, request: Option<Request>) -> Vec<(Tran
             }
         }
     }
-    if !started.is_empty() {
+    if !started.is_empty() || !armed.is_empty() {
         // Answers always come later (`send` never calls back synchronously), so every
         // controller is registered before its request can be answered or timed out.
         if let Ok(mut shell) = shared.try_borrow_mut() {
             shell.requests.append(&mut started);
+            shell.deferred.append(&mut armed);
         }
     }
     if work.read_stored {
@@ -413,7 +444,7 @@ fn carry_out(shared: &Shared, work: Work, request: Option<Request>) -> Vec<(Tran
     for (done, report) in work.shutdowns {
         let _ = done.send(report);
     }
-    beaconed
+    answers
 }
 
 /// A request ended: hand the engine its outcome. An aborted request's rejection lands here
@@ -459,7 +490,20 @@ fn on_wake(shared: &Shared) {
 /// carries it out in this task (at `pagehide`, the page's last).
 fn on_page(shared: &Shared, event: PageEvent) {
     if let Ok(mut shell) = shared.try_borrow_mut() {
-        shell.engine.handle_page(event, now_ms());
+        let now = now_ms();
+        if event == PageEvent::PageShow {
+            // Back from the back/forward cache: the deferred requests went as the page
+            // entered it.
+            let shell = &mut *shell;
+            shell.deferred.retain(|(id, armed, _)| {
+                let sent = armed.activated();
+                if sent {
+                    shell.engine.handle_outcome(*id, Outcome::Accepted, now);
+                }
+                !sent
+            });
+        }
+        shell.engine.handle_page(event, now);
     }
     drive(shared);
 }

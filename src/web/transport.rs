@@ -113,10 +113,7 @@ impl Request {
         let (start, controller) = if gzip {
             (None, AbortController::new().ok())
         } else {
-            let body = match &t.gzipped {
-                Some(bytes) => js_sys::Uint8Array::from(&bytes[..]).into(),
-                None => JsValue::from_str(&t.body),
-            };
+            let body = body_of(&t);
             let header = t.gzip_header && t.gzipped.is_some();
             let (start, controller) = self.start(&t, &body, None, header);
             (Some(start), controller)
@@ -174,6 +171,20 @@ impl Request {
         controller
     }
 
+    /// Arms `t` (a [`Path::Deferred`] transmit) with `fetchLater`: the browser sends it as the
+    /// page goes away. Its result (to ask whether it activated) and its `AbortController`, or
+    /// the error `fetchLater` threw (its quota spent, a policy).
+    pub fn arm(&self, t: &Transmit) -> Result<(host::FetchLaterResult, AbortController), JsValue> {
+        if self.0.debug {
+            log_request(t);
+        }
+        let controller = AbortController::new()?;
+        let init = self.init(t, &body_of(t), t.gzip_header && t.gzipped.is_some(), false);
+        init.set_signal(Some(&controller.signal()));
+        let armed = host::global().fetch_later(&self.0.endpoint, &init)?;
+        Ok((armed, controller))
+    }
+
     /// Hands `t` to `navigator.sendBeacon`; whether the browser took it.
     pub fn beacon(&self, t: &Transmit) -> bool {
         matches!(beacon(&self.0.endpoint, t), Outcome::Accepted)
@@ -199,21 +210,7 @@ impl Request {
         if keepalive && !r.keepalive_fetch {
             return (Err(beacon(&r.endpoint, t)), None);
         }
-        let init = RequestInit::new();
-        init.set_method("POST");
-        init.set_body(body);
-        if let Ok(headers) = Headers::new() {
-            if !keepalive {
-                for (name, value) in &r.headers {
-                    let _ = headers.append(name, value);
-                }
-            }
-            let _ = headers.set("Content-Type", t.content_type);
-            if gzip_header {
-                let _ = headers.set("Content-Encoding", "gzip");
-            }
-            init.set_headers(&headers);
-        }
+        let init = self.init(t, body, gzip_header, !keepalive);
         if keepalive {
             init.unchecked_ref::<host::KeepaliveInit>()
                 .set_keepalive(true);
@@ -230,6 +227,44 @@ impl Request {
             Err(_) if keepalive => (Err(beacon(&r.endpoint, t)), None),
             Err(e) => (Err(Outcome::NetworkError(host::message(&e))), None),
         }
+    }
+}
+
+impl Request {
+    /// A POST of `body` with `t`'s `Content-Type`, `Content-Encoding: gzip` if `gzip_header`,
+    /// and the user's headers if `user_headers` (never on a request that outlives the page: a
+    /// custom header forces a preflight, which cannot finish while a page unloads).
+    fn init(
+        &self,
+        t: &Transmit,
+        body: &JsValue,
+        gzip_header: bool,
+        user_headers: bool,
+    ) -> RequestInit {
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_body(body);
+        if let Ok(headers) = Headers::new() {
+            if user_headers {
+                for (name, value) in &self.0.headers {
+                    let _ = headers.append(name, value);
+                }
+            }
+            let _ = headers.set("Content-Type", t.content_type);
+            if gzip_header {
+                let _ = headers.set("Content-Encoding", "gzip");
+            }
+            init.set_headers(&headers);
+        }
+        init
+    }
+}
+
+/// `t`'s body as it goes: the engine's gzip bytes where there are some, else its text.
+fn body_of(t: &Transmit) -> JsValue {
+    match &t.gzipped {
+        Some(bytes) => js_sys::Uint8Array::from(&bytes[..]).into(),
+        None => JsValue::from_str(&t.body),
     }
 }
 

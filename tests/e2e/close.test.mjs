@@ -7,7 +7,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, waitFor } from './harness.mjs';
-import { arrivals, navigation, offline, ready, refusing, setup as setupIn } from './close-cases.mjs';
+import { abandoned, arrivals, navigation, offline, ready, refusing, setup as setupIn } from './close-cases.mjs';
 
 let browser;
 before(async () => {
@@ -150,6 +150,61 @@ for (const compression of ['gzip', 'none']) {
       const first = batches[0];
       const retry = batches.find((b) => b.seq > first.seq && b.body.batch[0].uuid === first.body.batch[0].uuid);
       assert.ok(retry && retry.sentAt > first.sentAt, 'the retry has a later sent_at');
+    } finally {
+      await s.close();
+    }
+  });
+}
+
+// Chromium has fetchLater: while the collector answers, what the page holds stays armed as
+// deferred requests, and a navigation delivers it with nothing to run at unload. A deferred
+// body carries no sent_at (its send time is not known), which is how the collector's log tells
+// one apart. The collector answers, then stalls while 1,000 events are captured (4 requests
+// wait unanswered), and answers at once again from the navigation on.
+for (const n of [1_000, 3_000]) {
+  test(`fetchLater: ${n} events held behind a collector that answered are armed and delivered at close, counted delivered and not stored`, async () => {
+    const s = await setup();
+    try {
+      const run = `deferred-${n}`;
+      const page = await s.open({ run, fast: '1' });
+      const first = await page.evaluate(() => window.closeTest.capture(10));
+      await page.evaluate(() => window.closeTest.flush());
+      await waitFor(() => arrivals(s.collector, run).size === first.length, { message: 'the first events delivered' });
+      s.collector.control.plan([], { status: 200, delayMs: 30_000 });
+      const uuids = await page.evaluate((n) => window.closeTest.capture(n, 10), n);
+      await waitFor(() => s.collector.log().batches.length >= 5, { message: 'requests stalled' });
+      s.collector.control.plan([], { status: 200, delayMs: 0 });
+      const leaving = Date.now();
+      await page.goto(s.url({ run, fast: '1' }));
+      await ready(page);
+      const seen = await waitFor(() => {
+        const m = arrivals(s.collector, run);
+        return m.size === n + first.length && m;
+      }, { timeoutMs: 30_000, message: 'every event arrived' }).catch(() => arrivals(s.collector, run));
+      const note = await page.evaluate(() => window.closeTest.previous);
+      const stats = await page.evaluate(() => window.closeTest.stats());
+      // What came by deferred request (no sent_at), and when.
+      const deferred = new Set();
+      let deferredRequests = 0;
+      for (const b of s.collector.log().batches) {
+        if (!b.accepted || !Array.isArray(b.body?.batch) || 'sent_at' in b.body) continue;
+        deferredRequests++;
+        assert.ok(b.receivedAt >= leaving, 'a deferred request went before the page left');
+        for (const e of b.body.batch) if (e.properties?.run === run) deferred.add(e.uuid);
+      }
+      const repeats = [...seen.values()].reduce((a, c) => a + c - 1, 0);
+      const gaveUp = abandoned(s.collector, run);
+      console.log(`# fetchLater N=${n}: ${deferred.size} events in ${deferredRequests} deferred requests; at pagehide ${note?.delivered} delivered, ${note?.inFlight} in flight, ${note?.queued} held; the next load took in ${stats.restored}; ${seen.size} of ${n + first.length} arrived, ${repeats} twice (${gaveUp.size} in requests given up at unload)`);
+      assert.equal(uuids.filter((u) => !seen.has(u)).length, 0, 'every event arrived');
+      assert.ok(deferred.size >= Math.min(n, 1_000), `deferred requests carried ${deferred.size}`);
+      // Counted delivered at pagehide: what went by deferred request, and by beacon (the
+      // collector's last answer was a success); the rest is stored for the next load.
+      assert.ok(note.delivered >= first.length + deferred.size, 'what went by deferred request is counted delivered at pagehide');
+      assert.equal(stats.restored, n + first.length - note.delivered, 'and is not stored for the next load');
+      // Repeats: the events of the requests given up at unload (the collector had them), and
+      // of what did not fit the deferred quota and went keepalive, unanswered, so stored too.
+      assert.ok(repeats <= gaveUp.size + (n - deferred.size), `${repeats} repeats`);
+      assert.deepEqual(s.errors, []);
     } finally {
       await s.close();
     }
