@@ -13,7 +13,8 @@ mod common;
 use std::collections::HashMap;
 
 use spool::engine::{
-    Compression, Config, Engine, EventInput, Outcome, PageEvent, Path, Rng, Transmit,
+    Compression, Config, Engine, EventInput, Notice, Outcome, PageEvent, Path, Rng, Transmit,
+    TransmitId,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -331,4 +332,178 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
         );
     }
     assert!(refused_beacons > 0, "the case is exercised");
+}
+
+/// Pages with deferred requests (`fetchLater`): the collector goes down and up (the page sees
+/// it at once, in the answers to what it has in flight), pages close (their armed requests go
+/// as they unload, to a collector up or down), and some go into the back/forward cache and come
+/// back (their armed requests went as they entered it). The browser refuses a deferred request
+/// now and then (its quota). Checked at the end of each seed: nothing lost, nothing dropped,
+/// nothing counted delivered that the collector did not take, and no event stored by a load
+/// that had it carried by a deferred request.
+#[test]
+fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
+    let mut armed_at_close = 0usize;
+    for seed in 0..20u64 {
+        let mut rng = Rng::new(seed + 11);
+        let mut config = Config::new("https://collector.example/batch/");
+        config.api_key = "phc_sim".into();
+        config.request_timeout_ms = 600_000;
+        config.max_queue_events = 100_000;
+        config.max_queue_bytes = 64 << 20;
+        let mut now = T0;
+        let new_engine = |id: u64| {
+            let mut e = Engine::new(config.clone(), id).unwrap();
+            e.handle_deferred_available();
+            e
+        };
+        let mut engine = new_engine(seed);
+        let mut captured: Vec<String> = Vec::new();
+        let mut received: HashMap<String, (String, u32)> = HashMap::new();
+        let mut in_flight: Vec<Transmit> = Vec::new();
+        let mut armed: HashMap<TransmitId, Transmit> = HashMap::new();
+        // Events the collector has taken, and events the engines counted delivered.
+        let mut taken = 0u64;
+        let mut delivered_before = 0u64;
+        let mut up = true;
+        let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
+            for (u, ts) in uuids_and_timestamps(&t.body) {
+                received.entry(u).or_insert((ts, 0)).1 += 1;
+            }
+        };
+        // Hands out what the engine sends: deferred requests are armed (or refused), the
+        // others go in flight; aborts take armed ones back.
+        let poll = |engine: &mut Engine,
+                    rng: &mut Rng,
+                    now: u64,
+                    in_flight: &mut Vec<Transmit>,
+                    armed: &mut HashMap<TransmitId, Transmit>| {
+            loop {
+                while let Some(t) = engine.poll_transmit(now) {
+                    match t.path {
+                        Path::Deferred if rng.up_to(10) == 0 => {
+                            engine.handle_outcome(t.id, Outcome::Refused, now);
+                        }
+                        Path::Deferred => {
+                            armed.insert(t.id, t);
+                        }
+                        Path::Beacon => {
+                            engine.handle_outcome(t.id, Outcome::Refused, now);
+                        }
+                        _ => in_flight.push(t),
+                    }
+                }
+                let mut more = false;
+                while let Some(n) = engine.poll_notice() {
+                    if let Notice::Abort(id) = n {
+                        armed.remove(&id);
+                        more = true;
+                    }
+                }
+                if !more {
+                    break;
+                }
+            }
+        };
+        for step in 0..200 {
+            now += 1 + rng.up_to(500);
+            match rng.up_to(100) {
+                0..=49 => {
+                    let n = match rng.up_to(10) {
+                        0 => 1_000,
+                        _ => rng.up_to(100),
+                    };
+                    for _ in 0..n {
+                        let uuid = engine.capture(EventInput::new("e"), now).unwrap();
+                        captured.push(uuid.to_string());
+                    }
+                }
+                50..=59 => {
+                    up = !up;
+                    if !up {
+                        let uuid = engine.capture(EventInput::new("probe"), now).unwrap();
+                        captured.push(uuid.to_string());
+                        engine.flush(now);
+                        poll(&mut engine, &mut rng, now, &mut in_flight, &mut armed);
+                        for t in in_flight.drain(..) {
+                            engine.handle_outcome(t.id, Outcome::status(503), now);
+                        }
+                    }
+                }
+                60..=69 => {
+                    // The page closes; its armed requests go as it unloads.
+                    let _ = engine.handle_page(PageEvent::BeforeUnload, now);
+                    let _ = engine.handle_page(PageEvent::PageHide, now);
+                    poll(&mut engine, &mut rng, now, &mut in_flight, &mut armed);
+                    armed_at_close += armed.len();
+                    for (_, t) in armed.drain() {
+                        if up {
+                            receive(&t, &mut received);
+                            taken += t.events as u64;
+                        }
+                    }
+                    let bfcache = rng.up_to(4) == 0;
+                    if bfcache {
+                        // Back from the back/forward cache, with the same engine.
+                        engine.handle_page(PageEvent::PageShow, now + 1);
+                    } else {
+                        let stored = engine.persist(now);
+                        for t in in_flight.drain(..) {
+                            if up {
+                                receive(&t, &mut received);
+                            }
+                        }
+                        assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
+                        delivered_before += engine.stats().delivered;
+                        engine = new_engine(seed * 1000 + step);
+                        if let Some((text, _)) = stored {
+                            common::restore(&mut engine, &text, now);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            poll(&mut engine, &mut rng, now, &mut in_flight, &mut armed);
+            answer_some(&mut in_flight, &mut rng, |t| {
+                if up {
+                    receive(&t, &mut received);
+                    taken += t.events as u64;
+                }
+                let status = if up { 200 } else { 503 };
+                engine.handle_outcome(t.id, Outcome::status(status), now);
+            });
+            wake_if_due(&mut engine, now);
+        }
+        up = true;
+        for t in in_flight.drain(..) {
+            receive(&t, &mut received);
+            taken += t.events as u64;
+            engine.handle_outcome(t.id, Outcome::status(200), now);
+        }
+        let mut rounds = 0;
+        while engine.held_events() > 0 && rounds < 10_000 {
+            rounds += 1;
+            now = engine.poll_timeout().unwrap_or(now + 1).max(now + 1);
+            engine.handle_timeout(now);
+            engine.flush(now);
+            poll(&mut engine, &mut rng, now, &mut in_flight, &mut armed);
+            for t in in_flight.drain(..) {
+                receive(&t, &mut received);
+                taken += t.events as u64;
+                engine.handle_outcome(t.id, Outcome::status(200), now);
+            }
+        }
+        assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
+        let lost = captured
+            .iter()
+            .filter(|u| !received.contains_key(*u))
+            .count();
+        assert_eq!(lost, 0, "seed {seed}: {lost} of {} lost", captured.len());
+        let delivered = delivered_before + engine.stats().delivered;
+        assert!(
+            delivered <= taken,
+            "seed {seed}: {delivered} counted delivered, the collector took {taken}"
+        );
+    }
+    assert!(armed_at_close > 0, "the case is exercised");
 }
