@@ -474,7 +474,7 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
             });
             wake_if_due(&mut engine, now);
         }
-        up = true;
+        // The collector recovers for good: everything left settles.
         for t in in_flight.drain(..) {
             receive(&t, &mut received);
             taken += t.events as u64;
