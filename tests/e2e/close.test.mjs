@@ -7,14 +7,18 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, waitFor } from './harness.mjs';
-import { arrivals, navigation, offline, ready, refusing, setup as setupIn } from './close-cases.mjs';
+import { arrivals, backForward, crossSite, navigation, offline, ready, refusing, setup as setupIn, tabClose } from './close-cases.mjs';
 
 let browser;
+// Playwright starts Chromium with --disable-back-forward-cache; the back/forward case runs in a
+// second Chromium with the cache on, started when that case first runs.
+let withCache;
 before(async () => {
   browser = await launchBrowser();
 });
 after(async () => {
   await browser?.close();
+  await (await withCache)?.close();
 });
 
 const setup = (options) => setupIn(browser, options);
@@ -24,6 +28,22 @@ for (const n of [1_000, 3_000, 10_000]) {
     test(`navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load`, () =>
       navigation(browser, { n, latency, latencyVia: 'cdp' }));
   }
+}
+
+for (const [n, latency] of [[1_000, 0], [3_000, 0], [1_000, 80]]) {
+  test(`cross-site navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load on the page's origin`, () =>
+    crossSite(browser, { n, latency, latencyVia: 'cdp' }));
+  test(`tab closed with ${n} events held at ${latency} ms: every event arrives at close or from the next load in a new tab`, () =>
+    tabClose(browser, { n, latency, latencyVia: 'cdp' }));
+}
+
+for (const [n, latency] of [[1_000, 0], [3_000, 0], [1_000, 80]]) {
+  test(`back/forward with ${n} events held at ${latency} ms: the page shown again from the back/forward cache delivers every event`, async () => {
+    withCache ??= launchBrowser({ ignoreDefaultArgs: ['--disable-back-forward-cache'] });
+    const { fromCache } = await backForward(await withCache, { n, latency, latencyVia: 'cdp' });
+    // Else the case would test a next load, as the navigation case does.
+    assert.ok(fromCache, 'Chromium showed the page again from its back/forward cache');
+  });
 }
 
 test('3,000 events held behind a collector answering 503 when the page navigates away: no beacon is counted delivered, and the next load delivers all of them', () =>
