@@ -47,10 +47,13 @@ export async function start() {
   const hides = [];
   const shows = [];
   addEventListener('pagehide', (e) => {
-    const s = exporter.stats();
+    // `busy`: the exporter refused the call (SpoolBusy), as it does when an earlier call of its
+    // own never returned: Firefox ends a closing tab's script inside localStorage.setItem.
+    let s = null;
+    try { s = exporter.stats(); } catch (err) { if (err?.name !== 'SpoolBusy') throw err; }
     // The first line of each copy spool keeps (`spool2 <cut> <kept until> <d|p>`).
     const copies = store((ls) => Object.keys(ls).filter((k) => k.startsWith('spool1:') && !k.endsWith(':claim')).map((k) => ls.getItem(k).split('\n')[0])) ?? [];
-    const note = { inFlight: s.inFlight, queued: s.queued, restored: s.restored, delivered: s.delivered, dropped: s.dropped, lastError: s.lastError, copies, persisted: e.persisted, visibility: document.visibilityState };
+    const note = { inFlight: s?.inFlight, queued: s?.queued, restored: s?.restored, delivered: s?.delivered, dropped: s?.dropped, lastError: s?.lastError, busy: s === null, copies, persisted: e.persisted, visibility: document.visibilityState };
     store((ls) => ls.setItem(NOTE, JSON.stringify(note)));
     hides.push({ ...note, at: Date.now() });
   });
