@@ -269,9 +269,10 @@ const BACK_FORWARD = {
  * stalls its answers while they are captured, and answers at once again from the moment the
  * page is told to leave. Resolves to what it measured and `checkPagehide`, the checks of what
  * spool did at pagehide, which run here unless `deferPagehideChecks` (a browser's test may
- * hold them to a `todo` of their own).
+ * hold them to a `todo` of their own). Page errors matching `knownError` (a RegExp) are left
+ * out of the checks here and resolved as `knownErrors`, for such a `todo`.
  */
-async function heldWhenLeaving(browser, way, { n, latency = 0, latencyVia, label = '', deferPagehideChecks = false }) {
+async function heldWhenLeaving(browser, way, { n, latency = 0, latencyVia, label = '', deferPagehideChecks = false, knownError = null }) {
   const s = await setup(browser, { latency, latencyVia, cacheable: way.cacheable });
   try {
     const run = `${way.name}-${n}-${latency}`;
@@ -307,10 +308,11 @@ async function heldWhenLeaving(browser, way, { n, latency = 0, latencyVia, label
     const t = tally(s.collector, run, uuids, { leftAt, backAt });
     const cache = way === BACK_FORWARD ? (restore ? '; shown again from the back/forward cache' : '; loaded again (not from the back/forward cache)') : '';
     console.log(`# ${label}${way.title}N=${n} ${latency} ms: ${t.atClose} delivered at close, ${seen.size} of ${n} in all, ${t.repeats} repeats (${t.repeatsGaveUp} of them from the ${t.gaveUp} in requests the browser gave up on before their answer), ${t.missing.length} lost; at pagehide ${note?.inFlight} in flight and ${note?.queued} held${note ? ` (persisted ${note.persisted}, ${note.visibility}${lateHide ? ', pagehide after the next load began' : ''}${note.busy ? ', spool busy: its pagehide did not return' : ''})` : ', no pagehide noted'}; ${restore ? 'the page shown again' : 'the next load'} took in ${stats.restored} and dropped ${stats.dropped.persistCap} (persistCap)${cache}`);
-    assertNothingLost(t, { n, note, stats, errors: s.errors });
+    const known = knownError ? s.errors.filter((e) => knownError.test(e)) : [];
+    assertNothingLost(t, { n, note, stats, errors: s.errors.filter((e) => !known.includes(e)) });
     const checkPagehide = () => assertPagehideFinished(note, stats);
     if (!deferPagehideChecks) checkPagehide();
-    return { arrived: seen.size, atClose: t.atClose, repeats: t.repeats, note, stats, fromCache: Boolean(restore), lateHide, checkPagehide };
+    return { arrived: seen.size, atClose: t.atClose, repeats: t.repeats, note, stats, fromCache: Boolean(restore), lateHide, checkPagehide, knownErrors: known };
   } finally {
     await s.close();
   }
