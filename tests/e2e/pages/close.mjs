@@ -48,7 +48,7 @@ export async function start() {
   const shows = [];
   addEventListener('pagehide', (e) => {
     // `busy`: the exporter refused the call (SpoolBusy), as it does when an earlier call of its
-    // own never returned: Firefox ends a closing tab's script inside localStorage.setItem.
+    // own never returned: Firefox may end a closing tab's script inside localStorage.setItem.
     let s = null;
     try { s = exporter.stats(); } catch (err) { if (err?.name !== 'SpoolBusy') throw err; }
     // The first line of each copy spool keeps (`spool2 <cut> <kept until> <d|p>`).
