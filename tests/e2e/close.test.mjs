@@ -1,8 +1,11 @@
-// Nothing lost when the tab navigates away or the network drops: real Chromium, the built
-// package (pkg/), tools/collector.mjs on 127.0.0.1. The page logic lives in
-// pages/close.html + close.mjs, driver-agnostic; the navigation and offline cases live in
-// close-cases.mjs (what they check is described there), and close-firefox.test.mjs runs the
-// same cases in Firefox ESR. Latency here is CDP's Network.emulateNetworkConditions.
+// Nothing lost when the tab navigates away (same site or cross-site), closes, comes back from
+// the back/forward cache, or the network drops: real Chromium, the built package (pkg/),
+// tools/collector.mjs on 127.0.0.1. The page logic lives in pages/close.html + close.mjs,
+// driver-agnostic; the cases live in close-cases.mjs (what they check is described there), and
+// close-firefox.test.mjs and close-webkit.test.mjs run them in Firefox ESR and WebKitGTK.
+// Latency here is CDP's Network.emulateNetworkConditions. After a cross-site navigation
+// Chromium may run the old page's pagehide (in its own process) after the next load of its
+// origin began; a closed tab fires beforeunload (runBeforeUnload), pagehide and unload.
 
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
