@@ -67,6 +67,7 @@ test('in WebKit, the navigation cases repeat under 10% of what was held at pageh
 // and a second later, and leaves the promise `request` returns without a handler: when the page
 // leaves during a claim, the page sees an unhandled rejection. Checked in a todo of its own;
 // any other page error fails the case.
+//
 // In the page shown again, the keepalive requests sent at its pagehide never settle: spool sends
 // their events again after its request timeout (10 s), which these cases wait for (repeats
 // close to what was held).
