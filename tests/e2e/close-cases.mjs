@@ -14,14 +14,23 @@
 // their events were stored too (at-least-once; the uuid makes the repeat idempotent for
 // PostHog). The test counts the repeats and checks they are within what was in flight.
 //
+// Other ways of leaving, each with the same N events held and the same checks: a cross-site
+// navigation (to http://localhost, then back to the page's origin on 127.0.0.1), the tab
+// closed (with beforeunload run; a new tab opens the page again), and a navigation away and
+// back (`history.back()`), where a browser with a back/forward cache shows the same page again.
+// Each prints what arrived at close (before the page showing spool again began), in all, the
+// repeats (arrivals of a uuid already received) and what was lost.
+//
 // Offline: during a spell of `context.setOffline(true)` captures continue and nothing is spent
 // against maxAttempts; back online, everything is delivered.
 
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { startCollector, waitFor } from './harness.mjs';
 import { startLatencyProxy } from './firefox.mjs';
 
 export const PAGE = '/tests/e2e/pages/close.html';
+const BLANK = '/tests/e2e/pages/blank.html';
 
 /**
  * The uuids of events tagged `run` in requests the collector received but whose connection
@@ -65,20 +74,57 @@ export async function ready(page) {
 }
 
 /**
+ * An HTTP proxy on 127.0.0.1 in front of `targetUrl` that answers `Cache-Control: no-cache`
+ * where the target says `no-store`, as a site whose pages may be kept: tools/collector.mjs
+ * says `no-store` to everything (the tests reload pkg/ after every build), and Chromium keeps
+ * no page in its back/forward cache whose document, or a fetch answer it read, said so
+ * (MainResourceHasCacheControlNoStore, JsNetworkRequestReceivedCacheControlNoStoreResource).
+ * `no-cache` still has every load revalidate. Returns { url, close() }.
+ */
+export async function startCacheableProxy(targetUrl) {
+  const target = new URL(targetUrl);
+  const server = http.createServer((req, res) => {
+    const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      const headers = { ...answer.headers };
+      if (/no-store/i.test(headers['cache-control'] ?? '')) headers['cache-control'] = 'no-cache';
+      res.writeHead(answer.statusCode, headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    // A client giving up on a request (a page unloading) gives it up upstream too.
+    res.on('close', () => { if (!res.writableFinished) upstream.destroy(); });
+    req.pipe(upstream);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close() {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
  * A page origin (`site`) and a collector origin, each a tools/collector.mjs on 127.0.0.1, and a
  * browser context; `open(query)` opens close.html in it and waits for spool. `latency` (ms of
  * round trip) goes in by `latencyVia`: 'cdp' (Chromium's Network.emulateNetworkConditions on
  * each page) or 'proxy' (startLatencyProxy in front of both origins, any browser).
+ * `cacheable`: both origins behind startCacheableProxy, so a page may enter the back/forward
+ * cache.
  */
-export async function setup(browser, { latency = 0, latencyVia = 'cdp', context: existing } = {}) {
+export async function setup(browser, { latency = 0, latencyVia = 'cdp', cacheable = false, context: existing } = {}) {
   const site = await startCollector({ port: 0, host: '127.0.0.1' });
   const collector = await startCollector({ port: 0, host: '127.0.0.1' });
   const proxies = [];
-  if (latency && latencyVia === 'proxy') {
-    proxies.push(await startLatencyProxy(site.url, { rttMs: latency }));
-    proxies.push(await startLatencyProxy(collector.url, { rttMs: latency }));
-  }
-  const [siteUrl, collectorUrl] = proxies.length ? proxies.map((p) => p.url) : [site.url, collector.url];
+  let [siteUrl, collectorUrl] = [site.url, collector.url];
+  const via = async (start) => {
+    const pair = [await start(siteUrl), await start(collectorUrl)];
+    proxies.push(...pair);
+    [siteUrl, collectorUrl] = pair.map((p) => p.url);
+  };
+  if (cacheable) await via(startCacheableProxy);
+  if (latency && latencyVia === 'proxy') await via((url) => startLatencyProxy(url, { rttMs: latency }));
   const context = existing ?? (await browser.newContext());
   const errors = [];
   const consoleLines = [];
@@ -100,82 +146,275 @@ export async function setup(browser, { latency = 0, latencyVia = 'cdp', context:
   function url(query) {
     return `${siteUrl}${PAGE}?${new URLSearchParams({ collector: collectorUrl, ...query })}`;
   }
+  /** A page of the site without spool. */
+  function blankUrl() {
+    return `${siteUrl}${BLANK}`;
+  }
+  const others = [];
+  /**
+   * A page without spool on another site: a tools/collector.mjs of its own on 127.0.0.1,
+   * reached as http://localhost (a different host, so a different site; a secure context too).
+   */
+  async function otherSite() {
+    const other = await startCollector({ port: 0, host: '127.0.0.1' });
+    others.push(other);
+    return `http://localhost:${new URL(other.url).port}${BLANK}`;
+  }
   async function close() {
     await context.close();
-    await Promise.all([...proxies.map((p) => p.close()), site.close(), collector.close()]);
+    await Promise.all([...proxies.map((p) => p.close()), ...others.map((o) => o.close()), site.close(), collector.close()]);
   }
-  return { site, collector, context, open, url, errors, consoleLines, close };
+  return { site, collector, context, open, url, blankUrl, otherSite, errors, consoleLines, close };
 }
 
 /**
  * The navigation case: `n` events held when the page navigates away, at `latency` ms. Resolves
- * to what it measured, for a browser's own further checks: { arrived, repeats, note (the
- * page's state at pagehide), stats (the next load's) }.
+ * to what it measured, for a browser's own further checks: { arrived, atClose, repeats, note
+ * (the page's state at pagehide), stats (the next load's) }.
  */
-export async function navigation(browser, { n, latency, latencyVia, label = '' }) {
-  const s = await setup(browser, { latency, latencyVia });
+export function navigation(browser, options) {
+  return heldWhenLeaving(browser, SAME_SITE_NAVIGATION, options);
+}
+
+/**
+ * The cross-site case: as `navigation`, but the page navigates to a page of another site
+ * (http://localhost:<port>, while spool's page is on http://127.0.0.1: both secure contexts),
+ * and the spool page is then opened again on its origin in the same tab. Chromium runs the
+ * other site in another renderer process, so the unloading page and the next document overlap.
+ */
+export function crossSite(browser, options) {
+  return heldWhenLeaving(browser, CROSS_SITE_NAVIGATION, options);
+}
+
+/**
+ * The tab-close case: the tab is closed with `beforeunload` run
+ * (`page.close({ runBeforeUnload: true })`), and a new tab of the same context opens the page
+ * again. A tab of the origin without spool stays open throughout, opened before the spool tab:
+ * WebDriver classic ends the session with its last window.
+ */
+export function tabClose(browser, options) {
+  return heldWhenLeaving(browser, TAB_CLOSE, options);
+}
+
+/**
+ * The back/forward case: the page navigates to another page of its origin and the test goes
+ * back with `history.back()`. A browser with a back/forward cache shows the same page again
+ * (`pageshow` with `persisted`), which sends what it still holds; one without loads the page
+ * again, which takes in the stored copy. Either way nothing is lost; `fromCache` says which.
+ */
+export function backForward(browser, options) {
+  return heldWhenLeaving(browser, BACK_FORWARD, options);
+}
+
+// How the page leaves, and how the test brings the spool page back on its origin. `prepare`
+// runs before the spool page opens; `leave(s, page, next)` resolves once the page has left
+// (or the next load has begun, for a navigation straight to it); `comeBack(s, page, next)`
+// resolves to the page showing spool again, loaded or restored.
+const SAME_SITE_NAVIGATION = {
+  name: 'nav',
+  title: '',
+  async leave() {},
+  async comeBack(s, page, next) {
+    await page.goto(next);
+    return page;
+  },
+};
+
+const CROSS_SITE_NAVIGATION = {
+  name: 'cross-site',
+  title: 'cross-site navigation, ',
+  async leave(s, page) {
+    await page.goto(await s.otherSite());
+  },
+  async comeBack(s, page, next) {
+    await page.goto(next);
+    return page;
+  },
+};
+
+const TAB_CLOSE = {
+  name: 'tab-close',
+  title: 'tab closed, ',
+  async prepare(s) {
+    const spare = await s.context.newPage();
+    await spare.goto(s.blankUrl());
+  },
+  async leave(s, page) {
+    await page.close({ runBeforeUnload: true });
+    // Playwright's close with runBeforeUnload does not wait for the tab to go.
+    await waitFor(() => page.isClosed(), { message: 'the tab closed', timeoutMs: 10_000 });
+  },
+  comeBack(s, page, next, query) {
+    return s.open(query);
+  },
+};
+
+const BACK_FORWARD = {
+  name: 'back-forward',
+  title: 'back/forward, ',
+  cacheable: true,
+  async leave(s, page) {
+    await page.goto(s.blankUrl());
+  },
+  async comeBack(s, page) {
+    // A timer, so the script returns before the document goes.
+    await page.evaluate(() => { setTimeout(() => history.back(), 0); });
+    return page;
+  },
+};
+
+/**
+ * `n` events held, at `latency` ms, when the page leaves `way`; then the spool page on its
+ * origin again, and every event must arrive. Held as in the navigation case: the collector
+ * stalls its answers while they are captured, and answers at once again from the moment the
+ * page is told to leave. Resolves to what it measured and `checkPagehide`, the checks of what
+ * spool did at pagehide, which run here unless `deferPagehideChecks` (a browser's test may
+ * hold them to a `todo` of their own). Page errors matching `knownError` (a RegExp) are left
+ * out of the checks here and resolved as `knownErrors`, for such a `todo`.
+ */
+async function heldWhenLeaving(browser, way, { n, latency = 0, latencyVia, label = '', deferPagehideChecks = false, knownError = null }) {
+  const s = await setup(browser, { latency, latencyVia, cacheable: way.cacheable });
   try {
-    const run = `nav-${n}-${latency}`;
+    const run = `${way.name}-${n}-${latency}`;
     // The default persistMaxBytes (1 MiB): 10,000 events of ~430 bytes of lines each fit it
     // deflated; the test fails if any is counted as dropped persistCap instead.
     const query = { run };
+    await way.prepare?.(s);
     const page = await s.open(query);
     s.collector.control.plan([], { status: 200, delayMs: 30_000 });
     const uuids = await page.evaluate((n) => window.closeTest.capture(n), n);
     assert.equal(new Set(uuids).size, n);
     await waitFor(() => s.collector.log().batches.length >= 4, { message: 'the first requests stalled' });
     s.collector.control.plan([], { status: 200, delayMs: 0 });
-    // The next load of the same page: it sends what this one stored.
-    const navigationStart = Date.now();
-    await page.goto(s.url({ ...query, fast: '1' }));
-    await ready(page);
+    const leftAt = Date.now();
+    const next = s.url({ ...query, fast: '1' });
+    await way.leave(s, page, next);
+    const shown = await way.comeBack(s, page, next, { ...query, fast: '1' });
+    await ready(shown);
     const seen = await arrived(s.collector, run, n);
-    const note = await page.evaluate(() => window.closeTest.previous);
-    const stats = await page.evaluate(() => window.closeTest.stats());
-    const missing = uuids.filter((u) => !seen.has(u));
-    const repeats = [...seen.values()].reduce((a, c) => a + c - 1, 0);
-    const gaveUp = abandoned(s.collector, run);
-    const repeatsGaveUp = [...seen].reduce((a, [u, c]) => a + (gaveUp.has(u) ? c - 1 : 0), 0);
-    console.log(`# ${label}N=${n} ${latency} ms: ${seen.size} of ${n} arrived, ${repeats} twice (${repeatsGaveUp} of them from the ${gaveUp.size} in requests the browser gave up on before their answer); at pagehide ${note?.inFlight} in flight and ${note?.queued} held; the next load took in ${stats.restored} and dropped ${stats.dropped.persistCap} (persistCap)`);
-    assert.deepEqual(missing.length, 0, `missing ${missing.length} of ${n}; stats of the next load: ${JSON.stringify(stats)}; note: ${JSON.stringify(note)}`);
-    assert.ok(note, 'the page noted its state at pagehide');
-    // Both browsers have DecompressionStream("deflate-raw"): the copies are stored deflated.
-    for (const header of note.copies) assert.match(header, /^spool2 \d+ 0 d$/, 'a copy marked gone, its events deflated');
-    // Repeats come only from requests unanswered at unload, whose events were sent again:
-    // - by the next load, which stored them (requests in flight at pagehide, or failed as the
-    //   page unloaded: Chromium rejects keepalive fetches at unload that still reach the
-    //   collector);
-    // - by the page itself as it left: at pagehide spool gives up its ordinary requests in
-    //   flight (Chromium would end them as the next page commits) and sends their events
-    //   again by beacon; Firefox fails the old document's fetches once the navigation starts,
-    //   answered or not, and spool sends the events of the ordinary ones again at pagehide.
-    // So every receipt of a repeated event but its last ended (answered or closed) after the
-    // navigation began: the page never sends again what it took a 2xx for. And an event goes
-    // at most three times: before the navigation, at pagehide, from the next load.
-    const firstRun = new Map();
-    for (const b of s.collector.log().batches) {
-      if (!b.accepted || !Array.isArray(b.body?.batch)) continue;
-      const ended = Math.min(b.answeredAt ?? Infinity, b.closedAt ?? Infinity);
-      for (const e of b.body.batch) {
-        if (e.properties?.run !== run) continue;
-        if (!firstRun.has(e.uuid)) firstRun.set(e.uuid, []);
-        firstRun.get(e.uuid).push(ended);
-      }
-    }
-    let acknowledgedThenSent = 0;
-    let most = 0;
-    for (const ends of firstRun.values()) {
-      most = Math.max(most, ends.length);
-      for (const ended of ends.slice(0, -1)) if (ended < navigationStart) acknowledgedThenSent++;
-    }
-    assert.equal(acknowledgedThenSent, 0, 'events sent again after an answer the page had before the navigation');
-    assert.ok(most <= 3, `an event arrived ${most} times`);
-    assert.ok(stats.restored <= note.inFlight + note.queued, `the next load took in ${stats.restored}, more than the ${note.inFlight + note.queued} held at unload`);
-    assert.deepEqual(s.errors, []);
-    return { arrived: seen.size, repeats, note, stats };
+    const back = await shown.evaluate(() => {
+      const t = window.closeTest;
+      return { previous: t.previous, late: t.late(), startedAt: t.startedAt, hides: t.hides, shows: t.shows, stats: t.stats() };
+    });
+    // Restored from the back/forward cache: the same document, shown again; its own note of
+    // leaving is in memory. Otherwise a next load, with the note its predecessor stored: when
+    // the next load began, or later (Chromium runs a page's pagehide in its own process after a
+    // cross-site navigation, and may do so after the next load of its origin began).
+    const restore = back.shows.find((e) => e.persisted);
+    const lateHide = !restore && !back.previous && back.late !== null;
+    const note = restore ? back.hides.at(-1) : (back.previous ?? back.late);
+    const backAt = restore ? restore.at : back.startedAt;
+    // Everything arrived, maybe before the next load took in what was stored (a second after
+    // it began, or once a copy's writer may no longer run): wait for that too, so the repeats
+    // are all counted and the stored copy is checked. A note without stats (spool refused the
+    // call) says nothing of what was held.
+    const held = note && !note.busy ? note.inFlight + note.queued : null;
+    const settled = (st) => st.inFlight + st.queued === 0 && (restore || held === null || held === 0 || st.restored > 0);
+    const stats = await waitFor(async () => {
+      const st = await shown.evaluate(() => window.closeTest.stats());
+      return settled(st) && st;
+    }, { timeoutMs: 15_000, intervalMs: 100, message: 'the page shown again holding nothing, having taken in what was stored' })
+      .catch(() => shown.evaluate(() => window.closeTest.stats()));
+    const t = tally(s.collector, run, uuids, { leftAt, backAt });
+    const cache = way === BACK_FORWARD ? (restore ? '; shown again from the back/forward cache' : '; loaded again (not from the back/forward cache)') : '';
+    console.log(`# ${label}${way.title}N=${n} ${latency} ms: ${t.atClose} delivered at close, ${seen.size} of ${n} in all, ${t.repeats} repeats (${t.repeatsGaveUp} of them from the ${t.gaveUp} in requests the browser gave up on before their answer), ${t.missing.length} lost; at pagehide ${note?.inFlight} in flight and ${note?.queued} held${note ? ` (persisted ${note.persisted}, ${note.visibility}${lateHide ? ', pagehide after the next load began' : ''}${note.busy ? ', spool busy: its pagehide did not return' : ''})` : ', no pagehide noted'}; ${restore ? 'the page shown again' : 'the next load'} took in ${stats.restored} and dropped ${stats.dropped.persistCap} (persistCap)${cache}`);
+    const known = knownError ? s.errors.filter((e) => knownError.test(e)) : [];
+    assertNothingLost(t, { n, note, stats, errors: s.errors.filter((e) => !known.includes(e)) });
+    const checkPagehide = () => assertPagehideFinished(note, stats, { restored: Boolean(restore) });
+    if (!deferPagehideChecks) checkPagehide();
+    return { arrived: seen.size, atClose: t.atClose, repeats: t.repeats, note, stats, fromCache: Boolean(restore), lateHide, checkPagehide, knownErrors: known };
   } finally {
     await s.close();
   }
+}
+
+/**
+ * What the collector has of `uuids`, the events tagged `run`, when the page was told to leave
+ * at `leftAt` and the page showing spool again began at `backAt` (ms): `seen` (arrivals per
+ * uuid), `missing` (captured, never arrived), `atClose` (arrived before `backAt`), `repeats`
+ * (arrivals of a uuid already received), `gaveUp` (events in requests the browser gave up on
+ * before their answer) and `repeatsGaveUp` (repeats of those), `sentAfterAnswer` (receipts,
+ * but the last of an event, that ended before `leftAt`) and `most` (the most receipts of one
+ * event).
+ */
+export function tally(collector, run, uuids, { leftAt, backAt }) {
+  const receipts = new Map();
+  for (const b of collector.log().batches) {
+    if (!b.accepted || !Array.isArray(b.body?.batch)) continue;
+    const ended = Math.min(b.answeredAt ?? Infinity, b.closedAt ?? Infinity);
+    for (const e of b.body.batch) {
+      if (e.properties?.run !== run) continue;
+      if (!receipts.has(e.uuid)) receipts.set(e.uuid, []);
+      receipts.get(e.uuid).push({ receivedAt: b.receivedAt, ended });
+    }
+  }
+  const seen = new Map([...receipts].map(([u, r]) => [u, r.length]));
+  const gaveUp = abandoned(collector, run);
+  let atClose = 0;
+  let repeats = 0;
+  let repeatsGaveUp = 0;
+  let sentAfterAnswer = 0;
+  let most = 0;
+  for (const [uuid, r] of receipts) {
+    if (r.some((x) => x.receivedAt < backAt)) atClose++;
+    repeats += r.length - 1;
+    if (gaveUp.has(uuid)) repeatsGaveUp += r.length - 1;
+    most = Math.max(most, r.length);
+    for (const x of r.slice(0, -1)) if (x.ended < leftAt) sentAfterAnswer++;
+  }
+  const missing = uuids.filter((u) => !seen.has(u));
+  return { seen, missing, atClose, repeats, gaveUp: gaveUp.size, repeatsGaveUp, sentAfterAnswer, most };
+}
+
+/**
+ * The at-least-once rules, from a `tally`, the page's `note` at pagehide, the `stats` of the
+ * page showing spool again and the page errors seen: nothing lost, nothing sent again that the
+ * page had an answer for, no event more than three times.
+ */
+function assertNothingLost(t, { n, note, stats, errors }) {
+  assert.equal(t.missing.length, 0, `missing ${t.missing.length} of ${n}; stats of the next load: ${JSON.stringify(stats)}; note: ${JSON.stringify(note)}`);
+  // Repeats come only from requests unanswered when the page left, whose events were sent again:
+  // - by the next load, which stored them (requests in flight at pagehide, or failed as the
+  //   page unloaded: Chromium rejects keepalive fetches at unload that still reach the
+  //   collector);
+  // - by the page itself as it left: at pagehide spool gives up its ordinary requests in
+  //   flight (Chromium would end them as the next page commits) and sends their events
+  //   again by beacon; Firefox fails the old document's fetches once the navigation starts,
+  //   answered or not, and spool sends the events of the ordinary ones again at pagehide;
+  // - by the page shown again from the back/forward cache, which still holds what it had no
+  //   answer for.
+  // So every receipt of a repeated event but its last ended (answered or closed) after the
+  // page was told to leave: the page never sends again what it took a 2xx for. And an event
+  // goes at most three times: before leaving, at pagehide, from the next load.
+  assert.equal(t.sentAfterAnswer, 0, 'events sent again after an answer the page had before it was told to leave');
+  assert.ok(t.most <= 3, `an event arrived ${t.most} times`);
+  assert.deepEqual(errors, []);
+}
+
+/**
+ * What spool did at pagehide, from the page's `note` and the `stats` of the page showing spool
+ * again: it ran to the end (the exporter answered the note's call), stored what it held in a
+ * copy marked gone (so the next load takes it at once, not after PERSIST_LIVE_MS), and the next
+ * load took that copy in; a page `restored` from the back/forward cache took in nothing,
+ * holding its events still.
+ */
+function assertPagehideFinished(note, stats, { restored }) {
+  assert.ok(note, 'the page noted its state at pagehide');
+  assert.equal(note.busy, false, `spool's pagehide did not return: the exporter refused the next call (SpoolBusy); copies ${JSON.stringify(note.copies)}`);
+  const held = note.inFlight + note.queued;
+  // What is sent at close (keepalive, beacons) may well all arrive, as the collector answers
+  // at once from then on: these show that the stored copy carried what was held.
+  if (held > 0) assert.ok(note.copies.length > 0, `nothing stored at pagehide, with ${held} events held`);
+  // Every browser here has DecompressionStream("deflate-raw"): the copies are stored deflated.
+  for (const header of note.copies) assert.match(header, /^spool2 \d+ 0 d$/, 'a copy marked gone, its events deflated');
+  if (restored) {
+    assert.equal(stats.restored, 0, 'the page shown again took nothing in: it still held its events');
+    return;
+  }
+  // Not always all of it: a closing tab may still run after pagehide, and what its keepalive
+  // requests are answered for then is settled and stored no longer.
+  assert.ok(stats.restored <= held, `the next load took in ${stats.restored}, more than the ${held} held at unload`);
+  if (held > 0) assert.ok(stats.restored > 0, `the next load took in none of the ${held} held at pagehide`);
 }
 
 /** The offline case: captures during `context.setOffline(true)`, all delivered once online. */

@@ -12,7 +12,7 @@
 
 import { test, after, before } from 'node:test';
 import { launchBrowser } from './firefox.mjs';
-import { navigation, offline, refusing, healthyBeacons } from './close-cases.mjs';
+import { backForward, crossSite, navigation, offline, refusing, healthyBeacons, tabClose } from './close-cases.mjs';
 
 let browser;
 before(async () => {
@@ -27,6 +27,37 @@ for (const n of [1_000, 3_000, 10_000]) {
     test(`in Firefox, navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load`, () =>
       navigation(browser, { n, latency, latencyVia: 'proxy', label: 'Firefox ' }));
   }
+}
+
+for (const [n, latency] of [[1_000, 0], [3_000, 0], [1_000, 80]]) {
+  test(`in Firefox, cross-site navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load on the page's origin`, () =>
+    crossSite(browser, { n, latency, latencyVia: 'proxy', label: 'Firefox ' }));
+}
+
+// Firefox ends the script of a tab being closed partway through its pagehide, with no exception
+// (a page that sends a beacon before and after a localStorage.setItem in its pagehide sees only
+// the first arrive, in most runs). spool's pagehide then stops before the end: its copy is not
+// marked gone, its ordinary requests may not be sent again by keepalive, and when the write cut
+// short is the one spool makes while holding its state, the exporter refuses every later call
+// (SpoolBusy). The copy written at beforeunload still holds every event, so nothing is lost;
+// the next load takes it in once its writer's PERSIST_LIVE_MS (10 s) have passed, which is
+// what these two tests wait for. What spool did at pagehide is checked in a todo of its own.
+for (const n of [1_000, 3_000]) {
+  test(`in Firefox, tab closed with ${n} events held: every event arrives at close or from the next load in a new tab`, async (t) => {
+    const { checkPagehide } = await tabClose(browser, { n, latency: 0, label: 'Firefox ', deferPagehideChecks: true });
+    await t.test('spool\'s pagehide runs to the end and marks its copy gone', {
+      todo: 'Firefox ends a closing tab\'s script partway through pagehide (seen inside localStorage.setItem), and spool writes its copy while holding its state',
+    }, checkPagehide);
+  });
+}
+
+// Firefox keeps no page in its back/forward cache that has an ordinary fetch in flight or holds
+// a Web Lock as the navigation starts (a plain page with either is loaded again; with a
+// beforeunload listener or a keepalive fetch it is restored), and the held events are requests
+// in flight: the page is loaded again and takes in the stored copy.
+for (const [n, latency] of [[1_000, 0], [3_000, 0]]) {
+  test(`in Firefox, back/forward with ${n} events held at ${latency} ms: the page shown again (loaded again: Firefox keeps no page with a fetch in flight) delivers every event`, () =>
+    backForward(browser, { n, latency, latencyVia: 'proxy', label: 'Firefox ' }));
 }
 
 test('in Firefox, 3,000 events held behind a collector answering 503 when the page navigates away: no beacon is counted delivered, and the next load delivers all of them', () =>

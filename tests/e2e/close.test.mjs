@@ -1,20 +1,27 @@
-// Nothing lost when the tab navigates away or the network drops: real Chromium, the built
-// package (pkg/), tools/collector.mjs on 127.0.0.1. The page logic lives in
-// pages/close.html + close.mjs, driver-agnostic; the navigation and offline cases live in
-// close-cases.mjs (what they check is described there), and close-firefox.test.mjs runs the
-// same cases in Firefox ESR. Latency here is CDP's Network.emulateNetworkConditions.
+// Nothing lost when the tab navigates away (same site or cross-site), closes, comes back from
+// the back/forward cache, or the network drops: real Chromium, the built package (pkg/),
+// tools/collector.mjs on 127.0.0.1. The page logic lives in pages/close.html + close.mjs,
+// driver-agnostic; the cases live in close-cases.mjs (what they check is described there), and
+// close-firefox.test.mjs and close-webkit.test.mjs run them in Firefox ESR and WebKitGTK.
+// Latency here is CDP's Network.emulateNetworkConditions. After a cross-site navigation
+// Chromium may run the old page's pagehide (in its own process) after the next load of its
+// origin began; a closed tab fires beforeunload (runBeforeUnload), pagehide and unload.
 
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, waitFor } from './harness.mjs';
-import { abandoned, arrivals, navigation, offline, ready, refusing, setup as setupIn } from './close-cases.mjs';
+import { abandoned, arrivals, backForward, crossSite, navigation, offline, ready, refusing, setup as setupIn, tabClose } from './close-cases.mjs';
 
 let browser;
+// Playwright starts Chromium with --disable-back-forward-cache; the back/forward case runs in a
+// second Chromium with the cache on, started when that case first runs.
+let withCache;
 before(async () => {
   browser = await launchBrowser();
 });
 after(async () => {
   await browser?.close();
+  await (await withCache)?.close();
 });
 
 const setup = (options) => setupIn(browser, options);
@@ -24,6 +31,22 @@ for (const n of [1_000, 3_000, 10_000]) {
     test(`navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load`, () =>
       navigation(browser, { n, latency, latencyVia: 'cdp' }));
   }
+}
+
+for (const [n, latency] of [[1_000, 0], [3_000, 0], [1_000, 80]]) {
+  test(`cross-site navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load on the page's origin`, () =>
+    crossSite(browser, { n, latency, latencyVia: 'cdp' }));
+  test(`tab closed with ${n} events held at ${latency} ms: every event arrives at close or from the next load in a new tab`, () =>
+    tabClose(browser, { n, latency, latencyVia: 'cdp' }));
+}
+
+for (const [n, latency] of [[1_000, 0], [3_000, 0], [1_000, 80]]) {
+  test(`back/forward with ${n} events held at ${latency} ms: the page shown again from the back/forward cache delivers every event`, async () => {
+    withCache ??= launchBrowser({ ignoreDefaultArgs: ['--disable-back-forward-cache'] });
+    const { fromCache } = await backForward(await withCache, { n, latency, latencyVia: 'cdp' });
+    // Else the case would test a next load, as the navigation case does.
+    assert.ok(fromCache, 'Chromium showed the page again from its back/forward cache');
+  });
 }
 
 test('3,000 events held behind a collector answering 503 when the page navigates away: no beacon is counted delivered, and the next load delivers all of them', () =>

@@ -257,6 +257,12 @@ class WebKitContext {
       if (this._pages.length === 0) {
         handle = await this._cmd('GET', '/window');
       } else {
+        // New Window needs the session on an open window: not the one a closed page had.
+        const open = this.pages()[0];
+        if (this._current === null && open) {
+          await this._cmd('POST', '/window', { handle: open.handle });
+          this._current = open.handle;
+        }
         handle = (await this._cmd('POST', '/window/new', { type: 'tab' })).handle;
       }
       const page = new WebKitPage(this, handle);
@@ -401,6 +407,11 @@ class WebKitPage {
     return this._onPage('GET', '/url');
   }
 
+  /**
+   * WebDriver's Close Window. WebKitGTK 2.50.6 fires `visibilitychange` (hidden), `pagehide`
+   * (not persisted) and `unload`, but no `beforeunload`: Playwright's `runBeforeUnload` has no
+   * equivalent here. The session ends with its last window: keep another page open.
+   */
   async close() {
     if (this._closed) return;
     this._closed = true;

@@ -12,11 +12,15 @@
 //   - at `pagehide` (after spool's own listener, which was added first) it notes in
 //     localStorage how many events were still in flight: requests unanswered at unload, whose
 //     events were also stored and may arrive twice (at-least-once); and the header line of
-//     each copy spool stored.
+//     each copy spool stored. The same note, with `persisted` and the time, is kept in memory
+//     (`hides`), and each `pageshow` after start (`shows`): a page restored from the
+//     back/forward cache runs on, so no next load reads the stored one;
+//   - `startedAt` is when this load's script began: nothing it sends arrives before then.
 
 import init, { Exporter } from '/pkg/spool.js';
 
 const NOTE = 'close-test:unload:' + (new URLSearchParams(location.search).get('tab') ?? '1');
+const STARTED_AT = Date.now();
 
 export async function start() {
   await init();
@@ -40,17 +44,29 @@ export async function start() {
   const store = (f) => { try { return f(localStorage); } catch { return null; } };
   const previous = store((ls) => ls.getItem(NOTE));
   store((ls) => ls.removeItem(NOTE));
-  addEventListener('pagehide', () => {
-    const s = exporter.stats();
+  const hides = [];
+  const shows = [];
+  addEventListener('pagehide', (e) => {
+    // `busy`: the exporter refused the call (SpoolBusy), as it does when an earlier call of its
+    // own never returned: Firefox may end a closing tab's script inside localStorage.setItem.
+    let s = null;
+    try { s = exporter.stats(); } catch (err) { if (err?.name !== 'SpoolBusy') throw err; }
     // The first line of each copy spool keeps (`spool2 <cut> <kept until> <d|p>`).
     const copies = store((ls) => Object.keys(ls).filter((k) => k.startsWith('spool1:') && !k.endsWith(':claim')).map((k) => ls.getItem(k).split('\n')[0])) ?? [];
-    store((ls) => ls.setItem(NOTE, JSON.stringify({ inFlight: s.inFlight, queued: s.queued, restored: s.restored, delivered: s.delivered, dropped: s.dropped, lastError: s.lastError, copies })));
+    const note = { inFlight: s?.inFlight, queued: s?.queued, restored: s?.restored, delivered: s?.delivered, dropped: s?.dropped, lastError: s?.lastError, busy: s === null, copies, persisted: e.persisted, visibility: document.visibilityState };
+    store((ls) => ls.setItem(NOTE, JSON.stringify(note)));
+    hides.push({ ...note, at: Date.now() });
   });
+  addEventListener('pageshow', (e) => shows.push({ persisted: e.persisted, at: Date.now() }));
   const run = params.get('run') ?? 'run';
   window.closeTest = {
     exporter,
     /** The previous load's note at its pagehide, if any. */
     previous: previous && JSON.parse(previous),
+    startedAt: STARTED_AT,
+    /** This document's pagehide notes and pageshows, oldest first. */
+    hides,
+    shows,
     /** Captures n events; returns their uuids. */
     capture(n, from = 0) {
       const uuids = [];
@@ -59,6 +75,8 @@ export async function start() {
       }
       return uuids;
     },
+    /** The note of an earlier load stored after this one began (its pagehide ran late), if any. */
+    late: () => JSON.parse(store((ls) => ls.getItem(NOTE)) ?? 'null'),
     stats: () => exporter.stats(),
     flush: () => exporter.flush(),
     /** The keys spool stored, with their lengths. */
