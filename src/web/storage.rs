@@ -163,10 +163,12 @@ impl Store {
                 })
                 .into()
             });
-            if locks
-                .request(&self.prefix, callback.unchecked_ref())
-                .is_ok()
-            {
+            if let Ok(held) = locks.request(&self.prefix, callback.unchecked_ref()) {
+                // Awaited only to handle its rejection: WebKit rejects a held lock's promise
+                // as the page enters the back/forward cache (an unhandled rejection otherwise).
+                spawn_local(async move {
+                    let _ = wasm_bindgen_futures::JsFuture::from(held).await;
+                });
                 return;
             }
             let Some((take, failed)) = once.take() else {

@@ -64,15 +64,12 @@ test('in WebKit, the navigation cases repeat under 10% of what was held at pageh
 // WebKit keeps a page holding or awaiting a Web Lock in its back/forward cache, and rejects the
 // promise of `navigator.locks.request` as it goes in ("AbortError: Promise was rejected because
 // the browsing context is going away"). spool claims stored copies inside such a lock at load
-// and a second later, and leaves the promise `request` returns without a handler: when the page
-// leaves during a claim, the page sees an unhandled rejection. Checked in a todo of its own;
-// any other page error fails the case.
+// and a second later, and handles that rejection: the page sees no error from it.
 //
 // In the page shown again, the keepalive requests sent at its pagehide never settle: spool sends
 // their events again after its request timeout (10 s), which these cases wait for (repeats
 // close to what was held).
 const GOING_AWAY = /unhandled rejection: Promise was rejected because the browsing context is going away/;
-const GOING_AWAY_TODO = 'spool: Store::claim drops the promise of navigator.locks.request, which WebKit rejects when the page enters the back/forward cache mid-claim';
 
 for (const [n, latency] of [[1_000, 0], [3_000, 0]]) {
   test(`in WebKit, cross-site navigation with ${n} events held at ${latency} ms: every event arrives at close or from the next load on the page's origin`, () =>
@@ -82,7 +79,7 @@ for (const [n, latency] of [[1_000, 0], [3_000, 0]]) {
   test(`in WebKit, back/forward with ${n} events held at ${latency} ms: the page shown again from the back/forward cache delivers every event`, async (t) => {
     const { fromCache, knownErrors } = await backForward(browser, { n, latency, latencyVia: 'proxy', label: 'WebKit ', knownError: GOING_AWAY });
     assert.ok(fromCache, 'WebKit showed the page again from its back/forward cache');
-    await t.test('no unhandled rejection from the Web Lock spool requested', { todo: GOING_AWAY_TODO }, () => {
+    await t.test('no unhandled rejection from the Web Lock spool requested', () => {
       assert.deepEqual(knownErrors, []);
     });
   });
