@@ -1913,3 +1913,52 @@ fn a_retry_after_hold_aborts_every_deferred_request_until_the_collector_answers_
     );
     assert!(deferred(&e.drain(T0 + 20)).is_empty());
 }
+
+// Bodies the host compresses asynchronously (`compression: "gzip"` for ordinary requests).
+
+#[test]
+fn a_body_compressed_after_a_retry_after_began_waits_for_the_hold_and_costs_no_attempt() {
+    let mut e = engine().max_in_flight(2).start();
+    e.clicks(200, T0);
+    let sent = e.drain(T0 + 1_000);
+    assert_eq!(sent.len(), 2);
+    // The first is answered 429 with Retry-After while the second still compresses.
+    e.handle_outcome(
+        sent[0].id,
+        retry_after(429, RetryAfter::Delay(5_000)),
+        T0 + 1_010,
+    );
+    let before = e.stats();
+    assert!(
+        !e.handle_compressed(sent[1].id, T0 + 1_020),
+        "not under the hold"
+    );
+    let after = e.stats();
+    assert_eq!(
+        after.requests,
+        before.requests - 1,
+        "a request never made is not counted"
+    );
+    assert_eq!(after.in_flight, 0);
+    assert!(
+        e.drain(T0 + 5_000).is_empty(),
+        "nothing before the hold ends"
+    );
+    let again = e.drain(T0 + 6_010);
+    assert_eq!(again.len(), 2, "both go once it ends");
+    let second = again.iter().find(|t| t.batch == sent[1].batch).unwrap();
+    assert_eq!(second.attempt, 1, "its attempt was not spent");
+    assert!(
+        e.handle_compressed(second.id, T0 + 6_020),
+        "no hold now: it starts"
+    );
+}
+
+#[test]
+fn a_body_compressed_after_its_request_was_given_up_never_starts() {
+    let mut e = engine().start();
+    e.clicks(10, T0);
+    let sent = e.drain(T0 + 1_000);
+    e.handle_timeout(T0 + 1_000 + 10_000);
+    assert!(!e.handle_compressed(sent[0].id, T0 + 11_001));
+}

@@ -1,10 +1,9 @@
 //! The sans-IO engine: every decision about what to send and when, with no clock and no I/O.
 //!
-//! A shell feeds inputs (`handle_*`: the timer, an answer, the page's events, storage) and
-//! commands (`capture`, `flush`, `shutdown`), then drains outputs, as quinn-proto's driver
-//! does: `poll_transmit` until `None` (requests, each with its [`Path`]; a beacon answered at
-//! once), `poll_notice`, and arms its one timer at `poll_timeout`. Time is always an argument:
-//! ms since the Unix epoch.
+//! A shell feeds inputs (`handle_*`) and commands (`capture`, `flush`, `shutdown`), then drains
+//! outputs as quinn-proto's driver does: `poll_transmit` until `None` (requests, each with its
+//! [`Path`]), `poll_notice`, and arms its one timer at `poll_timeout`. Time is always an
+//! argument: ms since the Unix epoch.
 //!
 //! # Example
 //! ```
@@ -66,10 +65,8 @@ use delivery::{capture::Intake, endpoint::Endpoint, outbox::Outbox, timer::Timer
 use page::{persist::Persistence, Page, PageState};
 
 /// The exporter's policy as a state machine (see the [module docs](self)), generic over its
-/// [`WireFormat`]. The engine's face: its state is owned by parts, which borrow each other
-/// explicitly (ARCHITECTURE.md): the `Outbox` holds every event not yet settled, the
-/// `Endpoint` what the collector asked and showed, the `Page` where the page is on its way
-/// out, `Persistence` the copy kept for the next load.
+/// [`WireFormat`]: a facade over parts that own their state and borrow each other explicitly
+/// (ARCHITECTURE.md maps them).
 #[derive(Debug)]
 pub struct Engine<F: WireFormat = ConfiguredFormat> {
     env: Env<F>,
@@ -206,24 +203,29 @@ impl<F: WireFormat> Engine<F> {
         self.after_change(now_ms);
     }
 
-    /// The request `id` ended with `outcome` at `now_ms`. Returns `false` (and changes
-    /// nothing) if `id` is not in flight: unknown, already timed out, or abandoned.
+    /// Request `id` ended with `outcome` at `now_ms`; `false` (nothing changed) if it is not
+    /// in flight: unknown, timed out or abandoned.
     pub fn handle_outcome(&mut self, id: TransmitId, outcome: Outcome, now_ms: u64) -> bool {
         let (env, endpoint, page) = (&mut self.env, &mut self.endpoint, &mut self.page);
         let known = self.outbox.answer(env, endpoint, page, id, outcome, now_ms);
-        if known {
-            self.after_change(now_ms);
-        }
+        self.after_change(now_ms);
         known
+    }
+
+    /// Request `id`'s body, which the host compressed asynchronously, is ready: whether it may
+    /// start now. `false`: it was given up meanwhile, or taken back to go after a `Retry-After`.
+    pub fn handle_compressed(&mut self, id: TransmitId, now_ms: u64) -> bool {
+        let go = self.outbox.compressed(&self.endpoint, id, now_ms);
+        self.after_change(now_ms);
+        go
     }
 
     /// The browser fired `event` ([`PageEvent`] says what each does, [`Path`] how each request
     /// leaves as the page goes away); the report says what went keepalive.
     pub fn handle_page(&mut self, event: PageEvent, now_ms: u64) -> PageHideReport {
         let (outbox, env, store) = (&mut self.outbox, &mut self.env, &mut self.persistence);
-        let report = self
-            .page
-            .handle(event, outbox, env, &mut self.endpoint, store, now_ms);
+        let (page, endpoint) = (&mut self.page, &mut self.endpoint);
+        let report = page.handle(event, outbox, env, endpoint, store, now_ms);
         self.after_change(now_ms);
         report
     }
@@ -278,8 +280,7 @@ impl<F: WireFormat> Engine<F> {
         taken
     }
 
-    /// The host can arm deferred requests (`fetchLater`): held batches stay armed as
-    /// [`Path::Deferred`] transmits while the collector answers ([`DEFERRED_QUOTA_BYTES`]).
+    /// The host has `fetchLater`: held batches stay armed as [`Path::Deferred`] transmits.
     pub fn handle_deferred_available(&mut self) {
         self.outbox.deferred.open();
     }

@@ -49,9 +49,6 @@ struct Edge {
     coalescer: Coalescer,
     /// How requests go out: the endpoint, the user's headers, gzip, the debug lines.
     transport: Request,
-    /// The endpoint's `Retry-After` hold, read by the transport for a body that finished
-    /// compressing after an answer named one.
-    hold: Rc<Cell<u64>>,
     debug: bool,
     /// Requests numbered so far.
     requests: u64,
@@ -97,20 +94,17 @@ impl EdgeCoalescer {
         own: JsValue,
     ) -> Result<EdgeCoalescer, JsValue> {
         let (edge, shell) = read(&config, &own, false).map_err(|e| error::config(&e))?;
-        let hold = Rc::new(Cell::new(0));
         let transport = Request::new(
             &edge.exporter.endpoint,
             &shell.headers,
             edge.exporter.compression == Compression::Gzip,
             shell.debug,
-            hold.clone(),
         );
         let coalescer = Coalescer::new(edge, host::seed()).map_err(|e| error::config(&e))?;
         Ok(EdgeCoalescer {
             edge: Rc::new(RefCell::new(Edge {
                 coalescer,
                 transport,
-                hold,
                 debug: shell.debug,
                 requests: 0,
             })),
@@ -179,7 +173,17 @@ async fn deliver(edge: Rc<RefCell<Edge>>, window: WindowId, leader: RequestId, m
         for t in wake.sends {
             let id = t.id;
             let to = inbox.clone();
-            let controller = transport.send(t, move |outcome| to.deliver(id, outcome));
+            let (state, woken) = (edge.clone(), inbox.clone());
+            let may_start = move || {
+                let go = state.try_borrow_mut().map_or(true, |mut s| {
+                    s.coalescer.handle_compressed(window, id, host::now_ms())
+                });
+                if !go {
+                    woken.ring();
+                }
+                go
+            };
+            let controller = transport.send(t, move |outcome| to.deliver(id, outcome), may_start);
             if let Some(controller) = controller {
                 in_flight.push((id, controller));
             }
@@ -244,7 +248,6 @@ impl Edge {
         c.handle_timeout(window, now);
         let sends = std::iter::from_fn(|| c.poll_transmit(window, now)).collect();
         let aborts = std::iter::from_fn(|| c.poll_abort(window)).collect();
-        self.hold.set(c.retry_after_until());
         Wake {
             answered,
             answered_ids,

@@ -99,7 +99,6 @@ impl Shell {
             &options.headers,
             engine.config().compression == Compression::Gzip,
             options.debug,
-            hold.clone(),
         );
         let shared = Rc::new_cyclic(|this: &Weak<RefCell<Shell>>| {
             RefCell::new(Shell {
@@ -406,11 +405,13 @@ fn carry_out(shared: &Shared, work: Work, request: Option<Request>) -> Vec<(Tran
                 Path::Ordinary | Path::Keepalive => {}
             }
             let weak = Rc::downgrade(shared);
-            let controller = request.send(t, move |outcome| {
+            let asks = weak.clone();
+            let answer = move |outcome| {
                 if let Some(shared) = weak.upgrade() {
                     answered(&shared, id, outcome);
                 }
-            });
+            };
+            let controller = request.send(t, answer, move || may_start(&asks, id));
             if let Some(controller) = controller {
                 started.push((id, controller));
             }
@@ -466,6 +467,28 @@ fn answered(shared: &Shared, id: TransmitId, outcome: Outcome) {
         transport::log_outcome(id, &outcome);
     }
     drive(shared);
+}
+
+/// Request `id`'s body is compressed: whether the engine lets it start. If not, its
+/// controller is forgotten and the engine plans anew.
+fn may_start(shared: &Weak<RefCell<Shell>>, id: TransmitId) -> bool {
+    let Some(shared) = shared.upgrade() else {
+        return false;
+    };
+    let go = match shared.try_borrow_mut() {
+        Ok(mut shell) => {
+            let go = shell.engine.handle_compressed(id, now_ms());
+            if !go {
+                shell.requests.retain(|(r, _)| *r != id);
+            }
+            go
+        }
+        Err(_) => true,
+    };
+    if !go {
+        drive(&shared);
+    }
+    go
 }
 
 /// The timer fired.

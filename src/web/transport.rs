@@ -52,21 +52,12 @@ struct Inner {
     gzip: bool,
     /// `debug: true`: log each request as it starts.
     debug: bool,
-    /// The endpoint's `Retry-After` hold (ms since the epoch), shared with the shell: a body
-    /// that finishes compressing after a `Retry-After` arrived waits for it before it leaves.
-    hold: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl Request {
     /// Requests to `endpoint` with the user's `headers` (a `Content-Type` among them is left
     /// out: the body's own always goes).
-    pub fn new(
-        endpoint: &str,
-        headers: &[(String, String)],
-        gzip: bool,
-        debug: bool,
-        hold: std::rc::Rc<std::cell::Cell<u64>>,
-    ) -> Request {
+    pub fn new(endpoint: &str, headers: &[(String, String)], gzip: bool, debug: bool) -> Request {
         Request(Rc::new(Inner {
             endpoint: endpoint.into(),
             headers: headers
@@ -77,32 +68,37 @@ impl Request {
             keepalive_fetch: host::keepalive_fetch(),
             gzip,
             debug,
-            hold,
         }))
     }
 
     /// POSTs `t.body` (a string: CORS-simple `text/plain`, so no preflight). `answer` is called
-    /// exactly once and never synchronously. A keepalive request goes without the user's
-    /// headers: a custom header forces a preflight, which cannot finish while a page unloads.
-    /// Returns the request's `AbortController`, if it has one.
+    /// once and never synchronously, unless `may_start` says no: a body gzipped here first
+    /// asks it, once compressed, whether the request may still start (the engine's
+    /// `handle_compressed`: it may have been given up, or a `Retry-After` may have begun). A
+    /// keepalive request goes without the user's headers: a custom header forces a preflight,
+    /// which cannot finish while a page unloads. Returns the request's `AbortController`.
     pub fn send(
         &self,
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
+        may_start: impl FnOnce() -> bool + 'static,
     ) -> Option<AbortController> {
         // In the edge's wasm two shells send (the Worker's own Exporter and the middleware's
-        // windows): a boxed `answer` makes one copy of the request's future serve both. A
+        // windows): boxed callbacks make one copy of the request's future serve both. A
         // page's wasm has one caller, and no box.
         #[cfg(feature = "edge")]
         let answer: Box<dyn FnOnce(Outcome)> = Box::new(answer);
-        self.send_with(t, answer)
+        #[cfg(feature = "edge")]
+        let may_start: Box<dyn FnOnce() -> bool> = Box::new(may_start);
+        self.send_with(t, answer, may_start)
     }
 
-    /// [`send`](Self::send), generic over `answer`'s type: each type is a copy in the wasm.
+    /// [`send`](Self::send), generic over the callbacks' types: each type is a copy in the wasm.
     fn send_with(
         &self,
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
+        may_start: impl FnOnce() -> bool + 'static,
     ) -> Option<AbortController> {
         let read_body = t.read_body;
         let keepalive = t.path != Path::Ordinary;
@@ -125,27 +121,11 @@ impl Request {
                 (Some(start), _) => start,
                 (None, Some((request, t, controller))) => {
                     let body = gzipped(&t.body).await;
-                    // A Retry-After that arrived meanwhile holds this request too, and one
-                    // that arrives while it waits holds it longer: the hold is read again
-                    // after each wait. If the engine gives up on it first (its timeout), the
-                    // aborted signal stops it.
-                    loop {
-                        let until = request.0.hold.get();
-                        let now = host::now_ms();
-                        if until <= now {
-                            break;
-                        }
-                        let (done, wait) = futures_channel::oneshot::channel::<()>();
-                        let delay = (until - now).min(i32::MAX as u64) as u32;
-                        let _timer = gloo_timers::callback::Timeout::new(delay, move || {
-                            let _ = done.send(());
-                        });
-                        let _ = wait.await;
-                    }
-                    // Given up on meanwhile (timed out, shut down): it never starts, so the
-                    // page never holds more than maxInFlight requests open.
-                    if controller.as_ref().is_some_and(|c| c.signal().aborted()) {
-                        return answer(Outcome::NetworkError("aborted".into()));
+                    // The engine says whether it may still start: not if it was given up
+                    // meanwhile (so the page never holds more than maxInFlight requests
+                    // open), nor under a Retry-After answered meanwhile.
+                    if !may_start() {
+                        return;
                     }
                     let encoded = body.is_some();
                     let body = body.unwrap_or_else(|| t.body.as_str().into());

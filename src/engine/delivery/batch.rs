@@ -182,6 +182,35 @@ impl Outbox {
         }
     }
 
+    /// Request `id`, whose body the host compressed asynchronously, is ready: whether it may
+    /// start at `now_ms`. Not if it is no longer in flight (given up meanwhile), nor under the
+    /// endpoint's hold (a `Retry-After` answered meanwhile): then it is taken back, unsent, to
+    /// go once the hold ends.
+    pub fn compressed(&mut self, endpoint: &Endpoint, id: TransmitId, now_ms: u64) -> bool {
+        let Some(idx) = self.in_flight_index(id) else {
+            return false;
+        };
+        if !endpoint.hold.holds(now_ms) {
+            return true;
+        }
+        self.take_back(idx);
+        false
+    }
+
+    /// Takes batch `idx`'s request back, unsent (a beacon the browser refused, a body that
+    /// finished compressing under a hold): the batch waits again, the attempt unspent and the
+    /// request uncounted.
+    pub fn take_back(&mut self, idx: usize) {
+        self.release(idx);
+        let b = &mut self.batches[idx];
+        b.attempts -= 1;
+        b.state = BatchState::Waiting { not_before: 0 };
+        self.ledger.stats.requests -= 1;
+        if b.attempts > 0 {
+            self.ledger.stats.retried -= 1;
+        }
+    }
+
     /// Gives up every request in flight past its deadline at `now_ms`: each gets a
     /// [`Notice::Abort`] and is answered [`Outcome::Timeout`].
     pub fn expire<F: WireFormat>(
@@ -234,15 +263,13 @@ impl Outbox {
             }
             return true;
         }
-        self.release(idx);
-        let b = &mut self.batches[idx];
         if outcome == Outcome::Refused {
-            b.attempts -= 1;
-            b.state = BatchState::Waiting { not_before: 0 };
-            self.ledger.stats.requests -= 1;
+            self.take_back(idx);
             page.beacons_refused = true;
             return true;
         }
+        self.release(idx);
+        let b = &mut self.batches[idx];
         if accepted {
             // An accepted request's deadline passed: it says nothing about the collector or
             // the batch, which goes again (the events may arrive twice: at-least-once).

@@ -285,6 +285,28 @@ impl Coalescer {
         known
     }
 
+    /// Request `id` of window `window`, whose body the host compressed asynchronously, is
+    /// ready: whether it may start at `now_ms`. `false` if it was given up meanwhile, or if a
+    /// `Retry-After` (answered to any window) began: it was taken back, its subrequest unspent.
+    pub fn handle_compressed(&mut self, window: WindowId, id: TransmitId, now_ms: u64) -> bool {
+        let Some(idx) = self.index(window) else {
+            return false;
+        };
+        let hold = self.hold;
+        let Phase::Delivering(d) = &mut self.windows[idx].phase else {
+            return false;
+        };
+        d.engine.handle_hold(hold, now_ms);
+        let go = d.engine.handle_compressed(id, now_ms);
+        if !go && d.in_flight.iter().any(|(r, _)| *r == id) {
+            forget(&mut d.in_flight, id);
+            d.sent -= 1;
+            self.stats.subrequests -= 1;
+        }
+        self.after(idx);
+        go
+    }
+
     /// Whether window `window` has nothing left to do (or is unknown): its leader's
     /// `waitUntil` may end, after [`take_report`](Self::take_report).
     pub fn is_finished(&self, window: WindowId) -> bool {
