@@ -45,7 +45,7 @@ export interface ExporterConfig {
   persistMaxBytes?: number;
   /** "gzip" (page-hide bodies gzipped in the wasm; ordinary bodies with the host's CompressionStream, plain where there is none) or "none". Default "gzip". */
   compression?: "gzip" | "none";
-  /** Send what is held with keepalive and sendBeacon when a navigation starts, the page is hidden or it goes away, and follow online/offline. Default true. */
+  /** Keep what is held armed with fetchLater where the page has it, send the rest with keepalive and sendBeacon when a navigation starts, the page is hidden or it goes away, and follow online/offline. Default true. */
   flushOnPageHide?: boolean;
   /** Keep what is held when the page goes away in localStorage, for the next exporter of the same endpoint to send first (deflated, at most persistMaxBytes, 7 days; never the API key). Pages only: a Web Worker persists nothing. Default true. */
   persist?: boolean;
