@@ -68,6 +68,18 @@ pub(crate) struct Persistence {
     pub stored_from: u64,
     /// When to read storage again (ms since the epoch), earliest first.
     pub read_again: Vec<u64>,
+    /// The last copy made, with what it held: made again with a new header (not deflated
+    /// again) while nothing held changes, as between `beforeunload` and the end of `pagehide`.
+    pub last: Option<(CopyOf, String, usize)>,
+}
+
+/// What a copy held: the events held, the next capture sequence, and the first sequence not
+/// taken by another load. Equal, the same events in the same order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CopyOf {
+    pub held: usize,
+    pub next_seq: u64,
+    pub from: u64,
 }
 
 impl Default for Persistence {
@@ -79,6 +91,7 @@ impl Default for Persistence {
             written_below: 0,
             stored_from: 0,
             read_again: Vec::new(),
+            last: None,
         }
     }
 }
@@ -100,6 +113,7 @@ impl Persistence {
     pub fn taken(&mut self) {
         self.stored_from = self.written_below;
         self.stored = None;
+        self.last = None;
     }
 }
 
@@ -175,6 +189,19 @@ pub(crate) fn encode(
         text.extend(packed.iter().map(|&b| char::from(b)));
         return (text, items.len() - first);
     }
+}
+
+/// `text` (made by [`encode`]) kept until `kept_until` instead: its header made again, its
+/// events as they are. `None` if `text` is not such a copy.
+pub(crate) fn restamp(text: &str, kept_until: u64) -> Option<String> {
+    let (first, events) = text.split_once('\n')?;
+    let (cut, _, layout) = header(first.strip_prefix(MAGIC)?)?;
+    let mut out = String::with_capacity(text.len() + 20);
+    out.push_str(MAGIC);
+    out.push(' ');
+    write_header_rest(&mut out, cut, kept_until, layout);
+    out.push_str(events);
+    Some(out)
 }
 
 /// The header after `spool2 `: ` <cut> <kept until> <d|p>` and its newline.
@@ -463,6 +490,18 @@ mod tests {
             claimable("not ours", 5_000),
             "taken, then counted as corrupt"
         );
+    }
+
+    #[test]
+    fn a_copy_restamped_keeps_its_events_and_cut_with_a_new_kept_until() {
+        let items: Vec<Item> = (0..50).map(event).collect();
+        let refs: Vec<&Item> = items.iter().collect();
+        let (live, n) = encode(&refs, 3, 1_700_000_010_000, PERSIST_MAX_BYTES, true);
+        let gone = restamp(&live, 0).expect("a copy");
+        assert_eq!(gone, encode(&refs, 3, 0, PERSIST_MAX_BYTES, true).0);
+        assert_eq!(read(&gone).events.len(), n);
+        assert_eq!(read(&gone).cut, 3);
+        assert_eq!(restamp("not a copy", 0), None);
     }
 
     #[test]

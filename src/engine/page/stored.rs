@@ -6,7 +6,9 @@ use crate::engine::delivery::config::Config;
 use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::stats::DropReason;
 use crate::engine::delivery::Env;
-use crate::engine::page::persist::{self, Persistence, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS};
+use crate::engine::page::persist::{
+    self, CopyOf, Persistence, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS,
+};
 use crate::engine::page::PageState;
 use crate::engine::Notice;
 
@@ -28,6 +30,7 @@ impl Persistence {
 
     /// Has the stored copy removed, if one is: the events are held here again.
     pub fn remove<F>(&mut self, env: &mut Env<F>) {
+        self.last = None;
         if self.stored.take().is_some() {
             env.notify(Notice::RemoveStored);
         }
@@ -65,16 +68,29 @@ impl Persistence {
             return None;
         }
         self.written_below = outbox.next_seq;
-        let items = outbox.held_from(self.stored_from);
-        if items.is_empty() {
-            return None;
-        }
         let kept_until = match page == PageState::Gone {
             true => 0,
             false => now_ms.saturating_add(PERSIST_LIVE_MS),
         };
+        let of = CopyOf {
+            held: outbox.ledger.held_events(),
+            next_seq: outbox.next_seq,
+            from: self.stored_from,
+        };
+        if let Some((last, text, events)) = &self.last {
+            // Nothing held changed since: the same events, deflated already.
+            if *last == of {
+                return persist::restamp(text, kept_until).map(|text| (text, *events));
+            }
+        }
+        let items = outbox.held_from(self.stored_from);
+        if items.is_empty() {
+            return None;
+        }
         let max = config.persist_max_bytes;
-        Some(persist::encode(&items, 0, kept_until, max, self.deflate))
+        let (text, events) = persist::encode(&items, 0, kept_until, max, self.deflate);
+        self.last = Some((of, text.clone(), events));
+        Some((text, events))
     }
 }
 
