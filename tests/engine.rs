@@ -8,9 +8,10 @@ use serde_json::Value;
 use spool::engine::{
     stored_copy_claimable, BatchMode, CaptureError, Compression, Config, DropReason, Engine,
     EventInput, FlushReport, Format, Notice, Outcome, PageEvent, PageHideReport, Path, RetryAfter,
-    Settlement, Transmit, TransmitId, Uuid, DEFERRED_QUOTA_BYTES, KEEPALIVE_BODY_BYTES,
-    KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS, PERSIST_LIVE_MS,
-    PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, POSTHOG_MAX_PROPERTIES_DEPTH, RESTORE_AGAIN_MS,
+    Settlement, Transmit, TransmitId, Uuid, DEFERRED_AFTER_MS, DEFERRED_QUOTA_BYTES,
+    KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
+    PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, POSTHOG_MAX_PROPERTIES_DEPTH,
+    RESTORE_AGAIN_MS,
 };
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
@@ -1693,6 +1694,19 @@ fn aborted(notices: &[Notice]) -> Vec<TransmitId> {
         .collect()
 }
 
+impl TestEngine {
+    /// The engine's timer fires at `now` and what it sends then is drained: held batches
+    /// become due to be armed [`DEFERRED_AFTER_MS`] after they left the queue.
+    fn wake(&mut self, now: u64) -> Vec<Transmit> {
+        assert!(
+            self.poll_timeout().is_some_and(|at| at <= now),
+            "a timer is due by {now}"
+        );
+        self.handle_timeout(now);
+        self.drain(now)
+    }
+}
+
 #[test]
 fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers() {
     let mut e = engine().start();
@@ -1700,15 +1714,25 @@ fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers(
     // No answer yet: a deferred request is never answered, so none is armed.
     e.clicks(300, T0);
     let first = e.drain(T0 + 1_000);
-    assert!(deferred(&first).is_empty(), "armed before any answer");
+    e.handle_timeout(T0 + 1_000 + DEFERRED_AFTER_MS);
+    assert!(
+        deferred(&e.drain(T0 + 1_000 + DEFERRED_AFTER_MS)).is_empty(),
+        "armed before any answer"
+    );
     for t in &first {
-        e.handle_outcome(t.id, Outcome::status(200), T0 + 1_000);
+        e.handle_outcome(t.id, Outcome::status(200), T0 + 2_000);
     }
     // The collector answered; it stalls while 300 more are captured.
-    let captured = e.clicks(300, T0 + 2_000);
-    let sent = e.drain(T0 + 2_000);
-    let armed = deferred(&sent);
-    assert_eq!(armed.len(), 3, "each full batch armed once");
+    let captured = e.clicks(300, T0 + 3_000);
+    let sent = e.drain(T0 + 3_000);
+    assert!(
+        deferred(&sent).is_empty(),
+        "a batch just sent is not armed yet"
+    );
+    assert_eq!(e.poll_timeout(), Some(T0 + 3_000 + DEFERRED_AFTER_MS));
+    let later = e.wake(T0 + 3_000 + DEFERRED_AFTER_MS);
+    let armed = deferred(&later);
+    assert_eq!(armed.len(), 3, "each batch held a second is armed once");
     let mut carried: Vec<Uuid> = armed.iter().flat_map(|t| uuids(t)).collect();
     carried.sort();
     let mut expected = captured.clone();
@@ -1726,25 +1750,39 @@ fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers(
         assert!(t.gzipped.is_some());
     }
     let ordinary: Vec<&Transmit> = sent.iter().filter(|t| t.path == Path::Ordinary).collect();
-    assert_eq!(
-        ordinary.len(),
-        3,
-        "armed batches still go as usual while the page lives"
-    );
+    assert_eq!(ordinary.len(), 3, "armed batches went as usual");
     assert_eq!(e.stats().delivered, 300, "arming delivers nothing");
     // One is answered: its deferred request goes.
     e.notices();
-    e.handle_outcome(ordinary[0].id, Outcome::status(200), T0 + 2_100);
+    e.handle_outcome(ordinary[0].id, Outcome::status(200), T0 + 4_100);
     let gone = aborted(&e.notices());
     assert_eq!(gone.len(), 1);
     assert!(armed
         .iter()
         .any(|t| t.id == gone[0] && t.batch == ordinary[0].batch));
     // A 503: the collector no longer vouches for them, every armed request is aborted.
-    e.handle_outcome(ordinary[1].id, Outcome::status(503), T0 + 2_200);
+    e.handle_outcome(ordinary[1].id, Outcome::status(503), T0 + 4_200);
     let rest = aborted(&e.notices());
     assert_eq!(rest.len(), 2, "the two still armed");
-    assert!(deferred(&e.drain(T0 + 2_200)).is_empty());
+    assert!(deferred(&e.drain(T0 + 9_000)).is_empty());
+}
+
+#[test]
+fn a_batch_answered_within_a_second_is_never_armed() {
+    let mut e = engine().start();
+    e.handle_deferred_available();
+    e.seen_healthy(T0);
+    for i in 0..10 {
+        let now = T0 + 10 + i * 2_000;
+        e.clicks(100, now);
+        let sent = e.drain(now);
+        assert!(deferred(&sent).is_empty());
+        for t in &sent {
+            e.handle_outcome(t.id, Outcome::status(200), now + 300);
+        }
+        assert_eq!(e.poll_timeout(), None, "nothing left to arm");
+    }
+    assert!(aborted(&e.notices()).is_empty());
 }
 
 #[test]
@@ -1754,22 +1792,26 @@ fn at_pagehide_armed_batches_are_left_to_the_browser_counted_delivered_and_not_s
     e.handle_storage_opened(true, T0);
     e.seen_healthy(T0);
     let captured = e.clicks(1_000, T0 + 10);
-    let sent = e.drain(T0 + 10);
-    let armed = deferred(&sent);
+    e.drain(T0 + 10);
+    let armed: Vec<Transmit> = deferred(&e.wake(T0 + 10 + DEFERRED_AFTER_MS))
+        .into_iter()
+        .cloned()
+        .collect();
     let armed_events: usize = armed.iter().map(|t| t.events).sum();
     assert_eq!(armed_events, 1_000, "all of it fits the quota gzipped");
     assert!(armed.iter().map(|t| t.wire_len()).sum::<usize>() < DEFERRED_QUOTA_BYTES);
     e.notices();
     // The page navigates away: nothing armed goes again, by keepalive or by beacon.
-    let report = e.handle_page(PageEvent::BeforeUnload, T0 + 20);
+    let now = T0 + 2_000;
+    let report = e.handle_page(PageEvent::BeforeUnload, now);
     assert_eq!(
         report.keepalive_events, 0,
         "armed batches are left to the browser"
     );
-    assert!(e.drain(T0 + 20).iter().all(|t| t.path != Path::Keepalive));
-    e.page_leaving(T0 + 30);
-    assert!(e.poll_beacon(T0 + 30).is_none());
-    e.page_gone(T0 + 30);
+    assert!(e.drain(now).iter().all(|t| t.path != Path::Keepalive));
+    e.page_leaving(now + 10);
+    assert!(e.poll_beacon(now + 10).is_none());
+    e.page_gone(now + 10);
     let notices = e.notices();
     let armed_ids: Vec<TransmitId> = armed.iter().map(|t| t.id).collect();
     assert!(
@@ -1785,10 +1827,10 @@ fn at_pagehide_armed_batches_are_left_to_the_browser_counted_delivered_and_not_s
         .find(|n| matches!(n, Notice::WriteStored { .. } | Notice::RemoveStored));
     assert_eq!(last_storage, Some(&Notice::RemoveStored));
     // Back from the back/forward cache: the browser sent them as the page went in.
-    e.page_visible(T0 + 5_000);
+    e.page_visible(now + 5_000);
     for id in armed_ids {
         assert!(
-            !e.handle_outcome(id, Outcome::Accepted, T0 + 5_000),
+            !e.handle_outcome(id, Outcome::Accepted, now + 5_000),
             "settled already"
         );
     }
@@ -1805,8 +1847,9 @@ fn beyond_the_deferred_quota_the_rest_goes_at_close_as_before() {
         e.capture(EventInput::new("n").properties(&props), T0 + 10)
             .unwrap();
     }
-    let sent = e.drain(T0 + 10);
-    let armed = deferred(&sent);
+    e.drain(T0 + 10);
+    let later = e.wake(T0 + 10 + DEFERRED_AFTER_MS);
+    let armed = deferred(&later);
     let quota: usize = armed
         .iter()
         .map(|t| t.wire_len() + "https://collector.example/batch/".len() + 256)
@@ -1814,7 +1857,12 @@ fn beyond_the_deferred_quota_the_rest_goes_at_close_as_before() {
     assert!(!armed.is_empty() && quota <= DEFERRED_QUOTA_BYTES);
     let armed_events: usize = armed.iter().map(|t| t.events).sum();
     assert!(armed_events < 600);
-    let report = e.handle_page(PageEvent::BeforeUnload, T0 + 20);
+    assert_eq!(
+        e.poll_timeout(),
+        Some(T0 + 10 + 10_000),
+        "no arming timer while the quota is full"
+    );
+    let report = e.handle_page(PageEvent::BeforeUnload, T0 + 2_000);
     assert!(
         report.keepalive_events > 0,
         "what is not armed goes keepalive"
@@ -1829,20 +1877,21 @@ fn a_deferred_request_the_browser_refuses_caps_what_is_armed() {
     e.seen_healthy(T0);
     e.clicks(300, T0 + 10);
     let sent = e.drain(T0 + 10);
-    let armed = deferred(&sent);
+    let later = e.wake(T0 + 10 + DEFERRED_AFTER_MS);
+    let armed = deferred(&later);
     assert_eq!(armed.len(), 3);
     // The page's other deferred requests took most of the origin's quota.
-    assert!(e.handle_outcome(armed[2].id, Outcome::Refused, T0 + 10));
+    assert!(e.handle_outcome(armed[2].id, Outcome::Refused, T0 + 1_100));
     assert!(
-        deferred(&e.drain(T0 + 10)).is_empty(),
+        deferred(&e.drain(T0 + 1_100)).is_empty(),
         "not armed again at once"
     );
     // Two are delivered: their room frees (no more than was armed when the browser refused),
     // and the refused batch is armed in it.
     for t in sent.iter().filter(|t| t.path == Path::Ordinary).take(2) {
-        e.handle_outcome(t.id, Outcome::status(200), T0 + 20);
+        e.handle_outcome(t.id, Outcome::status(200), T0 + 1_200);
     }
-    let again = e.drain(T0 + 20);
+    let again = e.drain(T0 + 1_200);
     assert_eq!(deferred(&again).len(), 1);
     assert_eq!(deferred(&again)[0].batch, armed[2].batch);
 }
@@ -1853,20 +1902,23 @@ fn a_batch_split_on_413_is_armed_again_in_parts_once_the_collector_takes_one() {
     e.handle_deferred_available();
     e.seen_healthy(T0);
     e.clicks(100, T0 + 10);
-    let sent = e.drain(T0 + 1_010);
-    let armed = deferred(&sent);
+    let sent = e.drain(T0 + 10);
+    let later = e.wake(T0 + 10 + DEFERRED_AFTER_MS);
+    let armed = deferred(&later);
     assert_eq!(armed.len(), 1);
     let request = sent.iter().find(|t| t.path == Path::Ordinary).unwrap();
     e.notices();
     // A 413 is not the collector taking a request: nothing is armed until one is taken.
-    e.handle_outcome(request.id, Outcome::status(413), T0 + 1_020);
+    let now = T0 + 1_100;
+    e.handle_outcome(request.id, Outcome::status(413), now);
     assert_eq!(aborted(&e.notices()), vec![armed[0].id]);
-    let parts = e.drain(T0 + 1_020);
+    let parts = e.drain(now);
     assert!(deferred(&parts).is_empty());
     assert_eq!(parts.len(), 2, "both halves go at once");
-    e.handle_outcome(parts[0].id, Outcome::status(200), T0 + 1_030);
-    let after = e.drain(T0 + 1_030);
-    let rearmed = deferred(&after);
+    e.handle_outcome(parts[0].id, Outcome::status(200), now + 10);
+    // Its events have been held since the batch was cut, over a second ago: armed at once.
+    let rearmed = e.drain(now + 10);
+    let rearmed = deferred(&rearmed);
     assert_eq!(rearmed.len(), 1, "the other half, still in flight");
     assert_eq!(rearmed[0].batch, parts[1].batch);
     assert_eq!(rearmed[0].events, parts[1].events);
@@ -1879,9 +1931,9 @@ fn a_deferred_request_that_activated_while_the_page_lived_on_delivers_its_events
     e.seen_healthy(T0);
     e.clicks(100, T0 + 10);
     let sent = e.drain(T0 + 1_010);
-    let armed = deferred(&sent)[0].clone();
+    let armed = deferred(&e.wake(T0 + 1_010 + DEFERRED_AFTER_MS))[0].clone();
     let delivered = e.stats().delivered;
-    assert!(e.handle_outcome(armed.id, Outcome::Accepted, T0 + 2_000));
+    assert!(e.handle_outcome(armed.id, Outcome::Accepted, T0 + 3_000));
     assert_eq!(e.stats().delivered, delivered + 100);
     assert_eq!(e.held_events(), 0);
     let request = sent.iter().find(|t| t.path == Path::Ordinary).unwrap();
@@ -1898,20 +1950,20 @@ fn a_retry_after_hold_aborts_every_deferred_request_until_the_collector_answers_
     e.seen_healthy(T0);
     e.clicks(200, T0 + 10);
     let sent = e.drain(T0 + 10);
-    assert_eq!(deferred(&sent).len(), 2);
+    assert_eq!(deferred(&e.wake(T0 + 10 + DEFERRED_AFTER_MS)).len(), 2);
     e.notices();
     let request = sent.iter().find(|t| t.path == Path::Ordinary).unwrap();
     e.handle_outcome(
         request.id,
         retry_after(429, RetryAfter::Delay(30_000)),
-        T0 + 20,
+        T0 + 1_100,
     );
     assert_eq!(
         aborted(&e.notices()).len(),
         2,
         "a deferred request would break the hold"
     );
-    assert!(deferred(&e.drain(T0 + 20)).is_empty());
+    assert!(deferred(&e.drain(T0 + 1_100)).is_empty());
 }
 
 // Bodies the host compresses asynchronously (`compression: "gzip"` for ordinary requests).

@@ -45,7 +45,7 @@ pub use edge::{
 pub use page::close::{
     PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
 };
-pub use page::defer::DEFERRED_QUOTA_BYTES;
+pub use page::defer::{DEFERRED_AFTER_MS, DEFERRED_QUOTA_BYTES};
 pub use page::persist::{
     claimable as stored_copy_claimable, deflated as stored_copy_deflated, PERSIST_LIVE_MS,
     PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, RESTORE_AGAIN_MS,
@@ -173,8 +173,7 @@ impl<F: WireFormat> Engine<F> {
         t
     }
 
-    /// When to call [`handle_timeout`](Self::handle_timeout) next, if anything waits on time.
-    /// Valid after `poll_transmit` has been drained.
+    /// When to call [`handle_timeout`](Self::handle_timeout) next (valid once drained).
     #[must_use = "nothing that waits on time (linger, backoff, Retry-After, request timeouts, the shutdown deadline) happens unless a timer calls `handle_timeout` then"]
     pub fn poll_timeout(&self) -> Option<u64> {
         self.timers.next_timeout()
@@ -194,7 +193,7 @@ impl<F: WireFormat> Engine<F> {
             match timer {
                 _ if !self.timers.take_expired(timer, now_ms) => {}
                 // A batch is due: `poll_transmit`, called next, plans at `now_ms` and sends it.
-                Timer::Linger | Timer::Backoff | Timer::RetryAfter => {}
+                Timer::Linger | Timer::Backoff | Timer::RetryAfter | Timer::Defer => {}
                 Timer::RequestTimeout => outbox.expire(env, endpoint, &mut self.page, now_ms),
                 Timer::ReadStored => self.persistence.read_due(env, now_ms),
                 Timer::ShutdownDeadline => outbox.abandon_all(env),
@@ -326,9 +325,11 @@ impl<F: WireFormat> Engine<F> {
         self.outbox.plan(&self.env, &self.page, hold)
     }
 
-    /// Every input that changes the state ends here: an idle shutdown completes, the stored
-    /// copy follows what is held, the timers are re-armed.
+    /// Every input that changes the state ends here: what is held is armed (`page/defer`), an
+    /// idle shutdown completes, the stored copy follows what is held, the timers are re-armed.
     fn after_change(&mut self, now_ms: u64) {
+        let (outbox, env) = (&mut self.outbox, &mut self.env);
+        outbox.keep_armed(env, &self.endpoint, &self.page, now_ms);
         let next = self.plan();
         self.outbox.finish_idle_shutdown(&mut self.env, next);
         let state = self.page.state;
@@ -337,13 +338,13 @@ impl<F: WireFormat> Engine<F> {
         self.rearm(now_ms);
     }
 
-    /// Re-arms from the state: the deferred requests for what is held, and every timer; then
-    /// (in debug builds) checks the ledger.
+    /// Re-arms every timer from the state, then (in debug builds) checks the ledger.
     fn rearm(&mut self, now_ms: u64) {
-        let (outbox, env) = (&mut self.outbox, &mut self.env);
-        outbox.keep_armed(env, &self.endpoint, &self.page, now_ms);
+        let arm = self
+            .outbox
+            .arm_at(&self.env, &self.endpoint, &self.page, now_ms);
         let read = self.persistence.read_again.first().copied();
-        self.timers = scheduler::timers(&self.outbox, self.plan(), read);
+        self.timers = scheduler::timers(&self.outbox, self.plan(), read, arm);
         self.outbox.check_ledger();
     }
 }

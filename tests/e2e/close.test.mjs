@@ -183,7 +183,8 @@ for (const compression of ['gzip', 'none']) {
 // deferred requests, and a navigation delivers it with nothing to run at unload. A deferred
 // body carries no sent_at (its send time is not known), which is how the collector's log tells
 // one apart. The collector answers, then stalls while 1,000 events are captured (4 requests
-// wait unanswered), and answers at once again from the navigation on.
+// wait unanswered) and for a second and a half after, and answers at once again from the
+// navigation on.
 for (const n of [1_000, 3_000]) {
   test(`fetchLater: ${n} events held behind a collector that answered are armed and delivered at close, counted delivered and not stored`, async () => {
     const s = await setup();
@@ -196,6 +197,8 @@ for (const n of [1_000, 3_000]) {
       s.collector.control.plan([], { status: 200, delayMs: 30_000 });
       const uuids = await page.evaluate((n) => window.closeTest.capture(n, 10), n);
       await waitFor(() => s.collector.log().batches.length >= 5, { message: 'requests stalled' });
+      // Batches are armed once held a second (DEFERRED_AFTER_MS): most are answered sooner.
+      await new Promise((r) => setTimeout(r, 1_500));
       s.collector.control.plan([], { status: 200, delayMs: 0 });
       const leaving = Date.now();
       await page.goto(s.url({ run, fast: '1' }));

@@ -33,6 +33,9 @@ pub(crate) struct Batch {
     pub keepalive_unknown: bool,
     /// Armed as a deferred request ([`Path::Deferred`]) carrying this batch's events.
     pub armed: Option<Armed>,
+    /// Since when its events are held out of the queue (ms): cut, restored, or queued before
+    /// being cut to be armed.
+    pub since: u64,
 }
 
 /// A deferred request armed for a batch.
@@ -67,9 +70,11 @@ pub(crate) enum BatchState {
 }
 
 impl Batch {
-    /// A batch of `items` not yet sent, free to go at once.
-    pub fn new(id: BatchId, items: Vec<Item>) -> Batch {
+    /// A batch of `items` not yet sent, held out of the queue since `since`, free to go at
+    /// once.
+    pub fn new(id: BatchId, items: Vec<Item>, since: u64) -> Batch {
         Batch {
+            since,
             id,
             items,
             attempts: 0,
@@ -119,7 +124,7 @@ impl Outbox {
             Source::Queue => {
                 let items = self.queue.take_batch(&env.format, limit);
                 let id = self.new_batch_id();
-                self.batches.push(Batch::new(id, items));
+                self.batches.push(Batch::new(id, items, now_ms));
                 self.batches.len() - 1
             }
             Source::Batch(idx) => {

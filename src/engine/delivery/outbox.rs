@@ -95,6 +95,7 @@ impl Outbox {
         &mut self,
         env: &Env<F>,
         stored: impl Iterator<Item = (Box<str>, Uuid, u64)>,
+        now_ms: u64,
     ) -> usize {
         let mut items = Vec::new();
         for (fragment, uuid, captured_ms) in stored {
@@ -120,7 +121,7 @@ impl Outbox {
             let n = limit.fitting(&env.format, &rest).max(1);
             let tail = rest.split_off(n.min(rest.len()));
             let id = self.new_batch_id();
-            self.batches.insert(at, Batch::new(id, rest));
+            self.batches.insert(at, Batch::new(id, rest, now_ms));
             at += 1;
             rest = tail;
         }
@@ -201,6 +202,7 @@ impl Outbox {
             keepalive_unknown: b.keepalive_unknown,
             // The batch keeps its deferred request, to be armed again for its new events.
             armed: None,
+            since: b.since,
         };
         self.batches.insert(idx + 1, part);
     }

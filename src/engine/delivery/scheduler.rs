@@ -106,8 +106,13 @@ impl Outbox {
 
 /// The timers for the state: the planned request under its kind (held by `Retry-After`,
 /// cut from the queue, or a retry), the outbox's earliest request deadline and shutdown
-/// deadline, and the next read of storage.
-pub(crate) fn timers(outbox: &Outbox, plan: Option<Plan>, read_stored: Option<u64>) -> TimerTable {
+/// deadline, the next read of storage and the next batch to arm.
+pub(crate) fn timers(
+    outbox: &Outbox,
+    plan: Option<Plan>,
+    read_stored: Option<u64>,
+    arm: Option<u64>,
+) -> TimerTable {
     let mut timers = TimerTable::default();
     if let Some(p) = plan {
         let timer = if p.at > p.own_at {
@@ -122,5 +127,6 @@ pub(crate) fn timers(outbox: &Outbox, plan: Option<Plan>, read_stored: Option<u6
     timers.set(Timer::RequestTimeout, outbox.request_deadline());
     timers.set(Timer::ShutdownDeadline, outbox.shutdown_deadline());
     timers.set(Timer::ReadStored, read_stored);
+    timers.set(Timer::Defer, arm);
     timers
 }

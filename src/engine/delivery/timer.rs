@@ -15,9 +15,11 @@ pub enum Timer {
     ShutdownDeadline = 4,
     /// When to read storage again for what earlier loads stored.
     ReadStored = 5,
+    /// When a held batch is due to be armed as a deferred request (`fetchLater`).
+    Defer = 6,
 }
 
-const COUNT: usize = 6;
+const COUNT: usize = 7;
 
 impl Timer {
     /// Every kind, in the order [`Engine::handle_timeout`](crate::engine::Engine::handle_timeout)
@@ -30,6 +32,7 @@ impl Timer {
         Timer::RequestTimeout,
         Timer::ShutdownDeadline,
         Timer::ReadStored,
+        Timer::Defer,
     ];
 }
 

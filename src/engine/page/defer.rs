@@ -7,10 +7,12 @@
 //!   leaving now (its last answer a success, online, no hold): a deferred request is never
 //!   answered, so, as for a beacon, its events count as delivered when it goes only if the
 //!   collector was known to take them. When that ends, every armed request is aborted.
-//! - Batches are armed oldest first within [`DEFERRED_QUOTA_BYTES`] (body, URL and headers),
-//!   waiting or in flight alike; full batches are cut from the queue to be armed; the
-//!   unfinished tail is not (it would be armed again at every capture), and goes at close by
-//!   keepalive or beacon.
+//! - A batch is armed once it has been held [`DEFERRED_AFTER_MS`] out of the queue, waiting
+//!   or in flight alike: most batches are answered sooner, and arming one costs a gzip and two
+//!   calls to the browser, wasted on a batch answered at once. Batches are armed oldest first
+//!   within [`DEFERRED_QUOTA_BYTES`] (body, URL and headers); full batches that waited that
+//!   long in the queue are cut to be armed; the unfinished tail is not (it would be armed again
+//!   at every capture), and goes at close by keepalive or beacon.
 //! - An armed batch is still sent as usual while the page lives; once it settles, or is split,
 //!   its deferred request is aborted (and a split one armed again). There is no update: abort,
 //!   then arm again.
@@ -33,6 +35,11 @@ use crate::engine::{Notice, Path, Settlement, Transmit, TransmitId};
 /// 156). Apart from the 64 KiB keepalive budget.
 pub const DEFERRED_QUOTA_BYTES: usize = 64 * 1024;
 
+/// How long a batch is held out of the queue (unanswered, or waiting to retry) before it is
+/// armed. A collector that answers takes less; a page that goes away sooner sends the batch by
+/// keepalive or beacon, as where there is no `fetchLater`.
+pub const DEFERRED_AFTER_MS: u64 = 1_000;
+
 /// What a deferred request's headers are counted at, besides its URL: the few it sends
 /// (`Content-Type`, maybe `Content-Encoding`) with room to spare.
 const DEFERRED_HEADER_BYTES: usize = 256;
@@ -47,6 +54,8 @@ pub(crate) struct DeferredBudget {
     /// The quota there is: [`DEFERRED_QUOTA_BYTES`], or what was armed when the browser
     /// refused one (others on the page share the origin's quota).
     pub cap: usize,
+    /// The last batch due to be armed did not fit: nothing more is armed until room frees.
+    pub full: bool,
 }
 
 impl DeferredBudget {
@@ -82,29 +91,29 @@ impl Outbox {
                 }
             }
         }
-        if !vouched || page.state >= PageState::Leaving || self.shutdown.is_some() {
+        if !self.may_arm(endpoint, page, now_ms) {
             return;
         }
         let limit = env.batch_limit();
         while self.queue.has_full_batch(&env.format, limit) {
+            let Some(since) = self.queue.front().map(|i| i.enqueued_ms) else {
+                break;
+            };
+            if since.saturating_add(DEFERRED_AFTER_MS) > now_ms {
+                break;
+            }
             let items = self.queue.take_batch(&env.format, limit);
             if items.is_empty() {
                 break;
             }
             let id = self.new_batch_id();
-            self.batches.push(Batch::new(id, items));
+            self.batches.push(Batch::new(id, items, since));
         }
         let overhead = env.config.endpoint.len() + DEFERRED_HEADER_BYTES;
+        self.deferred.full = false;
         for idx in 0..self.batches.len() {
             let b = &self.batches[idx];
-            let page_hide = matches!(
-                b.state,
-                BatchState::InFlight {
-                    keepalive: true,
-                    ..
-                } | BatchState::InFlight { beacon: true, .. }
-            );
-            if b.armed.is_some() || page_hide {
+            if !armable(b) || b.since.saturating_add(DEFERRED_AFTER_MS) > now_ms {
                 continue;
             }
             let body = body_stamped(&env.format, &b.items, None);
@@ -114,6 +123,7 @@ impl Outbox {
             };
             let quota_bytes = gzipped.as_ref().map_or(body.len(), Vec::len) + overhead;
             if self.deferred.bytes + quota_bytes > self.deferred.cap {
+                self.deferred.full = true;
                 break;
             }
             let (batch, events, attempt) = (b.id, b.items.len(), b.attempts + 1);
@@ -139,11 +149,48 @@ impl Outbox {
         }
     }
 
+    /// Whether batches may be armed at `now_ms`: the host has `fetchLater`, the endpoint
+    /// vouches for a request leaving now, the page is not leaving and no shutdown runs.
+    fn may_arm(&self, endpoint: &Endpoint, page: &Page, now_ms: u64) -> bool {
+        self.deferred.on
+            && endpoint.vouches(now_ms)
+            && page.state < PageState::Leaving
+            && self.shutdown.is_none()
+    }
+
+    /// When the next batch is due to be armed (the `Defer` timer), if one will be: the
+    /// earliest a held batch, or a full batch in the queue, has been held
+    /// [`DEFERRED_AFTER_MS`]. None while the quota is full.
+    pub fn arm_at<F: WireFormat>(
+        &self,
+        env: &Env<F>,
+        endpoint: &Endpoint,
+        page: &Page,
+        now_ms: u64,
+    ) -> Option<u64> {
+        if !self.may_arm(endpoint, page, now_ms) || self.deferred.full {
+            return None;
+        }
+        let mut at: Option<u64> = None;
+        for b in &self.batches {
+            if armable(b) {
+                at = Some(at.map_or(b.since, |t| t.min(b.since)));
+            }
+        }
+        if self.queue.has_full_batch(&env.format, env.batch_limit()) {
+            if let Some(front) = self.queue.front() {
+                at = Some(at.map_or(front.enqueued_ms, |t| t.min(front.enqueued_ms)));
+            }
+        }
+        at.map(|t| t.saturating_add(DEFERRED_AFTER_MS))
+    }
+
     /// Takes batch `idx`'s deferred request off the books; returns it, to abort, if there was
     /// one the shell has (one not yet handed out is simply dropped).
     pub fn disarm(&mut self, idx: usize) -> Option<TransmitId> {
         let armed = self.batches[idx].armed.take()?;
         self.deferred.bytes -= armed.quota_bytes;
+        self.deferred.full = false;
         match self.ready.iter().position(|t| t.id == armed.transmit) {
             Some(i) => {
                 self.ready.remove(i);
@@ -198,4 +245,16 @@ impl Outbox {
             }
         }
     }
+}
+
+/// Whether batch `b` could be armed: not armed yet, and not on its way by keepalive or beacon.
+fn armable(b: &Batch) -> bool {
+    let page_hide = matches!(
+        b.state,
+        BatchState::InFlight {
+            keepalive: true,
+            ..
+        } | BatchState::InFlight { beacon: true, .. }
+    );
+    b.armed.is_none() && !page_hide
 }

@@ -115,5 +115,5 @@ pub(crate) fn restore<F: crate::engine::wire::format::WireFormat>(
             fresh.push((e.fragment, e.uuid, e.captured_ms));
         }
     }
-    outbox.restore(env, fresh.into_iter())
+    outbox.restore(env, fresh.into_iter(), now_ms)
 }
