@@ -1694,6 +1694,14 @@ fn aborted(notices: &[Notice]) -> Vec<TransmitId> {
         .collect()
 }
 
+/// An engine whose host can arm deferred requests, the collector having answered at `T0`.
+fn deferring() -> TestEngine {
+    let mut e = engine().start();
+    e.handle_deferred_available();
+    e.seen_healthy(T0);
+    e
+}
+
 impl TestEngine {
     /// The engine's timer fires at `now` and what it sends then is drained: held batches
     /// become due to be armed [`DEFERRED_AFTER_MS`] after they left the queue.
@@ -1769,9 +1777,7 @@ fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers(
 
 #[test]
 fn a_batch_answered_within_a_second_is_never_armed() {
-    let mut e = engine().start();
-    e.handle_deferred_available();
-    e.seen_healthy(T0);
+    let mut e = deferring();
     for i in 0..10 {
         let now = T0 + 10 + i * 2_000;
         e.clicks(100, now);
@@ -1838,9 +1844,7 @@ fn at_pagehide_armed_batches_are_left_to_the_browser_counted_delivered_and_not_s
 
 #[test]
 fn beyond_the_deferred_quota_the_rest_goes_at_close_as_before() {
-    let mut e = engine().start();
-    e.handle_deferred_available();
-    e.seen_healthy(T0);
+    let mut e = deferring();
     // Events that hardly compress: a few batches fill the 64 KiB.
     for i in 0..600 {
         let props = format!(r#"{{"noise":"{}"}}"#, noise(i, 300));
@@ -1872,9 +1876,7 @@ fn beyond_the_deferred_quota_the_rest_goes_at_close_as_before() {
 
 #[test]
 fn a_deferred_request_the_browser_refuses_caps_what_is_armed() {
-    let mut e = engine().start();
-    e.handle_deferred_available();
-    e.seen_healthy(T0);
+    let mut e = deferring();
     e.clicks(300, T0 + 10);
     let sent = e.drain(T0 + 10);
     let later = e.wake(T0 + 10 + DEFERRED_AFTER_MS);
@@ -1898,9 +1900,7 @@ fn a_deferred_request_the_browser_refuses_caps_what_is_armed() {
 
 #[test]
 fn a_batch_split_on_413_is_armed_again_in_parts_once_the_collector_takes_one() {
-    let mut e = engine().start();
-    e.handle_deferred_available();
-    e.seen_healthy(T0);
+    let mut e = deferring();
     e.clicks(100, T0 + 10);
     let sent = e.drain(T0 + 10);
     let later = e.wake(T0 + 10 + DEFERRED_AFTER_MS);
@@ -1926,9 +1926,7 @@ fn a_batch_split_on_413_is_armed_again_in_parts_once_the_collector_takes_one() {
 
 #[test]
 fn a_deferred_request_that_activated_while_the_page_lived_on_delivers_its_events() {
-    let mut e = engine().start();
-    e.handle_deferred_available();
-    e.seen_healthy(T0);
+    let mut e = deferring();
     e.clicks(100, T0 + 10);
     let sent = e.drain(T0 + 1_010);
     let armed = deferred(&e.wake(T0 + 1_010 + DEFERRED_AFTER_MS))[0].clone();
@@ -1945,9 +1943,7 @@ fn a_deferred_request_that_activated_while_the_page_lived_on_delivers_its_events
 
 #[test]
 fn a_retry_after_hold_aborts_every_deferred_request_until_the_collector_answers_again() {
-    let mut e = engine().start();
-    e.handle_deferred_available();
-    e.seen_healthy(T0);
+    let mut e = deferring();
     e.clicks(200, T0 + 10);
     let sent = e.drain(T0 + 10);
     assert_eq!(deferred(&e.wake(T0 + 10 + DEFERRED_AFTER_MS)).len(), 2);

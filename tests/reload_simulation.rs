@@ -44,6 +44,19 @@ fn answer_some(in_flight: &mut Vec<Transmit>, rng: &mut Rng, mut answer: impl Fn
     *in_flight = keep;
 }
 
+/// Captures up to 100 events at `now`, and now and then a burst of 1,000 (more than the
+/// keepalive budget carries); their uuids go to `captured`.
+fn capture_some(engine: &mut Engine, rng: &mut Rng, now: u64, captured: &mut Vec<String>) {
+    let n = match rng.up_to(10) {
+        0 => 1_000,
+        _ => rng.up_to(100),
+    };
+    for _ in 0..n {
+        let uuid = engine.capture(EventInput::new("e"), now).unwrap();
+        captured.push(uuid.to_string());
+    }
+}
+
 /// The engine's timer fires if it is due at `now`.
 fn wake_if_due(engine: &mut Engine, now: u64) {
     if engine.poll_timeout().is_some_and(|at| at <= now) {
@@ -226,17 +239,7 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
         for step in 0..200 {
             now += 1 + rng.up_to(500);
             match rng.up_to(100) {
-                0..=49 => {
-                    // Now and then a burst, more than the keepalive budget carries.
-                    let n = match rng.up_to(10) {
-                        0 => 1_000,
-                        _ => rng.up_to(100),
-                    };
-                    for _ in 0..n {
-                        let uuid = engine.capture(EventInput::new("e"), now).unwrap();
-                        captured.push(uuid.to_string());
-                    }
-                }
+                0..=49 => capture_some(&mut engine, &mut rng, now, &mut captured),
                 50..=59 => {
                     up = !up;
                     if !up {
@@ -408,16 +411,7 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
         for step in 0..200 {
             now += 1 + rng.up_to(500);
             match rng.up_to(100) {
-                0..=49 => {
-                    let n = match rng.up_to(10) {
-                        0 => 1_000,
-                        _ => rng.up_to(100),
-                    };
-                    for _ in 0..n {
-                        let uuid = engine.capture(EventInput::new("e"), now).unwrap();
-                        captured.push(uuid.to_string());
-                    }
-                }
+                0..=49 => capture_some(&mut engine, &mut rng, now, &mut captured),
                 50..=59 => {
                     up = !up;
                     if !up {

@@ -487,6 +487,22 @@ export async function refusing(browser, { n = 3_000, label = '' } = {}) {
 }
 
 /**
+ * Opens the page of `s` for `run`, has the collector answer its first 10 events, then stall
+ * while `n` more are captured until 5 requests wait unanswered. Resolves to the page and the
+ * uuids: `first` (delivered) and `uuids` (held).
+ */
+export async function answeredThenStalled(s, run, n) {
+  const page = await s.open({ run, fast: '1' });
+  const first = await page.evaluate(() => window.closeTest.capture(10));
+  await page.evaluate(() => window.closeTest.flush());
+  await waitFor(() => arrivals(s.collector, run).size === first.length, { message: 'the first events delivered' });
+  s.collector.control.plan([], { status: 200, delayMs: 30_000 });
+  const uuids = await page.evaluate((n) => window.closeTest.capture(n, 10), n);
+  await waitFor(() => s.collector.log().batches.length >= 5, { message: 'requests stalled' });
+  return { page, first, uuids };
+}
+
+/**
  * The healthy-collector case: the collector has answered a success, then stalls while `n`
  * events are captured, and answers at once again from the navigation on. At `pagehide` the
  * browser accepts beacons, which count as delivered (the collector's last answer was a
@@ -499,13 +515,7 @@ export async function healthyBeacons(browser, { n = 3_000, label = '' } = {}) {
   const s = await setup(browser);
   try {
     const run = `healthy-${n}`;
-    const page = await s.open({ run, fast: '1' });
-    const first = await page.evaluate(() => window.closeTest.capture(10));
-    await page.evaluate(() => window.closeTest.flush());
-    await waitFor(() => arrivals(s.collector, run).size === first.length, { message: 'the first events delivered' });
-    s.collector.control.plan([], { status: 200, delayMs: 30_000 });
-    const uuids = await page.evaluate((n) => window.closeTest.capture(n, 10), n);
-    await waitFor(() => s.collector.log().batches.length >= 5, { message: 'requests stalled' });
+    const { page, first, uuids } = await answeredThenStalled(s, run, n);
     s.collector.control.plan([], { status: 200, delayMs: 0 });
     await page.goto(s.url({ run, fast: '1' }));
     await ready(page);

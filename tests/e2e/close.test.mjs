@@ -10,7 +10,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchBrowser, waitFor } from './harness.mjs';
-import { abandoned, arrivals, backForward, crossSite, navigation, offline, ready, refusing, setup as setupIn, tabClose } from './close-cases.mjs';
+import { abandoned, answeredThenStalled, arrivals, backForward, crossSite, navigation, offline, ready, refusing, setup as setupIn, tabClose } from './close-cases.mjs';
 
 let browser;
 // Playwright starts Chromium with --disable-back-forward-cache; the back/forward case runs in a
@@ -190,13 +190,7 @@ for (const n of [1_000, 3_000]) {
     const s = await setup();
     try {
       const run = `deferred-${n}`;
-      const page = await s.open({ run, fast: '1' });
-      const first = await page.evaluate(() => window.closeTest.capture(10));
-      await page.evaluate(() => window.closeTest.flush());
-      await waitFor(() => arrivals(s.collector, run).size === first.length, { message: 'the first events delivered' });
-      s.collector.control.plan([], { status: 200, delayMs: 30_000 });
-      const uuids = await page.evaluate((n) => window.closeTest.capture(n, 10), n);
-      await waitFor(() => s.collector.log().batches.length >= 5, { message: 'requests stalled' });
+      const { page, first, uuids } = await answeredThenStalled(s, run, n);
       // Batches are armed once held a second (DEFERRED_AFTER_MS): most are answered sooner.
       await new Promise((r) => setTimeout(r, 1_500));
       s.collector.control.plan([], { status: 200, delayMs: 0 });
