@@ -211,7 +211,7 @@ fn a_retry_after_answered_to_one_window_holds_back_the_next_window() {
     let t = drain(&mut c, a, T0 + 1000).remove(0);
     c.handle_outcome(a, t.id, retry_after(10), T0 + 1050);
     let until = T0 + 11_050;
-    assert_eq!(c.retry_after_until(), until);
+    assert_eq!(c.hold_until(), until);
     let b = request(&mut c, 2, T0 + 2000).unwrap();
     assert!(
         drain(&mut c, b, T0 + 3000).is_empty(),

@@ -366,8 +366,9 @@ impl Coalescer {
             .map(|w| (w.id, w.leader))
     }
 
-    /// The instant before which no request may go, from the endpoint's last `Retry-After`.
-    pub fn retry_after_until(&self) -> u64 {
+    /// When the endpoint's hold ends: no request may go before it (the last `Retry-After`), as
+    /// [`Engine::hold_until`](crate::engine::Engine::hold_until).
+    pub fn hold_until(&self) -> u64 {
         self.hold
     }
 
