@@ -29,6 +29,7 @@ mod capture;
 mod client;
 #[cfg(feature = "js")]
 mod config;
+mod copy;
 #[cfg(feature = "edge")]
 mod edge;
 #[cfg_attr(not(feature = "js"), allow(dead_code))]

@@ -10,14 +10,15 @@
 //! (a gloo-timers `Timeout`), each request's answer (a future on its `fetch` promise), the
 //! microtask of [`drive_soon`] and the page listeners ([`Lifecycle`]).
 
+use super::copy;
 use super::host::{self, now_ms};
 use super::lifecycle::Lifecycle;
 use super::report::{FlushReport, ShutdownReport};
 use super::storage::{self, Store};
 use super::transport::{self, Request};
 use crate::engine::{
-    stored_copy_deflated, Compression, Engine, FlushId, Format, Notice, Outcome, PageEvent, Path,
-    Stats, Transmit, TransmitId,
+    Compression, Engine, FlushId, Format, Notice, Outcome, PageEvent, Path, Stats, Transmit,
+    TransmitId,
 };
 use crate::schema::ShellOptions;
 use futures_channel::oneshot;
@@ -57,11 +58,11 @@ pub struct Shell {
     wake: Option<(u64, Timeout)>,
     lifecycle: Option<Lifecycle>,
     /// Where held events are kept for the next load (`persist`, pages only).
-    store: Option<Store>,
+    pub(super) store: Option<Store>,
     /// This exporter has written a copy that it has not removed since.
-    written: bool,
+    pub(super) written: bool,
     /// A storage call failed or a stored text was corrupt, and the one warning is due.
-    storage_warning: Option<bool>,
+    pub(super) storage_warning: Option<bool>,
 }
 
 /// A `shutdown()` under way or done.
@@ -88,6 +89,9 @@ struct Work {
     lifecycle: Option<Lifecycle>,
     /// Log the one storage warning.
     storage_warning: bool,
+    /// The copy for the next load to write (`Some(Some(text))`) or remove (`Some(None)`): the
+    /// last the engine asked for, done once the state is released and the requests sent.
+    store: Option<Option<String>>,
 }
 
 impl Shell {
@@ -164,38 +168,9 @@ impl Shell {
     }
 
     /// A storage call failed: counted, and the first logged.
-    fn storage_failed(&mut self) {
+    pub(super) fn storage_failed(&mut self) {
         self.engine.handle_storage_failed();
         self.storage_warning.get_or_insert(true);
-    }
-
-    /// Writes the engine's copy for the next load, unless another tab's exporter claimed the
-    /// last one while this page still runs (its last writes at page-hide can come after the
-    /// other's first read): what it took is its to send, and must not be stored again for yet
-    /// another load to take; the engine then makes a copy without it.
-    fn write_stored(&mut self, text: &str) {
-        let Some(store) = &self.store else {
-            return;
-        };
-        if self.written && matches!(store.holds_own(), Ok(false)) {
-            self.written = false;
-            self.engine.handle_stored_copy_taken(now_ms());
-            return;
-        }
-        match store.write(text) {
-            Ok(()) => self.written = true,
-            Err(_) => self.storage_failed(),
-        }
-    }
-
-    /// Removes this exporter's copy.
-    fn remove_stored(&mut self) {
-        if let (Some(store), true) = (&self.store, self.written) {
-            self.written = false;
-            if store.remove().is_err() {
-                self.storage_failed();
-            }
-        }
     }
 
     /// Registers a `flush()` waiting for flush `id`.
@@ -279,8 +254,8 @@ impl Shell {
                     max_bytes,
                 } => work.overflow = Some((max_events, max_bytes)),
                 Notice::ReadStored => work.read_stored = true,
-                Notice::WriteStored { text, .. } => self.write_stored(&text),
-                Notice::RemoveStored => self.remove_stored(),
+                Notice::WriteStored { text, .. } => work.store = Some(Some(text)),
+                Notice::RemoveStored => work.store = Some(None),
                 Notice::Settled { .. } => {}
             }
         }
@@ -357,8 +332,8 @@ pub fn drive(shared: &Shared) {
             shell.collect(&mut work);
             (!work.sends.is_empty()).then(|| shell.request.clone())
         };
-        let answers = carry_out(shared, work, request);
-        if answers.is_empty() {
+        let Pass { answers, again } = carry_out(shared, work, request);
+        if answers.is_empty() && !again {
             return;
         }
         let Ok(mut shell) = shared.try_borrow_mut() else {
@@ -371,15 +346,24 @@ pub fn drive(shared: &Shared) {
     }
 }
 
+/// What one pass of [`drive`] leaves for the next: outcomes known at once, and whether the
+/// engine has more to say (a new copy to store).
+struct Pass {
+    answers: Vec<(TransmitId, Outcome)>,
+    again: bool,
+}
+
 /// Does one pass's `work` with the state released; returns the outcomes known at once: each
 /// beacon's (the browser accepted or refused it), each deferred request `fetchLater` refused,
 /// and each that activated before its abort.
-fn carry_out(shared: &Shared, work: Work, request: Option<Request>) -> Vec<(TransmitId, Outcome)> {
+fn carry_out(shared: &Shared, mut work: Work, request: Option<Request>) -> Pass {
     // Aborts first: a timed-out request's slot may already be taken by a send below, and the
     // page must never hold more than `maxInFlight` requests open, not even for a moment.
     for controller in &work.aborts {
         controller.abort();
     }
+    let copy = work.store.take();
+    let mut again = false;
     let mut started = Vec::new();
     let mut armed = Vec::new();
     let mut answers = work.outcomes;
@@ -425,8 +409,14 @@ fn carry_out(shared: &Shared, work: Work, request: Option<Request>) -> Vec<(Tran
             shell.deferred.append(&mut armed);
         }
     }
+    if let Some(text) = copy {
+        // Last, with the state released: a host that ends the page's script in the middle of
+        // a storage call (Firefox closing a tab) finds everything else done and the exporter
+        // free.
+        again = copy::store(shared, text);
+    }
     if work.read_stored {
-        claim_stored(shared);
+        copy::claim(shared);
     }
     if let Some((events, bytes)) = work.overflow {
         warn_overflow(events, bytes);
@@ -445,7 +435,7 @@ fn carry_out(shared: &Shared, work: Work, request: Option<Request>) -> Vec<(Tran
     for (done, report) in work.shutdowns {
         let _ = done.send(report);
     }
-    answers
+    Pass { answers, again }
 }
 
 /// A request ended: hand the engine its outcome. An aborted request's rejection lands here
@@ -529,64 +519,6 @@ fn on_page(shared: &Shared, event: PageEvent) {
         shell.engine.handle_page(event, now);
     }
     drive(shared);
-}
-
-/// Reads what earlier loads of the endpoint stored and hands it to the engine, once the Web
-/// Lock is granted and deflated events are inflated (see [`Store::claim`]).
-fn claim_stored(shared: &Shared) {
-    let store = match shared.try_borrow() {
-        Ok(shell) => shell.store.clone(),
-        Err(_) => return,
-    };
-    let Some(store) = store else {
-        return;
-    };
-    let taker = Rc::downgrade(shared);
-    let counter = Rc::downgrade(shared);
-    store.claim(
-        move |texts| Box::pin(take_stored(taker, texts)),
-        move |failures| {
-            if let Some(shared) = counter.upgrade() {
-                if let Ok(mut shell) = shared.try_borrow_mut() {
-                    for _ in 0..failures {
-                        shell.storage_failed();
-                    }
-                }
-                drive(&shared);
-            }
-        },
-    );
-}
-
-/// Takes `texts` in: deflated events inflated first by the host's `DecompressionStream`.
-/// `false` if the exporter is gone (the texts stay stored for the next load).
-async fn take_stored(shell: Weak<RefCell<Shell>>, texts: Vec<String>) -> bool {
-    let mut inflated = Vec::with_capacity(texts.len());
-    for text in &texts {
-        inflated.push(match stored_copy_deflated(text) {
-            Some(bytes) => storage::inflate(bytes).await,
-            None => None,
-        });
-    }
-    let Some(shared) = shell.upgrade() else {
-        return false;
-    };
-    let taken = match shared.try_borrow_mut() {
-        Ok(mut shell) => {
-            let now = now_ms();
-            let before = shell.engine.stats().storage_errors;
-            for (text, lines) in texts.iter().zip(&inflated) {
-                shell.engine.handle_restore(text, lines.as_deref(), now);
-            }
-            if shell.engine.stats().storage_errors > before {
-                shell.storage_warning.get_or_insert(true);
-            }
-            true
-        }
-        Err(_) => false,
-    };
-    drive(&shared);
-    taken
 }
 
 fn warn_overflow(max_events: usize, max_bytes: usize) {
