@@ -36,17 +36,16 @@ for (const [n, latency] of [[1_000, 0], [3_000, 0], [1_000, 80]]) {
 
 // Firefox ends the script of a tab being closed partway through its pagehide, with no exception
 // (a page that sends a beacon before and after a localStorage.setItem in its pagehide sees only
-// the first arrive, in most runs). spool's pagehide then stops before the end: its copy is not
-// marked gone, its ordinary requests may not be sent again by keepalive, and when the write cut
-// short is the one spool makes while holding its state, the exporter refuses every later call
-// (SpoolBusy). The copy written at beforeunload still holds every event, so nothing is lost;
-// the next load takes it in once its writer's PERSIST_LIVE_MS (10 s) have passed, which is
-// what these two tests wait for. What spool did at pagehide is checked in a todo of its own.
+// the first arrive, in most runs). spool writes its copy last, with its state released, so its
+// requests have gone and the exporter stays usable; but the copy is not marked gone. The copy
+// written at beforeunload still holds every event, so nothing is lost; the next load takes it
+// in once its writer's PERSIST_LIVE_MS (10 s) have passed, which is what these two tests wait
+// for. Whether spool's pagehide marked its copy gone is checked in a todo of its own.
 for (const n of [1_000, 3_000]) {
   test(`in Firefox, tab closed with ${n} events held: every event arrives at close or from the next load in a new tab`, async (t) => {
     const { checkPagehide } = await tabClose(browser, { n, latency: 0, label: 'Firefox ', deferPagehideChecks: true });
     await t.test('spool\'s pagehide runs to the end and marks its copy gone', {
-      todo: 'Firefox ends a closing tab\'s script partway through pagehide (seen inside localStorage.setItem), and spool writes its copy while holding its state',
+      todo: 'Firefox ends a closing tab\'s script inside the localStorage.setItem that marks spool\'s copy gone at pagehide: the next load waits 10 s for the copy written at beforeunload',
     }, checkPagehide);
   });
 }
