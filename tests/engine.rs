@@ -1856,7 +1856,7 @@ fn beyond_the_deferred_quota_the_rest_goes_at_close_as_before() {
     let armed = deferred(&later);
     let quota: usize = armed
         .iter()
-        .map(|t| t.wire_len() + "https://collector.example/batch/".len() + 256)
+        .map(|t| t.wire_len() + "https://collector.example/batch/".len() + 136)
         .sum();
     assert!(!armed.is_empty() && quota <= DEFERRED_QUOTA_BYTES);
     let armed_events: usize = armed.iter().map(|t| t.events).sum();
