@@ -59,7 +59,9 @@ const RATES = QUICK
  * first flush before the N are captured (spool arms `fetchLater` only then), spool alone.
  * The full plan is about 90 runs of 5 to 10 s: under 12 minutes on the 2-core bench machine.
  */
-const CLOSE_RUNS = Number(opt('runs', QUICK ? 1 : 1));
+// One run per cell unless --runs says otherwise: the cells are many, and --runs 3 would take
+// three times as long.
+const CLOSE_RUNS = Number(opt('runs', 1));
 function closeCells() {
   const all = ['spool', 'posthog', 'posthog-gzip'];
   const two = ['spool', 'posthog-gzip'];
@@ -452,7 +454,8 @@ function render(r, env) {
         "cross-origin to a collector on 127.0.0.1 that decodes gzip and posthog-js's base64 form and counts distinct event uuids. " +
         '"At close" is what arrived once the collector had been quiet for 1.5 s after the leaving; then the bench page opens again on its origin in the same ' +
         'browser context (for a same-site navigation, the page it navigated to; otherwise in the same tab, or a new one for a closed tab), sets up the same contender ' +
-        '(same key, same endpoint) and, for spool, calls `flush()`: "next load" is the total once quiet again. ' +
+        '(same key, same endpoint) and, for spool, calls `flush()`: "next load" is the total once quiet again (for spool, with events still missing, ' +
+        'the next page stays open up to 13 s: spool takes in a stored copy its page did not mark gone only once 10 s have passed since it was written). ' +
         'Chromium is headless Chromium (playwright-core, latency by CDP `Network.emulateNetworkConditions` on the page, navigation included); Firefox ESR is ' +
         'headless, driven by puppeteer-core over WebDriver BiDi; WebKit is WebKitGTK\'s MiniBrowser driven by WebKitWebDriver (WebDriver classic) under Xvfb; ' +
         'in these two, latency is a TCP proxy in front of the page\'s origin and the collector that delays every chunk by half the round trip each way. ' +
