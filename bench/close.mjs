@@ -1,11 +1,17 @@
-//! Figures 7 and 8: what gets out when a page holding N events navigates away (at close and from
-//! the next load), and bytes on the wire with compression, spool beside posthog-js, in headless
-//! Chromium. bench/run.mjs calls these; the page is bench/pages/bench.html on the bench's own
-//! collector (tools/collector.mjs, origin A) and every batch goes to `startSink()` (origin B,
+//! Figures 7 and 8: what gets out when a page holding N events leaves (at close and from the
+//! next load), and bytes on the wire with compression, spool beside posthog-js. bench/run.mjs
+//! calls these; the page is bench/pages/bench.html on the bench's own collector
+//! (tools/collector.mjs, origin A) and every batch goes to `startSink()` (origin B,
 //! cross-origin as PostHog is to a site), which decodes what tools/collector.mjs does not:
 //! gzip bodies recognised by their magic bytes (spool's `compression: "gzip"`, posthog-js's
 //! gzip-js, both `text/plain` with no header) and posthog-js's `data=<base64>` form (what it
 //! sends with `sendBeacon` at `pagehide`).
+//!
+//! Figure 7 runs in headless Chromium (playwright-core, latency by CDP), and in Firefox ESR
+//! (puppeteer-core over WebDriver BiDi, tests/e2e/firefox.mjs) and WebKitGTK's MiniBrowser
+//! (WebDriver classic under Xvfb, tests/e2e/webkit.mjs), latency there by firefox.mjs's
+//! delaying proxy; the page leaves by a same-site navigation, a cross-site one, or its tab
+//! closing.
 //!
 //! The same code measures spool before and after it learns `persist` and `compression`:
 //! `pkgSupports(root)` reads them from pkg/spool.d.ts, and spool is given them only when the
@@ -15,7 +21,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { openContender } from './browser.mjs';
+import { enableGzipJs } from './browser.mjs';
 import { summary } from './stats.mjs';
 
 /**
@@ -66,17 +72,31 @@ function keyOf(body) {
 }
 
 /**
+ * How a request reached the sink, as a collector can tell: `deferred` for a spool body without
+ * `sent_at` (a `fetchLater` request: spool cannot know when the browser sends it, so it stamps
+ * none), `beacon` for `Sec-Fetch-Mode: no-cors` (what `sendBeacon` with a `text/plain` body
+ * sends; a `fetch`, keepalive or not, says `cors`), `fetch` otherwise.
+ */
+export const PATHS = ['fetch', 'beacon', 'deferred'];
+
+function deliveryPath(req, body) {
+  if (body && typeof body === 'object' && 'api_key' in body && !('sent_at' in body)) return 'deferred';
+  return req.headers['sec-fetch-mode'] === 'no-cors' ? 'beacon' : 'fetch';
+}
+
+/**
  * Starts the sink on 127.0.0.1: answers every POST `{"status":1}` after `delayMs` (the plan's
  * default, as tools/collector.mjs's `control.plan([], { delayMs })`), with CORS for any
  * origin. Its `log(since)` has the shape bench/browser.mjs's Tally reads from
  * tools/collector.mjs (`{ batches: [{ seq, path, bytes, receivedAt, body }] }`, body decoded),
  * and `byKey(key)` counts what one sender delivered: requests, wire bytes, events, distinct
- * uuids, the time of the last arrival.
+ * uuids, the time of the last arrival, and per `deliveryPath` the distinct uuids it carried
+ * first (`first`).
  */
 export async function startSink() {
   const state = { seq: 0, batches: [], keys: new Map(), delayMs: 0 };
   const key = (k) => {
-    if (!state.keys.has(k)) state.keys.set(k, { requests: 0, bytes: 0, events: 0, uuids: new Set(), undecoded: 0, last: 0 });
+    if (!state.keys.has(k)) state.keys.set(k, { requests: 0, bytes: 0, events: 0, uuids: new Set(), undecoded: 0, last: 0, first: Object.fromEntries(PATHS.map((p) => [p, 0])) });
     return state.keys.get(k);
   };
   const server = http.createServer((req, res) => {
@@ -102,9 +122,13 @@ export async function startSink() {
       k.bytes += buf.length;
       k.last = now;
       if (!body) k.undecoded++;
+      const via = deliveryPath(req, body);
       for (const e of eventsOf(body)) {
         k.events++;
-        if (e?.uuid) k.uuids.add(e.uuid);
+        if (e?.uuid && !k.uuids.has(e.uuid)) {
+          k.uuids.add(e.uuid);
+          k.first[via]++;
+        }
       }
       state.batches.push({ seq: ++state.seq, path: new URL(req.url, 'http://sink').pathname, bytes: buf.length, receivedAt: now, body });
       const reply = () => res.writeHead(200, { ...cors, 'Content-Type': 'application/json' }).end('{"status":1}');
@@ -146,6 +170,53 @@ export function closeContenders(supports) {
   ];
 }
 
+/**
+ * The browsers of figure 7. Chromium is the one bench/run.mjs launched (latency by CDP on each
+ * page, as before); Firefox ESR and WebKit are launched here when a cell asks for them, by the
+ * e2e harnesses, with latency through a delaying proxy in front of the page's origin and the
+ * sink (neither has CDP's network emulation).
+ */
+export const ENGINES = {
+  chromium: { id: 'chromium', label: 'Chromium', latencyVia: 'cdp' },
+  firefox: { id: 'firefox', label: 'Firefox ESR', latencyVia: 'proxy', harness: '../tests/e2e/firefox.mjs' },
+  webkit: { id: 'webkit', label: 'WebKit', latencyVia: 'proxy', harness: '../tests/e2e/webkit.mjs' },
+};
+
+/**
+ * How the page leaves, each at the end of the task that captured the N events (a click after a
+ * busy moment), and what the "next page's delay" is for it:
+ * - `nav`: `location.href` to the next load of the bench page (same site); the delay is from
+ *   that assignment to the next document's `load` event ended, both by the pages' wall clock.
+ * - `cross`: `location.href` to a page of another site (the same server as http://localhost,
+ *   while the bench page is on http://127.0.0.1); the delay as for `nav`, to that page's load.
+ *   The driver then opens the bench page again in the same tab, for the next load.
+ * - `tab`: the driver closes the tab as soon as the capturing task has returned
+ *   (`runBeforeUnload` where the driver has it; WebKit's Close Window fires no
+ *   `beforeunload`); the delay is from the close command to the driver seeing the tab gone.
+ *   A tab of the site without a contender stays open throughout (WebDriver classic ends the
+ *   session with its last window), and a new tab of the same context is the next load.
+ */
+export const WAYS = {
+  nav: { id: 'nav', label: 'same-site navigation', delay: 'to the next page loaded' },
+  cross: { id: 'cross', label: 'cross-site navigation', delay: 'to the other site\'s page loaded' },
+  tab: { id: 'tab', label: 'tab closed', delay: 'to the tab gone' },
+};
+
+const PAGE = '/bench/pages/bench.html';
+const BLANK = '/tests/e2e/pages/blank.html';
+/** Events the collector answers for before the N are captured, in the `warm` cells. */
+const WARM_EVENTS = 10;
+/**
+ * How long the next load waits for spool's events still missing: spool takes in a stored copy
+ * whose page did not mark it gone once its writer has been silent for PERSIST_LIVE_MS (10 s,
+ * src/engine/page/persist.rs), then sends it.
+ */
+const NEXT_LOAD_PATIENCE_MS = 13_000;
+/** The most a navigation may take: posthog-js's `pagehide` can hold one for many seconds. */
+const LEAVE_TIMEOUT_MS = 120_000;
+/** Page errors that are the network's, not the contender's: requests cut off by the leaving. */
+const NETWORK_ERROR = /NetworkError|Failed to fetch|net::ERR|Cross-Origin Request Blocked|Load failed|cancelled|access control checks/;
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until `k` has had no arrival for `quietMs` (and at least `minMs` since `t0`), at most `maxMs`. */
@@ -160,97 +231,228 @@ async function quiet(sink, key, t0, { quietMs = 1500, minMs = 2000, maxMs = 30_0
 }
 
 /**
- * One navigation: open the bench page in a fresh context (CDP latency on its page when
- * `latencyMs`), set up the contender, capture `n` events in one task and, at the end of that
- * same task, navigate to the next page (the same bench page, same site). Once the sink is
- * quiet, the distinct events it has are "at close". Then the next page sets up the same
- * contender (same key, same endpoint: spool's `new Exporter` sends what it stored) and flushes;
- * once quiet again, the distinct events are "after the next load".
+ * Polls `fn(arg)` in the page until it returns something other than null, undefined or false,
+ * and returns that. Works across a navigation in all three drivers: an evaluate that fails
+ * because the document went is tried again.
  */
-async function closeRun(browser, site, sink, contender, { n, latencyMs, runId }) {
+async function until(page, fn, arg, { timeoutMs = 30_000, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let v = null;
+    try {
+      v = await page.evaluate(fn, arg);
+    } catch {}
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${message}`);
+    await sleep(50);
+  }
+}
+
+/** The next document's `load` ended, less the `left` timestamp its URL carries (ms); null before. */
+function loadedSinceLeft() {
+  const left = Number(new URLSearchParams(location.search).get('left'));
+  const [nav] = performance.getEntriesByType('navigation');
+  if (!left || document.readyState !== 'complete' || !nav?.loadEventEnd) return null;
+  return Math.round(performance.timeOrigin + nav.loadEventEnd - left);
+}
+
+/**
+ * One run: a fresh browser context, the bench page with one contender (its page-lifecycle
+ * listeners timed), `n` events captured in one task and the page leaving `way` at its end.
+ * Once the sink is quiet, the distinct events it has are "at close". Then the bench page again
+ * on its origin in the same context (the next load; for `nav`, the document the navigation
+ * loaded), which reads the lifecycle timings the old page stored, sets up the same contender
+ * (same key, same endpoint: spool's `new Exporter` sends what it stored) and flushes; once quiet
+ * again, the distinct events are "with the next load". With `warm`, the collector first answers
+ * a flush of `WARM_EVENTS` events (spool arms `fetchLater` only after a success); those are
+ * left out of every count.
+ */
+async function closeRun(engine, browser, origins, sink, contender, { way, n, latencyMs, warm, runId }) {
   const apiKey = `${contender.id}-${runId}`;
-  const h = await openContender(browser, site, contender, { apiKey, endpoint: `${sink.url}/batch/` });
-  try {
-    if (latencyMs) {
-      await h.cdp.send('Network.enable');
-      await h.cdp.send('Network.emulateNetworkConditions', { offline: false, latency: latencyMs, downloadThroughput: -1, uploadThroughput: -1 });
+  const spec = { kind: contender.kind, apiKey, endpoint: `${origins.sink}/batch/`, options: contender.options ?? {}, timeLifecycle: true };
+  const benchUrl = `${origins.site}${PAGE}?run=${runId}`;
+  const context = await browser.newContext();
+  const errors = [];
+  const open = async (page, url) => {
+    if (latencyMs && engine.latencyVia === 'cdp') {
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('Network.enable');
+      await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: latencyMs, downloadThroughput: -1, uploadThroughput: -1 });
     }
-    const next = `${site.url}/bench/pages/bench.html?next=${runId}`;
-    const left = h.page.waitForURL(next, { waitUntil: 'load', timeout: 120_000 });
-    await h.page.evaluate(({ n, next }) => {
-      // One task: the captures, then the navigation (a click on a link after a busy moment).
-      window.bench.captureLoop({ n, chunk: n }).then(() => {
-        sessionStorage.setItem('bench:navigatedAt', String(Date.now()));
-        location.href = next;
-      });
-    }, { n, next });
-    await left;
-    // From `location.href = next` to the next page's load event (by the page's own clock).
-    const navMs = await h.page.evaluate(() => {
-      const [nav] = performance.getEntriesByType('navigation');
-      return Math.round(performance.timeOrigin + (nav.loadEventEnd || performance.now()) - Number(sessionStorage.getItem('bench:navigatedAt')));
+    await page.goto(url);
+    await until(page, () => window.benchReady === true, undefined, { message: 'the bench page' });
+    return page;
+  };
+  const newPage = async () => {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(String(e?.stack ?? e)));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(m.text());
     });
-    // Quiet is timed from the next page's load: posthog-js's pagehide handler can hold the
-    // navigation for many seconds, and what it sends meanwhile is "at close".
+    return page;
+  };
+  const setup = async (page) => {
+    await page.evaluate((s) => window.bench.setup(s), spec);
+    if (contender.gzipJs) await page.evaluate(enableGzipJs);
+  };
+  try {
+    if (way.id === 'tab') await (await newPage()).goto(`${origins.site}${BLANK}`);
+    let page = await open(await newPage(), benchUrl);
+    await setup(page);
+    let warmed = 0;
+    if (warm) {
+      await page.evaluate((n) => window.bench.captureLoop({ n, chunk: n, start: 1_000_000 }), WARM_EVENTS);
+      await page.evaluate(() => window.bench.flush());
+      for (let i = 0; i < 100 && sink.byKey(apiKey).uuids.size < WARM_EVENTS; i++) await sleep(50);
+      warmed = sink.byKey(apiKey).uuids.size;
+    }
+
+    let delayMs;
+    if (way.id === 'tab') {
+      await page.evaluate((n) => window.bench.captureLoop({ n, chunk: n }).then(() => null), n);
+      const t0 = Date.now();
+      await page.close({ runBeforeUnload: true });
+      while (!page.isClosed() && Date.now() - t0 < LEAVE_TIMEOUT_MS) await sleep(5);
+      delayMs = Date.now() - t0;
+    } else {
+      const next = way.id === 'cross' ? `http://localhost:${new URL(origins.site).port}${BLANK}?run=${runId}` : `${benchUrl}&next=1`;
+      await page.evaluate(
+        ({ n, next }) => {
+          // One task: the captures, then the navigation.
+          window.bench.captureLoop({ n, chunk: n }).then(() => {
+            location.href = `${next}&left=${Date.now()}`;
+          });
+        },
+        { n, next },
+      );
+      delayMs = await until(page, loadedSinceLeft, undefined, { timeoutMs: LEAVE_TIMEOUT_MS, message: 'the next page loaded' });
+    }
+    // Quiet is timed from the leaving's end: posthog-js's pagehide handler can hold the
+    // navigation for seconds, and what it sends meanwhile is "at close".
     await quiet(sink, apiKey, Date.now());
-    const atClose = sink.byKey(apiKey).uuids.size;
+    const closing = sink.byKey(apiKey);
+    const atClose = closing.uuids.size - warmed;
+    const byPathAtClose = { ...closing.first, fetch: closing.first.fetch - warmed };
+
+    if (way.id === 'tab') page = await open(await newPage(), benchUrl);
+    else if (way.id === 'cross') page = await open(page, `${benchUrl}&next=1`);
+    else await until(page, () => window.benchReady === true, undefined, { message: 'the next bench page' });
+    const lifecycle = await page.evaluate(() => window.bench.lifecycleTimes());
     const t1 = Date.now();
-    await h.page.waitForFunction(() => window.benchReady === true);
-    await h.page.evaluate((spec) => window.bench.setup(spec), { kind: contender.kind, apiKey, endpoint: `${sink.url}/batch/`, options: contender.options ?? {} });
-    if (contender.kind === 'spool') await Promise.race([h.page.evaluate(() => window.bench.flush()), sleep(20_000)]);
+    await setup(page);
+    if (contender.kind === 'spool') await Promise.race([page.evaluate(() => window.bench.flush()), sleep(20_000)]);
     await quiet(sink, apiKey, t1, { minMs: 1500 });
+    // A copy whose writer never marked it gone (a page whose pagehide was cut short: Firefox
+    // ends a closing tab's script partway through it) is taken in only once its writer may no
+    // longer be alive: the next page stays open that long if something is still missing.
+    if (contender.kind === 'spool' && sink.byKey(apiKey).uuids.size < warmed + n) {
+      while (Date.now() - t1 < NEXT_LOAD_PATIENCE_MS && sink.byKey(apiKey).uuids.size < warmed + n) await sleep(100);
+      await quiet(sink, apiKey, Date.now(), { minMs: 0 });
+    }
     const k = sink.byKey(apiKey);
+    const longest = lifecycle.reduce((a, d) => (d.ms > (a?.ms ?? -1) ? d : a), null);
+    // A dispatch the page went in the middle of: its listener ran at least until the page's end.
+    const cut = lifecycle.find((d) => !d.done) ?? null;
     return {
       atClose,
-      total: k.uuids.size,
-      duplicates: k.events - k.uuids.size,
+      total: k.uuids.size - warmed,
+      repeats: k.events - k.uuids.size,
       requests: k.requests,
       bytes: k.bytes,
       undecoded: k.undecoded,
-      navMs,
-      errors: h.errors.filter((e) => !/NetworkError|Failed to fetch|net::ERR/.test(e)),
+      delayMs,
+      handlerMs: longest?.ms ?? 0,
+      handlerType: longest?.type ?? null,
+      cutOff: cut?.type ?? null,
+      lifecycle,
+      byPathAtClose,
+      byPath: { ...k.first, fetch: k.first.fetch - warmed },
+      errors: errors.filter((e) => !NETWORK_ERROR.test(e)),
     };
   } finally {
-    await h.close();
+    await context.close();
   }
 }
 
 /**
- * Figure 7: for each N and latency, each contender `runs` times (the contenders alternating),
- * the worst run (fewest distinct events after the next load) and the best.
+ * Figure 7. `cells`: `{ engine, way, n, latencyMs, warm, contenders: [ids], runs }`, run in the
+ * order given, grouped by engine (Firefox and WebKit launched for their cells, then closed).
+ * In a cell each contender runs `runs` times, the contenders alternating; a row per cell and
+ * contender keeps the worst run (fewest distinct events after the next load, then at close),
+ * the best, the most repeats, the longest delay and the longest lifecycle dispatch of its runs.
  */
-export async function pageClose(browser, site, sink, { ns, latencies, runs, supports, log }) {
+export async function pageClose(chromium, site, sink, { cells, supports, log }) {
   const contenders = closeContenders(supports);
   const rows = [];
+  const versions = { chromium: chromium.version() };
   let runId = 0;
-  for (const n of ns) {
-    for (const latencyMs of latencies) {
-      const byId = Object.fromEntries(contenders.map((c) => [c.id, []]));
-      for (let r = 0; r < runs; r++) {
-        for (const c of contenders.map((_, i) => contenders[(i + r) % contenders.length])) {
-          const res = await closeRun(browser, site, sink, c, { n, latencyMs, runId: `${process.pid}x${++runId}` });
-          byId[c.id].push(res);
-          log?.(`  N=${n} ${latencyMs} ms ${c.label}: ${res.atClose} at close, ${res.total} after the next load, ${res.duplicates} duplicates, ${res.requests} requests, next page +${res.navMs} ms${res.undecoded ? `, ${res.undecoded} undecoded` : ''}${res.errors.length ? `, page errors: ${res.errors.slice(0, 2).join(' | ')}` : ''}`);
+  for (const engineId of [...new Set(cells.map((c) => c.engine))]) {
+    const engine = ENGINES[engineId];
+    let browser = chromium;
+    let harness = null;
+    if (engine.harness) {
+      harness = await import(engine.harness);
+      browser = await harness.launchBrowser();
+    }
+    try {
+      for (const cell of cells.filter((c) => c.engine === engineId)) {
+        const way = WAYS[cell.way];
+        const proxies = [];
+        let origins = { site: site.url, sink: sink.url };
+        if (cell.latencyMs && engine.latencyVia === 'proxy') {
+          const { startLatencyProxy } = await import('../tests/e2e/firefox.mjs');
+          proxies.push(await startLatencyProxy(site.url, { rttMs: cell.latencyMs }), await startLatencyProxy(sink.url, { rttMs: cell.latencyMs }));
+          origins = { site: proxies[0].url, sink: proxies[1].url };
+        }
+        const mine = contenders.filter((c) => cell.contenders.includes(c.id));
+        const byId = Object.fromEntries(mine.map((c) => [c.id, []]));
+        try {
+          for (let r = 0; r < cell.runs; r++) {
+            for (const c of mine.map((_, i) => mine[(i + r) % mine.length])) {
+              const res = await closeRun(engine, browser, origins, sink, c, { way, n: cell.n, latencyMs: cell.latencyMs, warm: cell.warm, runId: `${process.pid}x${++runId}` });
+              byId[c.id].push(res);
+              const paths = PATHS.filter((p) => res.byPathAtClose[p]).map((p) => `${p} ${res.byPathAtClose[p]}`).join(', ');
+              log?.(
+                `  ${engine.label}, ${way.label}${cell.warm ? ' (collector answered first)' : ''}, N=${cell.n} ${cell.latencyMs} ms, ${c.label}: ` +
+                  `${res.atClose} at close (${paths || 'none'}), ${res.total} with the next load, ${res.repeats} repeats, ` +
+                  `${way.delay} +${res.delayMs} ms, longest lifecycle dispatch ${res.handlerMs.toFixed(1)} ms${res.handlerType ? ` (${res.handlerType})` : ''}` +
+                  `${res.cutOff ? `, the page went during a ${res.cutOff} listener` : ''}` +
+                  `${res.undecoded ? `, ${res.undecoded} undecoded` : ''}${res.errors.length ? `, page errors: ${res.errors.slice(0, 2).join(' | ')}` : ''}`,
+              );
+            }
+          }
+        } finally {
+          await Promise.all(proxies.map((p) => p.close()));
+        }
+        for (const c of mine) {
+          const rs = [...byId[c.id]].sort((a, b) => a.total - b.total || a.atClose - b.atClose);
+          rows.push({
+            engine: engineId,
+            way: cell.way,
+            n: cell.n,
+            latencyMs: cell.latencyMs,
+            warm: Boolean(cell.warm),
+            id: c.id,
+            label: c.label,
+            runs: rs.length,
+            worst: rs[0],
+            best: rs[rs.length - 1],
+            atClose: summary(rs.map((x) => x.atClose)),
+            total: summary(rs.map((x) => x.total)),
+            repeats: Math.max(...rs.map((x) => x.repeats)),
+            delayMs: Math.max(...rs.map((x) => x.delayMs)),
+            handlerMs: Math.max(...rs.map((x) => x.handlerMs)),
+            cutOff: rs.find((x) => x.cutOff)?.cutOff ?? null,
+            errors: rs.flatMap((x) => x.errors),
+          });
         }
       }
-      for (const c of contenders) {
-        const rs = [...byId[c.id]].sort((a, b) => a.total - b.total || a.atClose - b.atClose);
-        rows.push({
-          n,
-          latencyMs,
-          id: c.id,
-          label: c.label,
-          worst: rs[0],
-          best: rs[rs.length - 1],
-          atClose: summary(rs.map((x) => x.atClose)),
-          total: summary(rs.map((x) => x.total)),
-          duplicates: summary(rs.map((x) => x.duplicates)),
-          navMs: summary(rs.map((x) => x.navMs)),
-        });
-      }
+      versions[engineId] = browser.version();
+    } finally {
+      if (harness) await browser.close();
     }
   }
-  return { ns, latencies, runs, contenders, supports, rows };
+  return { cells, contenders, supports, rows, versions };
 }
 
 // --- figure 8: wire, compressed ------------------------------------------------------------

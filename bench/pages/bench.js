@@ -34,8 +34,11 @@ export const bench = {
   /**
    * Loads and configures one contender. `spec`: { kind, apiKey, endpoint, options }.
    * `options` are spool's config keys or posthog-js's init keys, merged over the defaults here.
+   * With `timeLifecycle`, the contender's page-lifecycle listeners are timed (see
+   * `lifecycleTimes`).
    */
   async setup(spec) {
+    if (spec.timeLifecycle) timeLifecycleHandlers();
     contender = await CONTENDERS[spec.kind](spec);
     return { kind: spec.kind };
   },
@@ -104,6 +107,18 @@ export const bench = {
 
   stats() {
     return contender.stats ? contender.stats() : null;
+  },
+
+  /**
+   * What the previous page of this origin (in this browser context) spent in its contender's
+   * page-lifecycle listeners, one entry per event dispatched: `{ type, ms, listeners, at, done }`
+   * (`at`: the wall-clock time its first listener began; `done` false: the page went in the
+   * middle of a listener, whose time is not in `ms`). Read once: the record is removed.
+   */
+  lifecycleTimes() {
+    const text = localStorage.getItem(LIFECYCLE_KEY);
+    localStorage.removeItem(LIFECYCLE_KEY);
+    return text ? JSON.parse(text) : [];
   },
 
   /** The floor's records (its JSON strings), for the size baseline. */
@@ -188,6 +203,66 @@ const CONTENDERS = {
     };
   },
 };
+
+// The events a page's exporter does its leaving work in. Figure 7 times the contender's
+// listeners for them by wrapping `EventTarget.prototype.addEventListener` before the contender
+// loads: both spool (through wasm-bindgen's glue) and posthog-js look the method up on the
+// target when they add a listener. A PerformanceObserver for `longtask` would not do: it
+// reports only tasks of 50 ms or more, in Chromium only, and its entries die with the page.
+const LIFECYCLE = new Set(["beforeunload", "pagehide", "visibilitychange", "unload", "freeze"]);
+// Where the timings go, written after every listener: the page is gone before anyone can ask.
+const LIFECYCLE_KEY = "bench:lifecycle";
+
+function timeLifecycleHandlers() {
+  const proto = EventTarget.prototype;
+  if (proto.addEventListener.benchTimed) return;
+  const add = proto.addEventListener;
+  const remove = proto.removeEventListener;
+  // listener -> event type -> its timed wrapper, so removeEventListener finds what was added.
+  const wrappers = new WeakMap();
+  const dispatches = [];
+  let last = null;
+  const save = () => {
+    try {
+      localStorage.setItem(LIFECYCLE_KEY, JSON.stringify(dispatches.map(({ event, ...d }) => d)));
+    } catch {}
+  };
+  const timed = (type, listener) => {
+    let byType = wrappers.get(listener);
+    if (!byType) wrappers.set(listener, (byType = new Map()));
+    if (!byType.has(type)) {
+      byType.set(type, function (event) {
+        if (last?.event !== event) {
+          last = { event, type, ms: 0, listeners: 0, at: Date.now(), done: false };
+          dispatches.push(last);
+        }
+        // Stored before the listener runs too: a browser may end the page's process in the
+        // middle of one (Chromium, after a cross-site navigation), and `done: false` says so.
+        last.done = false;
+        save();
+        const t0 = performance.now();
+        try {
+          return typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event);
+        } finally {
+          last.ms += performance.now() - t0;
+          last.listeners++;
+          last.done = true;
+          save();
+        }
+      });
+    }
+    return byType.get(type);
+  };
+  proto.addEventListener = function (type, listener, options) {
+    const wrap = LIFECYCLE.has(type) && listener && (typeof listener === "function" || typeof listener === "object");
+    return add.call(this, type, wrap ? timed(type, listener) : listener, options);
+  };
+  proto.addEventListener.benchTimed = true;
+  proto.removeEventListener = function (type, listener, options) {
+    const wrapper = listener && wrappers.get(listener)?.get(type);
+    return remove.call(this, type, wrapper ?? listener, options);
+  };
+}
 
 function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
