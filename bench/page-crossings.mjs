@@ -5,9 +5,11 @@
 //!
 //!   node bench/page-crossings.mjs [root]     (needs the built pkg/ under root: make build)
 //!
-//! The scenario: the page of the close tests (tests/e2e/pages/close.html, 200 ms linger)
-//! captures `EVENTS` events of about 300 bytes in one task, then they are delivered in batches
-//! of 100 to tools/collector.mjs on 127.0.0.1, which answers 200 at once.
+//! The scenario: the page of the close tests (tests/e2e/pages/close.html, 200 ms linger), with
+//! tools/collector.mjs on 127.0.0.1 answering 200 at once. Steady: 100 events of about 300
+//! bytes captured and flushed, then delivered, ten times. A burst: `EVENTS` captured in one
+//! task, delivered in batches of 100, four at a time (`maxInFlight`); where the page has
+//! `fetchLater`, the batches that wait for a slot are armed as deferred requests meanwhile.
 
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -57,16 +59,34 @@ export async function pageCrossings({ root = ROOT } = {}) {
     const counted = () => page.evaluate(() => window.__crossings.intoWasm + window.__crossings.outOfWasm);
     const delivered = () => site.log().batches.filter((b) => b.accepted && b.body?.batch?.[0]?.properties?.run === 'crossings').length;
     const start = await counted();
+    const isDelivered = (n) => waitFor(async () => (await page.evaluate(() => window.closeTest.stats().delivered)) === n, { message: 'delivered', timeoutMs: 20_000 });
+    // Steady: one batch at a time, each delivered before the next is captured.
+    const steadyFrom = await counted();
+    let captures = 0;
+    for (let i = 1; i <= 10; i++) {
+      captures += await page.evaluate(() => {
+        const before = window.__crossings.intoWasm + window.__crossings.outOfWasm;
+        window.closeTest.capture(100);
+        const crossed = window.__crossings.intoWasm + window.__crossings.outOfWasm - before;
+        window.closeTest.flush();
+        return crossed;
+      });
+      await isDelivered(i * 100);
+    }
+    const steadyPerRequest = ((await counted()) - steadyFrom - captures) / delivered();
+    const before = await page.evaluate(() => window.closeTest.stats().delivered);
+    const requestsBefore = delivered();
+    const burstFrom = await counted();
     const perCapture = await page.evaluate((n) => {
       const before = window.__crossings.intoWasm + window.__crossings.outOfWasm;
       window.closeTest.capture(n);
       return (window.__crossings.intoWasm + window.__crossings.outOfWasm - before) / n;
     }, EVENTS);
-    const captured = await counted();
-    await waitFor(async () => (await page.evaluate(() => window.closeTest.stats().delivered)) === EVENTS, { message: 'delivered', timeoutMs: 20_000 });
-    const requests = delivered();
-    const perRequest = ((await counted()) - captured) / requests;
-    return { perCapture, perRequest, requests, setUp: start };
+    await isDelivered(before + EVENTS);
+    const requests = delivered() - requestsBefore;
+    // The requests' crossings: everything since the burst began but the captures' own.
+    const perRequest = ((await counted()) - burstFrom - perCapture * EVENTS) / requests;
+    return { perCapture, perRequest, requests, steadyPerRequest, setUp: start };
   } finally {
     await browser.close();
     await site.close();
@@ -76,7 +96,8 @@ export async function pageCrossings({ root = ROOT } = {}) {
 if (import.meta.url == pathToFileURL(process.argv[1]).href) {
   const root = process.argv[2] ? path.resolve(process.argv[2]) : ROOT;
   const r = await pageCrossings({ root });
-  console.log(`page crossings (JS→wasm + wasm→JS): ${r.perCapture.toFixed(2)} per capture, ` +
-    `${r.perRequest.toFixed(1)} per request (${r.requests} requests of ${EVENTS / r.requests} events, gzip), ` +
+  console.log(`page crossings (JS→wasm + wasm→JS): ${r.perCapture.toFixed(2)} per capture; ` +
+    `per request ${r.steadyPerRequest.toFixed(1)} steady (one batch at a time, its flush() call included), ` +
+    `${r.perRequest.toFixed(1)} in a burst (${r.requests} requests of ${EVENTS / r.requests} events, gzip); ` +
     `${r.setUp} to load and set up the exporter`);
 }
