@@ -2010,29 +2010,3 @@ fn a_body_compressed_after_its_request_was_given_up_never_starts() {
     e.handle_timeout(T0 + 1_000 + 10_000);
     assert!(!e.handle_compressed(sent[0].id, T0 + 11_001));
 }
-
-#[test]
-fn batches_that_must_wait_for_a_slot_are_armed_at_once_those_sent_after_a_second() {
-    let mut e = deferring();
-    e.clicks(1_000, T0 + 10);
-    let sent = e.drain(T0 + 10);
-    assert_eq!(sent.len(), 4, "maxInFlight requests go");
-    assert_eq!(
-        e.poll_timeout(),
-        Some(T0 + 10),
-        "the six that wait are due at once"
-    );
-    let waiting = e.wake(T0 + 10);
-    let armed = deferred(&waiting);
-    assert_eq!(armed.iter().map(|t| t.events).sum::<usize>(), 600);
-    assert!(sent
-        .iter()
-        .all(|s| armed.iter().all(|a| a.batch != s.batch)));
-    assert_eq!(e.poll_timeout(), Some(T0 + 10 + DEFERRED_AFTER_MS));
-    let in_flight = e.wake(T0 + 10 + DEFERRED_AFTER_MS);
-    assert_eq!(
-        deferred(&in_flight).len(),
-        4,
-        "the four unanswered a second on"
-    );
-}

@@ -7,13 +7,12 @@
 //!   leaving now (its last answer a success, online, no hold): a deferred request is never
 //!   answered, so, as for a beacon, its events count as delivered when it goes only if the
 //!   collector was known to take them. When that ends, every armed request is aborted.
-//! - A batch that must wait (no request slot is free: a burst, a slow collector) is armed at
-//!   once, and full batches in the queue that no slot can take are cut for it; a batch that
-//!   goes at once is armed only if still unanswered [`DEFERRED_AFTER_MS`] later: most are
-//!   answered sooner, and arming one costs a gzip and two calls to the browser. Batches are
-//!   armed oldest first within [`DEFERRED_QUOTA_BYTES`] (body, URL and headers); the
-//!   unfinished tail is not (it would be armed again at every capture), and goes at close by
-//!   keepalive or beacon.
+//! - A batch is armed once it has been held [`DEFERRED_AFTER_MS`] out of the queue, waiting
+//!   or in flight alike: most batches are answered sooner, and arming one costs a gzip and two
+//!   calls to the browser, wasted on a batch answered at once. Batches are armed oldest first
+//!   within [`DEFERRED_QUOTA_BYTES`] (body, URL and headers); full batches that waited that
+//!   long in the queue are cut to be armed; the unfinished tail is not (it would be armed again
+//!   at every capture), and goes at close by keepalive or beacon.
 //! - An armed batch is still sent as usual while the page lives; once it settles, or is split,
 //!   its deferred request is aborted (and a split one armed again). There is no update: abort,
 //!   then arm again.
@@ -36,9 +35,9 @@ use crate::engine::{Notice, Path, Settlement, Transmit, TransmitId};
 /// 156). Apart from the 64 KiB keepalive budget.
 pub const DEFERRED_QUOTA_BYTES: usize = 64 * 1024;
 
-/// How long a batch sent at once is held unanswered before it is armed. A collector that
-/// answers takes less; a page that goes away sooner sends the batch by keepalive or beacon, as
-/// where there is no `fetchLater`.
+/// How long a batch is held out of the queue (unanswered, or waiting to retry) before it is
+/// armed. A collector that answers takes less; a page that goes away sooner sends the batch by
+/// keepalive or beacon, as where there is no `fetchLater`.
 pub const DEFERRED_AFTER_MS: u64 = 1_000;
 
 /// What a deferred request's headers are counted at, besides its URL: measured in Chromium 156,
@@ -97,11 +96,13 @@ impl Outbox {
             return;
         }
         let limit = env.batch_limit();
-        // Full batches that cannot go now (no request slot is free) wait: cut to be armed.
-        while !self.slot_free(env) && self.queue.has_full_batch(&env.format, limit) {
+        while self.queue.has_full_batch(&env.format, limit) {
             let Some(since) = self.queue.front().map(|i| i.enqueued_ms) else {
                 break;
             };
+            if since.saturating_add(DEFERRED_AFTER_MS) > now_ms {
+                break;
+            }
             let items = self.queue.take_batch(&env.format, limit);
             if items.is_empty() {
                 break;
@@ -111,10 +112,9 @@ impl Outbox {
         }
         let overhead = env.config.endpoint.len() + DEFERRED_HEADER_BYTES;
         self.deferred.full = false;
-        let hold = endpoint.hold.until();
         for idx in 0..self.batches.len() {
             let b = &self.batches[idx];
-            if self.due(env, b, hold, now_ms).is_none_or(|at| at > now_ms) {
+            if !armable(b) || b.since.saturating_add(DEFERRED_AFTER_MS) > now_ms {
                 continue;
             }
             let body = body_stamped(&env.format, &b.items, None);
@@ -159,9 +159,9 @@ impl Outbox {
             && self.shutdown.is_none()
     }
 
-    /// When the next batch is due to be armed (the `Defer` timer), if one will be (see
-    /// [`due`](Self::due)); at once for full batches in the queue that no request slot can
-    /// take. None while the quota is full.
+    /// When the next batch is due to be armed (the `Defer` timer), if one will be: the
+    /// earliest a held batch, or a full batch in the queue, has been held
+    /// [`DEFERRED_AFTER_MS`]. None while the quota is full.
     pub fn arm_at<F: WireFormat>(
         &self,
         env: &Env<F>,
@@ -172,41 +172,18 @@ impl Outbox {
         if !self.may_arm(endpoint, page, now_ms) || self.deferred.full {
             return None;
         }
-        let hold = endpoint.hold.until();
         let mut at: Option<u64> = None;
         for b in &self.batches {
-            if let Some(due) = self.due(env, b, hold, now_ms) {
-                at = Some(at.map_or(due, |t| t.min(due)));
+            if armable(b) {
+                at = Some(at.map_or(b.since, |t| t.min(b.since)));
             }
         }
-        if !self.slot_free(env) && self.queue.has_full_batch(&env.format, env.batch_limit()) {
-            at = Some(now_ms);
-        }
-        at
-    }
-
-    /// When batch `b` is due to be armed, if it can be: at once if it must wait (no request
-    /// slot is free, or a backoff or the hold keeps it), else (it goes now, or has gone) once
-    /// held [`DEFERRED_AFTER_MS`] unanswered.
-    fn due<F: WireFormat>(&self, env: &Env<F>, b: &Batch, hold: u64, now_ms: u64) -> Option<u64> {
-        if !armable(b) {
-            return None;
-        }
-        let waits = match b.state {
-            BatchState::Waiting { not_before } => {
-                !self.slot_free(env) || not_before > now_ms || hold > now_ms
+        if self.queue.has_full_batch(&env.format, env.batch_limit()) {
+            if let Some(front) = self.queue.front() {
+                at = Some(at.map_or(front.enqueued_ms, |t| t.min(front.enqueued_ms)));
             }
-            BatchState::InFlight { .. } => false,
-        };
-        Some(match waits {
-            true => now_ms,
-            false => b.since.saturating_add(DEFERRED_AFTER_MS),
-        })
-    }
-
-    /// Whether an ordinary request slot is free (`maxInFlight`).
-    fn slot_free<F>(&self, env: &Env<F>) -> bool {
-        self.ledger.ordinary_in_flight() < env.config.max_in_flight
+        }
+        at.map(|t| t.saturating_add(DEFERRED_AFTER_MS))
     }
 
     /// Takes batch `idx`'s deferred request off the books; returns it, to abort, if there was
