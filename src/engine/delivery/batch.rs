@@ -135,7 +135,7 @@ impl Outbox {
             }
         };
         let (body, gzipped) = loop {
-            let body = body_of(&env.format, &self.batches[idx].items, now_ms);
+            let body = body_of(&env.format, &self.batches[idx].items, Some(now_ms));
             if !gzip {
                 break (body, None);
             }
@@ -340,13 +340,8 @@ impl Outbox {
     }
 }
 
-/// The body of `items`, stamped `sent_at` = `now_ms`.
-fn body_of<F: WireFormat>(format: &F, items: &[Item], now_ms: u64) -> String {
-    body_stamped(format, items, Some(now_ms))
-}
-
 /// The body of `items`, stamped `sent_at` = `sent_at_ms` if some.
-pub(crate) fn body_stamped<F: WireFormat>(
+pub(crate) fn body_of<F: WireFormat>(
     format: &F,
     items: &[Item],
     sent_at_ms: Option<u64>,

@@ -19,7 +19,7 @@
 //! - From `beforeunload` on, the page-close path leaves armed batches to the browser, and at
 //!   `pagehide` they count as delivered (the endpoint vouched for them) and are not stored.
 
-use crate::engine::delivery::batch::{body_stamped, Armed, Batch, BatchState};
+use crate::engine::delivery::batch::{body_of, Armed, Batch, BatchState};
 use crate::engine::delivery::config::Compression;
 use crate::engine::delivery::endpoint::Endpoint;
 use crate::engine::delivery::outbox::Outbox;
@@ -117,7 +117,7 @@ impl Outbox {
             if !armable(b) || b.since.saturating_add(DEFERRED_AFTER_MS) > now_ms {
                 continue;
             }
-            let body = body_stamped(&env.format, &b.items, None);
+            let body = body_of(&env.format, &b.items, None);
             let gzipped = match env.config.compression {
                 Compression::Gzip => Some(gzip::gzip(body.as_bytes(), BODY_LEVEL)),
                 _ => None,
