@@ -792,6 +792,16 @@ async fn sleep(ms: u32) {
     settle(promise).await;
 }
 
+/// Waits (up to 5 s of the page's time) until `url` has had `n` requests: bodies are gzipped
+/// asynchronously, which takes a while on a busy machine.
+async fn until_requests(url: &str, n: u32) {
+    let mut waited = 0;
+    while requests_to(url).length() < n && waited < 5_000 {
+        sleep(20).await;
+        waited += 20;
+    }
+}
+
 /// Captures one event and flushes at once, without waiting for the flush.
 fn capture_and_flush(ex: &Exporter) {
     ex.capture("e".into(), json("{}"), JsValue::UNDEFINED)
@@ -804,7 +814,7 @@ async fn a_retry_after_holds_every_exporter_of_the_endpoint_and_no_other() {
     let held = "answers-429";
     let a = exporter(held, "");
     capture_and_flush(&a);
-    sleep(50).await;
+    until_requests(&endpoint(held), 1).await;
     assert_eq!(
         requests_to(&endpoint(held)).length(),
         1,
@@ -816,7 +826,8 @@ async fn a_retry_after_holds_every_exporter_of_the_endpoint_and_no_other() {
     // Another endpoint is not held.
     let c = exporter("not-held", "");
     capture_and_flush(&c);
-    sleep(100).await;
+    until_requests(&endpoint("not-held"), 1).await;
+    sleep(50).await;
     assert_eq!(
         requests_to(&endpoint(held)).length(),
         1,
