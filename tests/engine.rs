@@ -7,11 +7,11 @@ mod common;
 use serde_json::Value;
 use spool::engine::{
     stored_copy_claimable, BatchMode, CaptureError, Compression, Config, DropReason, Engine,
-    EventInput, FlushReport, Format, Notice, Outcome, PageEvent, PageHideReport, Path, RetryAfter,
-    Settlement, Transmit, TransmitId, Uuid, DEFERRED_AFTER_MS, DEFERRED_QUOTA_BYTES,
-    KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
-    PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, POSTHOG_MAX_PROPERTIES_DEPTH,
-    RESTORE_AGAIN_MS,
+    EventInput, FlushReport, Format, HostFeatures, Notice, Outcome, PageEvent, PageHideReport,
+    Path, RetryAfter, Settlement, Transmit, TransmitId, Uuid, DEFERRED_AFTER_MS,
+    DEFERRED_QUOTA_BYTES, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
+    MAX_RETRY_AFTER_MS, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES,
+    POSTHOG_MAX_PROPERTIES_DEPTH, RESTORE_AGAIN_MS,
 };
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
@@ -67,15 +67,32 @@ impl Setup {
         self.0.compression = Compression::None;
         self
     }
+    /// Started with a host that packs batches ahead, as a browser's `CompressionStream` does
+    /// ([`TestEngine::packs`]).
+    fn packing(self) -> TestEngine {
+        let mut e = self.start();
+        e.handle_host_features(HostFeatures {
+            deferred: false,
+            compress: true,
+        });
+        e
+    }
     fn batch_mode(mut self, mode: BatchMode) -> Setup {
         self.0.batch_mode = mode;
         self
     }
-    /// The engine, seeded with 1, reporting settlements.
+    /// The engine, seeded with 1, reporting settlements, its host with neither a compressor
+    /// nor `fetchLater` (see [`packing`](Self::packing)).
     fn start(self) -> TestEngine {
         let mut e = Engine::new(self.0, 1).expect("valid config");
         e.report_settlements(true);
-        TestEngine(e, Default::default(), Default::default())
+        TestEngine(
+            e,
+            Default::default(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
     }
 }
 
@@ -86,6 +103,8 @@ struct TestEngine(
     Engine,
     std::collections::VecDeque<Transmit>,
     std::collections::VecDeque<Transmit>,
+    Vec<Notice>,
+    Vec<Notice>,
 );
 
 impl Deref for TestEngine {
@@ -135,6 +154,7 @@ impl TestEngine {
     /// Every request due at `now`; beacons (as the page leaves) are kept for
     /// [`poll_beacon`](Self::poll_beacon).
     fn drain(&mut self, now: u64) -> Vec<Transmit> {
+        self.packs(now);
         let mut sent: Vec<Transmit> = self.2.drain(..).collect();
         while let Some(t) = self.0.poll_transmit(now) {
             match t.path {
@@ -205,8 +225,38 @@ impl TestEngine {
         self.0.handle_page(event, now);
     }
 
+    /// The notices, but [`Notice::Pack`]s: those wait for [`packs`](Self::packs), as the
+    /// host's compressor takes a while.
     fn notices(&mut self) -> Vec<Notice> {
-        std::iter::from_fn(|| self.0.poll_notice()).collect()
+        let mut notices = std::mem::take(&mut self.3);
+        while let Some(n) = self.0.poll_notice() {
+            match n {
+                Notice::Pack { .. } => self.4.push(n),
+                other => notices.push(other),
+            }
+        }
+        notices
+    }
+
+    /// The host packs at `now` every batch the engine asked it to ([`Notice::Pack`]), as its
+    /// `CompressionStream` would; the other notices wait for [`notices`](Self::notices).
+    /// Returns how many it packed.
+    fn packs(&mut self, now: u64) -> usize {
+        let mut packed = 0;
+        loop {
+            let notices = self.notices();
+            self.3 = notices;
+            if self.4.is_empty() {
+                return packed;
+            }
+            for n in std::mem::take(&mut self.4) {
+                if let Notice::Pack { batch, body, lines } = n {
+                    let (wire, copy) = common::pack(body, lines);
+                    self.0.handle_packed(batch, wire, copy, now);
+                    packed += 1;
+                }
+            }
+        }
     }
 
     /// The flush completions among the notices.
@@ -925,13 +975,14 @@ fn page_hide_sends_everything_as_keepalive_within_the_64_kib_budget() {
 
 #[test]
 fn leaving_gives_up_ordinary_requests_and_sends_their_events_keepalive_a_tab_switch_does_not() {
-    let mut e = engine().start();
+    let mut e = engine().packing();
     let captured = e.clicks(400, T0);
     let ordinary = e.drain(T0 + 1_000);
     assert_eq!(ordinary.len(), 4);
     assert!(ordinary.iter().all(|t| !(t.path == Path::Keepalive)));
-    // A tab switch: the ordinary requests go on.
+    // A tab switch: the ordinary requests go on, packed meanwhile in case the page goes.
     e.page_hidden(T0 + 1_001);
+    assert_eq!(e.packs(T0 + 1_001), 4);
     assert!(e.notices().is_empty());
     assert!(e.drain(T0 + 1_001).is_empty());
     // A navigation starts: the browser would end them; they are given up and go keepalive.
@@ -1058,19 +1109,22 @@ fn at_pagehide_beacons_go_until_the_browser_refuses_one_and_the_refused_events_w
 }
 
 #[test]
-fn page_hide_bodies_are_gzipped_and_carry_several_times_the_plain_budget() {
+fn page_hide_bodies_are_packed_ahead_and_carry_several_times_the_plain_budget() {
     let mut e = engine()
         .max_queue_events(100_000)
         .max_queue_bytes(1 << 30)
-        .start();
+        .packing();
     let captured = e.clicks(10_000, T0);
+    // Hidden: everything held is cut and packed first; nothing goes before its pack is back.
     let report = e.page_hidden(T0 + 5);
+    assert_eq!(report.keepalive_requests, 0);
+    assert!(e.poll_transmit(T0 + 5).is_none());
+    assert_eq!(e.packs(T0 + 6), 100, "every batch packed at once");
     let keepalive: Vec<Transmit> = e
-        .drain(T0 + 5)
+        .drain(T0 + 6)
         .into_iter()
         .filter(|t| t.path == Path::Keepalive)
         .collect();
-    assert_eq!(report.keepalive_requests, keepalive.len());
     assert_eq!(
         keepalive.len(),
         KEEPALIVE_MAX_REQUESTS,
@@ -1079,12 +1133,12 @@ fn page_hide_bodies_are_gzipped_and_carry_several_times_the_plain_budget() {
     let mut wire = 0;
     let mut carried = Vec::new();
     for t in &keepalive {
-        assert!(t.gzipped.is_some(), "every page-hide body is gzipped");
+        assert!(t.gzipped.is_some(), "every page-hide body is packed");
+        assert!(!t.body.contains("sent_at"), "packed ahead, without sent_at");
         assert!(t.wire_len() <= KEEPALIVE_BODY_BYTES);
         wire += t.wire_len();
         carried.extend(uuids(t));
     }
-    assert_eq!(report.keepalive_bytes, wire);
     assert!(wire <= KEEPALIVE_QUOTA_BYTES);
     // Then beacons at `pagehide`, until the budget the browser gives them is spent.
     let mut beacon_bytes = wire;
@@ -1139,7 +1193,7 @@ fn ordinary_bodies_are_left_to_the_shell_and_compression_none_keeps_page_hide_pl
 
 #[test]
 fn otlp_gzips_keepalive_bodies_but_beacons_go_plain_as_they_cannot_say_content_encoding() {
-    let mut e = otlp_engine().start();
+    let mut e = otlp_engine().packing();
     for _ in 0..10_000 {
         e.capture_named("click", T0);
     }
@@ -1225,11 +1279,11 @@ fn corrupt_stored_text_is_counted_and_the_other_copies_still_go() {
     let mut old = engine().start();
     old.clicks(3, T0);
     let (text, _) = old.persist(T0).unwrap();
-    // A copy cut short (as a write interrupted would leave it) is counted, never a panic, and
-    // costs the engine nothing: a whole copy read next is taken in.
+    // A copy cut short (as a write interrupted would leave it): the line cut is counted, never
+    // a panic, the lines before it are taken in, and a whole copy read next is taken in.
     let cut: String = text.chars().take(text.chars().count() - 4).collect();
     let mut next = engine().start();
-    assert_eq!(common::restore(&mut next, &cut, T0 + 1), 0);
+    assert_eq!(common::restore(&mut next, &cut, T0 + 1), 2);
     assert_eq!(next.stats().storage_errors, 1);
     assert_eq!(common::restore(&mut next, &text, T0 + 2), 3);
     assert_eq!(next.stats().storage_errors, 1);
@@ -1257,7 +1311,7 @@ fn after_pagehide_a_failed_keepalive_request_is_not_resent_but_stays_stored() {
 
 #[test]
 fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_but_stays_stored() {
-    let mut e = engine().start();
+    let mut e = engine().packing();
     e.seen_healthy(T0 - 100);
     e.clicks(2_000, T0);
     e.page_hidden(T0 + 1);
@@ -1561,7 +1615,8 @@ fn requests_failing_as_the_page_unloads_spend_no_attempts_and_nothing_is_dropped
 
 /// The storage notices drained from `e`, in order.
 fn storage_notices(e: &mut TestEngine) -> Vec<Notice> {
-    std::iter::from_fn(|| e.poll_notice())
+    e.notices()
+        .into_iter()
         .filter(|n| {
             matches!(
                 n,
@@ -1697,7 +1752,10 @@ fn aborted(notices: &[Notice]) -> Vec<TransmitId> {
 /// An engine whose host can arm deferred requests, the collector having answered at `T0`.
 fn deferring() -> TestEngine {
     let mut e = engine().start();
-    e.handle_deferred_available();
+    e.handle_host_features(HostFeatures {
+        deferred: true,
+        compress: true,
+    });
     e.seen_healthy(T0);
     e
 }
@@ -1718,7 +1776,10 @@ impl TestEngine {
 #[test]
 fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers() {
     let mut e = engine().start();
-    e.handle_deferred_available();
+    e.handle_host_features(HostFeatures {
+        deferred: true,
+        compress: true,
+    });
     // No answer yet: a deferred request is never answered, so none is armed.
     e.clicks(300, T0);
     let first = e.drain(T0 + 1_000);
@@ -1794,7 +1855,10 @@ fn a_batch_answered_within_a_second_is_never_armed() {
 #[test]
 fn at_pagehide_armed_batches_are_left_to_the_browser_counted_delivered_and_not_stored() {
     let mut e = engine().start();
-    e.handle_deferred_available();
+    e.handle_host_features(HostFeatures {
+        deferred: true,
+        compress: true,
+    });
     e.handle_storage_opened(true, T0);
     e.seen_healthy(T0);
     let captured = e.clicks(1_000, T0 + 10);
@@ -1866,7 +1930,9 @@ fn beyond_the_deferred_quota_the_rest_goes_at_close_as_before() {
         Some(T0 + 10 + 10_000),
         "no arming timer while the quota is full"
     );
-    let report = e.handle_page(PageEvent::BeforeUnload, T0 + 2_000);
+    // The batches armed are the two that waited for a slot (packed at once, armed first);
+    // those in flight go keepalive as the page leaves.
+    let report = e.handle_page(PageEvent::PageHide, T0 + 2_000);
     assert!(
         report.keepalive_events > 0,
         "what is not armed goes keepalive"

@@ -12,8 +12,8 @@
 //! native `CompressionStream`: PostHog's capture recognises gzip by its magic bytes, so a
 //! PostHog body stays `text/plain` with no header (CORS-simple); an OTLP body says
 //! `Content-Encoding: gzip`. Keepalive requests and beacons must leave in the page's last
-//! task, before `CompressionStream` could answer: the engine gzips those itself
-//! ([`Transmit::gzipped`]), and they go as those bytes.
+//! task, before `CompressionStream` could answer: they go as the bytes the host packed ahead
+//! ([`pack`], [`Transmit::gzipped`]), or plain.
 
 use super::host;
 use super::report::to_js;
@@ -323,12 +323,36 @@ async fn drain(response: &Response) {
 /// `text` gzipped by the host's `CompressionStream`, as a `Uint8Array`; `None` where there is
 /// no `CompressionStream` or it fails (the body then goes plain).
 async fn gzipped(text: &str) -> Option<JsValue> {
-    let gzip = CompressionStream::new("gzip").ok()?;
+    Some(compressed(text, "gzip").await?.into())
+}
+
+/// `text` compressed by the host's `CompressionStream` in `format` (`"gzip"`,
+/// `"deflate-raw"`); `None` where there is none or it fails.
+async fn compressed(text: &str, format: &str) -> Option<js_sys::Uint8Array> {
+    let compress = CompressionStream::new(format).ok()?;
     let plain = Response::new_with_opt_str(Some(text)).ok()?.body()?;
-    let stream = plain.pipe_through(gzip.unchecked_ref::<ReadableWritablePair>());
+    let stream = plain.pipe_through(compress.unchecked_ref::<ReadableWritablePair>());
     let compressed = Response::new_with_opt_readable_stream(Some(&stream)).ok()?;
     let buffer = JsFuture::from(compressed.array_buffer().ok()?).await.ok()?;
-    Some(js_sys::Uint8Array::new(&buffer).into())
+    Some(js_sys::Uint8Array::new(&buffer))
+}
+
+/// Whether the host compresses asynchronously, gzip and raw deflate alike
+/// (`CompressionStream`: Chromium 103, Firefox 113, Safari 16.4), to pack batches ahead.
+pub fn can_pack() -> bool {
+    CompressionStream::new("deflate-raw").is_ok()
+}
+
+/// A [`Notice::Pack`](crate::engine::Notice::Pack) done: `body` gzipped and `lines`
+/// raw-deflated by the host, each `None` if not given or the host failed.
+pub async fn pack(body: Option<String>, lines: Option<String>) -> [Option<Vec<u8>>; 2] {
+    let mut out = [None, None];
+    for (slot, (text, format)) in out.iter_mut().zip([(body, "gzip"), (lines, "deflate-raw")]) {
+        if let Some(text) = text {
+            *slot = compressed(&text, format).await.map(|b| b.to_vec());
+        }
+    }
+    out
 }
 
 /// `navigator.sendBeacon(url, …)` with `t`'s body: its gzip bytes as a `text/plain` Blob

@@ -11,6 +11,7 @@ use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::queue::Item;
 use crate::engine::delivery::timer::{Timer, TimerTable};
 use crate::engine::delivery::Env;
+use crate::engine::page::pack::Pack;
 use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
 
@@ -66,6 +67,10 @@ impl Outbox {
         for (i, b) in self.batches.iter().enumerate() {
             if b.armed.is_some() && page.state >= PageState::Unloading {
                 // Left to the browser: its deferred request goes as the page unloads.
+                continue;
+            }
+            if self.packing.awaited && matches!(b.pack, Pack::Asked) {
+                // Hidden: it goes once packed (`page/pack`), milliseconds from now.
                 continue;
             }
             if let BatchState::Waiting { not_before } = b.state {

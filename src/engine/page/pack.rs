@@ -1,0 +1,245 @@
+//! Bodies packed ahead: a batch that waits is compressed by the host, asynchronously
+//! (`CompressionStream` in a browser), while the page lives, so that nothing is compressed as
+//! it goes away.
+//!
+//! The policy:
+//! - Once the host says it can compress ([`HostFeatures::compress`]), a batch is handed out in
+//!   a [`Notice::Pack`] when it is ready to wait: full, with no free request slot to take it
+//!   now (full batches are cut from the queue at once for it); behind a backoff or a
+//!   `Retry-After` hold; in flight unanswered [`DEFERRED_AFTER_MS`] (a slow collector);
+//!   restored from an earlier load; or, once the page is hidden, whatever is held (the whole
+//!   queue is cut). A batch that goes at once, in a free slot, is not packed: most are
+//!   answered before they would need it. The notice carries its body without `sent_at` (with
+//!   `compression: "gzip"`) to gzip, and its lines for the stored copy (when the host keeps
+//!   copies and can inflate them) to raw-deflate.
+//! - The bytes come back by [`Engine::handle_packed`](crate::engine::Engine::handle_packed) and
+//!   stay with the batch until it settles or is split (a split batch is packed again). A
+//!   deferred request carries the gzip bytes; a keepalive request or a beacon sends them; the
+//!   stored copy is made of the deflated lines.
+//! - While the page is hidden, a batch whose pack was asked for waits for it (milliseconds)
+//!   rather than go plain. At `pagehide` nothing more is awaited: what has no pack yet, the
+//!   unfinished tail, goes plain.
+//! - Ordinary requests still carry a body stamped with `sent_at`, compressed by the host as
+//!   they go: most are answered before they would be packed.
+
+use crate::engine::delivery::batch::{body_of, Batch, BatchState};
+use crate::engine::delivery::config::Compression;
+use crate::engine::delivery::outbox::Outbox;
+use crate::engine::delivery::Env;
+use crate::engine::page::defer::DEFERRED_AFTER_MS;
+use crate::engine::page::persist;
+use crate::engine::page::{Page, PageState};
+use crate::engine::wire::format::WireFormat;
+use crate::engine::{BatchId, Notice, Path, Transmit};
+
+/// What the host can do besides `fetch`, told once by
+/// [`Engine::handle_host_features`](crate::engine::Engine::handle_host_features).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostFeatures {
+    /// `fetchLater`: held batches stay armed as
+    /// [`Path::Deferred`](crate::engine::Path::Deferred) transmits.
+    pub deferred: bool,
+    /// An asynchronous compressor (gzip and raw deflate): batches are packed ahead
+    /// ([`Notice::Pack`]).
+    pub compress: bool,
+}
+
+/// A batch's bodies, packed ahead by the host.
+#[derive(Debug, Default)]
+pub(crate) enum Pack {
+    /// Not asked for (or asked for an earlier shape of the batch, before a split).
+    #[default]
+    None,
+    /// Asked for, not back yet.
+    Asked,
+    /// Back: the body without `sent_at` gzipped, and the stored copy's lines raw-deflated,
+    /// each where asked for and the host managed.
+    Ready {
+        wire: Option<Vec<u8>>,
+        copy: Option<Vec<u8>>,
+    },
+}
+
+impl Pack {
+    /// The body gzipped, if it is back.
+    pub fn wire(&self) -> Option<&[u8]> {
+        match self {
+            Pack::Ready { wire, .. } => wire.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The copy's lines deflated, if they are back.
+    pub fn copy(&self) -> Option<&[u8]> {
+        match self {
+            Pack::Ready { copy, .. } => copy.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Packing, as the host allows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Packing {
+    /// The host compresses asynchronously.
+    pub on: bool,
+    /// The page is hidden and packs were asked for: batches awaiting theirs are not sent.
+    pub awaited: bool,
+    /// The stored copy's lines are packed too (the host keeps copies and inflates them).
+    pub copy: bool,
+}
+
+impl Outbox {
+    /// After every change: cuts and asks packs for what is ready to wait (see the module
+    /// docs). `copy`: the stored copy's lines are packed too; `hold_until`: the endpoint's
+    /// `Retry-After` hold.
+    pub fn pack_ahead<F: WireFormat>(
+        &mut self,
+        env: &mut Env<F>,
+        page: &Page,
+        copy: bool,
+        hold_until: u64,
+        now_ms: u64,
+    ) {
+        self.packing.awaited = false;
+        self.packing.copy = copy;
+        let wire = env.config.compression == Compression::Gzip;
+        if !self.packing.on || page.state >= PageState::Leaving || !(wire || copy) {
+            return;
+        }
+        let hidden = page.hidden();
+        let timeout = env.config.request_timeout_ms;
+        // Full batches are cut at once: those no free request slot takes now wait.
+        self.cut_held(env, hidden, now_ms);
+        let mut free = match hold_until > now_ms {
+            true => 0,
+            false => env
+                .config
+                .max_in_flight
+                .saturating_sub(self.ledger.ordinary_in_flight()),
+        };
+        for b in &mut self.batches {
+            if !matches!(b.pack, Pack::None) || on_its_way(b) {
+                continue;
+            }
+            let ready_to_wait = hidden
+                || match b.state {
+                    // Sent, unanswered a second: a slow collector.
+                    BatchState::InFlight { .. } => slow_from(b, timeout) <= now_ms,
+                    // About to go, in a free slot: not packed.
+                    BatchState::Waiting { not_before } if not_before <= now_ms && free > 0 => {
+                        free -= 1;
+                        false
+                    }
+                    // Behind a backoff, a hold, or the requests in flight.
+                    BatchState::Waiting { .. } => true,
+                };
+            if ready_to_wait {
+                ask(env, b, copy);
+            }
+        }
+        self.packing.awaited = hidden && self.batches.iter().any(|b| matches!(b.pack, Pack::Asked));
+    }
+
+    /// Cuts the queue into batches held out of it: every full batch whose first event was
+    /// captured by `full_by`, or all of it if `all`.
+    pub fn cut_held<F: WireFormat>(&mut self, env: &Env<F>, all: bool, full_by: u64) {
+        let limit = env.batch_limit();
+        while let Some(since) = self.queue.front().map(|i| i.enqueued_ms) {
+            let due = all || self.queue.has_full_batch(&env.format, limit) && since <= full_by;
+            let items = match due {
+                true => self.queue.take_batch(&env.format, limit),
+                false => break,
+            };
+            if items.is_empty() {
+                break;
+            }
+            let id = self.new_batch_id();
+            self.batches.push(Batch::new(id, items, since));
+        }
+    }
+
+    /// When the next batch is due to be packed, if packing is on: the earliest a request in
+    /// flight for a batch not packed has been unanswered [`DEFERRED_AFTER_MS`].
+    pub fn pack_at<F>(&self, env: &Env<F>, page: &Page) -> Option<u64> {
+        if !self.packing.on || page.state >= PageState::Leaving {
+            return None;
+        }
+        let timeout = env.config.request_timeout_ms;
+        self.batches
+            .iter()
+            .filter(|b| matches!(b.pack, Pack::None) && !on_its_way(b))
+            .filter(|b| matches!(b.state, BatchState::InFlight { .. }))
+            .map(|b| slow_from(b, timeout))
+            .min()
+    }
+
+    /// Transmit `t` just went: a retry (behind a refusing collector) is packed as it goes.
+    pub fn pack_retry<F: WireFormat>(&mut self, env: &mut Env<F>, t: &Transmit) {
+        if !self.packing.on || t.attempt < 2 || t.path != Path::Ordinary {
+            return;
+        }
+        let copy = self.packing.copy;
+        if let Some(b) = self.batches.iter_mut().find(|b| b.id == t.batch) {
+            if matches!(b.pack, Pack::None) {
+                ask(env, b, copy);
+            }
+        }
+    }
+
+    /// Batch `id`'s pack is back: kept, unless the batch settled or was split meanwhile.
+    pub fn packed(&mut self, id: BatchId, wire: Option<Vec<u8>>, copy: Option<Vec<u8>>) {
+        if let Some(b) = self.batches.iter_mut().find(|b| b.id == id) {
+            if matches!(b.pack, Pack::Asked) {
+                b.pack = Pack::Ready { wire, copy };
+            }
+        }
+    }
+
+    /// `pagehide`: no pack is awaited any more; what has none goes plain.
+    pub fn give_up_packs(&mut self) {
+        self.packing.awaited = false;
+        for b in &mut self.batches {
+            if matches!(b.pack, Pack::Asked) {
+                b.pack = Pack::None;
+            }
+        }
+    }
+}
+
+/// Asks the host to pack batch `b`: its body without `sent_at` (with `compression: "gzip"`),
+/// its lines if `copy`.
+fn ask<F: WireFormat>(env: &mut Env<F>, b: &mut Batch, copy: bool) {
+    let wire = env.config.compression == Compression::Gzip;
+    if !(wire || copy) {
+        return;
+    }
+    b.pack = Pack::Asked;
+    env.notices.push_back(Notice::Pack {
+        batch: b.id,
+        body: wire.then(|| body_of(&env.format, &b.items, None)),
+        lines: copy.then(|| persist::lines(b.items.iter())),
+    });
+}
+
+/// When batch `b`'s request in flight has been unanswered [`DEFERRED_AFTER_MS`] (its
+/// deadline is `timeout_ms` after it left); never if it is not in flight.
+fn slow_from(b: &Batch, timeout_ms: u64) -> u64 {
+    match b.state {
+        BatchState::InFlight { deadline, .. } => deadline
+            .saturating_sub(timeout_ms)
+            .saturating_add(DEFERRED_AFTER_MS),
+        BatchState::Waiting { .. } => u64::MAX,
+    }
+}
+
+/// Whether batch `b` is on its way by keepalive or beacon (nothing more to pack for it).
+pub(crate) fn on_its_way(b: &Batch) -> bool {
+    matches!(
+        b.state,
+        BatchState::InFlight {
+            keepalive: true,
+            ..
+        } | BatchState::InFlight { beacon: true, .. }
+    )
+}
