@@ -155,6 +155,11 @@ impl TestEngine {
     /// [`poll_beacon`](Self::poll_beacon).
     fn drain(&mut self, now: u64) -> Vec<Transmit> {
         self.packs(now);
+        self.drain_unpacked(now)
+    }
+
+    /// Every request due at `now`, the host's packs not done yet (see [`drain`](Self::drain)).
+    fn drain_unpacked(&mut self, now: u64) -> Vec<Transmit> {
         let mut sent: Vec<Transmit> = self.2.drain(..).collect();
         while let Some(t) = self.0.poll_transmit(now) {
             match t.path {
@@ -1158,6 +1163,109 @@ fn page_hide_bodies_are_packed_ahead_and_carry_several_times_the_plain_budget() 
     let distinct: std::collections::HashSet<&Uuid> = carried.iter().collect();
     assert_eq!(distinct.len(), carried.len());
     assert!(carried.iter().all(|u| captured.contains(u)));
+}
+
+/// The packs the engine asked for since the last call (left for [`TestEngine::packs`]).
+fn asked(e: &mut TestEngine) -> Vec<(spool::engine::BatchId, Option<String>, Option<String>)> {
+    let other = e.notices();
+    e.3 = other;
+    e.4.iter()
+        .map(|n| match n {
+            Notice::Pack { batch, body, lines } => (*batch, body.clone(), lines.clone()),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_is_packed_once_ready_to_wait_and_one_that_goes_at_once_is_not() {
+    let mut e = engine().max_in_flight(1).packing();
+    e.handle_storage_opened(true, T0);
+    e.clicks(300, T0);
+    // Three full batches: one takes the free slot, unpacked; two must wait: packed at once.
+    let sent = e.drain_unpacked(T0);
+    assert_eq!(sent.len(), 1);
+    let packs = asked(&mut e);
+    assert_eq!(packs.len(), 2);
+    for (_, body, lines) in &packs {
+        let body = body.as_deref().expect("the body, to gzip");
+        assert!(body.contains("\"batch\":[") && !body.contains("sent_at"));
+        let lines = lines.as_deref().expect("the copy's lines, to deflate");
+        assert_eq!(lines.lines().count(), 100);
+        assert!(!lines.contains("phc_test"), "the API key is never stored");
+    }
+    assert_eq!(e.packs(T0 + 5), 2);
+    // The one in flight is packed once unanswered a second: a slow collector.
+    assert_eq!(e.poll_timeout(), Some(T0 + 1_000));
+    e.handle_timeout(T0 + 1_000);
+    assert_eq!(asked(&mut e).len(), 1);
+    assert_eq!(e.packs(T0 + 1_000), 1);
+    // Packs last across attempts: what goes next, the retry included, asks for none.
+    e.handle_outcome(sent[0].id, Outcome::status(503), T0 + 1_100);
+    assert_eq!(e.drain_unpacked(T0 + 5_000).len(), 1);
+    assert!(asked(&mut e).is_empty());
+}
+
+#[test]
+fn a_batch_the_collector_refused_is_packed_while_it_waits_for_its_retry() {
+    let mut e = engine().packing();
+    e.clicks(10, T0);
+    let first = e.drain_unpacked(T0 + 1_000);
+    assert!(asked(&mut e).is_empty(), "went at once, in a free slot");
+    e.handle_outcome(first[0].id, Outcome::status(503), T0 + 1_050);
+    assert_eq!(asked(&mut e).len(), 1, "behind a refusing collector");
+    assert_eq!(e.packs(T0 + 1_051), 1);
+    let at = e.poll_timeout().unwrap();
+    e.handle_timeout(at);
+    let retry = e.drain_unpacked(at);
+    assert_eq!((retry.len(), retry[0].attempt), (1, 2));
+    assert!(asked(&mut e).is_empty(), "packed once");
+}
+
+#[test]
+fn the_stored_copy_is_the_packed_batches_and_the_unfinished_tail_and_reads_back_whole() {
+    let mut old = engine().max_in_flight(1).packing();
+    old.handle_storage_opened(true, T0);
+    let captured = old.clicks(350, T0);
+    old.drain(T0);
+    let (text, stored) = old.persist(T0).unwrap();
+    assert_eq!(stored, 350);
+    // Two waiting batches packed; the one in flight and the tail of 50, plain.
+    assert_eq!(spool::engine::stored_copy_deflated(&text).len(), 2);
+    assert!(text.len() < 350 * 200, "{} chars", text.len());
+    let mut next = engine().start();
+    assert_eq!(common::restore(&mut next, &text, T0 + 1), 350);
+    let mut restored = Vec::new();
+    while next.held_events() > 0 {
+        for t in next.drain(T0 + 1) {
+            restored.extend(uuids(&t));
+            next.handle_outcome(t.id, Outcome::status(200), T0 + 1);
+        }
+    }
+    restored.sort();
+    let mut expected = captured.clone();
+    expected.sort();
+    assert_eq!(restored, expected);
+}
+
+#[test]
+fn at_pagehide_a_batch_whose_pack_is_not_back_goes_plain_with_its_sent_at() {
+    let mut e = engine().packing();
+    e.seen_healthy(T0 - 100);
+    e.clicks(50, T0);
+    // Hidden: the batch waits for its pack, which the page does not live to get.
+    let report = e.page_hidden(T0 + 1);
+    assert_eq!(report.keepalive_requests, 0);
+    assert_eq!(asked(&mut e).len(), 1);
+    let report = e.page_leaving(T0 + 2);
+    assert_eq!(report.keepalive_events, 50);
+    let sent = e.drain_unpacked(T0 + 2);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].gzipped.is_none());
+    assert_eq!(sent_at(&sent[0]), "2023-11-14T22:13:20.002Z");
+    // The pack that comes back late changes nothing.
+    assert_eq!(e.packs(T0 + 3), 1);
+    assert!(e.drain(T0 + 3).is_empty());
 }
 
 #[test]
