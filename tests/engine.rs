@@ -1140,6 +1140,11 @@ fn page_hide_bodies_are_packed_ahead_and_carry_several_times_the_plain_budget() 
     for t in &keepalive {
         assert!(t.gzipped.is_some(), "every page-hide body is packed");
         assert!(!t.body.contains("sent_at"), "packed ahead, without sent_at");
+        assert_eq!(
+            t.query.as_deref(),
+            Some("_=1700000000006"),
+            "sent_at in the URL"
+        );
         assert!(t.wire_len() <= KEEPALIVE_BODY_BYTES);
         wire += t.wire_len();
         carried.extend(uuids(t));
@@ -1261,7 +1266,7 @@ fn at_pagehide_a_batch_whose_pack_is_not_back_goes_plain_with_its_sent_at() {
     assert_eq!(report.keepalive_events, 50);
     let sent = e.drain_unpacked(T0 + 2);
     assert_eq!(sent.len(), 1);
-    assert!(sent[0].gzipped.is_none());
+    assert!(sent[0].gzipped.is_none() && sent[0].query.is_none());
     assert_eq!(sent_at(&sent[0]), "2023-11-14T22:13:20.002Z");
     // The pack that comes back late changes nothing.
     assert_eq!(e.packs(T0 + 3), 1);
@@ -1313,6 +1318,10 @@ fn otlp_gzips_keepalive_bodies_but_beacons_go_plain_as_they_cannot_say_content_e
         .collect();
     assert!(!keepalive.is_empty());
     assert!(keepalive.iter().all(|t| t.gzipped.is_some()));
+    assert!(
+        keepalive.iter().all(|t| t.query.is_none()),
+        "OTLP has no sent_at"
+    );
     let beacon = e.poll_beacon(T0 + 2).expect("events left for a beacon");
     assert!(beacon.gzipped.is_none());
     assert!(beacon.body.len() <= KEEPALIVE_BODY_BYTES);

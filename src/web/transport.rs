@@ -167,7 +167,7 @@ impl Request {
 
     /// Hands `t` to `navigator.sendBeacon`; whether the browser took it.
     pub fn beacon(&self, t: &Transmit) -> bool {
-        matches!(beacon(&self.0.endpoint, t), Outcome::Accepted)
+        matches!(beacon(&url_of(&self.0.endpoint, t), t), Outcome::Accepted)
     }
 
     /// Starts `t` with `body`, saying `Content-Encoding: gzip` if `gzip_header`: the `fetch`
@@ -187,8 +187,9 @@ impl Request {
             log_request(t);
         }
         let keepalive = t.path != Path::Ordinary;
+        let url = url_of(&r.endpoint, t);
         if keepalive && !r.keepalive_fetch {
-            return (Err(beacon(&r.endpoint, t)), None);
+            return (Err(beacon(&url, t)), None);
         }
         let init = self.init(t, body, gzip_header, !keepalive);
         if keepalive {
@@ -202,9 +203,9 @@ impl Request {
         if let Some(c) = &controller {
             init.set_signal(Some(&c.signal()));
         }
-        match host::global().fetch(&r.endpoint, &init) {
+        match host::global().fetch(&url, &init) {
             Ok(sent) => (Ok(sent), controller),
-            Err(_) if keepalive => (Err(beacon(&r.endpoint, t)), None),
+            Err(_) if keepalive => (Err(beacon(&url, t)), None),
             Err(e) => (Err(Outcome::NetworkError(host::message(&e))), None),
         }
     }
@@ -359,6 +360,20 @@ pub async fn pack(body: Option<String>, lines: Option<String>) -> [Option<Vec<u8
 /// (CORS-simple, as a string body is; PostHog reads the gzip by its magic bytes), or its text
 /// where there are no gzip bytes or the format would need a `Content-Encoding` header, which
 /// a beacon cannot carry.
+/// The URL `t` goes to: the endpoint, with `t`'s query parameter if it has one.
+fn url_of<'a>(endpoint: &'a str, t: &Transmit) -> std::borrow::Cow<'a, str> {
+    match &t.query {
+        None => endpoint.into(),
+        Some(q) => {
+            let mut url = String::with_capacity(endpoint.len() + 1 + q.len());
+            url.push_str(endpoint);
+            url.push(if endpoint.contains('?') { '&' } else { '?' });
+            url.push_str(q);
+            url.into()
+        }
+    }
+}
+
 fn beacon(url: &str, t: &Transmit) -> Outcome {
     let blob = match (&t.gzipped, t.gzip_header) {
         (Some(bytes), false) => gzip_blob(bytes),

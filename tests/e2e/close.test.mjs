@@ -109,7 +109,7 @@ test('without DecompressionStream the copy is stored plain, and the next load ta
     await ready(page);
     const note = await page.evaluate(() => window.closeTest.previous);
     assert.ok(note.copies.length > 0, 'a copy was stored');
-    for (const header of note.copies) assert.match(header, /^spool2 \d+ 0 p$/, 'its events plain');
+    for (const header of note.copies) assert.match(header, /^spool3 \d+ 0 p$/, 'its events plain');
     await waitFor(() => arrivals(s.collector, run).size === uuids.length, { timeoutMs: 20_000, message: 'every event arrived' });
     const stats = await page.evaluate(() => window.closeTest.stats());
     assert.equal(stats.restored, note.inFlight + note.queued);

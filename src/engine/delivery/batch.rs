@@ -168,10 +168,21 @@ impl Outbox {
             (false, true) => Path::Keepalive,
             (false, false) => Path::Ordinary,
         };
+        // Packed ahead, the body has no `sent_at`: the URL carries it, where the format can.
+        let query = match (&gzipped, env.format.sent_at_param()) {
+            (Some(_), Some(name)) => {
+                let mut q = String::from(name);
+                q.push('=');
+                json::write_u64(&mut q, now_ms);
+                Some(q)
+            }
+            _ => None,
+        };
         Transmit {
             id: transmit,
             batch: batch.id,
             body,
+            query,
             gzipped,
             gzip_header: env.format.gzip_needs_header(),
             content_type: env.format.content_type(),

@@ -72,6 +72,10 @@ pub struct Transmit {
     /// nothing is compressed as the page goes away. If the bytes cannot go (no keepalive fetch
     /// and a format that needs the header), `body` goes plain.
     pub gzipped: Option<Vec<u8>>,
+    /// A query parameter to add to the endpoint's URL: `_=<ms>`, the send time, for a PostHog
+    /// body packed ahead (its `sent_at`, as PostHog's capture reads it; see
+    /// [`WireFormat::sent_at_param`](crate::engine::WireFormat::sent_at_param)).
+    pub query: Option<String>,
     /// The format says gzip with `Content-Encoding: gzip` ([`WireFormat::gzip_needs_header`](crate::engine::WireFormat::gzip_needs_header)):
     /// a gzipped body of it must carry that header, so it cannot go by `sendBeacon`.
     pub gzip_header: bool,

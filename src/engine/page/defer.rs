@@ -129,6 +129,8 @@ impl Outbox {
                 id: transmit,
                 batch,
                 body,
+                // Its send time is not known: no `sent_at` at all.
+                query: None,
                 gzipped,
                 gzip_header: env.format.gzip_needs_header(),
                 content_type: env.format.content_type(),
