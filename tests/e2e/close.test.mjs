@@ -203,11 +203,11 @@ for (const n of [1_000, 3_000]) {
       }, { timeoutMs: 30_000, message: 'every event arrived' }).catch(() => arrivals(s.collector, run));
       const note = await page.evaluate(() => window.closeTest.previous);
       const stats = await page.evaluate(() => window.closeTest.stats());
-      // What came by deferred request (no sent_at), and when.
+      // What came by deferred request (no sent_at, in the body or as the URL's `_`), and when.
       const deferred = new Set();
       let deferredRequests = 0;
       for (const b of s.collector.log().batches) {
-        if (!b.accepted || !Array.isArray(b.body?.batch) || 'sent_at' in b.body) continue;
+        if (!b.accepted || !Array.isArray(b.body?.batch) || b.sentAt !== null) continue;
         deferredRequests++;
         assert.ok(b.receivedAt >= leaving, 'a deferred request went before the page left');
         for (const e of b.body.batch) if (e.properties?.run === run) deferred.add(e.uuid);

@@ -11,7 +11,6 @@ use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::queue::Item;
 use crate::engine::delivery::timer::{Timer, TimerTable};
 use crate::engine::delivery::Env;
-use crate::engine::page::pack::Pack;
 use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
 
@@ -69,7 +68,7 @@ impl Outbox {
                 // Left to the browser: its deferred request goes as the page unloads.
                 continue;
             }
-            if self.packing.awaited && matches!(b.pack, Pack::Asked) {
+            if self.packing.awaited && !b.pack.is_ready() {
                 // Hidden: it goes once packed (`page/pack`), milliseconds from now.
                 continue;
             }

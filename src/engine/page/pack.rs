@@ -16,7 +16,9 @@
 //!   stay with the batch until it settles or is split (a split batch is packed again). A
 //!   deferred request carries the gzip bytes; a keepalive request or a beacon sends them; the
 //!   stored copy is made of the deflated lines.
-//! - While the page is hidden, a batch whose pack was asked for waits for it (milliseconds)
+//! - At most [`PACKS_AT_ONCE`] packs are out at a time: the next is asked for as one comes
+//!   back, so the text handed out to compress stays a few batches, however many are held.
+//! - While the page is hidden, a batch not packed yet waits for its pack (milliseconds each)
 //!   rather than go plain. At `pagehide` nothing more is awaited: what has no pack yet, the
 //!   unfinished tail, goes plain.
 //! - Ordinary requests still carry a body stamped with `sent_at`, compressed by the host as
@@ -44,6 +46,11 @@ pub struct HostFeatures {
     pub compress: bool,
 }
 
+/// Packs asked for and not back, at most: the next is asked for as one comes back, so what
+/// waits to be compressed (the bodies and lines handed out) stays a few batches, however many
+/// are held, and so does the host's work at once.
+pub const PACKS_AT_ONCE: usize = 4;
+
 /// A batch's bodies, packed ahead by the host.
 #[derive(Debug, Default)]
 pub(crate) enum Pack {
@@ -61,6 +68,11 @@ pub(crate) enum Pack {
 }
 
 impl Pack {
+    /// Whether it is back.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Pack::Ready { .. })
+    }
+
     /// The body gzipped, if it is back.
     pub fn wire(&self) -> Option<&[u8]> {
         match self {
@@ -83,7 +95,7 @@ impl Pack {
 pub(crate) struct Packing {
     /// The host compresses asynchronously.
     pub on: bool,
-    /// The page is hidden and packs were asked for: batches awaiting theirs are not sent.
+    /// The page is hidden and batches are being packed: one not packed yet is not sent.
     pub awaited: bool,
     /// The stored copy's lines are packed too (the host keeps copies and inflates them).
     pub copy: bool,
@@ -111,6 +123,11 @@ impl Outbox {
         let timeout = env.config.request_timeout_ms;
         // Full batches are cut at once: those no free request slot takes now wait.
         self.cut_held(env, hidden, now_ms);
+        let mut asked = self
+            .batches
+            .iter()
+            .filter(|b| matches!(b.pack, Pack::Asked))
+            .count();
         let mut free = match hold_until > now_ms {
             true => 0,
             false => env
@@ -119,6 +136,9 @@ impl Outbox {
                 .saturating_sub(self.ledger.ordinary_in_flight()),
         };
         for b in &mut self.batches {
+            if asked >= PACKS_AT_ONCE {
+                break;
+            }
             if !matches!(b.pack, Pack::None) || on_its_way(b) {
                 continue;
             }
@@ -136,9 +156,16 @@ impl Outbox {
                 };
             if ready_to_wait {
                 ask(env, b, copy);
+                asked += 1;
             }
         }
-        self.packing.awaited = hidden && self.batches.iter().any(|b| matches!(b.pack, Pack::Asked));
+        // Hidden, a batch goes once packed, gzip carrying ten times the events.
+        self.packing.awaited = hidden
+            && wire
+            && self
+                .batches
+                .iter()
+                .any(|b| !on_its_way(b) && !b.pack.is_ready());
     }
 
     /// Cuts the queue into batches held out of it: every full batch whose first event was
