@@ -16,8 +16,8 @@
 //!   stay with the batch until it settles or is split (a split batch is packed again). A
 //!   deferred request carries the gzip bytes; a keepalive request or a beacon sends them; the
 //!   stored copy is made of the deflated lines.
-//! - At most [`PACKS_AT_ONCE`] packs are out at a time: the next is asked for as one comes
-//!   back, so the text handed out to compress stays a few batches, however many are held.
+//! - At most [`PACK_TEXT_AT_ONCE`] of text is out to pack at a time: the next batch is asked
+//!   for as one comes back, so the text handed out stays a few batches, however many are held.
 //! - While the page is hidden, a batch not packed yet waits for its pack (milliseconds each)
 //!   rather than go plain. At `pagehide` nothing more is awaited: what has no pack yet, the
 //!   unfinished tail, goes plain.
@@ -46,10 +46,11 @@ pub struct HostFeatures {
     pub compress: bool,
 }
 
-/// Packs asked for and not back, at most: the next is asked for as one comes back, so what
-/// waits to be compressed (the bodies and lines handed out) stays a few batches, however many
-/// are held, and so does the host's work at once.
-pub const PACKS_AT_ONCE: usize = 4;
+/// Text handed out to pack and not back yet, at most (bytes of bodies and lines; one pack
+/// always goes): the next is asked for as one comes back, so the text waiting to be
+/// compressed stays a few batches (half a dozen of 100 events of 300 bytes), however many are
+/// held.
+pub const PACK_TEXT_AT_ONCE: usize = 384 * 1024;
 
 /// A batch's bodies, packed ahead by the host.
 #[derive(Debug, Default)]
@@ -57,8 +58,8 @@ pub(crate) enum Pack {
     /// Not asked for (or asked for an earlier shape of the batch, before a split).
     #[default]
     None,
-    /// Asked for, not back yet.
-    Asked,
+    /// Asked for, not back yet: this many bytes of text handed out.
+    Asked(usize),
     /// Back: the body without `sent_at` gzipped, and the stored copy's lines raw-deflated,
     /// each where asked for and the host managed.
     Ready {
@@ -71,6 +72,14 @@ impl Pack {
     /// Whether it is back.
     pub fn is_ready(&self) -> bool {
         matches!(self, Pack::Ready { .. })
+    }
+
+    /// Bytes of text handed out for it and not back.
+    fn text_out(&self) -> usize {
+        match self {
+            Pack::Asked(bytes) => *bytes,
+            _ => 0,
+        }
     }
 
     /// The body gzipped, if it is back.
@@ -123,11 +132,7 @@ impl Outbox {
         let timeout = env.config.request_timeout_ms;
         // Full batches are cut at once: those no free request slot takes now wait.
         self.cut_held(env, hidden, now_ms);
-        let mut asked = self
-            .batches
-            .iter()
-            .filter(|b| matches!(b.pack, Pack::Asked))
-            .count();
+        let mut out: usize = self.batches.iter().map(|b| b.pack.text_out()).sum();
         let mut free = match hold_until > now_ms {
             true => 0,
             false => env
@@ -136,7 +141,7 @@ impl Outbox {
                 .saturating_sub(self.ledger.ordinary_in_flight()),
         };
         for b in &mut self.batches {
-            if asked >= PACKS_AT_ONCE {
+            if out >= PACK_TEXT_AT_ONCE {
                 break;
             }
             if !matches!(b.pack, Pack::None) || on_its_way(b) {
@@ -155,8 +160,7 @@ impl Outbox {
                     BatchState::Waiting { .. } => true,
                 };
             if ready_to_wait {
-                ask(env, b, copy);
-                asked += 1;
+                out += ask(env, b, copy);
             }
         }
         // Hidden, a batch goes once packed, gzip carrying ten times the events.
@@ -217,7 +221,7 @@ impl Outbox {
     /// Batch `id`'s pack is back: kept, unless the batch settled or was split meanwhile.
     pub fn packed(&mut self, id: BatchId, wire: Option<Vec<u8>>, copy: Option<Vec<u8>>) {
         if let Some(b) = self.batches.iter_mut().find(|b| b.id == id) {
-            if matches!(b.pack, Pack::Asked) {
+            if matches!(b.pack, Pack::Asked(_)) {
                 b.pack = Pack::Ready { wire, copy };
             }
         }
@@ -227,7 +231,7 @@ impl Outbox {
     pub fn give_up_packs(&mut self) {
         self.packing.awaited = false;
         for b in &mut self.batches {
-            if matches!(b.pack, Pack::Asked) {
+            if matches!(b.pack, Pack::Asked(_)) {
                 b.pack = Pack::None;
             }
         }
@@ -235,18 +239,22 @@ impl Outbox {
 }
 
 /// Asks the host to pack batch `b`: its body without `sent_at` (with `compression: "gzip"`),
-/// its lines if `copy`.
-fn ask<F: WireFormat>(env: &mut Env<F>, b: &mut Batch, copy: bool) {
+/// its lines if `copy`. Returns the bytes of text handed out.
+fn ask<F: WireFormat>(env: &mut Env<F>, b: &mut Batch, copy: bool) -> usize {
     let wire = env.config.compression == Compression::Gzip;
-    if !(wire || copy) {
-        return;
+    let body = wire.then(|| body_of(&env.format, &b.items, None));
+    let lines = copy.then(|| persist::lines(b.items.iter()));
+    let bytes = body.as_ref().map_or(0, String::len) + lines.as_ref().map_or(0, String::len);
+    if bytes == 0 {
+        return 0;
     }
-    b.pack = Pack::Asked;
+    b.pack = Pack::Asked(bytes);
     env.notices.push_back(Notice::Pack {
         batch: b.id,
-        body: wire.then(|| body_of(&env.format, &b.items, None)),
-        lines: copy.then(|| persist::lines(b.items.iter())),
+        body,
+        lines,
     });
+    bytes
 }
 
 /// When batch `b`'s request in flight has been unanswered [`DEFERRED_AFTER_MS`] (its
