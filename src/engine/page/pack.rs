@@ -29,7 +29,7 @@ use crate::engine::delivery::config::Compression;
 use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::Env;
 use crate::engine::page::defer::DEFERRED_AFTER_MS;
-use crate::engine::page::persist;
+use crate::engine::page::persist::{self, PackedPart};
 use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
 use crate::engine::{BatchId, Notice, Path, Transmit};
@@ -64,7 +64,7 @@ pub(crate) enum Pack {
     /// each where asked for and the host managed.
     Ready {
         wire: Option<Vec<u8>>,
-        copy: Option<Vec<u8>>,
+        copy: Option<PackedPart>,
     },
 }
 
@@ -90,10 +90,10 @@ impl Pack {
         }
     }
 
-    /// The copy's lines deflated, if they are back.
-    pub fn copy(&self) -> Option<&[u8]> {
+    /// The copy's lines deflated, if they are back, as the copy stores them.
+    pub fn copy(&self) -> Option<&PackedPart> {
         match self {
-            Pack::Ready { copy, .. } => copy.as_deref(),
+            Pack::Ready { copy, .. } => copy.as_ref(),
             _ => None,
         }
     }
@@ -222,6 +222,7 @@ impl Outbox {
     pub fn packed(&mut self, id: BatchId, wire: Option<Vec<u8>>, copy: Option<Vec<u8>>) {
         if let Some(b) = self.batches.iter_mut().find(|b| b.id == id) {
             if matches!(b.pack, Pack::Asked(_)) {
+                let copy = copy.as_deref().map(PackedPart::new);
                 b.pack = Pack::Ready { wire, copy };
             }
         }

@@ -131,8 +131,9 @@ const MAGIC: &str = "spool3";
 /// Events held, as the copy stores them: a batch's lines packed ahead (raw deflate), or lines
 /// as they are.
 pub(crate) enum Part<'a> {
-    /// A batch's lines, raw-deflated by the host, and how many events they hold.
-    Packed(&'a [u8], usize),
+    /// A batch's lines raw-deflated by the host, as the copy stores them ([`PackedPart`]),
+    /// and how many events they hold.
+    Packed(&'a PackedPart, usize),
     /// Events not packed.
     Plain(&'a Item),
 }
@@ -150,10 +151,30 @@ impl Part<'_> {
     /// characters).
     fn chars(&self) -> usize {
         match self {
-            // `d`, at most 20 digits, a newline.
-            Part::Packed(bytes, _) => bytes.len() + 22,
+            Part::Packed(part, _) => part.chars,
             Part::Plain(item) => line_len(item),
         }
+    }
+}
+
+/// A batch's deflated lines as the copy stores them, made once when its pack comes back (not
+/// as the page goes away): `d<bytes>`, a newline, then the bytes a character each.
+#[derive(Debug)]
+pub(crate) struct PackedPart {
+    text: String,
+    /// Its characters (what `persistMaxBytes` caps).
+    chars: usize,
+}
+
+impl PackedPart {
+    pub fn new(bytes: &[u8]) -> PackedPart {
+        let mut text = String::with_capacity(24 + bytes.len() * 2);
+        text.push('d');
+        json::write_u64(&mut text, bytes.len() as u64);
+        text.push('\n');
+        let chars = text.len() + bytes.len();
+        text.extend(bytes.iter().map(|&b| char::from(b)));
+        PackedPart { text, chars }
     }
 }
 
@@ -198,12 +219,7 @@ pub(crate) fn encode(
     let mut plain = Vec::new();
     for part in kept {
         match part {
-            Part::Packed(bytes, _) => {
-                text.push('d');
-                json::write_u64(&mut text, bytes.len() as u64);
-                text.push('\n');
-                text.extend(bytes.iter().map(|&b| char::from(b)));
-            }
+            Part::Packed(part, _) => text.push_str(&part.text),
             Part::Plain(item) => plain.push(*item),
         }
     }
@@ -434,17 +450,17 @@ mod tests {
     }
 
     /// `items` but the last `plain` in batches of `per`, each packed, with its event count.
-    fn copy_of(items: &[Item], per: usize, plain: usize) -> (Vec<(Vec<u8>, usize)>, usize) {
+    fn copy_of(items: &[Item], per: usize, plain: usize) -> (Vec<(PackedPart, usize)>, usize) {
         let packed_events = items.len() - plain;
         let packs = items[..packed_events]
             .chunks(per)
-            .map(|c| (pack(c), c.len()))
+            .map(|c| (PackedPart::new(&pack(c)), c.len()))
             .collect();
         (packs, packed_events)
     }
 
     /// The parts of `items`: `packs` (from [`copy_of`]) first, the rest plain.
-    fn parts<'a>(items: &'a [Item], packs: &'a [(Vec<u8>, usize)]) -> Vec<Part<'a>> {
+    fn parts<'a>(items: &'a [Item], packs: &'a [(PackedPart, usize)]) -> Vec<Part<'a>> {
         let mut parts: Vec<Part<'a>> = packs.iter().map(|(p, n)| Part::Packed(p, *n)).collect();
         let at: usize = packs.iter().map(|(_, n)| n).sum();
         parts.extend(items[at..].iter().map(Part::Plain));
