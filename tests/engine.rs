@@ -287,15 +287,10 @@ impl TestEngine {
 /// What goes on the wire, as text: the gzipped bytes read back by an independent reader
 /// (and checked to be the plain body), else the plain body.
 fn wire_text(t: &Transmit) -> String {
-    let Some(gz) = &t.gzipped else {
-        return t.body.clone();
-    };
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_string(&mut text)
-        .expect("a whole gzip member");
-    assert_eq!(text, t.body, "the gzip bytes are the body");
-    text
+    if t.gzipped.is_some() {
+        assert!(t.body.is_empty(), "packed: the bytes are the body");
+    }
+    common::wire_text(t)
 }
 
 /// A body, parsed from what goes on the wire.
@@ -1139,7 +1134,10 @@ fn page_hide_bodies_are_packed_ahead_and_carry_several_times_the_plain_budget() 
     let mut carried = Vec::new();
     for t in &keepalive {
         assert!(t.gzipped.is_some(), "every page-hide body is packed");
-        assert!(!t.body.contains("sent_at"), "packed ahead, without sent_at");
+        assert!(
+            !wire_text(t).contains("sent_at"),
+            "packed ahead, without sent_at"
+        );
         assert_eq!(
             t.query.as_deref(),
             Some("_=1700000000006"),
@@ -1212,6 +1210,36 @@ fn a_batch_is_packed_once_ready_to_wait_and_one_that_goes_at_once_is_not() {
 }
 
 #[test]
+fn packs_go_out_a_few_hundred_kib_of_text_at_a_time_and_the_timer_waits_for_them() {
+    let mut e = engine().max_in_flight(16).packing();
+    e.handle_storage_opened(true, T0);
+    e.notices();
+    // 16 batches of about 50 KB in flight, unanswered: a slow collector.
+    for i in 0..1_600 {
+        let props = format!(r#"{{"blob":"{}"}}"#, noise(i, 450));
+        e.capture(EventInput::new("big").properties(&props), T0)
+            .unwrap();
+    }
+    assert_eq!(e.drain_unpacked(T0).len(), 16);
+    assert!(asked(&mut e).is_empty());
+    e.handle_timeout(T0 + 1_000);
+    let first = asked(&mut e);
+    let text: usize = first
+        .iter()
+        .map(|(_, b, l)| b.as_ref().unwrap().len() + l.as_ref().unwrap().len())
+        .sum();
+    assert!(
+        first.len() < 16 && text < 384 * 1024 + 120_000,
+        "{} packs, {text} bytes",
+        first.len()
+    );
+    // Nothing more is due until one comes back: the timer does not spin.
+    assert!(e.poll_timeout().is_none_or(|at| at > T0 + 1_000));
+    // As they come back, the rest are asked for, a few at a time.
+    assert_eq!(e.packs(T0 + 1_010), 16);
+}
+
+#[test]
 fn a_batch_the_collector_refused_is_packed_while_it_waits_for_its_retry() {
     let mut e = engine().packing();
     e.clicks(10, T0);
@@ -1235,7 +1263,8 @@ fn the_stored_copy_is_the_packed_batches_and_the_unfinished_tail_and_reads_back_
     old.drain(T0);
     let (text, stored) = old.persist(T0).unwrap();
     assert_eq!(stored, 350);
-    // Two waiting batches packed; the one in flight and the tail of 50, plain.
+    // Two waiting batches packed; the one in flight (going, in a free slot) and the tail of 50
+    // plain.
     assert_eq!(spool::engine::stored_copy_deflated(&text).len(), 2);
     assert!(text.len() < 350 * 200, "{} chars", text.len());
     let mut next = engine().start();

@@ -92,7 +92,7 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
         let mut in_flight: Vec<Transmit> = Vec::new();
         let mut offline = false;
         let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
-            for (u, ts) in uuids_and_timestamps(&t.body) {
+            for (u, ts) in uuids_and_timestamps(&common::wire_text(t)) {
                 let e = received.entry(u).or_insert((ts.clone(), 0));
                 assert_eq!(e.0, ts, "seed {seed}: a copy with another timestamp");
                 e.1 += 1;
@@ -231,7 +231,7 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
         let mut in_flight: Vec<Transmit> = Vec::new();
         let mut up = rng.up_to(2) == 0;
         let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
-            for (u, ts) in uuids_and_timestamps(&t.body) {
+            for (u, ts) in uuids_and_timestamps(&common::wire_text(t)) {
                 received.entry(u).or_insert((ts, 0)).1 += 1;
             }
         };
@@ -385,7 +385,7 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
         let mut delivered_before = 0u64;
         let mut up = true;
         let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
-            for (u, ts) in uuids_and_timestamps(&t.body) {
+            for (u, ts) in uuids_and_timestamps(&common::wire_text(t)) {
                 received.entry(u).or_insert((ts, 0)).1 += 1;
             }
         };

@@ -245,12 +245,16 @@ impl Sim {
             let mut sent_at = String::new();
             write_iso8601(&mut sent_at, self.now);
             // A body packed ahead carries no `sent_at`; one made now carries the send time.
+            let stamp = match &tx.query {
+                Some(q) => q == &format!("_={}", self.now),
+                None => tx.body.ends_with(&format!("\"sent_at\":\"{sent_at}\"}}")),
+            };
             assert!(
-                tx.body.ends_with(&format!("\"sent_at\":\"{sent_at}\"}}"))
-                    || tx.gzipped.is_some() && tx.body.ends_with("]}"),
-                "sent_at is the send time"
+                stamp,
+                "sent_at is the send time, in the body or, packed, the URL"
             );
-            let uuids = parse_events(&tx.body)
+            let text = common::wire_text(&tx);
+            let uuids = parse_events(&text)
                 .into_iter()
                 .map(|(ts, uuid)| {
                     let uuid = Uuid::parse(uuid).expect("uuid in body");

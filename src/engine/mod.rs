@@ -145,18 +145,23 @@ impl<F: WireFormat> Engine<F> {
         let (fragment, uuid) = self
             .intake
             .encode(&env.format, &mut env.rng, event, now_ms)?;
+        let first = self.outbox.queue.len() == 0;
         self.outbox.admit(env, fragment, uuid, now_ms)?;
-        if self.page.hidden()
-            || self
+        let full = env.config.batch_mode != BatchMode::Off
+            && self
                 .outbox
                 .queue
-                .has_full_batch(&env.format, env.batch_limit())
-        {
+                .has_full_batch(&env.format, env.batch_limit());
+        if self.page.hidden() || full {
             // Ready to wait, packed at once (`page/pack`).
             let (copy, hold) = (self.persistence.packs_copies(), self.endpoint.hold.until());
             self.outbox.pack_ahead(env, &self.page, copy, hold, now_ms);
         }
-        self.rearm(now_ms);
+        // Only a first event (the linger starts) or a full batch moves a timer: the others
+        // cost no pass over the batches held.
+        if first || full || self.page.hidden() {
+            self.rearm(now_ms);
+        }
         Ok(uuid)
     }
 

@@ -11,9 +11,9 @@
 //! With `compression: "gzip"` an ordinary request's body is gzipped first by the host's
 //! native `CompressionStream`: PostHog's capture recognises gzip by its magic bytes, so a
 //! PostHog body stays `text/plain` with no header (CORS-simple); an OTLP body says
-//! `Content-Encoding: gzip`. Keepalive requests and beacons must leave in the page's last
-//! task, before `CompressionStream` could answer: they go as the bytes the host packed ahead
-//! ([`pack`], [`Transmit::gzipped`]), or plain.
+//! `Content-Encoding: gzip`. A batch packed ahead ([`pack`], [`Transmit::gzipped`]) goes as
+//! those bytes, at once, on every path: keepalive requests and beacons must leave in the
+//! page's last task, before `CompressionStream` could answer, and go plain otherwise.
 
 use super::host;
 use super::report::to_js;
@@ -102,7 +102,8 @@ impl Request {
     ) -> Option<AbortController> {
         let read_body = t.read_body;
         let keepalive = t.path != Path::Ordinary;
-        // Ordinary bodies are gzipped here; page-hide ones come gzipped from the engine.
+        // Bodies come gzipped from the engine where a batch was packed ahead; other ordinary
+        // ones are gzipped here.
         let gzip = self.0.gzip && !keepalive && t.gzipped.is_none();
         // A keepalive request starts now, in this task (the page may be going away); a body to
         // gzip starts once compressed.
@@ -381,6 +382,8 @@ fn beacon(url: &str, t: &Transmit) -> Outcome {
     };
     let queued = host::global().navigator().map(|n| match &blob {
         Some(blob) => n.send_beacon_with_opt_blob(url, Some(blob)),
+        // Packed bytes that did not become a Blob: nothing to send, as if refused.
+        None if t.body.is_empty() => Ok(false),
         None => n.send_beacon_with_opt_str(url, Some(&t.body)),
     });
     match queued {

@@ -67,6 +67,20 @@ pub fn answer_packs(engine: &mut Engine, now: u64) {
     }
 }
 
+/// What `t` carries, as text: its packed bytes gunzipped (by flate2, independently of the
+/// host that packed them), else its body.
+#[allow(dead_code)] // not every test crate that includes this module reads bodies
+pub fn wire_text(t: &spool::engine::Transmit) -> String {
+    let Some(gz) = &t.gzipped else {
+        return t.body.clone();
+    };
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .expect("a whole gzip member");
+    text
+}
+
 /// `ms` since the epoch as the bodies write it, `2023-11-14T22:13:20.123Z`: the civil date
 /// by Howard Hinnant's `civil_from_days`, apart from the engine's own formatter.
 #[allow(dead_code)] // not every test crate that includes this module reads timestamps

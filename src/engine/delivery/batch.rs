@@ -83,7 +83,7 @@ impl Batch {
             failed_hidden: false,
             keepalive_unknown: false,
             armed: None,
-            pack: Pack::None,
+            pack: Pack::default(),
         }
     }
 }
@@ -93,10 +93,11 @@ impl Outbox {
     /// beacon if `beacon` (counted against no budget: the browser answers at once), vouched
     /// for if the endpoint [`vouches`](Endpoint::vouches) for it now.
     ///
-    /// A page-hide body (keepalive or beacon) is at most [`KEEPALIVE_BODY_BYTES`] on the wire
-    /// (and within what is left of the keepalive quota): a batch packed ahead (`page/pack`)
-    /// goes as its gzip bytes, without `sent_at`, if they fit; anything else goes plain, cut
-    /// to fit.
+    /// A batch packed ahead (`page/pack`) goes as its gzip bytes, its send time in the URL
+    /// ([`Transmit::query`]): compressed once, whatever its attempts and paths. A page-hide body
+    /// (keepalive or beacon) is at most [`KEEPALIVE_BODY_BYTES`] on the wire (and within what
+    /// is left of the keepalive quota): packed bytes that do not fit, and anything not packed,
+    /// go plain, cut to fit.
     pub fn send<F: WireFormat>(
         &mut self,
         env: &Env<F>,
@@ -116,7 +117,7 @@ impl Outbox {
             limit.bytes = limit.bytes.min(wire_cap);
         }
         // A beacon cannot say `Content-Encoding: gzip`: for a format that needs it, plain.
-        let packed = |b: &Batch| match page_hide && !(beacon && env.format.gzip_needs_header()) {
+        let packed = |b: &Batch| match !(beacon && env.format.gzip_needs_header()) {
             true => b
                 .pack
                 .wire()
@@ -142,7 +143,10 @@ impl Outbox {
         };
         let items = &self.batches[idx].items;
         let gzipped = packed(&self.batches[idx]);
-        let body = body_of(&env.format, items, gzipped.is_none().then_some(now_ms));
+        let body = match gzipped {
+            Some(_) => String::new(),
+            None => body_of(&env.format, items, Some(now_ms)),
+        };
         let wire_len = gzipped.as_ref().map_or(body.len(), Vec::len);
         let transmit = self.new_transmit_id();
         let batch = &mut self.batches[idx];

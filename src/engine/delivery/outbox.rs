@@ -197,7 +197,7 @@ impl Outbox {
             return;
         }
         let rest = self.batches[idx].items.split_off(keep);
-        self.batches[idx].pack = Pack::None;
+        self.batches[idx].pack = Pack::default();
         let id = self.new_batch_id();
         let b = &self.batches[idx];
         let part = Batch {
@@ -210,7 +210,7 @@ impl Outbox {
             // The batch keeps its deferred request, to be armed again for its new events.
             armed: None,
             // Both parts are packed again, as they are now.
-            pack: Pack::None,
+            pack: Pack::default(),
             since: b.since,
         };
         self.batches.insert(idx + 1, part);

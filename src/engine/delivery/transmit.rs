@@ -61,16 +61,16 @@ pub struct Transmit {
     pub id: TransmitId,
     /// The batch this is an attempt of.
     pub batch: BatchId,
-    /// The body, with `sent_at` stamped at the time passed to `poll_transmit`; without one
-    /// where it goes as `gzipped` (packed ahead, its send time unknown then).
+    /// The body, with `sent_at` stamped at the time passed to `poll_transmit`; empty where it
+    /// goes as `gzipped` (packed ahead, without `sent_at`: see [`query`](Self::query)).
     pub body: String,
-    /// `body` gzipped by the host ahead of time ([`Notice::Pack`](crate::engine::Notice::Pack)):
-    /// send these bytes instead where there are some, with `Content-Encoding: gzip` if the
-    /// format needs it ([`WireFormat::gzip_needs_header`](crate::engine::WireFormat::gzip_needs_header)).
-    /// Only page-hide requests (keepalive, beacons, deferred) of a batch packed ahead have
-    /// them: gzip carries about ten times the events through the browser's budgets, and
-    /// nothing is compressed as the page goes away. If the bytes cannot go (no keepalive fetch
-    /// and a format that needs the header), `body` goes plain.
+    /// The body gzipped by the host ahead of time ([`Notice::Pack`](crate::engine::Notice::Pack)),
+    /// for a batch packed ahead: send these bytes, with `Content-Encoding: gzip` if the format
+    /// needs it ([`WireFormat::gzip_needs_header`](crate::engine::WireFormat::gzip_needs_header)).
+    /// Packed once, a batch's bytes go with every attempt and path: on the page-close path gzip
+    /// carries about ten times the events through the browser's budgets, and nothing is
+    /// compressed as the page goes away. A beacon of a format that needs the header goes plain
+    /// instead (`body`).
     pub gzipped: Option<Vec<u8>>,
     /// A query parameter to add to the endpoint's URL: `_=<ms>`, the send time, for a PostHog
     /// body packed ahead (its `sent_at`, as PostHog's capture reads it; see

@@ -26,7 +26,7 @@ use crate::engine::delivery::endpoint::Endpoint;
 use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::retry::Outcome;
 use crate::engine::delivery::Env;
-use crate::engine::page::pack::{on_its_way, Pack};
+use crate::engine::page::pack::on_its_way;
 use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
 use crate::engine::{Notice, Path, Settlement, Transmit, TransmitId};
@@ -106,12 +106,14 @@ impl Outbox {
                 continue;
             }
             // Gzipped, it goes as packed ahead: a batch whose pack is not back waits for it.
-            let gzipped = match (gzip, &b.pack) {
-                (true, Pack::Ready { wire, .. }) => wire.clone(),
-                (true, _) => continue,
-                (false, _) => None,
+            if gzip && !b.pack.is_ready() {
+                continue;
+            }
+            let gzipped = b.pack.wire().filter(|_| gzip).map(<[u8]>::to_vec);
+            let body = match gzipped {
+                Some(_) => String::new(),
+                None => body_of(&env.format, &b.items, None),
             };
-            let body = body_of(&env.format, &b.items, None);
             let quota_bytes = gzipped.as_ref().map_or(body.len(), Vec::len) + overhead;
             if self.deferred.bytes + quota_bytes > self.deferred.cap {
                 self.deferred.full = true;

@@ -25,7 +25,7 @@
 //!   they go: most are answered before they would be packed.
 
 use crate::engine::delivery::batch::{body_of, Batch, BatchState};
-use crate::engine::delivery::config::Compression;
+use crate::engine::delivery::config::{BatchMode, Compression};
 use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::Env;
 use crate::engine::page::defer::DEFERRED_AFTER_MS;
@@ -52,50 +52,80 @@ pub struct HostFeatures {
 /// held.
 pub const PACK_TEXT_AT_ONCE: usize = 384 * 1024;
 
-/// A batch's bodies, packed ahead by the host.
+/// A batch's bodies, packed ahead by the host: its body for the wire, its lines for the
+/// stored copy, each asked for when needed (a split batch is packed again).
 #[derive(Debug, Default)]
-pub(crate) enum Pack {
-    /// Not asked for (or asked for an earlier shape of the batch, before a split).
+pub(crate) struct Pack {
+    wire: Slot<Vec<u8>>,
+    copy: Slot<PackedPart>,
+}
+
+/// One of a pack's two parts.
+#[derive(Debug, Default)]
+enum Slot<T> {
+    /// Not asked for.
     #[default]
     None,
     /// Asked for, not back yet: this many bytes of text handed out.
     Asked(usize),
-    /// Back: the body without `sent_at` gzipped, and the stored copy's lines raw-deflated,
-    /// each where asked for and the host managed.
-    Ready {
-        wire: Option<Vec<u8>>,
-        copy: Option<PackedPart>,
-    },
+    /// Back, if the host managed.
+    Ready(Option<T>),
 }
 
-impl Pack {
-    /// Whether it is back.
-    pub fn is_ready(&self) -> bool {
-        matches!(self, Pack::Ready { .. })
+impl<T> Slot<T> {
+    /// Asked for, or back.
+    fn is_set(&self) -> bool {
+        !matches!(self, Slot::None)
     }
 
-    /// Bytes of text handed out for it and not back.
-    fn text_out(&self) -> usize {
+    fn get(&self) -> Option<&T> {
         match self {
-            Pack::Asked(bytes) => *bytes,
+            Slot::Ready(value) => value.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn out(&self) -> usize {
+        match self {
+            Slot::Asked(bytes) => *bytes,
             _ => 0,
         }
     }
 
+    /// Takes the host's answer, if this was asked for.
+    fn answer(&mut self, value: Option<T>) {
+        if matches!(self, Slot::Asked(_)) {
+            *self = Slot::Ready(value);
+        }
+    }
+
+    /// `pagehide`: an answer still out is no longer awaited.
+    fn give_up(&mut self) {
+        if matches!(self, Slot::Asked(_)) {
+            *self = Slot::None;
+        }
+    }
+}
+
+impl Pack {
+    /// Whether its body is back (what a hidden page's batch waits for).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.wire, Slot::Ready(_))
+    }
+
+    /// Bytes of text handed out for it and not back.
+    fn text_out(&self) -> usize {
+        self.wire.out() + self.copy.out()
+    }
+
     /// The body gzipped, if it is back.
     pub fn wire(&self) -> Option<&[u8]> {
-        match self {
-            Pack::Ready { wire, .. } => wire.as_deref(),
-            _ => None,
-        }
+        self.wire.get().map(Vec::as_slice)
     }
 
     /// The copy's lines deflated, if they are back, as the copy stores them.
     pub fn copy(&self) -> Option<&PackedPart> {
-        match self {
-            Pack::Ready { copy, .. } => copy.as_ref(),
-            _ => None,
-        }
+        self.copy.get()
     }
 }
 
@@ -130,8 +160,11 @@ impl Outbox {
         }
         let hidden = page.hidden();
         let timeout = env.config.request_timeout_ms;
-        // Full batches are cut at once: those no free request slot takes now wait.
-        self.cut_held(env, hidden, now_ms);
+        // Full batches are cut at once: those no free request slot takes now wait. (Not with
+        // `batchMode: "off"`: one event per request, and no pack for each.)
+        if env.config.batch_mode != BatchMode::Off {
+            self.cut_held(env, hidden, now_ms);
+        }
         let mut out: usize = self.batches.iter().map(|b| b.pack.text_out()).sum();
         let mut free = match hold_until > now_ms {
             true => 0,
@@ -140,11 +173,12 @@ impl Outbox {
                 .max_in_flight
                 .saturating_sub(self.ledger.ordinary_in_flight()),
         };
+        let wants = Wants { wire, copy };
         for b in &mut self.batches {
             if out >= PACK_TEXT_AT_ONCE {
                 break;
             }
-            if !matches!(b.pack, Pack::None) || on_its_way(b) {
+            if on_its_way(b) {
                 continue;
             }
             let ready_to_wait = hidden
@@ -160,7 +194,7 @@ impl Outbox {
                     BatchState::Waiting { .. } => true,
                 };
             if ready_to_wait {
-                out += ask(env, b, copy);
+                out += ask(env, b, wants);
             }
         }
         // Hidden, a batch goes once packed, gzip carrying ten times the events.
@@ -191,15 +225,19 @@ impl Outbox {
     }
 
     /// When the next batch is due to be packed, if packing is on: the earliest a request in
-    /// flight for a batch not packed has been unanswered [`DEFERRED_AFTER_MS`].
+    /// flight for a batch not packed has been unanswered [`DEFERRED_AFTER_MS`]. None while
+    /// [`PACK_TEXT_AT_ONCE`] is out: a pack coming back asks for the next.
     pub fn pack_at<F>(&self, env: &Env<F>, page: &Page) -> Option<u64> {
-        if !self.packing.on || page.state >= PageState::Leaving {
+        let out: usize = self.batches.iter().map(|b| b.pack.text_out()).sum();
+        if !self.packing.on || page.state >= PageState::Leaving || out >= PACK_TEXT_AT_ONCE {
             return None;
         }
         let timeout = env.config.request_timeout_ms;
+        let copy = self.packing.copy;
         self.batches
             .iter()
-            .filter(|b| matches!(b.pack, Pack::None) && !on_its_way(b))
+            .filter(|b| !on_its_way(b))
+            .filter(|b| !b.pack.wire.is_set() || copy && !b.pack.copy.is_set())
             .filter(|b| matches!(b.state, BatchState::InFlight { .. }))
             .map(|b| slow_from(b, timeout))
             .min()
@@ -210,21 +248,20 @@ impl Outbox {
         if !self.packing.on || t.attempt < 2 || t.path != Path::Ordinary {
             return;
         }
-        let copy = self.packing.copy;
+        let wants = Wants {
+            wire: env.config.compression == Compression::Gzip,
+            copy: self.packing.copy,
+        };
         if let Some(b) = self.batches.iter_mut().find(|b| b.id == t.batch) {
-            if matches!(b.pack, Pack::None) {
-                ask(env, b, copy);
-            }
+            ask(env, b, wants);
         }
     }
 
     /// Batch `id`'s pack is back: kept, unless the batch settled or was split meanwhile.
     pub fn packed(&mut self, id: BatchId, wire: Option<Vec<u8>>, copy: Option<Vec<u8>>) {
         if let Some(b) = self.batches.iter_mut().find(|b| b.id == id) {
-            if matches!(b.pack, Pack::Asked(_)) {
-                let copy = copy.as_deref().map(PackedPart::new);
-                b.pack = Pack::Ready { wire, copy };
-            }
+            b.pack.wire.answer(wire);
+            b.pack.copy.answer(copy.as_deref().map(PackedPart::new));
         }
     }
 
@@ -232,29 +269,41 @@ impl Outbox {
     pub fn give_up_packs(&mut self) {
         self.packing.awaited = false;
         for b in &mut self.batches {
-            if matches!(b.pack, Pack::Asked(_)) {
-                b.pack = Pack::None;
-            }
+            b.pack.wire.give_up();
+            b.pack.copy.give_up();
         }
     }
 }
 
-/// Asks the host to pack batch `b`: its body without `sent_at` (with `compression: "gzip"`),
-/// its lines if `copy`. Returns the bytes of text handed out.
-fn ask<F: WireFormat>(env: &mut Env<F>, b: &mut Batch, copy: bool) -> usize {
-    let wire = env.config.compression == Compression::Gzip;
+/// What a batch ready to wait is packed for: its body (`compression: "gzip"`), and its lines
+/// (the host keeps copies).
+#[derive(Clone, Copy)]
+struct Wants {
+    wire: bool,
+    copy: bool,
+}
+
+/// Asks the host to pack what batch `b` wants and has not asked for. Returns the bytes of
+/// text handed out.
+fn ask<F: WireFormat>(env: &mut Env<F>, b: &mut Batch, wants: Wants) -> usize {
+    let wire = wants.wire && matches!(b.pack.wire, Slot::None);
+    let copy = wants.copy && matches!(b.pack.copy, Slot::None);
     let body = wire.then(|| body_of(&env.format, &b.items, None));
     let lines = copy.then(|| persist::lines(b.items.iter()));
-    let bytes = body.as_ref().map_or(0, String::len) + lines.as_ref().map_or(0, String::len);
-    if bytes == 0 {
-        return 0;
+    if let Some(body) = &body {
+        b.pack.wire = Slot::Asked(body.len());
     }
-    b.pack = Pack::Asked(bytes);
-    env.notices.push_back(Notice::Pack {
-        batch: b.id,
-        body,
-        lines,
-    });
+    if let Some(lines) = &lines {
+        b.pack.copy = Slot::Asked(lines.len());
+    }
+    let bytes = b.pack.text_out();
+    if body.is_some() || lines.is_some() {
+        env.notices.push_back(Notice::Pack {
+            batch: b.id,
+            body,
+            lines,
+        });
+    }
     bytes
 }
 
