@@ -13,7 +13,6 @@ use spool::engine::{
     MAX_RETRY_AFTER_MS, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES,
     POSTHOG_MAX_PROPERTIES_DEPTH, RESTORE_AGAIN_MS,
 };
-use std::io::Read;
 use std::ops::{Deref, DerefMut};
 
 /// 2023-11-14T22:13:20.000Z.

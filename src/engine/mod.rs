@@ -145,7 +145,7 @@ impl<F: WireFormat> Engine<F> {
         let (fragment, uuid) = self
             .intake
             .encode(&env.format, &mut env.rng, event, now_ms)?;
-        let first = self.outbox.queue.len() == 0;
+        let first = self.outbox.queue.front().is_none();
         self.outbox.admit(env, fragment, uuid, now_ms)?;
         let full = env.config.batch_mode != BatchMode::Off
             && self
