@@ -21,7 +21,7 @@
 //!   `pagehide` they count as delivered (the endpoint vouched for them) and are not stored.
 
 use crate::engine::delivery::batch::{body_of, Armed, Batch, BatchState};
-use crate::engine::delivery::config::Compression;
+use crate::engine::delivery::config::{BatchMode, Compression};
 use crate::engine::delivery::endpoint::Endpoint;
 use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::retry::Outcome;
@@ -96,7 +96,11 @@ impl Outbox {
         if !self.may_arm(endpoint, page, now_ms) {
             return;
         }
-        self.cut_held(env, false, now_ms.saturating_sub(DEFERRED_AFTER_MS));
+        // Full batches that waited a second are cut to be armed (not with `batchMode: "off"`:
+        // one event per request).
+        if env.config.batch_mode != BatchMode::Off {
+            self.cut_held(env, false, now_ms.saturating_sub(DEFERRED_AFTER_MS));
+        }
         let gzip = env.config.compression == Compression::Gzip && self.packing.on;
         let overhead = env.config.endpoint.len() + DEFERRED_HEADER_BYTES;
         self.deferred.full = false;
