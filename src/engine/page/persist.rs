@@ -168,7 +168,9 @@ pub(crate) struct PackedPart {
 
 impl PackedPart {
     pub fn new(bytes: &[u8]) -> PackedPart {
-        let mut text = String::with_capacity(24 + bytes.len() * 2);
+        // Exactly sized: it is kept as long as its batch is held.
+        let high = bytes.iter().filter(|&&b| b >= 0x80).count();
+        let mut text = String::with_capacity(22 + bytes.len() + high);
         text.push('d');
         json::write_u64(&mut text, bytes.len() as u64);
         text.push('\n');
