@@ -5,7 +5,6 @@
 
 pub(crate) mod close;
 pub(crate) mod defer;
-pub(crate) mod pack;
 pub(crate) mod persist;
 pub(crate) mod stored;
 
