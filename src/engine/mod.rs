@@ -207,7 +207,9 @@ impl<F: WireFormat> Engine<F> {
     pub fn handle_outcome(&mut self, id: TransmitId, outcome: Outcome, now_ms: u64) -> bool {
         let (env, endpoint, page) = (&mut self.env, &mut self.endpoint, &mut self.page);
         let known = self.outbox.answer(env, endpoint, page, id, outcome, now_ms);
-        self.after_change(now_ms);
+        if known {
+            self.after_change(now_ms);
+        }
         known
     }
 

@@ -172,18 +172,12 @@ impl Outbox {
         if !self.may_arm(endpoint, page, now_ms) || self.deferred.full {
             return None;
         }
-        let mut at: Option<u64> = None;
-        for b in &self.batches {
-            if armable(b) {
-                at = Some(at.map_or(b.since, |t| t.min(b.since)));
-            }
-        }
-        if self.queue.has_full_batch(&env.format, env.batch_limit()) {
-            if let Some(front) = self.queue.front() {
-                at = Some(at.map_or(front.enqueued_ms, |t| t.min(front.enqueued_ms)));
-            }
-        }
-        at.map(|t| t.saturating_add(DEFERRED_AFTER_MS))
+        let held = self.batches.iter().filter(|b| armable(b)).map(|b| b.since);
+        let full = self.queue.has_full_batch(&env.format, env.batch_limit());
+        let queued = self.queue.front().filter(|_| full).map(|i| i.enqueued_ms);
+        held.chain(queued)
+            .min()
+            .map(|t| t.saturating_add(DEFERRED_AFTER_MS))
     }
 
     /// Takes batch `idx`'s deferred request off the books; returns it, to abort, if there was
