@@ -73,14 +73,16 @@ function keyOf(body) {
 
 /**
  * How a request reached the sink, as a collector can tell: `deferred` for a spool body without
- * `sent_at` (a `fetchLater` request: spool cannot know when the browser sends it, so it stamps
- * none), `beacon` for `Sec-Fetch-Mode: no-cors` (what `sendBeacon` with a `text/plain` body
- * sends; a `fetch`, keepalive or not, says `cors`), `fetch` otherwise.
+ * `sent_at`, in the body or as the URL's `_` (a `fetchLater` request: spool cannot know when
+ * the browser sends it, so it stamps none), `beacon` for `Sec-Fetch-Mode: no-cors` (what
+ * `sendBeacon` with a `text/plain` body sends; a `fetch`, keepalive or not, says `cors`),
+ * `fetch` otherwise.
  */
 export const PATHS = ['fetch', 'beacon', 'deferred'];
 
 function deliveryPath(req, body) {
-  if (body && typeof body === 'object' && 'api_key' in body && !('sent_at' in body)) return 'deferred';
+  const stamped = body && typeof body === 'object' && ('sent_at' in body || /[?&]_=/.test(req.url));
+  if (body && typeof body === 'object' && 'api_key' in body && !stamped) return 'deferred';
   return req.headers['sec-fetch-mode'] === 'no-cors' ? 'beacon' : 'fetch';
 }
 

@@ -7,13 +7,12 @@ mod common;
 use serde_json::Value;
 use spool::engine::{
     stored_copy_claimable, BatchMode, CaptureError, Compression, Config, DropReason, Engine,
-    EventInput, FlushReport, Format, Notice, Outcome, PageEvent, PageHideReport, Path, RetryAfter,
-    Settlement, Transmit, TransmitId, Uuid, DEFERRED_AFTER_MS, DEFERRED_QUOTA_BYTES,
-    KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
-    PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, POSTHOG_MAX_PROPERTIES_DEPTH,
-    RESTORE_AGAIN_MS,
+    EventInput, FlushReport, Format, HostFeatures, Notice, Outcome, PageEvent, PageHideReport,
+    Path, RetryAfter, Settlement, Transmit, TransmitId, Uuid, DEFERRED_AFTER_MS,
+    DEFERRED_QUOTA_BYTES, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
+    MAX_RETRY_AFTER_MS, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES,
+    POSTHOG_MAX_PROPERTIES_DEPTH, RESTORE_AGAIN_MS,
 };
-use std::io::Read;
 use std::ops::{Deref, DerefMut};
 
 /// 2023-11-14T22:13:20.000Z.
@@ -67,15 +66,32 @@ impl Setup {
         self.0.compression = Compression::None;
         self
     }
+    /// Started with a host that packs batches ahead, as a browser's `CompressionStream` does
+    /// ([`TestEngine::packs`]).
+    fn packing(self) -> TestEngine {
+        let mut e = self.start();
+        e.handle_host_features(HostFeatures {
+            deferred: false,
+            compress: true,
+        });
+        e
+    }
     fn batch_mode(mut self, mode: BatchMode) -> Setup {
         self.0.batch_mode = mode;
         self
     }
-    /// The engine, seeded with 1, reporting settlements.
+    /// The engine, seeded with 1, reporting settlements, its host with neither a compressor
+    /// nor `fetchLater` (see [`packing`](Self::packing)).
     fn start(self) -> TestEngine {
         let mut e = Engine::new(self.0, 1).expect("valid config");
         e.report_settlements(true);
-        TestEngine(e, Default::default(), Default::default())
+        TestEngine(
+            e,
+            Default::default(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        )
     }
 }
 
@@ -86,6 +102,8 @@ struct TestEngine(
     Engine,
     std::collections::VecDeque<Transmit>,
     std::collections::VecDeque<Transmit>,
+    Vec<Notice>,
+    Vec<Notice>,
 );
 
 impl Deref for TestEngine {
@@ -135,6 +153,12 @@ impl TestEngine {
     /// Every request due at `now`; beacons (as the page leaves) are kept for
     /// [`poll_beacon`](Self::poll_beacon).
     fn drain(&mut self, now: u64) -> Vec<Transmit> {
+        self.packs(now);
+        self.drain_unpacked(now)
+    }
+
+    /// Every request due at `now`, the host's packs not done yet (see [`drain`](Self::drain)).
+    fn drain_unpacked(&mut self, now: u64) -> Vec<Transmit> {
         let mut sent: Vec<Transmit> = self.2.drain(..).collect();
         while let Some(t) = self.0.poll_transmit(now) {
             match t.path {
@@ -205,8 +229,38 @@ impl TestEngine {
         self.0.handle_page(event, now);
     }
 
+    /// The notices, but [`Notice::Pack`]s: those wait for [`packs`](Self::packs), as the
+    /// host's compressor takes a while.
     fn notices(&mut self) -> Vec<Notice> {
-        std::iter::from_fn(|| self.0.poll_notice()).collect()
+        let mut notices = std::mem::take(&mut self.3);
+        while let Some(n) = self.0.poll_notice() {
+            match n {
+                Notice::Pack { .. } => self.4.push(n),
+                other => notices.push(other),
+            }
+        }
+        notices
+    }
+
+    /// The host packs at `now` every batch the engine asked it to ([`Notice::Pack`]), as its
+    /// `CompressionStream` would; the other notices wait for [`notices`](Self::notices).
+    /// Returns how many it packed.
+    fn packs(&mut self, now: u64) -> usize {
+        let mut packed = 0;
+        loop {
+            let notices = self.notices();
+            self.3 = notices;
+            if self.4.is_empty() {
+                return packed;
+            }
+            for n in std::mem::take(&mut self.4) {
+                if let Notice::Pack { batch, body, lines } = n {
+                    let (wire, copy) = common::pack(body, lines);
+                    self.0.handle_packed(batch, wire, copy, now);
+                    packed += 1;
+                }
+            }
+        }
     }
 
     /// The flush completions among the notices.
@@ -232,15 +286,10 @@ impl TestEngine {
 /// What goes on the wire, as text: the gzipped bytes read back by an independent reader
 /// (and checked to be the plain body), else the plain body.
 fn wire_text(t: &Transmit) -> String {
-    let Some(gz) = &t.gzipped else {
-        return t.body.clone();
-    };
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_string(&mut text)
-        .expect("a whole gzip member");
-    assert_eq!(text, t.body, "the gzip bytes are the body");
-    text
+    if t.gzipped.is_some() {
+        assert!(t.body.is_empty(), "packed: the bytes are the body");
+    }
+    common::wire_text(t)
 }
 
 /// A body, parsed from what goes on the wire.
@@ -925,13 +974,14 @@ fn page_hide_sends_everything_as_keepalive_within_the_64_kib_budget() {
 
 #[test]
 fn leaving_gives_up_ordinary_requests_and_sends_their_events_keepalive_a_tab_switch_does_not() {
-    let mut e = engine().start();
+    let mut e = engine().packing();
     let captured = e.clicks(400, T0);
     let ordinary = e.drain(T0 + 1_000);
     assert_eq!(ordinary.len(), 4);
     assert!(ordinary.iter().all(|t| !(t.path == Path::Keepalive)));
-    // A tab switch: the ordinary requests go on.
+    // A tab switch: the ordinary requests go on, packed meanwhile in case the page goes.
     e.page_hidden(T0 + 1_001);
+    assert_eq!(e.packs(T0 + 1_001), 4);
     assert!(e.notices().is_empty());
     assert!(e.drain(T0 + 1_001).is_empty());
     // A navigation starts: the browser would end them; they are given up and go keepalive.
@@ -1058,19 +1108,22 @@ fn at_pagehide_beacons_go_until_the_browser_refuses_one_and_the_refused_events_w
 }
 
 #[test]
-fn page_hide_bodies_are_gzipped_and_carry_several_times_the_plain_budget() {
+fn page_hide_bodies_are_packed_ahead_and_carry_several_times_the_plain_budget() {
     let mut e = engine()
         .max_queue_events(100_000)
         .max_queue_bytes(1 << 30)
-        .start();
+        .packing();
     let captured = e.clicks(10_000, T0);
+    // Hidden: everything held is cut and packed first; nothing goes before its pack is back.
     let report = e.page_hidden(T0 + 5);
+    assert_eq!(report.keepalive_requests, 0);
+    assert!(e.poll_transmit(T0 + 5).is_none());
+    assert_eq!(e.packs(T0 + 6), 100, "every batch packed at once");
     let keepalive: Vec<Transmit> = e
-        .drain(T0 + 5)
+        .drain(T0 + 6)
         .into_iter()
         .filter(|t| t.path == Path::Keepalive)
         .collect();
-    assert_eq!(report.keepalive_requests, keepalive.len());
     assert_eq!(
         keepalive.len(),
         KEEPALIVE_MAX_REQUESTS,
@@ -1079,12 +1132,20 @@ fn page_hide_bodies_are_gzipped_and_carry_several_times_the_plain_budget() {
     let mut wire = 0;
     let mut carried = Vec::new();
     for t in &keepalive {
-        assert!(t.gzipped.is_some(), "every page-hide body is gzipped");
+        assert!(t.gzipped.is_some(), "every page-hide body is packed");
+        assert!(
+            !wire_text(t).contains("sent_at"),
+            "packed ahead, without sent_at"
+        );
+        assert_eq!(
+            t.query.as_deref(),
+            Some("_=1700000000006"),
+            "sent_at in the URL"
+        );
         assert!(t.wire_len() <= KEEPALIVE_BODY_BYTES);
         wire += t.wire_len();
         carried.extend(uuids(t));
     }
-    assert_eq!(report.keepalive_bytes, wire);
     assert!(wire <= KEEPALIVE_QUOTA_BYTES);
     // Then beacons at `pagehide`, until the budget the browser gives them is spent.
     let mut beacon_bytes = wire;
@@ -1104,6 +1165,140 @@ fn page_hide_bodies_are_gzipped_and_carry_several_times_the_plain_budget() {
     let distinct: std::collections::HashSet<&Uuid> = carried.iter().collect();
     assert_eq!(distinct.len(), carried.len());
     assert!(carried.iter().all(|u| captured.contains(u)));
+}
+
+/// The packs the engine asked for since the last call (left for [`TestEngine::packs`]).
+fn asked(e: &mut TestEngine) -> Vec<(spool::engine::BatchId, Option<String>, Option<String>)> {
+    let other = e.notices();
+    e.3 = other;
+    e.4.iter()
+        .map(|n| match n {
+            Notice::Pack { batch, body, lines } => (*batch, body.clone(), lines.clone()),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_is_packed_once_ready_to_wait_and_one_that_goes_at_once_is_not() {
+    let mut e = engine().max_in_flight(1).packing();
+    e.handle_storage_opened(true, T0);
+    e.clicks(300, T0);
+    // Three full batches: one takes the free slot, unpacked; two must wait: packed at once.
+    let sent = e.drain_unpacked(T0);
+    assert_eq!(sent.len(), 1);
+    let packs = asked(&mut e);
+    assert_eq!(packs.len(), 2);
+    for (_, body, lines) in &packs {
+        let body = body.as_deref().expect("the body, to gzip");
+        assert!(body.contains("\"batch\":[") && !body.contains("sent_at"));
+        let lines = lines.as_deref().expect("the copy's lines, to deflate");
+        assert_eq!(lines.lines().count(), 100);
+        assert!(!lines.contains("phc_test"), "the API key is never stored");
+    }
+    assert_eq!(e.packs(T0 + 5), 2);
+    // The one in flight is packed once unanswered a second: a slow collector.
+    assert_eq!(e.poll_timeout(), Some(T0 + 1_000));
+    e.handle_timeout(T0 + 1_000);
+    assert_eq!(asked(&mut e).len(), 1);
+    assert_eq!(e.packs(T0 + 1_000), 1);
+    // Packs last across attempts: what goes next, the retry included, asks for none.
+    e.handle_outcome(sent[0].id, Outcome::status(503), T0 + 1_100);
+    assert_eq!(e.drain_unpacked(T0 + 5_000).len(), 1);
+    assert!(asked(&mut e).is_empty());
+}
+
+#[test]
+fn packs_go_out_a_few_hundred_kib_of_text_at_a_time_and_the_timer_waits_for_them() {
+    let mut e = engine().max_in_flight(16).packing();
+    e.handle_storage_opened(true, T0);
+    e.notices();
+    // 16 batches of about 50 KB in flight, unanswered: a slow collector.
+    for i in 0..1_600 {
+        let props = format!(r#"{{"blob":"{}"}}"#, noise(i, 450));
+        e.capture(EventInput::new("big").properties(&props), T0)
+            .unwrap();
+    }
+    assert_eq!(e.drain_unpacked(T0).len(), 16);
+    assert!(asked(&mut e).is_empty());
+    e.handle_timeout(T0 + 1_000);
+    let first = asked(&mut e);
+    let text: usize = first
+        .iter()
+        .map(|(_, b, l)| b.as_ref().unwrap().len() + l.as_ref().unwrap().len())
+        .sum();
+    assert!(
+        first.len() < 16 && text < 384 * 1024 + 120_000,
+        "{} packs, {text} bytes",
+        first.len()
+    );
+    // Nothing more is due until one comes back: the timer does not spin.
+    assert!(e.poll_timeout().is_none_or(|at| at > T0 + 1_000));
+    // As they come back, the rest are asked for, a few at a time.
+    assert_eq!(e.packs(T0 + 1_010), 16);
+}
+
+#[test]
+fn a_batch_the_collector_refused_is_packed_while_it_waits_for_its_retry() {
+    let mut e = engine().packing();
+    e.clicks(10, T0);
+    let first = e.drain_unpacked(T0 + 1_000);
+    assert!(asked(&mut e).is_empty(), "went at once, in a free slot");
+    e.handle_outcome(first[0].id, Outcome::status(503), T0 + 1_050);
+    assert_eq!(asked(&mut e).len(), 1, "behind a refusing collector");
+    assert_eq!(e.packs(T0 + 1_051), 1);
+    let at = e.poll_timeout().unwrap();
+    e.handle_timeout(at);
+    let retry = e.drain_unpacked(at);
+    assert_eq!((retry.len(), retry[0].attempt), (1, 2));
+    assert!(asked(&mut e).is_empty(), "packed once");
+}
+
+#[test]
+fn the_stored_copy_is_the_packed_batches_and_the_unfinished_tail_and_reads_back_whole() {
+    let mut old = engine().max_in_flight(1).packing();
+    old.handle_storage_opened(true, T0);
+    let captured = old.clicks(350, T0);
+    old.drain(T0);
+    let (text, stored) = old.persist(T0).unwrap();
+    assert_eq!(stored, 350);
+    // Two waiting batches packed; the one in flight (going, in a free slot) and the tail of 50
+    // plain.
+    assert_eq!(spool::engine::stored_copy_deflated(&text).len(), 2);
+    assert!(text.len() < 350 * 200, "{} chars", text.len());
+    let mut next = engine().start();
+    assert_eq!(common::restore(&mut next, &text, T0 + 1), 350);
+    let mut restored = Vec::new();
+    while next.held_events() > 0 {
+        for t in next.drain(T0 + 1) {
+            restored.extend(uuids(&t));
+            next.handle_outcome(t.id, Outcome::status(200), T0 + 1);
+        }
+    }
+    restored.sort();
+    let mut expected = captured.clone();
+    expected.sort();
+    assert_eq!(restored, expected);
+}
+
+#[test]
+fn at_pagehide_a_batch_whose_pack_is_not_back_goes_plain_with_its_sent_at() {
+    let mut e = engine().packing();
+    e.seen_healthy(T0 - 100);
+    e.clicks(50, T0);
+    // Hidden: the batch waits for its pack, which the page does not live to get.
+    let report = e.page_hidden(T0 + 1);
+    assert_eq!(report.keepalive_requests, 0);
+    assert_eq!(asked(&mut e).len(), 1);
+    let report = e.page_leaving(T0 + 2);
+    assert_eq!(report.keepalive_events, 50);
+    let sent = e.drain_unpacked(T0 + 2);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].gzipped.is_none() && sent[0].query.is_none());
+    assert_eq!(sent_at(&sent[0]), "2023-11-14T22:13:20.002Z");
+    // The pack that comes back late changes nothing.
+    assert_eq!(e.packs(T0 + 3), 1);
+    assert!(e.drain(T0 + 3).is_empty());
 }
 
 #[test]
@@ -1139,7 +1334,7 @@ fn ordinary_bodies_are_left_to_the_shell_and_compression_none_keeps_page_hide_pl
 
 #[test]
 fn otlp_gzips_keepalive_bodies_but_beacons_go_plain_as_they_cannot_say_content_encoding() {
-    let mut e = otlp_engine().start();
+    let mut e = otlp_engine().packing();
     for _ in 0..10_000 {
         e.capture_named("click", T0);
     }
@@ -1151,6 +1346,10 @@ fn otlp_gzips_keepalive_bodies_but_beacons_go_plain_as_they_cannot_say_content_e
         .collect();
     assert!(!keepalive.is_empty());
     assert!(keepalive.iter().all(|t| t.gzipped.is_some()));
+    assert!(
+        keepalive.iter().all(|t| t.query.is_none()),
+        "OTLP has no sent_at"
+    );
     let beacon = e.poll_beacon(T0 + 2).expect("events left for a beacon");
     assert!(beacon.gzipped.is_none());
     assert!(beacon.body.len() <= KEEPALIVE_BODY_BYTES);
@@ -1225,11 +1424,11 @@ fn corrupt_stored_text_is_counted_and_the_other_copies_still_go() {
     let mut old = engine().start();
     old.clicks(3, T0);
     let (text, _) = old.persist(T0).unwrap();
-    // A copy cut short (as a write interrupted would leave it) is counted, never a panic, and
-    // costs the engine nothing: a whole copy read next is taken in.
+    // A copy cut short (as a write interrupted would leave it): the line cut is counted, never
+    // a panic, the lines before it are taken in, and a whole copy read next is taken in.
     let cut: String = text.chars().take(text.chars().count() - 4).collect();
     let mut next = engine().start();
-    assert_eq!(common::restore(&mut next, &cut, T0 + 1), 0);
+    assert_eq!(common::restore(&mut next, &cut, T0 + 1), 2);
     assert_eq!(next.stats().storage_errors, 1);
     assert_eq!(common::restore(&mut next, &text, T0 + 2), 3);
     assert_eq!(next.stats().storage_errors, 1);
@@ -1257,7 +1456,7 @@ fn after_pagehide_a_failed_keepalive_request_is_not_resent_but_stays_stored() {
 
 #[test]
 fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_but_stays_stored() {
-    let mut e = engine().start();
+    let mut e = engine().packing();
     e.seen_healthy(T0 - 100);
     e.clicks(2_000, T0);
     e.page_hidden(T0 + 1);
@@ -1561,7 +1760,8 @@ fn requests_failing_as_the_page_unloads_spend_no_attempts_and_nothing_is_dropped
 
 /// The storage notices drained from `e`, in order.
 fn storage_notices(e: &mut TestEngine) -> Vec<Notice> {
-    std::iter::from_fn(|| e.poll_notice())
+    e.notices()
+        .into_iter()
         .filter(|n| {
             matches!(
                 n,
@@ -1697,7 +1897,10 @@ fn aborted(notices: &[Notice]) -> Vec<TransmitId> {
 /// An engine whose host can arm deferred requests, the collector having answered at `T0`.
 fn deferring() -> TestEngine {
     let mut e = engine().start();
-    e.handle_deferred_available();
+    e.handle_host_features(HostFeatures {
+        deferred: true,
+        compress: true,
+    });
     e.seen_healthy(T0);
     e
 }
@@ -1718,7 +1921,10 @@ impl TestEngine {
 #[test]
 fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers() {
     let mut e = engine().start();
-    e.handle_deferred_available();
+    e.handle_host_features(HostFeatures {
+        deferred: true,
+        compress: true,
+    });
     // No answer yet: a deferred request is never answered, so none is armed.
     e.clicks(300, T0);
     let first = e.drain(T0 + 1_000);
@@ -1794,7 +2000,10 @@ fn a_batch_answered_within_a_second_is_never_armed() {
 #[test]
 fn at_pagehide_armed_batches_are_left_to_the_browser_counted_delivered_and_not_stored() {
     let mut e = engine().start();
-    e.handle_deferred_available();
+    e.handle_host_features(HostFeatures {
+        deferred: true,
+        compress: true,
+    });
     e.handle_storage_opened(true, T0);
     e.seen_healthy(T0);
     let captured = e.clicks(1_000, T0 + 10);
@@ -1866,7 +2075,9 @@ fn beyond_the_deferred_quota_the_rest_goes_at_close_as_before() {
         Some(T0 + 10 + 10_000),
         "no arming timer while the quota is full"
     );
-    let report = e.handle_page(PageEvent::BeforeUnload, T0 + 2_000);
+    // The batches armed are the two that waited for a slot (packed at once, armed first);
+    // those in flight go keepalive as the page leaves.
+    let report = e.handle_page(PageEvent::PageHide, T0 + 2_000);
     assert!(
         report.keepalive_events > 0,
         "what is not armed goes keepalive"

@@ -13,8 +13,8 @@ mod common;
 use std::collections::HashMap;
 
 use spool::engine::{
-    Compression, Config, Engine, EventInput, Notice, Outcome, PageEvent, Path, Rng, Transmit,
-    TransmitId,
+    Compression, Config, Engine, EventInput, HostFeatures, Notice, Outcome, PageEvent, Path, Rng,
+    Transmit, TransmitId,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -92,7 +92,7 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
         let mut in_flight: Vec<Transmit> = Vec::new();
         let mut offline = false;
         let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
-            for (u, ts) in uuids_and_timestamps(&t.body) {
+            for (u, ts) in uuids_and_timestamps(&common::wire_text(t)) {
                 let e = received.entry(u).or_insert((ts.clone(), 0));
                 assert_eq!(e.0, ts, "seed {seed}: a copy with another timestamp");
                 e.1 += 1;
@@ -215,13 +215,23 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
         config.max_queue_events = 100_000;
         config.max_queue_bytes = 64 << 20;
         let mut now = T0;
-        let mut engine = Engine::new(config.clone(), seed).unwrap();
+        // A browser's host: it packs batches ahead and keeps copies (answered each step).
+        let new_engine = |id: u64, now: u64| {
+            let mut e = Engine::new(config.clone(), id).unwrap();
+            e.handle_host_features(HostFeatures {
+                deferred: false,
+                compress: true,
+            });
+            e.handle_storage_opened(true, now);
+            e
+        };
+        let mut engine = new_engine(seed, now);
         let mut captured: Vec<String> = Vec::new();
         let mut received: HashMap<String, (String, u32)> = HashMap::new();
         let mut in_flight: Vec<Transmit> = Vec::new();
         let mut up = rng.up_to(2) == 0;
         let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
-            for (u, ts) in uuids_and_timestamps(&t.body) {
+            for (u, ts) in uuids_and_timestamps(&common::wire_text(t)) {
                 received.entry(u).or_insert((ts, 0)).1 += 1;
             }
         };
@@ -292,7 +302,7 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
                         }
                     }
                     assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
-                    engine = Engine::new(config.clone(), seed * 1000 + step).unwrap();
+                    engine = new_engine(seed * 1000 + step, now);
                     if let Some((text, _)) = stored {
                         common::restore(&mut engine, &text, now);
                     }
@@ -306,6 +316,7 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
                 answer(&mut engine, t, up, now, &mut received)
             });
             wake_if_due(&mut engine, now);
+            common::answer_packs(&mut engine, now);
         }
         // The collector recovers for good: everything left settles.
         up = true;
@@ -357,7 +368,11 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
         let mut now = T0;
         let new_engine = |id: u64| {
             let mut e = Engine::new(config.clone(), id).unwrap();
-            e.handle_deferred_available();
+            e.handle_host_features(HostFeatures {
+                deferred: true,
+                compress: true,
+            });
+            e.handle_storage_opened(true, T0);
             e
         };
         let mut engine = new_engine(seed);
@@ -370,7 +385,7 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
         let mut delivered_before = 0u64;
         let mut up = true;
         let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
-            for (u, ts) in uuids_and_timestamps(&t.body) {
+            for (u, ts) in uuids_and_timestamps(&common::wire_text(t)) {
                 received.entry(u).or_insert((ts, 0)).1 += 1;
             }
         };
@@ -398,9 +413,18 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
                 }
                 let mut more = false;
                 while let Some(n) = engine.poll_notice() {
-                    if let Notice::Abort(id) = n {
-                        armed.remove(&id);
-                        more = true;
+                    match n {
+                        Notice::Abort(id) => {
+                            armed.remove(&id);
+                            more = true;
+                        }
+                        // The host's compressor answers at once.
+                        Notice::Pack { batch, body, lines } => {
+                            let (wire, copy) = common::pack(body, lines);
+                            engine.handle_packed(batch, wire, copy, now);
+                            more = true;
+                        }
+                        _ => {}
                     }
                 }
                 if !more {

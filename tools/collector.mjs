@@ -241,7 +241,9 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       accepted: Boolean(answer.afterAccept) || (status !== null && status >= 200 && status < 300),
       body,
       ...(body === null ? { raw: text } : {}),
-      sentAt: body?.sent_at ?? null,
+      // As PostHog's capture reads it: the body's, else the URL's `_` (ms since the epoch,
+      // what a body packed ahead of time goes with).
+      sentAt: body?.sent_at ?? sentAtParam(req.url),
       events: countEvents(body),
       ...(answer.fate ? { fate: answer.fate } : {}),
       ...(refusal ? { refused: refusal.reason } : {}),
@@ -553,6 +555,12 @@ function otlpParser() {
     },
   };
   return parser;
+}
+
+/** The send time a request's URL carries as `_` (ms since the epoch), as ISO 8601; null if none. */
+function sentAtParam(url) {
+  const ms = Number(new URL(url, 'http://collector').searchParams.get('_'));
+  return ms > 0 ? new Date(ms).toISOString() : null;
 }
 
 function countEvents(body) {

@@ -46,6 +46,7 @@ pub use page::close::{
     PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
 };
 pub use page::defer::{DEFERRED_AFTER_MS, DEFERRED_QUOTA_BYTES};
+pub use page::pack::HostFeatures;
 pub use page::persist::{
     claimable as stored_copy_claimable, deflated as stored_copy_deflated, PERSIST_LIVE_MS,
     PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES, RESTORE_AGAIN_MS,
@@ -144,8 +145,23 @@ impl<F: WireFormat> Engine<F> {
         let (fragment, uuid) = self
             .intake
             .encode(&env.format, &mut env.rng, event, now_ms)?;
+        let first = self.outbox.queue.front().is_none();
         self.outbox.admit(env, fragment, uuid, now_ms)?;
-        self.rearm(now_ms);
+        let full = env.config.batch_mode != BatchMode::Off
+            && self
+                .outbox
+                .queue
+                .has_full_batch(&env.format, env.batch_limit());
+        if self.page.hidden() || full {
+            // Ready to wait, packed at once (`page/pack`).
+            let (copy, hold) = (self.persistence.packs_copies(), self.endpoint.hold.until());
+            self.outbox.pack_ahead(env, &self.page, copy, hold, now_ms);
+        }
+        // Only a first event (the linger starts) or a full batch moves a timer: the others
+        // cost no pass over the batches held.
+        if first || full || self.page.hidden() {
+            self.rearm(now_ms);
+        }
         Ok(uuid)
     }
 
@@ -161,13 +177,15 @@ impl<F: WireFormat> Engine<F> {
             self.page.poll_leaving(outbox, env, endpoint, store, now_ms)
         } else {
             let plan = outbox.plan(env, &self.page, endpoint.hold.until());
-            Some(outbox.send(
+            let t = outbox.send(
                 env,
                 endpoint,
                 plan.filter(|p| p.at <= now_ms)?,
                 false,
                 now_ms,
-            ))
+            );
+            outbox.pack_retry(env, &t);
+            Some(t)
         };
         self.rearm(now_ms);
         t
@@ -193,6 +211,7 @@ impl<F: WireFormat> Engine<F> {
             match timer {
                 _ if !self.timers.take_expired(timer, now_ms) => {}
                 // A batch is due: `poll_transmit`, called next, plans at `now_ms` and sends it.
+                // `Defer`: a batch is due to be packed or armed, in `after_change`.
                 Timer::Linger | Timer::Backoff | Timer::RetryAfter | Timer::Defer => {}
                 Timer::RequestTimeout => outbox.expire(env, endpoint, &mut self.page, now_ms),
                 Timer::ReadStored => self.persistence.read_due(env, now_ms),
@@ -221,6 +240,19 @@ impl<F: WireFormat> Engine<F> {
         go
     }
 
+    /// Batch `batch`'s [`Notice::Pack`] is done: its body gzipped and its lines deflated, each
+    /// `None` if not asked for or the host could not.
+    pub fn handle_packed(
+        &mut self,
+        batch: BatchId,
+        wire: Option<Vec<u8>>,
+        copy: Option<Vec<u8>>,
+        now_ms: u64,
+    ) {
+        self.outbox.packed(batch, wire, copy);
+        self.after_change(now_ms);
+    }
+
     /// The browser fired `event` ([`PageEvent`] says what each does, [`Path`] how each request
     /// leaves as the page goes away); the report says what went keepalive.
     pub fn handle_page(&mut self, event: PageEvent, now_ms: u64) -> PageHideReport {
@@ -247,7 +279,7 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// The host keeps copies for the next load ([`Notice::ReadStored`], [`Notice::WriteStored`]),
-    /// deflated if it `can_inflate`.
+    /// with batches' lines packed ahead ([`Notice::Pack`]) if it `can_inflate`.
     pub fn handle_storage_opened(&mut self, can_inflate: bool, now_ms: u64) {
         self.persistence.open(can_inflate, now_ms);
         self.env.notify(Notice::ReadStored);
@@ -274,16 +306,26 @@ impl<F: WireFormat> Engine<F> {
 
     /// Takes in a copy an earlier load stored, its events first in line; returns how many.
     /// Too old ([`PERSIST_MAX_AGE_MS`]): dropped `persistCap`; unreadable: `storageErrors`.
-    /// Deflated events ([`stored_copy_deflated`]) come `inflated` by the host (`None`: failed).
-    pub fn handle_restore(&mut self, text: &str, inflated: Option<&str>, now_ms: u64) -> usize {
+    /// Its packed parts ([`stored_copy_deflated`]) come `inflated` by the host, in order
+    /// (`None`: failed).
+    pub fn handle_restore(
+        &mut self,
+        text: &str,
+        inflated: &[Option<String>],
+        now_ms: u64,
+    ) -> usize {
         let taken = page::stored::restore(&mut self.outbox, &self.env, text, inflated, now_ms);
         self.after_change(now_ms);
         taken
     }
 
-    /// The host has `fetchLater`: held batches stay armed as [`Path::Deferred`] transmits.
-    pub fn handle_deferred_available(&mut self) {
-        self.outbox.deferred.open();
+    /// What the host can do: `fetchLater` (held batches stay armed as [`Path::Deferred`]
+    /// transmits), an asynchronous compressor (batches are packed ahead: [`Notice::Pack`]).
+    pub fn handle_host_features(&mut self, features: HostFeatures) {
+        if features.deferred {
+            self.outbox.deferred.open();
+        }
+        self.outbox.packing.on = features.compress;
     }
 
     /// A storage read or write failed: counted in `stats().storageErrors`.
@@ -331,6 +373,8 @@ impl<F: WireFormat> Engine<F> {
     /// idle shutdown completes, the stored copy follows what is held, the timers are re-armed.
     fn after_change(&mut self, now_ms: u64) {
         let (outbox, env) = (&mut self.outbox, &mut self.env);
+        let copy = self.persistence.packs_copies();
+        outbox.pack_ahead(env, &self.page, copy, self.endpoint.hold.until(), now_ms);
         outbox.keep_armed(env, &self.endpoint, &self.page, now_ms);
         let next = self.plan();
         self.outbox.finish_idle_shutdown(&mut self.env, next);
@@ -342,9 +386,10 @@ impl<F: WireFormat> Engine<F> {
 
     /// Re-arms every timer from the state, then (in debug builds) checks the ledger.
     fn rearm(&mut self, now_ms: u64) {
-        let arm = self
-            .outbox
-            .arm_at(&self.env, &self.endpoint, &self.page, now_ms);
+        let (outbox, env, page) = (&self.outbox, &self.env, &self.page);
+        let arm = outbox.arm_at(env, &self.endpoint, page, now_ms);
+        let pack = outbox.pack_at(env, page);
+        let arm = arm.min(pack).or(arm).or(pack);
         let read = self.persistence.read_again.first().copied();
         self.timers = scheduler::timers(&self.outbox, self.plan(), read, arm);
         self.outbox.check_ledger();

@@ -75,10 +75,11 @@ pub fn claim(shared: &Shared) {
 async fn take_stored(shell: Weak<RefCell<Shell>>, texts: Vec<String>) -> bool {
     let mut inflated = Vec::with_capacity(texts.len());
     for text in &texts {
-        inflated.push(match stored_copy_deflated(text) {
-            Some(bytes) => storage::inflate(bytes).await,
-            None => None,
-        });
+        let mut parts = Vec::new();
+        for bytes in stored_copy_deflated(text) {
+            parts.push(storage::inflate(bytes).await);
+        }
+        inflated.push(parts);
     }
     let Some(shared) = shell.upgrade() else {
         return false;
@@ -88,7 +89,7 @@ async fn take_stored(shell: Weak<RefCell<Shell>>, texts: Vec<String>) -> bool {
             let now = now_ms();
             let before = shell.engine.stats().storage_errors;
             for (text, lines) in texts.iter().zip(&inflated) {
-                shell.engine.handle_restore(text, lines.as_deref(), now);
+                shell.engine.handle_restore(text, lines, now);
             }
             if shell.engine.stats().storage_errors > before {
                 shell.storage_warning.get_or_insert(true);

@@ -17,8 +17,8 @@ use super::report::{FlushReport, ShutdownReport};
 use super::storage::{self, Store};
 use super::transport::{self, Request};
 use crate::engine::{
-    Compression, Engine, FlushId, Format, Notice, Outcome, PageEvent, Path, Stats, Transmit,
-    TransmitId,
+    BatchId, Compression, Engine, FlushId, Format, HostFeatures, Notice, Outcome, PageEvent, Path,
+    Stats, Transmit, TransmitId,
 };
 use crate::schema::ShellOptions;
 use futures_channel::oneshot;
@@ -92,6 +92,8 @@ struct Work {
     /// The copy for the next load to write (`Some(Some(text))`) or remove (`Some(None)`): the
     /// last the engine asked for, done once the state is released and the requests sent.
     store: Option<Option<String>>,
+    /// Batches to pack ahead: their bodies to gzip, their lines to deflate.
+    packs: Vec<(BatchId, Option<String>, Option<String>)>,
 }
 
 impl Shell {
@@ -124,10 +126,11 @@ impl Shell {
             })
         });
         let page = host::global().document().is_some();
-        if options.flush_on_page_hide && host::deferred_fetch() {
-            if let Ok(mut shell) = shared.try_borrow_mut() {
-                shell.engine.handle_deferred_available();
-            }
+        if let Ok(mut shell) = shared.try_borrow_mut() {
+            shell.engine.handle_host_features(HostFeatures {
+                deferred: options.flush_on_page_hide && host::deferred_fetch(),
+                compress: transport::can_pack(),
+            });
         }
         if options.flush_on_page_hide {
             let weak = Rc::downgrade(&shared);
@@ -256,6 +259,7 @@ impl Shell {
                 Notice::ReadStored => work.read_stored = true,
                 Notice::WriteStored { text, .. } => work.store = Some(Some(text)),
                 Notice::RemoveStored => work.store = Some(None),
+                Notice::Pack { batch, body, lines } => work.packs.push((batch, body, lines)),
                 Notice::Settled { .. } => {}
             }
         }
@@ -417,6 +421,19 @@ fn carry_out(shared: &Shared, mut work: Work, request: Option<Request>) -> Pass 
     }
     if work.read_stored {
         copy::claim(shared);
+    }
+    for (batch, body, lines) in work.packs {
+        let weak = Rc::downgrade(shared);
+        wasm_bindgen_futures::spawn_local(async move {
+            let [wire, copy] = transport::pack(body, lines).await;
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            if let Ok(mut shell) = shared.try_borrow_mut() {
+                shell.engine.handle_packed(batch, wire, copy, now_ms());
+            }
+            drive(&shared);
+        });
     }
     if let Some((events, bytes)) = work.overflow {
         warn_overflow(events, bytes);

@@ -11,9 +11,9 @@
 //! With `compression: "gzip"` an ordinary request's body is gzipped first by the host's
 //! native `CompressionStream`: PostHog's capture recognises gzip by its magic bytes, so a
 //! PostHog body stays `text/plain` with no header (CORS-simple); an OTLP body says
-//! `Content-Encoding: gzip`. Keepalive requests and beacons must leave in the page's last
-//! task, before `CompressionStream` could answer: the engine gzips those itself
-//! ([`Transmit::gzipped`]), and they go as those bytes.
+//! `Content-Encoding: gzip`. A batch packed ahead ([`pack`], [`Transmit::gzipped`]) goes as
+//! those bytes, at once, on every path: keepalive requests and beacons must leave in the
+//! page's last task, before `CompressionStream` could answer, and go plain otherwise.
 
 use super::host;
 use super::report::to_js;
@@ -102,7 +102,8 @@ impl Request {
     ) -> Option<AbortController> {
         let read_body = t.read_body;
         let keepalive = t.path != Path::Ordinary;
-        // Ordinary bodies are gzipped here; page-hide ones come gzipped from the engine.
+        // Bodies come gzipped from the engine where a batch was packed ahead; other ordinary
+        // ones are gzipped here.
         let gzip = self.0.gzip && !keepalive && t.gzipped.is_none();
         // A keepalive request starts now, in this task (the page may be going away); a body to
         // gzip starts once compressed.
@@ -167,7 +168,7 @@ impl Request {
 
     /// Hands `t` to `navigator.sendBeacon`; whether the browser took it.
     pub fn beacon(&self, t: &Transmit) -> bool {
-        matches!(beacon(&self.0.endpoint, t), Outcome::Accepted)
+        matches!(beacon(&url_of(&self.0.endpoint, t), t), Outcome::Accepted)
     }
 
     /// Starts `t` with `body`, saying `Content-Encoding: gzip` if `gzip_header`: the `fetch`
@@ -187,8 +188,9 @@ impl Request {
             log_request(t);
         }
         let keepalive = t.path != Path::Ordinary;
+        let url = url_of(&r.endpoint, t);
         if keepalive && !r.keepalive_fetch {
-            return (Err(beacon(&r.endpoint, t)), None);
+            return (Err(beacon(&url, t)), None);
         }
         let init = self.init(t, body, gzip_header, !keepalive);
         if keepalive {
@@ -202,9 +204,9 @@ impl Request {
         if let Some(c) = &controller {
             init.set_signal(Some(&c.signal()));
         }
-        match host::global().fetch(&r.endpoint, &init) {
+        match host::global().fetch(&url, &init) {
             Ok(sent) => (Ok(sent), controller),
-            Err(_) if keepalive => (Err(beacon(&r.endpoint, t)), None),
+            Err(_) if keepalive => (Err(beacon(&url, t)), None),
             Err(e) => (Err(Outcome::NetworkError(host::message(&e))), None),
         }
     }
@@ -323,18 +325,56 @@ async fn drain(response: &Response) {
 /// `text` gzipped by the host's `CompressionStream`, as a `Uint8Array`; `None` where there is
 /// no `CompressionStream` or it fails (the body then goes plain).
 async fn gzipped(text: &str) -> Option<JsValue> {
-    let gzip = CompressionStream::new("gzip").ok()?;
+    Some(compressed(text, "gzip").await?.into())
+}
+
+/// `text` compressed by the host's `CompressionStream` in `format` (`"gzip"`,
+/// `"deflate-raw"`); `None` where there is none or it fails.
+async fn compressed(text: &str, format: &str) -> Option<js_sys::Uint8Array> {
+    let compress = CompressionStream::new(format).ok()?;
     let plain = Response::new_with_opt_str(Some(text)).ok()?.body()?;
-    let stream = plain.pipe_through(gzip.unchecked_ref::<ReadableWritablePair>());
+    let stream = plain.pipe_through(compress.unchecked_ref::<ReadableWritablePair>());
     let compressed = Response::new_with_opt_readable_stream(Some(&stream)).ok()?;
     let buffer = JsFuture::from(compressed.array_buffer().ok()?).await.ok()?;
-    Some(js_sys::Uint8Array::new(&buffer).into())
+    Some(js_sys::Uint8Array::new(&buffer))
+}
+
+/// Whether the host compresses asynchronously, gzip and raw deflate alike
+/// (`CompressionStream`: Chromium 103, Firefox 113, Safari 16.4), to pack batches ahead.
+pub fn can_pack() -> bool {
+    CompressionStream::new("deflate-raw").is_ok()
+}
+
+/// A [`Notice::Pack`](crate::engine::Notice::Pack) done: `body` gzipped and `lines`
+/// raw-deflated by the host, each `None` if not given or the host failed.
+pub async fn pack(body: Option<String>, lines: Option<String>) -> [Option<Vec<u8>>; 2] {
+    let mut out = [None, None];
+    for (slot, (text, format)) in out.iter_mut().zip([(body, "gzip"), (lines, "deflate-raw")]) {
+        if let Some(text) = text {
+            *slot = compressed(&text, format).await.map(|b| b.to_vec());
+        }
+    }
+    out
 }
 
 /// `navigator.sendBeacon(url, …)` with `t`'s body: its gzip bytes as a `text/plain` Blob
 /// (CORS-simple, as a string body is; PostHog reads the gzip by its magic bytes), or its text
 /// where there are no gzip bytes or the format would need a `Content-Encoding` header, which
 /// a beacon cannot carry.
+/// The URL `t` goes to: the endpoint, with `t`'s query parameter if it has one.
+fn url_of<'a>(endpoint: &'a str, t: &Transmit) -> std::borrow::Cow<'a, str> {
+    match &t.query {
+        None => endpoint.into(),
+        Some(q) => {
+            let mut url = String::with_capacity(endpoint.len() + 1 + q.len());
+            url.push_str(endpoint);
+            url.push(if endpoint.contains('?') { '&' } else { '?' });
+            url.push_str(q);
+            url.into()
+        }
+    }
+}
+
 fn beacon(url: &str, t: &Transmit) -> Outcome {
     let blob = match (&t.gzipped, t.gzip_header) {
         (Some(bytes), false) => gzip_blob(bytes),
@@ -342,6 +382,8 @@ fn beacon(url: &str, t: &Transmit) -> Outcome {
     };
     let queued = host::global().navigator().map(|n| match &blob {
         Some(blob) => n.send_beacon_with_opt_blob(url, Some(blob)),
+        // Packed bytes that did not become a Blob: nothing to send, as if refused.
+        None if t.body.is_empty() => Ok(false),
         None => n.send_beacon_with_opt_str(url, Some(&t.body)),
     });
     match queued {

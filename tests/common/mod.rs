@@ -18,18 +18,67 @@ pub fn pick_weighted<T: Copy>(table: &[(T, u64)], rng: &mut Rng) -> T {
     table[0].0
 }
 
-/// Takes a stored copy into `engine` as the browser shell does: its events inflated first if
-/// they are deflated (by flate2 here, by `DecompressionStream("deflate-raw")` there).
+/// Takes a stored copy into `engine` as the browser shell does: its packed parts inflated
+/// first (by flate2 here, by `DecompressionStream("deflate-raw")` there).
 #[allow(dead_code)] // not every test crate that includes this module restores copies
 pub fn restore(engine: &mut Engine, text: &str, now: u64) -> usize {
-    let inflated = stored_copy_deflated(text).and_then(|bytes| {
-        let mut lines = String::new();
-        flate2::read::DeflateDecoder::new(&bytes[..])
-            .read_to_string(&mut lines)
-            .ok()
-            .map(|_| lines)
+    let inflated: Vec<Option<String>> = stored_copy_deflated(text)
+        .iter()
+        .map(|bytes| {
+            let mut lines = String::new();
+            flate2::read::DeflateDecoder::new(&bytes[..])
+                .read_to_string(&mut lines)
+                .ok()
+                .map(|_| lines)
+        })
+        .collect();
+    engine.handle_restore(text, &inflated, now)
+}
+
+/// A [`Notice::Pack`](spool::engine::Notice::Pack) done as a host's `CompressionStream` does
+/// it: `body` gzipped, `lines` raw-deflated.
+#[allow(dead_code)] // not every test crate that includes this module packs batches
+pub fn pack(body: Option<String>, lines: Option<String>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    use flate2::write::{DeflateEncoder, GzEncoder};
+    use std::io::Write;
+    let level = flate2::Compression::new(6);
+    let wire = body.map(|b| {
+        let mut e = GzEncoder::new(Vec::new(), level);
+        e.write_all(b.as_bytes()).unwrap();
+        e.finish().unwrap()
     });
-    engine.handle_restore(text, inflated.as_deref(), now)
+    let copy = lines.map(|l| {
+        let mut e = DeflateEncoder::new(Vec::new(), level);
+        e.write_all(l.as_bytes()).unwrap();
+        e.finish().unwrap()
+    });
+    (wire, copy)
+}
+
+/// A host's turn: every [`Notice::Pack`](spool::engine::Notice::Pack) done at once (see
+/// [`pack`]); the other notices are dropped.
+#[allow(dead_code)] // not every test crate that includes this module packs batches
+pub fn answer_packs(engine: &mut Engine, now: u64) {
+    while let Some(n) = engine.poll_notice() {
+        if let spool::engine::Notice::Pack { batch, body, lines } = n {
+            let (wire, copy) = pack(body, lines);
+            engine.handle_packed(batch, wire, copy, now);
+        }
+    }
+}
+
+/// What `t` carries, as text: its packed bytes gunzipped (by flate2, independently of the
+/// host that packed them), else its body.
+#[allow(dead_code)] // not every test crate that includes this module reads bodies
+pub fn wire_text(t: &spool::engine::Transmit) -> String {
+    let Some(gz) = &t.gzipped else {
+        return t.body.clone();
+    };
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .expect("a whole gzip member");
+    text
 }
 
 /// `ms` since the epoch as the bodies write it, `2023-11-14T22:13:20.123Z`: the civil date

@@ -2,7 +2,6 @@
 //! settled. One batch keeps its events (and their uuids) across its attempts; each attempt
 //! gets a new [`TransmitId`], so a late answer to an abandoned attempt is ignored.
 
-use crate::engine::delivery::config::Compression;
 use crate::engine::delivery::endpoint::Endpoint;
 use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::queue::Item;
@@ -10,10 +9,10 @@ use crate::engine::delivery::retry::{self, Outcome, Step};
 use crate::engine::delivery::scheduler::{Plan, Source};
 use crate::engine::delivery::stats::DropReason;
 use crate::engine::delivery::Env;
-use crate::engine::page::close::{GZIP_PLAIN_PER_BYTE, KEEPALIVE_BODY_BYTES};
+use crate::engine::page::close::KEEPALIVE_BODY_BYTES;
+use crate::engine::page::pack::Pack;
 use crate::engine::page::Page;
 use crate::engine::wire::format::WireFormat;
-use crate::engine::wire::gzip::{self, BODY_LEVEL};
 use crate::engine::{json, BatchId, Notice, Path, Settlement, Transmit, TransmitId};
 
 /// A batch that left the queue: waiting to be (re)sent, or in flight.
@@ -33,6 +32,8 @@ pub(crate) struct Batch {
     pub keepalive_unknown: bool,
     /// Armed as a deferred request ([`Path::Deferred`]) carrying this batch's events.
     pub armed: Option<Armed>,
+    /// Its bodies packed ahead by the host (`page/pack`).
+    pub pack: Pack,
     /// Since when its events are held out of the queue (ms): cut, restored, or queued before
     /// being cut to be armed.
     pub since: u64,
@@ -82,6 +83,7 @@ impl Batch {
             failed_hidden: false,
             keepalive_unknown: false,
             armed: None,
+            pack: Pack::default(),
         }
     }
 }
@@ -91,10 +93,11 @@ impl Outbox {
     /// beacon if `beacon` (counted against no budget: the browser answers at once), vouched
     /// for if the endpoint [`vouches`](Endpoint::vouches) for it now.
     ///
-    /// A page-hide body (keepalive or beacon) is at most [`KEEPALIVE_BODY_BYTES`] on the wire
-    /// (and within what is left of the keepalive quota). With `compression: "gzip"` that is
-    /// gzip bytes: the batch is cut by [`GZIP_PLAIN_PER_BYTE`] times as much JSON, and cut
-    /// again by the ratio seen if it packs worse.
+    /// A batch packed ahead (`page/pack`) goes as its gzip bytes, its send time in the URL
+    /// ([`Transmit::query`]): compressed once, whatever its attempts and paths. A page-hide body
+    /// (keepalive or beacon) is at most [`KEEPALIVE_BODY_BYTES`] on the wire (and within what
+    /// is left of the keepalive quota): packed bytes that do not fit, and anything not packed,
+    /// go plain, cut to fit.
     pub fn send<F: WireFormat>(
         &mut self,
         env: &Env<F>,
@@ -104,9 +107,6 @@ impl Outbox {
         now_ms: u64,
     ) -> Transmit {
         let page_hide = plan.keepalive || beacon;
-        let gzip = page_hide
-            && env.config.compression == Compression::Gzip
-            && !(beacon && env.format.gzip_needs_header());
         let mut limit = env.batch_limit();
         let mut wire_cap = usize::MAX;
         if page_hide {
@@ -114,12 +114,17 @@ impl Outbox {
             if plan.keepalive {
                 wire_cap = wire_cap.min(self.ledger.keepalive.room());
             }
-            let plain_cap = match gzip {
-                true => wire_cap.saturating_mul(GZIP_PLAIN_PER_BYTE),
-                false => wire_cap,
-            };
-            limit.bytes = limit.bytes.min(plain_cap);
+            limit.bytes = limit.bytes.min(wire_cap);
         }
+        // A beacon cannot say `Content-Encoding: gzip`: for a format that needs it, plain.
+        let packed = |b: &Batch| match !(beacon && env.format.gzip_needs_header()) {
+            true => b
+                .pack
+                .wire()
+                .filter(|w| w.len() <= wire_cap)
+                .map(<[u8]>::to_vec),
+            false => None,
+        };
         let idx = match plan.source {
             Source::Queue => {
                 let items = self.queue.take_batch(&env.format, limit);
@@ -129,24 +134,18 @@ impl Outbox {
             }
             Source::Batch(idx) => {
                 // Under the keepalive budget a waiting batch may have to go in parts.
-                let fit = limit.fitting(&env.format, &self.batches[idx].items);
-                self.split_batch(idx, fit);
+                if packed(&self.batches[idx]).is_none() {
+                    let fit = limit.fitting(&env.format, &self.batches[idx].items);
+                    self.split_batch(idx, fit);
+                }
                 idx
             }
         };
-        let (body, gzipped) = loop {
-            let body = body_of(&env.format, &self.batches[idx].items, Some(now_ms));
-            if !gzip {
-                break (body, None);
-            }
-            let packed = gzip::gzip(body.as_bytes(), BODY_LEVEL);
-            let n = self.batches[idx].items.len();
-            if packed.len() <= wire_cap || n == 1 {
-                break (body, Some(packed));
-            }
-            // Packed worse than hoped: keep the share that fits by the ratio seen.
-            let keep = n * wire_cap * 9 / (10 * packed.len());
-            self.split_batch(idx, keep.clamp(1, n - 1));
+        let items = &self.batches[idx].items;
+        let gzipped = packed(&self.batches[idx]);
+        let body = match gzipped {
+            Some(_) => String::new(),
+            None => body_of(&env.format, items, Some(now_ms)),
         };
         let wire_len = gzipped.as_ref().map_or(body.len(), Vec::len);
         let transmit = self.new_transmit_id();
@@ -173,10 +172,21 @@ impl Outbox {
             (false, true) => Path::Keepalive,
             (false, false) => Path::Ordinary,
         };
+        // Packed ahead, the body has no `sent_at`: the URL carries it, where the format can.
+        let query = match (&gzipped, env.format.sent_at_param()) {
+            (Some(_), Some(name)) => {
+                let mut q = String::from(name);
+                q.push('=');
+                json::write_u64(&mut q, now_ms);
+                Some(q)
+            }
+            _ => None,
+        };
         Transmit {
             id: transmit,
             batch: batch.id,
             body,
+            query,
             gzipped,
             gzip_header: env.format.gzip_needs_header(),
             content_type: env.format.content_type(),

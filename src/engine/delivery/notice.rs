@@ -1,7 +1,7 @@
 //! What the engine tells the shell besides requests: a [`Notice`], drained with
 //! [`Engine::poll_notice`](crate::engine::Engine::poll_notice).
 
-use crate::engine::{DropReason, FlushReport, TransmitId, Uuid};
+use crate::engine::{BatchId, DropReason, FlushReport, TransmitId, Uuid};
 
 /// How events settled, in a [`Notice::Settled`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,18 @@ pub enum Notice {
     /// Remove this exporter's stored copy: nothing is held, or the page is shown again and
     /// holds its events itself.
     RemoveStored,
+    /// Pack batch `batch` ahead, asynchronously, and hand the bytes to
+    /// [`Engine::handle_packed`](crate::engine::Engine::handle_packed) (`None` for one the host
+    /// could not compress): `body` gzipped, `lines` raw-deflated. Only once the host said it
+    /// can ([`HostFeatures::compress`](crate::engine::HostFeatures::compress)).
+    Pack {
+        /// The batch.
+        batch: BatchId,
+        /// Its body, without `sent_at`, to gzip.
+        body: Option<String>,
+        /// Its lines in the stored copy, to deflate (raw).
+        lines: Option<String>,
+    },
     /// Events settled (only with [`Engine::report_settlements`](crate::engine::Engine::report_settlements) on).
     Settled {
         /// How.

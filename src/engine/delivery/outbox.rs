@@ -15,6 +15,7 @@ use crate::engine::delivery::shutdown::Shutdown;
 use crate::engine::delivery::stats::DropReason;
 use crate::engine::delivery::Env;
 use crate::engine::page::defer::DeferredBudget;
+use crate::engine::page::pack::{Pack, Packing};
 use crate::engine::wire::format::WireFormat;
 use crate::engine::{BatchId, Notice, Settlement, Transmit, TransmitId};
 
@@ -43,6 +44,8 @@ pub(crate) struct Outbox {
     pub shutdown: Option<Shutdown>,
     /// The deferred requests armed, against the browser's quota.
     pub deferred: DeferredBudget,
+    /// Packing ahead, as the host allows it.
+    pub packing: Packing,
 }
 
 impl Outbox {
@@ -121,7 +124,10 @@ impl Outbox {
             let n = limit.fitting(&env.format, &rest).max(1);
             let tail = rest.split_off(n.min(rest.len()));
             let id = self.new_batch_id();
-            self.batches.insert(at, Batch::new(id, rest, now_ms));
+            // Held since their capture, by an earlier load: packed and armed at once.
+            let since = rest.iter().map(|i| i.enqueued_ms).min().unwrap_or(now_ms);
+            self.batches
+                .insert(at, Batch::new(id, rest, since.min(now_ms)));
             at += 1;
             rest = tail;
         }
@@ -191,6 +197,7 @@ impl Outbox {
             return;
         }
         let rest = self.batches[idx].items.split_off(keep);
+        self.batches[idx].pack = Pack::default();
         let id = self.new_batch_id();
         let b = &self.batches[idx];
         let part = Batch {
@@ -202,6 +209,8 @@ impl Outbox {
             keepalive_unknown: b.keepalive_unknown,
             // The batch keeps its deferred request, to be armed again for its new events.
             armed: None,
+            // Both parts are packed again, as they are now.
+            pack: Pack::default(),
             since: b.since,
         };
         self.batches.insert(idx + 1, part);
@@ -330,16 +339,5 @@ impl Outbox {
                 }
             )
         })
-    }
-
-    /// Every held event with a sequence from `from` on, batches (oldest first) before the
-    /// queue.
-    pub fn held_from(&self, from: u64) -> Vec<&Item> {
-        let mut items: Vec<&Item> = Vec::with_capacity(self.ledger.held_events());
-        for b in &self.batches {
-            items.extend(b.items.iter().filter(|i| i.seq >= from));
-        }
-        items.extend(self.queue.iter().filter(|i| i.seq >= from));
-        items
     }
 }

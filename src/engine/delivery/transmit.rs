@@ -34,17 +34,25 @@ pub enum Path {
 ///
 /// # Example
 /// ```
-/// use spool::engine::{Config, Engine, EventInput, Outcome, PageEvent, Path};
+/// use spool::engine::{Config, Engine, EventInput, HostFeatures, Notice, Outcome, PageEvent, Path};
 /// let now = 1_700_000_000_000;
 /// let mut config = Config::new("https://collector.example/batch/");
 /// config.api_key = "phc_project_key".into();
 /// let mut engine = Engine::new(config, 1).unwrap();
+/// engine.handle_host_features(HostFeatures { deferred: false, compress: true });
 /// engine.capture(EventInput::new("checkout"), now).unwrap();
-/// // The page is hidden: what is held goes at once, keepalive, gzipped by the engine.
+/// // The page is hidden: what is held is packed first, its body gzipped by the host...
 /// engine.handle_page(PageEvent::Hidden, now);
-/// let t = engine.poll_transmit(now).unwrap();
+/// let Some(Notice::Pack { batch, body: Some(body), .. }) = engine.poll_notice() else {
+///     panic!("a pack asked for");
+/// };
+/// assert!(!body.contains("sent_at"));
+/// let gzipped = vec![0x1f, 0x8b]; // what the host's CompressionStream made of `body`
+/// engine.handle_packed(batch, Some(gzipped.clone()), None, now + 2);
+/// // ...then it goes at once, keepalive, as those bytes.
+/// let t = engine.poll_transmit(now + 2).unwrap();
 /// assert_eq!((t.path, t.events, t.attempt), (Path::Keepalive, 1, 1));
-/// assert!(t.gzipped.is_some() && t.wire_len() < t.body.len() + 30);
+/// assert_eq!(t.gzipped, Some(gzipped));
 /// engine.handle_outcome(t.id, Outcome::status(200), now + 20);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +61,21 @@ pub struct Transmit {
     pub id: TransmitId,
     /// The batch this is an attempt of.
     pub batch: BatchId,
-    /// The body, with `sent_at` stamped at the time passed to `poll_transmit` (none for a
-    /// [`Path::Deferred`] body, whose send time is not known).
+    /// The body, with `sent_at` stamped at the time passed to `poll_transmit`; empty where it
+    /// goes as `gzipped` (packed ahead, without `sent_at`: see [`query`](Self::query)).
     pub body: String,
-    /// `body` gzipped by the engine: send these bytes instead where there are some, with
-    /// `Content-Encoding: gzip` if the format needs it ([`WireFormat::gzip_needs_header`](crate::engine::WireFormat::gzip_needs_header)).
-    /// Only page-hide requests (keepalive, beacons, deferred) with `compression: "gzip"` have
-    /// them: gzip carries about ten times the events through the browser's budgets. If the bytes cannot go (no keepalive fetch and
-    /// a format that needs the header), `body` goes plain.
+    /// The body gzipped by the host ahead of time ([`Notice::Pack`](crate::engine::Notice::Pack)),
+    /// for a batch packed ahead: send these bytes, with `Content-Encoding: gzip` if the format
+    /// needs it ([`WireFormat::gzip_needs_header`](crate::engine::WireFormat::gzip_needs_header)).
+    /// Packed once, a batch's bytes go with every attempt and path: on the page-close path gzip
+    /// carries about ten times the events through the browser's budgets, and nothing is
+    /// compressed as the page goes away. A beacon of a format that needs the header goes plain
+    /// instead (`body`).
     pub gzipped: Option<Vec<u8>>,
+    /// A query parameter to add to the endpoint's URL: `_=<ms>`, the send time, for a PostHog
+    /// body packed ahead (its `sent_at`, as PostHog's capture reads it; see
+    /// [`WireFormat::sent_at_param`](crate::engine::WireFormat::sent_at_param)).
+    pub query: Option<String>,
     /// The format says gzip with `Content-Encoding: gzip` ([`WireFormat::gzip_needs_header`](crate::engine::WireFormat::gzip_needs_header)):
     /// a gzipped body of it must carry that header, so it cannot go by `sendBeacon`.
     pub gzip_header: bool,

@@ -30,11 +30,6 @@ pub const KEEPALIVE_MAX_REQUESTS: usize = 16;
 /// per quota, and 13 KB gzip bodies fill it better than one 52 KB one.
 pub const KEEPALIVE_BODY_BYTES: usize = 16 * 1024;
 
-/// JSON per gzip byte a page-hide batch is cut by, before it is packed: spool's JSON events
-/// pack 8 to 10 times at level 6 (bench/PAGEHIDE.md), so a batch cut this way fits
-/// [`KEEPALIVE_BODY_BYTES`] once gzipped; one that packs worse is cut again.
-pub const GZIP_PLAIN_PER_BYTE: usize = 6;
-
 /// What [`Engine::handle_page`](crate::engine::Engine::handle_page) put on the keepalive path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PageHideReport {
@@ -69,6 +64,9 @@ impl Page {
                         PageEvent::BeforeUnload => PageState::Unloading,
                         _ => PageState::Hidden,
                     };
+                    // Everything held is packed first: what awaits its pack goes once back.
+                    let (copy, hold) = (persistence.packs_copies(), endpoint.hold.until());
+                    outbox.pack_ahead(env, self, copy, hold, now_ms);
                     report = self.hide(outbox, env, endpoint, now_ms);
                     persistence.write(outbox, env, self.state, now_ms);
                 }
@@ -76,6 +74,7 @@ impl Page {
             PageEvent::PageHide => {
                 if self.state <= PageState::Unloading {
                     outbox.rescue_ordinary(env);
+                    outbox.give_up_packs();
                     self.state = PageState::Unloading;
                     report = self.hide(outbox, env, endpoint, now_ms);
                     // Beacons come next from `poll_leaving`; once none is left to offer,

@@ -8,8 +8,9 @@
 //!   answered, so, as for a beacon, its events count as delivered when it goes only if the
 //!   collector was known to take them. When that ends, every armed request is aborted.
 //! - A batch is armed once it has been held [`DEFERRED_AFTER_MS`] out of the queue, waiting
-//!   or in flight alike: most batches are answered sooner, and arming one costs a gzip and two
-//!   calls to the browser, wasted on a batch answered at once. Batches are armed oldest first
+//!   or in flight alike: most batches are answered sooner, and arming one costs a pack (see
+//!   `pack`: with `compression: "gzip"` it is armed once its pack is back) and two calls to
+//!   the browser, wasted on a batch answered at once. Batches are armed oldest first
 //!   within [`DEFERRED_QUOTA_BYTES`] (body, URL and headers); full batches that waited that
 //!   long in the queue are cut to be armed; the unfinished tail is not (it would be armed again
 //!   at every capture), and goes at close by keepalive or beacon.
@@ -20,14 +21,14 @@
 //!   `pagehide` they count as delivered (the endpoint vouched for them) and are not stored.
 
 use crate::engine::delivery::batch::{body_of, Armed, Batch, BatchState};
-use crate::engine::delivery::config::Compression;
+use crate::engine::delivery::config::{BatchMode, Compression};
 use crate::engine::delivery::endpoint::Endpoint;
 use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::retry::Outcome;
 use crate::engine::delivery::Env;
+use crate::engine::page::pack::on_its_way;
 use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
-use crate::engine::wire::gzip::{self, BODY_LEVEL};
 use crate::engine::{Notice, Path, Settlement, Transmit, TransmitId};
 
 /// The browser's quota for deferred requests to one origin from one document: 64 KiB,
@@ -95,21 +96,12 @@ impl Outbox {
         if !self.may_arm(endpoint, page, now_ms) {
             return;
         }
-        let limit = env.batch_limit();
-        while self.queue.has_full_batch(&env.format, limit) {
-            let Some(since) = self.queue.front().map(|i| i.enqueued_ms) else {
-                break;
-            };
-            if since.saturating_add(DEFERRED_AFTER_MS) > now_ms {
-                break;
-            }
-            let items = self.queue.take_batch(&env.format, limit);
-            if items.is_empty() {
-                break;
-            }
-            let id = self.new_batch_id();
-            self.batches.push(Batch::new(id, items, since));
+        // Full batches that waited a second are cut to be armed (not with `batchMode: "off"`:
+        // one event per request).
+        if env.config.batch_mode != BatchMode::Off {
+            self.cut_held(env, false, now_ms.saturating_sub(DEFERRED_AFTER_MS));
         }
+        let gzip = env.config.compression == Compression::Gzip && self.packing.on;
         let overhead = env.config.endpoint.len() + DEFERRED_HEADER_BYTES;
         self.deferred.full = false;
         for idx in 0..self.batches.len() {
@@ -117,10 +109,14 @@ impl Outbox {
             if !armable(b) || b.since.saturating_add(DEFERRED_AFTER_MS) > now_ms {
                 continue;
             }
-            let body = body_of(&env.format, &b.items, None);
-            let gzipped = match env.config.compression {
-                Compression::Gzip => Some(gzip::gzip(body.as_bytes(), BODY_LEVEL)),
-                _ => None,
+            // Gzipped, it goes as packed ahead: a batch whose pack is not back waits for it.
+            if gzip && !b.pack.is_ready() {
+                continue;
+            }
+            let gzipped = b.pack.wire().filter(|_| gzip).map(<[u8]>::to_vec);
+            let body = match gzipped {
+                Some(_) => String::new(),
+                None => body_of(&env.format, &b.items, None),
             };
             let quota_bytes = gzipped.as_ref().map_or(body.len(), Vec::len) + overhead;
             if self.deferred.bytes + quota_bytes > self.deferred.cap {
@@ -139,6 +135,8 @@ impl Outbox {
                 id: transmit,
                 batch,
                 body,
+                // Its send time is not known: no `sent_at` at all.
+                query: None,
                 gzipped,
                 gzip_header: env.format.gzip_needs_header(),
                 content_type: env.format.content_type(),
@@ -244,12 +242,5 @@ impl Outbox {
 
 /// Whether batch `b` could be armed: not armed yet, and not on its way by keepalive or beacon.
 fn armable(b: &Batch) -> bool {
-    let page_hide = matches!(
-        b.state,
-        BatchState::InFlight {
-            keepalive: true,
-            ..
-        } | BatchState::InFlight { beacon: true, .. }
-    );
-    b.armed.is_none() && !page_hide
+    b.armed.is_none() && !on_its_way(b)
 }

@@ -5,6 +5,7 @@
 
 pub(crate) mod close;
 pub(crate) mod defer;
+pub(crate) mod pack;
 pub(crate) mod persist;
 pub(crate) mod stored;
 

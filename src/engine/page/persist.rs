@@ -6,27 +6,27 @@
 //! not acknowledged, requests in flight included: at-least-once), in which order, within which
 //! caps, and how what does not fit is counted. The shell only moves the text.
 //!
-//! The text is one header line, `spool2 <cut> <kept until> <d|p>`, where `cut` counts events
-//! left out by the cap (the next load counts them as dropped `persistCap`), `kept until` says
+//! The text is one header line, `spool3 <cut> <kept until>`, where `cut` counts events left
+//! out by the cap (the next load counts them as dropped `persistCap`) and `kept until` says
 //! until when the writing page may still be running (0 once it went away at `pagehide`; see
-//! [`claimable`]), and `d` says the events that follow are raw deflate, `p` that they are
-//! plain. Deflated, they are one byte per character (U+0000 to U+00FF: browsers store such text
-//! at a byte per character, and Chromium and Firefox read every one of the 256 back
-//! unchanged); the engine deflates, and the host inflates them for the next load
-//! (`DecompressionStream("deflate-raw")` in a browser, which costs no wasm), so a host that
-//! cannot inflate asks for plain copies ([`Engine::handle_storage_opened`]
-//! (crate::engine::Engine::handle_storage_opened)). Inflated or plain, they are one line per event,
-//! oldest first: `<capture ms> <uuid> <fragment>`. A fragment is the event as the wire format encoded it at
-//! capture, so a restored event keeps its uuid and its capture timestamp, and its next body
-//! gets a fresh `sent_at`. JSON text never holds a raw newline, so lines split cleanly.
-//! The API key is in the body's envelope, never in a fragment: it is never stored.
+//! [`claimable`]). Then the events, one line each, oldest first: `<capture ms> <uuid>
+//! <fragment>`. A batch packed ahead (`page/pack`) is stored as its lines raw-deflated by the
+//! host while the page lived: a `d<bytes>` line, then the bytes one per character (U+0000 to
+//! U+00FF: browsers store such text at a byte per character, and Chromium and Firefox read
+//! every one of the 256 back unchanged); the next load inflates each
+//! (`DecompressionStream("deflate-raw")` in a browser). The events not packed, the unfinished
+//! tail, follow a `p` line as plain lines. Nothing is compressed as the page goes away.
+//!
+//! A fragment is the event as the wire format encoded it at capture, so a restored event keeps
+//! its uuid and its capture timestamp, and its next body gets a fresh `sent_at`. JSON text
+//! never holds a raw newline, so lines split cleanly. The API key is in the body's envelope,
+//! never in a fragment: it is never stored (which is why the copy packs lines, not bodies).
 //!
 //! Deflate makes the cap hold about eight times the events: 10,000 events of 300 bytes of JSON
 //! fit in about 0.5 MiB, where plain they took 3 MiB.
 
 use crate::engine::delivery::event::Uuid;
 use crate::engine::delivery::queue::Item;
-use crate::engine::wire::gzip::{self, STORE_LEVEL};
 use crate::engine::wire::json;
 
 /// Stored characters per exporter at most by default (1 MiB, `persistMaxBytes`; one character
@@ -73,13 +73,15 @@ pub(crate) struct Persistence {
     pub last: Option<(CopyOf, String, usize)>,
 }
 
-/// What a copy held: the events held, the next capture sequence, and the first sequence not
-/// taken by another load. Equal, the same events in the same order.
+/// What a copy held: the events held, the next capture sequence, the first sequence not
+/// taken by another load, and the packs back. Equal, the same events in the same parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CopyOf {
     pub held: usize,
     pub next_seq: u64,
     pub from: u64,
+    /// Batches whose lines are packed: one more back, and the copy is made again with it.
+    pub packed: usize,
 }
 
 impl Default for Persistence {
@@ -109,6 +111,11 @@ impl Persistence {
         ];
     }
 
+    /// Whether batches' lines are packed for the copy: the host keeps copies and inflates.
+    pub fn packs_copies(&self) -> bool {
+        self.on && self.deflate
+    }
+
     /// The last copy was taken in by another load.
     pub fn taken(&mut self) {
         self.stored_from = self.written_below;
@@ -119,98 +126,130 @@ impl Persistence {
 
 /// The header's first word; a text with another is not ours (or an older layout) and is
 /// counted as corrupt.
-const MAGIC: &str = "spool2";
+const MAGIC: &str = "spool3";
 
-/// How much event text is tried first per stored character: deflate level 1 packs spool's
-/// JSON events about 7 to 1; a copy that packs worse is cut again by its own ratio.
-const FIRST_TRY_RATIO: usize = 16;
+/// Events held, as the copy stores them: a batch's lines packed ahead (raw deflate), or lines
+/// as they are.
+pub(crate) enum Part<'a> {
+    /// A batch's lines raw-deflated by the host, as the copy stores them ([`PackedPart`]),
+    /// and how many events they hold.
+    Packed(&'a PackedPart, usize),
+    /// Events not packed.
+    Plain(&'a Item),
+}
 
-/// The text to store for `items` (oldest first), within `max_chars` characters; with the
-/// number of events it holds. `carried` is added to the header's cut count (events an earlier
-/// load already left out and this one never held).
+impl Part<'_> {
+    /// Events in it.
+    fn events(&self) -> usize {
+        match self {
+            Part::Packed(_, n) => *n,
+            Part::Plain(_) => 1,
+        }
+    }
+
+    /// Stored characters it takes (a character per deflated byte; a line's length bounds its
+    /// characters).
+    fn chars(&self) -> usize {
+        match self {
+            Part::Packed(part, _) => part.chars,
+            Part::Plain(item) => line_len(item),
+        }
+    }
+}
+
+/// A batch's deflated lines as the copy stores them, made once when its pack comes back (not
+/// as the page goes away): `d<bytes>`, a newline, then the bytes a character each.
+#[derive(Debug)]
+pub(crate) struct PackedPart {
+    text: String,
+    /// Its characters (what `persistMaxBytes` caps).
+    chars: usize,
+}
+
+impl PackedPart {
+    pub fn new(bytes: &[u8]) -> PackedPart {
+        // Exactly sized: it is kept as long as its batch is held.
+        let high = bytes.iter().filter(|&&b| b >= 0x80).count();
+        let mut text = String::with_capacity(22 + bytes.len() + high);
+        text.push('d');
+        json::write_u64(&mut text, bytes.len() as u64);
+        text.push('\n');
+        let chars = text.len() + bytes.len();
+        text.extend(bytes.iter().map(|&b| char::from(b)));
+        PackedPart { text, chars }
+    }
+}
+
+/// The lines of `items` as the copy stores them: `<capture ms> <uuid> <fragment>` each.
+pub(crate) fn lines<'a>(items: impl Iterator<Item = &'a Item>) -> String {
+    let mut lines = String::new();
+    for item in items {
+        json::write_u64(&mut lines, item.enqueued_ms);
+        lines.push(' ');
+        item.uuid.write(&mut lines);
+        lines.push(' ');
+        lines.push_str(&item.fragment);
+        lines.push('\n');
+    }
+    lines
+}
+
+/// The text to store for `parts` (oldest first), within `max_chars` characters, the newest
+/// kept; with the number of events it holds. `carried` is added to the header's cut count
+/// (events an earlier load already left out and this one never held). `kept_until` is until
+/// when the writing page may still run (0: it is gone).
 ///
-/// `kept_until` is until when the writing page may still run (0: it is gone). `deflate`: the
-/// events go deflated (else plain).
+/// Packed parts go first, each as `d<bytes>` and a newline, then its bytes a character each;
+/// the plain lines follow a `p` line.
 pub(crate) fn encode(
-    items: &[&Item],
+    parts: &[Part<'_>],
     carried: u64,
     kept_until: u64,
     max_chars: usize,
-    deflate: bool,
 ) -> (String, usize) {
-    let mut head = String::from(MAGIC);
-    head.push(' ');
     let room = max_chars.saturating_sub(MAGIC.len() + 45);
-    let mut plain_cap = match deflate {
-        true => room.saturating_mul(FIRST_TRY_RATIO),
-        false => room,
-    };
-    loop {
-        // Newest events are kept: walk back from the end until the cap.
-        let mut plain = 0;
-        let mut first = items.len();
-        while first > 0 {
-            let line = line_len(items[first - 1]);
-            if plain + line > plain_cap {
-                break;
-            }
-            plain += line;
-            first -= 1;
-        }
-        let mut lines = String::with_capacity(plain);
-        for item in &items[first..] {
-            json::write_u64(&mut lines, item.enqueued_ms);
-            lines.push(' ');
-            item.uuid.write(&mut lines);
-            lines.push(' ');
-            lines.push_str(&item.fragment);
-            lines.push('\n');
-        }
-        if !deflate {
-            let cut = first as u64 + carried;
-            let mut text = head;
-            write_header_rest(&mut text, cut, kept_until, 'p');
-            text.push_str(&lines);
-            return (text, items.len() - first);
-        }
-        let packed = gzip::deflate(lines.as_bytes(), STORE_LEVEL);
-        if packed.len() > room && first < items.len() {
-            // Packed worse than hoped: cut the event text by the ratio seen, with a margin,
-            // and always by something, so this ends (with nothing stored at worst).
-            let fits =
-                (lines.len() as u128 * room as u128 * 9 / (10 * packed.len() as u128)) as usize;
-            plain_cap = fits.min(lines.len().saturating_sub(1));
-            continue;
-        }
-        let cut = first as u64 + carried;
-        let mut text = head;
-        text.reserve(45 + packed.len() * 2);
-        write_header_rest(&mut text, cut, kept_until, 'd');
-        text.extend(packed.iter().map(|&b| char::from(b)));
-        return (text, items.len() - first);
+    let (mut used, mut first) = (0, parts.len());
+    while first > 0 && used + parts[first - 1].chars() <= room {
+        used += parts[first - 1].chars();
+        first -= 1;
     }
+    let kept = &parts[first..];
+    let left_out: usize = parts[..first].iter().map(Part::events).sum();
+    let mut text = String::with_capacity(MAGIC.len() + 45 + used);
+    text.push_str(MAGIC);
+    write_header_rest(&mut text, left_out as u64 + carried, kept_until);
+    let mut plain = Vec::new();
+    for part in kept {
+        match part {
+            Part::Packed(part, _) => text.push_str(&part.text),
+            Part::Plain(item) => plain.push(*item),
+        }
+    }
+    if !plain.is_empty() {
+        text.push_str("p\n");
+        text.push_str(&lines(plain.into_iter()));
+    }
+    (text, kept.iter().map(Part::events).sum())
 }
 
 /// `text` (made by [`encode`]) kept until `kept_until` instead: its header made again, its
 /// events as they are. `None` if `text` is not such a copy.
 pub(crate) fn restamp(text: &str, kept_until: u64) -> Option<String> {
     let (first, events) = text.split_once('\n')?;
-    let (cut, _, layout) = header(first.strip_prefix(MAGIC)?)?;
+    let (cut, _) = header(first.strip_prefix(MAGIC)?)?;
     let mut out = String::with_capacity(text.len() + 20);
     out.push_str(MAGIC);
-    out.push(' ');
-    write_header_rest(&mut out, cut, kept_until, layout);
+    write_header_rest(&mut out, cut, kept_until);
     out.push_str(events);
     Some(out)
 }
 
-/// The header after `spool2 `: ` <cut> <kept until> <d|p>` and its newline.
-fn write_header_rest(text: &mut String, cut: u64, kept_until: u64, layout: char) {
+/// The header after `spool3`: ` <cut> <kept until>` and its newline.
+fn write_header_rest(text: &mut String, cut: u64, kept_until: u64) {
+    text.push(' ');
     json::write_u64(text, cut);
     text.push(' ');
     json::write_u64(text, kept_until);
-    text.push(' ');
-    text.push(layout);
     text.push('\n');
 }
 
@@ -225,24 +264,65 @@ fn line_len(item: &Item) -> usize {
     20 + 2 + 36 + item.fragment.len() + 1
 }
 
-/// A stored text's events as the host must hand them back: `Some(bytes)` to inflate (raw
-/// deflate) if they are deflated; `None` if they are plain, or the text is not ours (then
-/// `decode` reads or counts it as it is).
-pub fn deflated(text: &str) -> Option<Vec<u8>> {
-    let (first, rest) = text.split_once('\n')?;
-    let (_, _, layout) = header(first.strip_prefix(MAGIC)?)?;
-    if layout != 'd' {
-        return None;
-    }
-    let mut packed = Vec::with_capacity(rest.len());
-    for c in rest.chars() {
-        // Not a byte: damaged. An empty stream fails to inflate, and is counted then.
-        let Ok(b) = u8::try_from(c) else {
-            return Some(Vec::new());
+/// A stored text's parts, in order: each packed one's bytes, or its plain lines.
+enum Segment<'a> {
+    Packed(Vec<u8>),
+    Plain(&'a str),
+    /// Not readable: counted as corrupt.
+    Damaged,
+}
+
+/// Walks the parts after the header.
+fn segments(mut rest: &str) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        if let Some(lines) = rest.strip_prefix("p\n") {
+            out.push(Segment::Plain(lines));
+            break;
+        }
+        let parsed = rest.strip_prefix('d').and_then(|r| r.split_once('\n'));
+        let Some((n, body)) = parsed.and_then(|(n, b)| Some((n.parse::<usize>().ok()?, b))) else {
+            out.push(Segment::Damaged);
+            break;
         };
-        packed.push(b);
+        let mut bytes = Vec::with_capacity(n);
+        let mut chars = body.char_indices();
+        let mut end = body.len();
+        while bytes.len() < n {
+            match chars.next().map(|(i, c)| (i, u8::try_from(c))) {
+                Some((_, Ok(b))) => bytes.push(b),
+                // Not a byte, or cut short: damaged.
+                _ => {
+                    out.push(Segment::Damaged);
+                    return out;
+                }
+            }
+        }
+        if let Some((i, _)) = chars.next() {
+            end = i;
+        }
+        out.push(Segment::Packed(bytes));
+        rest = &body[end..];
     }
-    Some(packed)
+    out
+}
+
+/// A stored text's packed parts, as the host must inflate them (raw deflate) and hand them
+/// back to [`decode`], in order; none if the text is not ours.
+pub fn deflated(text: &str) -> Vec<Vec<u8>> {
+    let Some((first, rest)) = text.split_once('\n') else {
+        return Vec::new();
+    };
+    if first.strip_prefix(MAGIC).and_then(header).is_none() {
+        return Vec::new();
+    }
+    segments(rest)
+        .into_iter()
+        .filter_map(|s| match s {
+            Segment::Packed(bytes) => Some(bytes),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One stored event read back.
@@ -262,10 +342,10 @@ pub(crate) struct Decoded {
     pub corrupt: u64,
 }
 
-/// Reads a stored text: its header from `text`, its events from `text` if plain, else from
-/// `inflated` (what the host made of [`deflated`]'s bytes; `None` if it could not). A text or
-/// a line that is not ours is counted, never fatal.
-pub(crate) fn decode(text: &str, inflated: Option<&str>) -> Decoded {
+/// Reads a stored text: its header and plain lines from `text`, its packed parts from
+/// `inflated` (what the host made of [`deflated`]'s, in order; `None` for one it could not
+/// inflate). A text, a part or a line that is not ours is counted, never fatal.
+pub(crate) fn decode(text: &str, inflated: &[Option<String>]) -> Decoded {
     let corrupt = Decoded {
         corrupt: 1,
         ..Decoded::default()
@@ -273,25 +353,37 @@ pub(crate) fn decode(text: &str, inflated: Option<&str>) -> Decoded {
     let Some((first, rest)) = text.split_once('\n') else {
         return corrupt;
     };
-    let Some((cut, _, layout)) = first.strip_prefix(MAGIC).and_then(header) else {
+    let Some((cut, _)) = first.strip_prefix(MAGIC).and_then(header) else {
         return corrupt;
-    };
-    let lines = match (layout, inflated) {
-        ('p', _) => rest,
-        (_, Some(lines)) => lines,
-        _ => return corrupt,
     };
     let mut out = Decoded {
         cut,
         ..Decoded::default()
     };
-    for line in lines.split('\n') {
-        if line.is_empty() {
-            continue;
-        }
-        match read_line(line) {
-            Some(s) => out.events.push(s),
-            None => out.corrupt += 1,
+    let mut packed = inflated.iter();
+    for segment in segments(rest) {
+        let lines = match segment {
+            Segment::Plain(lines) => lines,
+            Segment::Packed(_) => match packed.next() {
+                Some(Some(lines)) => lines,
+                _ => {
+                    out.corrupt += 1;
+                    continue;
+                }
+            },
+            Segment::Damaged => {
+                out.corrupt += 1;
+                continue;
+            }
+        };
+        for line in lines.split('\n') {
+            if line.is_empty() {
+                continue;
+            }
+            match read_line(line) {
+                Some(s) => out.events.push(s),
+                None => out.corrupt += 1,
+            }
         }
     }
     out
@@ -302,22 +394,20 @@ pub(crate) fn decode(text: &str, inflated: Option<&str>) -> Decoded {
 pub fn claimable(text: &str, now_ms: u64) -> bool {
     let first = text.split('\n').next().unwrap_or("");
     match first.strip_prefix(MAGIC).and_then(header) {
-        Some((_, kept_until, _)) => kept_until <= now_ms,
+        Some((_, kept_until)) => kept_until <= now_ms,
         None => true,
     }
 }
 
-/// The header after its magic word: ` <cut> <kept until> <d|p>`.
-fn header(rest: &str) -> Option<(u64, u64, char)> {
+/// The header after its magic word: ` <cut> <kept until>`.
+fn header(rest: &str) -> Option<(u64, u64)> {
     let mut words = rest.split_ascii_whitespace();
     let cut = words.next()?.parse().ok()?;
     let kept_until = words.next()?.parse().ok()?;
-    let layout = match words.next()? {
-        "d" => 'd',
-        "p" => 'p',
-        _ => return None,
-    };
-    Some((cut, kept_until, layout))
+    match words.next() {
+        None => Some((cut, kept_until)),
+        Some(_) => None,
+    }
 }
 
 fn read_line(line: &str) -> Option<Stored> {
@@ -336,20 +426,47 @@ fn read_line(line: &str) -> Option<Stored> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
 
-    /// What the next load reads of `text`: inflated as a browser's `DecompressionStream` would.
+    /// What the next load reads of `text`: each packed part inflated as a browser's
+    /// `DecompressionStream` would.
     fn read(text: &str) -> Decoded {
-        let inflated = deflated(text).map(|bytes| {
-            let mut lines = String::new();
-            flate2::read::DeflateDecoder::new(&bytes[..])
-                .read_to_string(&mut lines)
-                .map(|_| lines)
-        });
-        match inflated {
-            Some(Ok(lines)) => decode(text, Some(&lines)),
-            _ => decode(text, None),
-        }
+        let inflated: Vec<Option<String>> = deflated(text)
+            .iter()
+            .map(|bytes| {
+                let mut lines = String::new();
+                flate2::read::DeflateDecoder::new(&bytes[..])
+                    .read_to_string(&mut lines)
+                    .ok()
+                    .map(|_| lines)
+            })
+            .collect();
+        decode(text, &inflated)
+    }
+
+    /// `items`' lines raw-deflated, as a host packs a batch ahead.
+    fn pack(items: &[Item]) -> Vec<u8> {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(lines(items.iter()).as_bytes()).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// `items` but the last `plain` in batches of `per`, each packed, with its event count.
+    fn copy_of(items: &[Item], per: usize, plain: usize) -> (Vec<(PackedPart, usize)>, usize) {
+        let packed_events = items.len() - plain;
+        let packs = items[..packed_events]
+            .chunks(per)
+            .map(|c| (PackedPart::new(&pack(c)), c.len()))
+            .collect();
+        (packs, packed_events)
+    }
+
+    /// The parts of `items`: `packs` (from [`copy_of`]) first, the rest plain.
+    fn parts<'a>(items: &'a [Item], packs: &'a [(PackedPart, usize)]) -> Vec<Part<'a>> {
+        let mut parts: Vec<Part<'a>> = packs.iter().map(|(p, n)| Part::Packed(p, *n)).collect();
+        let at: usize = packs.iter().map(|(_, n)| n).sum();
+        parts.extend(items[at..].iter().map(Part::Plain));
+        parts
     }
 
     fn item(seq: u64, len: usize) -> Item {
@@ -385,26 +502,15 @@ mod tests {
         }
     }
 
-    /// An event whose `len` characters of text hardly deflate.
-    fn noisy(seq: u64, len: usize) -> Item {
-        let mut i = event(seq);
-        let noise: String = (0..len as u64)
-            .map(|k| char::from(b'a' + (event(seq * 7919 + k).uuid.0 % 26) as u8))
-            .collect();
-        i.fragment = format!("{{\"r\":\"{noise}\"}}").into();
-        i
-    }
-
     #[test]
-    fn stored_events_read_back_with_their_uuid_and_capture_time() {
-        let items: Vec<Item> = (0..3).map(|s| item(s, 10)).collect();
-        let refs: Vec<&Item> = items.iter().collect();
-        let (text, n) = encode(&refs, 0, 0, PERSIST_MAX_BYTES, true);
-        assert_eq!(n, 3);
+    fn packed_and_plain_events_read_back_in_order_with_their_uuid_and_capture_time() {
+        let items: Vec<Item> = (0..25).map(|s| item(s, 10)).collect();
+        let (packs, _) = copy_of(&items, 10, 5);
+        let (text, n) = encode(&parts(&items, &packs), 0, 0, PERSIST_MAX_BYTES);
+        assert_eq!(n, 25);
+        assert_eq!(deflated(&text).len(), 2, "two packed batches");
         let d = read(&text);
-        assert_eq!(d.cut, 0);
-        assert_eq!(d.corrupt, 0);
-        assert_eq!(d.events.len(), 3);
+        assert_eq!((d.cut, d.corrupt, d.events.len()), (0, 0, 25));
         for (s, i) in d.events.iter().zip(&items) {
             assert_eq!(s.uuid, i.uuid);
             assert_eq!(s.captured_ms, i.enqueued_ms);
@@ -413,31 +519,44 @@ mod tests {
     }
 
     #[test]
-    fn a_host_that_cannot_inflate_gets_plain_copies_and_a_deflated_one_it_could_not_is_counted() {
+    fn plain_copies_read_without_inflating_and_a_part_that_could_not_be_inflated_is_counted() {
         let items: Vec<Item> = (0..50).map(event).collect();
-        let refs: Vec<&Item> = items.iter().collect();
-        let (plain, n) = encode(&refs, 2, 0, PERSIST_MAX_BYTES, false);
+        let (plain, n) = encode(&parts(&items, &[]), 2, 0, PERSIST_MAX_BYTES);
         assert_eq!(n, 50);
-        assert!(deflated(&plain).is_none());
-        let d = decode(&plain, None);
+        assert!(deflated(&plain).is_empty());
+        let d = decode(&plain, &[]);
         assert_eq!((d.events.len(), d.cut, d.corrupt), (50, 2, 0));
         assert_eq!(d.events[49].fragment, items[49].fragment);
         // Plain, the cap counts the lines themselves.
-        let (small, kept) = encode(&refs, 0, 0, 4_096, false);
+        let (small, kept) = encode(&parts(&items, &[]), 0, 0, 4_096);
         assert!(small.len() <= 4_096 && kept < 50 && kept > 0, "{kept}");
-        let (packed, _) = encode(&refs, 0, 0, PERSIST_MAX_BYTES, true);
-        assert!(deflated(&packed).is_some());
-        let lost = decode(&packed, None);
-        assert_eq!((lost.events.len(), lost.corrupt), (0, 1));
+        // Two packed parts and a plain tail; the host failed to inflate the first.
+        let (packs, _) = copy_of(&items, 20, 10);
+        let (text, _) = encode(&parts(&items, &packs), 0, 0, PERSIST_MAX_BYTES);
+        let second = read(&text).events[20..40]
+            .iter()
+            .map(|e| e.uuid)
+            .collect::<Vec<_>>();
+        let mut lines = String::new();
+        let bytes = &deflated(&text)[1];
+        flate2::read::DeflateDecoder::new(&bytes[..])
+            .read_to_string(&mut lines)
+            .unwrap();
+        let lost = decode(&text, &[None, Some(lines)]);
+        assert_eq!((lost.events.len(), lost.corrupt), (30, 1));
+        assert_eq!(
+            lost.events[..20].iter().map(|e| e.uuid).collect::<Vec<_>>(),
+            second
+        );
     }
 
     #[test]
-    fn ten_thousand_page_events_fit_the_default_cap_deflated() {
+    fn ten_thousand_page_events_fit_the_default_cap_packed() {
         let items: Vec<Item> = (0..10_000).map(event).collect();
         let plain: usize = items.iter().map(|i| i.fragment.len()).sum();
         assert!(plain > 2 * PERSIST_MAX_BYTES, "{plain}: over twice the cap");
-        let refs: Vec<&Item> = items.iter().collect();
-        let (text, n) = encode(&refs, 0, 0, PERSIST_MAX_BYTES, true);
+        let (packs, _) = copy_of(&items, 100, 0);
+        let (text, n) = encode(&parts(&items, &packs), 0, 0, PERSIST_MAX_BYTES);
         assert_eq!(n, 10_000);
         assert!(stored_chars(&text) <= PERSIST_MAX_BYTES);
         let d = read(&text);
@@ -447,25 +566,25 @@ mod tests {
 
     #[test]
     fn over_the_cap_the_oldest_are_left_out_and_counted() {
-        // Fragments that do not deflate: the cap binds on what is stored, not on the JSON.
-        let items: Vec<Item> = (0..2_000).map(|s| noisy(s, 200)).collect();
-        let refs: Vec<&Item> = items.iter().collect();
+        let items: Vec<Item> = (0..2_000).map(event).collect();
+        let (packs, _) = copy_of(&items, 100, 100);
         let cap = 64 * 1024;
-        let (text, n) = encode(&refs, 5, 0, cap, true);
+        let (text, n) = encode(&parts(&items, &packs), 5, 0, cap);
         assert!(stored_chars(&text) <= cap, "{}", stored_chars(&text));
         assert!(n < 2_000 && n > 100, "{n}");
         let d = read(&text);
         assert_eq!(d.cut, 2_000 - n as u64 + 5);
-        assert_eq!(d.events.len(), n);
-        // The newest are the ones kept.
+        assert_eq!((d.events.len(), d.corrupt), (n, 0));
+        // The newest are the ones kept: the plain tail and whole packed batches before it.
         assert_eq!(d.events.last().unwrap().uuid, items[1_999].uuid);
         assert_eq!(d.events[0].uuid, items[2_000 - n].uuid);
+        assert_eq!((n - 100) % 100, 0, "whole batches");
     }
 
     #[test]
     fn a_cap_too_small_for_one_event_stores_none_and_counts_them() {
-        let items = [noisy(1, 5_000)];
-        let (text, n) = encode(&[&items[0]], 0, 0, 1024, true);
+        let items = [item(1, 5_000)];
+        let (text, n) = encode(&[Part::Plain(&items[0])], 0, 0, 1024);
         assert_eq!(n, 0);
         assert!(stored_chars(&text) <= 1024);
         assert_eq!(read(&text).cut, 1);
@@ -474,17 +593,12 @@ mod tests {
     #[test]
     fn a_live_pages_copy_is_claimable_only_after_its_hold_and_a_gone_pages_at_once() {
         let items = [item(1, 3)];
-        let (live, _) = encode(
-            &[&items[0]],
-            0,
-            5_000 + PERSIST_LIVE_MS,
-            PERSIST_MAX_BYTES,
-            true,
-        );
+        let one = [Part::Plain(&items[0])];
+        let (live, _) = encode(&one, 0, 5_000 + PERSIST_LIVE_MS, PERSIST_MAX_BYTES);
         assert!(!claimable(&live, 5_000));
         assert!(!claimable(&live, 5_000 + PERSIST_LIVE_MS - 1));
         assert!(claimable(&live, 5_000 + PERSIST_LIVE_MS));
-        let (gone, _) = encode(&[&items[0]], 0, 0, PERSIST_MAX_BYTES, true);
+        let (gone, _) = encode(&one, 0, 0, PERSIST_MAX_BYTES);
         assert!(claimable(&gone, 5_000));
         assert!(
             claimable("not ours", 5_000),
@@ -495,10 +609,11 @@ mod tests {
     #[test]
     fn a_copy_restamped_keeps_its_events_and_cut_with_a_new_kept_until() {
         let items: Vec<Item> = (0..50).map(event).collect();
-        let refs: Vec<&Item> = items.iter().collect();
-        let (live, n) = encode(&refs, 3, 1_700_000_010_000, PERSIST_MAX_BYTES, true);
+        let (packs, _) = copy_of(&items, 20, 10);
+        let parts = parts(&items, &packs);
+        let (live, n) = encode(&parts, 3, 1_700_000_010_000, PERSIST_MAX_BYTES);
         let gone = restamp(&live, 0).expect("a copy");
-        assert_eq!(gone, encode(&refs, 3, 0, PERSIST_MAX_BYTES, true).0);
+        assert_eq!(gone, encode(&parts, 3, 0, PERSIST_MAX_BYTES).0);
         assert_eq!(read(&gone).events.len(), n);
         assert_eq!(read(&gone).cut, 3);
         assert_eq!(restamp("not a copy", 0), None);
@@ -508,16 +623,19 @@ mod tests {
     fn corrupt_text_is_counted_and_never_panics() {
         assert_eq!(read("").corrupt, 1);
         assert_eq!(read("garbage").corrupt, 1);
-        assert_eq!(read("spool2 0 0 d\n\u{100}").corrupt, 1, "not a byte");
-        assert_eq!(read("spool2 0 0 x\n").corrupt, 1, "no such layout");
+        assert_eq!(read("spool3 0 0\nd1\n\u{100}").corrupt, 1, "not a byte");
+        assert_eq!(read("spool3 0 0\nd9\nab").corrupt, 1, "cut short");
+        assert_eq!(read("spool3 0 0\nx\n").corrupt, 1, "no such part");
+        assert_eq!(read("spool2 0 0 d\n").corrupt, 1, "an older layout");
         let items: Vec<Item> = (0..20).map(event).collect();
-        let refs: Vec<&Item> = items.iter().collect();
-        let (text, _) = encode(&refs, 0, 0, PERSIST_MAX_BYTES, true);
-        // Every prefix of a valid text reads without panicking; a cut one is corrupt.
+        let (packs, _) = copy_of(&items, 10, 0);
+        let (text, _) = encode(&parts(&items, &packs), 0, 0, PERSIST_MAX_BYTES);
+        // Every prefix of a valid text reads without panicking; one cut inside a part is
+        // corrupt, one cut between parts holds whole batches.
         for end in 0..text.len() {
             if text.is_char_boundary(end) {
                 let d = read(&text[..end]);
-                assert!(d.corrupt > 0 || d.events.len() == 20, "{end}");
+                assert!(d.corrupt > 0 || d.events.len() % 10 == 0, "{end}");
             }
         }
         // A flipped byte is caught by inflate or by the line parser, never a panic.

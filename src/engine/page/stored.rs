@@ -7,7 +7,7 @@ use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::stats::DropReason;
 use crate::engine::delivery::Env;
 use crate::engine::page::persist::{
-    self, CopyOf, Persistence, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS,
+    self, CopyOf, Part, Persistence, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS,
 };
 use crate::engine::page::PageState;
 use crate::engine::Notice;
@@ -76,19 +76,42 @@ impl Persistence {
             held: outbox.ledger.held_events(),
             next_seq: outbox.next_seq,
             from: self.stored_from,
+            packed: outbox
+                .batches
+                .iter()
+                .filter(|b| b.pack.copy().is_some())
+                .count(),
         };
         if let Some((last, text, events)) = &self.last {
-            // Nothing held changed since: the same events, deflated already.
+            // Nothing held changed since: the same events, the same text.
             if *last == of {
                 return persist::restamp(text, kept_until).map(|text| (text, *events));
             }
         }
-        let items = outbox.held_from(self.stored_from);
-        if items.is_empty() {
+        // A batch goes as its packed lines if they are back and it holds none of the events
+        // another load took; else, and the queue, as plain lines.
+        let from = self.stored_from;
+        let mut parts = Vec::new();
+        for b in &outbox.batches {
+            match b.pack.copy() {
+                Some(bytes) if b.items.iter().all(|i| i.seq >= from) => {
+                    parts.push(Part::Packed(bytes, b.items.len()));
+                }
+                _ => parts.extend(b.items.iter().filter(|i| i.seq >= from).map(Part::Plain)),
+            }
+        }
+        parts.extend(
+            outbox
+                .queue
+                .iter()
+                .filter(|i| i.seq >= from)
+                .map(Part::Plain),
+        );
+        if parts.is_empty() {
             return None;
         }
         let max = config.persist_max_bytes;
-        let (text, events) = persist::encode(&items, 0, kept_until, max, self.deflate);
+        let (text, events) = persist::encode(&parts, 0, kept_until, max);
         self.last = Some((of, text.clone(), events));
         Some((text, events))
     }
@@ -100,7 +123,7 @@ pub(crate) fn restore<F: crate::engine::wire::format::WireFormat>(
     outbox: &mut Outbox,
     env: &Env<F>,
     text: &str,
-    inflated: Option<&str>,
+    inflated: &[Option<String>],
     now_ms: u64,
 ) -> usize {
     let decoded = persist::decode(text, inflated);

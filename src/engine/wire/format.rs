@@ -71,6 +71,12 @@ pub trait WireFormat {
     fn gzip_needs_header(&self) -> bool {
         false
     }
+    /// The URL query parameter that carries a request's send time (ms since the epoch) when
+    /// its body, packed ahead, has none: PostHog's capture reads `sent_at` from `_` then (as
+    /// posthog-js sends it). `None`: the format has no send time (OTLP).
+    fn sent_at_param(&self) -> Option<&'static str> {
+        None
+    }
     /// Whether a 2xx answer's body says something the [`verdict`](Self::verdict) reads (an
     /// OTLP `partialSuccess`): the shell reads it only then.
     fn reads_answer(&self) -> bool {
@@ -142,6 +148,9 @@ impl WireFormat for ConfiguredFormat {
     fn gzip_needs_header(&self) -> bool {
         self.inner().gzip_needs_header()
     }
+    fn sent_at_param(&self) -> Option<&'static str> {
+        self.inner().sent_at_param()
+    }
     fn reads_answer(&self) -> bool {
         self.inner().reads_answer()
     }
@@ -170,6 +179,9 @@ impl PostHogBatch {
 }
 
 impl WireFormat for PostHogBatch {
+    fn sent_at_param(&self) -> Option<&'static str> {
+        Some("_")
+    }
     fn write_event(&self, e: &EventRecord<'_>, out: &mut String) {
         out.push_str("{\"event\":");
         json::write_str(out, e.name);

@@ -51,8 +51,12 @@ export async function start() {
     // own never returned: Firefox may end a closing tab's script inside localStorage.setItem.
     let s = null;
     try { s = exporter.stats(); } catch (err) { if (err?.name !== 'SpoolBusy') throw err; }
-    // The first line of each copy spool keeps (`spool2 <cut> <kept until> <d|p>`).
-    const copies = store((ls) => Object.keys(ls).filter((k) => k.startsWith('spool1:') && !k.endsWith(':claim')).map((k) => ls.getItem(k).split('\n')[0])) ?? [];
+    // The first line of each copy spool keeps (`spool3 <cut> <kept until>`), then `d` if it
+    // begins with batches packed ahead (their lines deflated), `p` if its events are all plain.
+    const copies = store((ls) => Object.keys(ls).filter((k) => k.startsWith('spool1:') && !k.endsWith(':claim')).map((k) => {
+      const [head, first] = ls.getItem(k).split('\n', 2);
+      return `${head} ${first?.[0] ?? ''}`;
+    })) ?? [];
     const note = { inFlight: s?.inFlight, queued: s?.queued, restored: s?.restored, delivered: s?.delivered, dropped: s?.dropped, lastError: s?.lastError, busy: s === null, copies, persisted: e.persisted, visibility: document.visibilityState };
     store((ls) => ls.setItem(NOTE, JSON.stringify(note)));
     hides.push({ ...note, at: Date.now() });

@@ -1,0 +1,330 @@
+//! Bodies packed ahead: a batch that waits is compressed by the host, asynchronously
+//! (`CompressionStream` in a browser), while the page lives, so that nothing is compressed as
+//! it goes away.
+//!
+//! The policy:
+//! - Once the host says it can compress ([`HostFeatures::compress`]), a batch is handed out in
+//!   a [`Notice::Pack`] when it is ready to wait: full, with no free request slot to take it
+//!   now (full batches are cut from the queue at once for it); behind a backoff or a
+//!   `Retry-After` hold; in flight unanswered [`DEFERRED_AFTER_MS`] (a slow collector);
+//!   restored from an earlier load; or, once the page is hidden, whatever is held (the whole
+//!   queue is cut). A batch that goes at once, in a free slot, is not packed: most are
+//!   answered before they would need it. The notice carries its body without `sent_at` (with
+//!   `compression: "gzip"`) to gzip, and its lines for the stored copy (when the host keeps
+//!   copies and can inflate them) to raw-deflate.
+//! - The bytes come back by [`Engine::handle_packed`](crate::engine::Engine::handle_packed) and
+//!   stay with the batch until it settles or is split (a split batch is packed again). A
+//!   deferred request carries the gzip bytes; a keepalive request or a beacon sends them; the
+//!   stored copy is made of the deflated lines.
+//! - At most [`PACK_TEXT_AT_ONCE`] of text is out to pack at a time: the next batch is asked
+//!   for as one comes back, so the text handed out stays a few batches, however many are held.
+//! - While the page is hidden, a batch not packed yet waits for its pack (milliseconds each)
+//!   rather than go plain. At `pagehide` nothing more is awaited: what has no pack yet, the
+//!   unfinished tail, goes plain.
+//! - Ordinary requests still carry a body stamped with `sent_at`, compressed by the host as
+//!   they go: most are answered before they would be packed.
+
+use crate::engine::delivery::batch::{body_of, Batch, BatchState};
+use crate::engine::delivery::config::{BatchMode, Compression};
+use crate::engine::delivery::outbox::Outbox;
+use crate::engine::delivery::Env;
+use crate::engine::page::defer::DEFERRED_AFTER_MS;
+use crate::engine::page::persist::{self, PackedPart};
+use crate::engine::page::{Page, PageState};
+use crate::engine::wire::format::WireFormat;
+use crate::engine::{BatchId, Notice, Path, Transmit};
+
+/// What the host can do besides `fetch`, told once by
+/// [`Engine::handle_host_features`](crate::engine::Engine::handle_host_features).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostFeatures {
+    /// `fetchLater`: held batches stay armed as
+    /// [`Path::Deferred`](crate::engine::Path::Deferred) transmits.
+    pub deferred: bool,
+    /// An asynchronous compressor (gzip and raw deflate): batches are packed ahead
+    /// ([`Notice::Pack`]).
+    pub compress: bool,
+}
+
+/// Text handed out to pack and not back yet, at most (bytes of bodies and lines; one pack
+/// always goes): the next is asked for as one comes back, so the text waiting to be
+/// compressed stays a few batches (half a dozen of 100 events of 300 bytes), however many are
+/// held.
+pub const PACK_TEXT_AT_ONCE: usize = 384 * 1024;
+
+/// A batch's bodies, packed ahead by the host: its body for the wire, its lines for the
+/// stored copy, each asked for when needed (a split batch is packed again).
+#[derive(Debug, Default)]
+pub(crate) struct Pack {
+    wire: Slot<Vec<u8>>,
+    copy: Slot<PackedPart>,
+}
+
+/// One of a pack's two parts.
+#[derive(Debug, Default)]
+enum Slot<T> {
+    /// Not asked for.
+    #[default]
+    None,
+    /// Asked for, not back yet: this many bytes of text handed out.
+    Asked(usize),
+    /// Back, if the host managed.
+    Ready(Option<T>),
+}
+
+impl<T> Slot<T> {
+    /// Asked for, or back.
+    fn is_set(&self) -> bool {
+        !matches!(self, Slot::None)
+    }
+
+    fn get(&self) -> Option<&T> {
+        match self {
+            Slot::Ready(value) => value.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn out(&self) -> usize {
+        match self {
+            Slot::Asked(bytes) => *bytes,
+            _ => 0,
+        }
+    }
+
+    /// Takes the host's answer, if this was asked for.
+    fn answer(&mut self, value: Option<T>) {
+        if matches!(self, Slot::Asked(_)) {
+            *self = Slot::Ready(value);
+        }
+    }
+
+    /// `pagehide`: an answer still out is no longer awaited.
+    fn give_up(&mut self) {
+        if matches!(self, Slot::Asked(_)) {
+            *self = Slot::None;
+        }
+    }
+}
+
+impl Pack {
+    /// Whether its body is back (what a hidden page's batch waits for).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.wire, Slot::Ready(_))
+    }
+
+    /// Bytes of text handed out for it and not back.
+    fn text_out(&self) -> usize {
+        self.wire.out() + self.copy.out()
+    }
+
+    /// The body gzipped, if it is back.
+    pub fn wire(&self) -> Option<&[u8]> {
+        self.wire.get().map(Vec::as_slice)
+    }
+
+    /// The copy's lines deflated, if they are back, as the copy stores them.
+    pub fn copy(&self) -> Option<&PackedPart> {
+        self.copy.get()
+    }
+}
+
+/// Packing, as the host allows it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Packing {
+    /// The host compresses asynchronously.
+    pub on: bool,
+    /// The page is hidden and batches are being packed: one not packed yet is not sent.
+    pub awaited: bool,
+    /// The stored copy's lines are packed too (the host keeps copies and inflates them).
+    pub copy: bool,
+}
+
+impl Outbox {
+    /// After every change: cuts and asks packs for what is ready to wait (see the module
+    /// docs). `copy`: the stored copy's lines are packed too; `hold_until`: the endpoint's
+    /// `Retry-After` hold.
+    pub fn pack_ahead<F: WireFormat>(
+        &mut self,
+        env: &mut Env<F>,
+        page: &Page,
+        copy: bool,
+        hold_until: u64,
+        now_ms: u64,
+    ) {
+        self.packing.awaited = false;
+        self.packing.copy = copy;
+        let wire = env.config.compression == Compression::Gzip;
+        if !self.packing.on || page.state >= PageState::Leaving || !(wire || copy) {
+            return;
+        }
+        let hidden = page.hidden();
+        let timeout = env.config.request_timeout_ms;
+        // Full batches are cut at once: those no free request slot takes now wait. (Not with
+        // `batchMode: "off"`: one event per request, and no pack for each.)
+        if env.config.batch_mode != BatchMode::Off {
+            self.cut_held(env, hidden, now_ms);
+        }
+        let mut out: usize = self.batches.iter().map(|b| b.pack.text_out()).sum();
+        let mut free = match hold_until > now_ms {
+            true => 0,
+            false => env
+                .config
+                .max_in_flight
+                .saturating_sub(self.ledger.ordinary_in_flight()),
+        };
+        let wants = Wants { wire, copy };
+        for b in &mut self.batches {
+            if out >= PACK_TEXT_AT_ONCE {
+                break;
+            }
+            if on_its_way(b) {
+                continue;
+            }
+            let ready_to_wait = hidden
+                || match b.state {
+                    // Sent, unanswered a second: a slow collector.
+                    BatchState::InFlight { .. } => slow_from(b, timeout) <= now_ms,
+                    // About to go, in a free slot: not packed.
+                    BatchState::Waiting { not_before } if not_before <= now_ms && free > 0 => {
+                        free -= 1;
+                        false
+                    }
+                    // Behind a backoff, a hold, or the requests in flight.
+                    BatchState::Waiting { .. } => true,
+                };
+            if ready_to_wait {
+                out += ask(env, b, wants);
+            }
+        }
+        // Hidden, a batch goes once packed, gzip carrying ten times the events.
+        self.packing.awaited = hidden
+            && wire
+            && self
+                .batches
+                .iter()
+                .any(|b| !on_its_way(b) && !b.pack.is_ready());
+    }
+
+    /// Cuts the queue into batches held out of it: every full batch whose first event was
+    /// captured by `full_by`, or all of it if `all`.
+    pub fn cut_held<F: WireFormat>(&mut self, env: &Env<F>, all: bool, full_by: u64) {
+        let limit = env.batch_limit();
+        while let Some(since) = self.queue.front().map(|i| i.enqueued_ms) {
+            let due = all || self.queue.has_full_batch(&env.format, limit) && since <= full_by;
+            let items = match due {
+                true => self.queue.take_batch(&env.format, limit),
+                false => break,
+            };
+            if items.is_empty() {
+                break;
+            }
+            let id = self.new_batch_id();
+            self.batches.push(Batch::new(id, items, since));
+        }
+    }
+
+    /// When the next batch is due to be packed, if packing is on: the earliest a request in
+    /// flight for a batch not packed has been unanswered [`DEFERRED_AFTER_MS`]. None while
+    /// [`PACK_TEXT_AT_ONCE`] is out: a pack coming back asks for the next.
+    pub fn pack_at<F>(&self, env: &Env<F>, page: &Page) -> Option<u64> {
+        let out: usize = self.batches.iter().map(|b| b.pack.text_out()).sum();
+        if !self.packing.on || page.state >= PageState::Leaving || out >= PACK_TEXT_AT_ONCE {
+            return None;
+        }
+        let timeout = env.config.request_timeout_ms;
+        let copy = self.packing.copy;
+        self.batches
+            .iter()
+            .filter(|b| !on_its_way(b))
+            .filter(|b| !b.pack.wire.is_set() || copy && !b.pack.copy.is_set())
+            .filter(|b| matches!(b.state, BatchState::InFlight { .. }))
+            .map(|b| slow_from(b, timeout))
+            .min()
+    }
+
+    /// Transmit `t` just went: a retry (behind a refusing collector) is packed as it goes.
+    pub fn pack_retry<F: WireFormat>(&mut self, env: &mut Env<F>, t: &Transmit) {
+        if !self.packing.on || t.attempt < 2 || t.path != Path::Ordinary {
+            return;
+        }
+        let wants = Wants {
+            wire: env.config.compression == Compression::Gzip,
+            copy: self.packing.copy,
+        };
+        if let Some(b) = self.batches.iter_mut().find(|b| b.id == t.batch) {
+            ask(env, b, wants);
+        }
+    }
+
+    /// Batch `id`'s pack is back: kept, unless the batch settled or was split meanwhile.
+    pub fn packed(&mut self, id: BatchId, wire: Option<Vec<u8>>, copy: Option<Vec<u8>>) {
+        if let Some(b) = self.batches.iter_mut().find(|b| b.id == id) {
+            b.pack.wire.answer(wire);
+            b.pack.copy.answer(copy.as_deref().map(PackedPart::new));
+        }
+    }
+
+    /// `pagehide`: no pack is awaited any more; what has none goes plain.
+    pub fn give_up_packs(&mut self) {
+        self.packing.awaited = false;
+        for b in &mut self.batches {
+            b.pack.wire.give_up();
+            b.pack.copy.give_up();
+        }
+    }
+}
+
+/// What a batch ready to wait is packed for: its body (`compression: "gzip"`), and its lines
+/// (the host keeps copies).
+#[derive(Clone, Copy)]
+struct Wants {
+    wire: bool,
+    copy: bool,
+}
+
+/// Asks the host to pack what batch `b` wants and has not asked for. Returns the bytes of
+/// text handed out.
+fn ask<F: WireFormat>(env: &mut Env<F>, b: &mut Batch, wants: Wants) -> usize {
+    let wire = wants.wire && matches!(b.pack.wire, Slot::None);
+    let copy = wants.copy && matches!(b.pack.copy, Slot::None);
+    let body = wire.then(|| body_of(&env.format, &b.items, None));
+    let lines = copy.then(|| persist::lines(b.items.iter()));
+    if let Some(body) = &body {
+        b.pack.wire = Slot::Asked(body.len());
+    }
+    if let Some(lines) = &lines {
+        b.pack.copy = Slot::Asked(lines.len());
+    }
+    let bytes = b.pack.text_out();
+    if body.is_some() || lines.is_some() {
+        env.notices.push_back(Notice::Pack {
+            batch: b.id,
+            body,
+            lines,
+        });
+    }
+    bytes
+}
+
+/// When batch `b`'s request in flight has been unanswered [`DEFERRED_AFTER_MS`] (its
+/// deadline is `timeout_ms` after it left); never if it is not in flight.
+fn slow_from(b: &Batch, timeout_ms: u64) -> u64 {
+    match b.state {
+        BatchState::InFlight { deadline, .. } => deadline
+            .saturating_sub(timeout_ms)
+            .saturating_add(DEFERRED_AFTER_MS),
+        BatchState::Waiting { .. } => u64::MAX,
+    }
+}
+
+/// Whether batch `b` is on its way by keepalive or beacon (nothing more to pack for it).
+pub(crate) fn on_its_way(b: &Batch) -> bool {
+    matches!(
+        b.state,
+        BatchState::InFlight {
+            keepalive: true,
+            ..
+        } | BatchState::InFlight { beacon: true, .. }
+    )
+}
