@@ -2,6 +2,7 @@
 //! settled. One batch keeps its events (and their uuids) across its attempts; each attempt
 //! gets a new [`TransmitId`], so a late answer to an abandoned attempt is ignored.
 
+use crate::engine::delivery::config::Compression;
 use crate::engine::delivery::endpoint::Endpoint;
 use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::queue::Item;
@@ -9,10 +10,11 @@ use crate::engine::delivery::retry::{self, Outcome, Step};
 use crate::engine::delivery::scheduler::{Plan, Source};
 use crate::engine::delivery::stats::DropReason;
 use crate::engine::delivery::Env;
-use crate::engine::page::close::KEEPALIVE_BODY_BYTES;
+use crate::engine::page::close::{GZIP_PLAIN_PER_BYTE, KEEPALIVE_BODY_BYTES};
 use crate::engine::page::pack::Pack;
 use crate::engine::page::Page;
 use crate::engine::wire::format::WireFormat;
+use crate::engine::wire::gzip::{self, BODY_LEVEL};
 use crate::engine::{json, BatchId, Notice, Path, Settlement, Transmit, TransmitId};
 
 /// A batch that left the queue: waiting to be (re)sent, or in flight.
@@ -107,6 +109,10 @@ impl Outbox {
         now_ms: u64,
     ) -> Transmit {
         let page_hide = plan.keepalive || beacon;
+        // What is not packed ahead is gzipped here, at once, on the page-close path.
+        let gzip_now = page_hide
+            && env.config.compression == Compression::Gzip
+            && !(beacon && env.format.gzip_needs_header());
         let mut limit = env.batch_limit();
         let mut wire_cap = usize::MAX;
         if page_hide {
@@ -114,7 +120,11 @@ impl Outbox {
             if plan.keepalive {
                 wire_cap = wire_cap.min(self.ledger.keepalive.room());
             }
-            limit.bytes = limit.bytes.min(wire_cap);
+            let plain_cap = match gzip_now {
+                true => wire_cap.saturating_mul(GZIP_PLAIN_PER_BYTE),
+                false => wire_cap,
+            };
+            limit.bytes = limit.bytes.min(plain_cap);
         }
         // A beacon cannot say `Content-Encoding: gzip`: for a format that needs it, plain.
         let packed = |b: &Batch| match !(beacon && env.format.gzip_needs_header()) {
@@ -141,11 +151,23 @@ impl Outbox {
                 idx
             }
         };
-        let items = &self.batches[idx].items;
-        let gzipped = packed(&self.batches[idx]);
-        let body = match gzipped {
-            Some(_) => String::new(),
-            None => body_of(&env.format, items, Some(now_ms)),
+        let ahead = packed(&self.batches[idx]);
+        let (body, gzipped) = match ahead {
+            Some(bytes) => (String::new(), Some(bytes)),
+            None => loop {
+                let body = body_of(&env.format, &self.batches[idx].items, Some(now_ms));
+                if !gzip_now {
+                    break (body, None);
+                }
+                let bytes = gzip::gzip(body.as_bytes(), BODY_LEVEL);
+                let n = self.batches[idx].items.len();
+                if bytes.len() <= wire_cap || n == 1 {
+                    break (body, Some(bytes));
+                }
+                // Packed worse than hoped: keep the share that fits by the ratio seen.
+                let keep = n * wire_cap * 9 / (10 * bytes.len());
+                self.split_batch(idx, keep.clamp(1, n - 1));
+            },
         };
         let wire_len = gzipped.as_ref().map_or(body.len(), Vec::len);
         let transmit = self.new_transmit_id();
@@ -173,8 +195,8 @@ impl Outbox {
             (false, false) => Path::Ordinary,
         };
         // Packed ahead, the body has no `sent_at`: the URL carries it, where the format can.
-        let query = match (&gzipped, env.format.sent_at_param()) {
-            (Some(_), Some(name)) => {
+        let query = match (body.is_empty(), env.format.sent_at_param()) {
+            (true, Some(name)) => {
                 let mut q = String::from(name);
                 q.push('=');
                 json::write_u64(&mut q, now_ms);

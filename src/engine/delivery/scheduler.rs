@@ -68,10 +68,6 @@ impl Outbox {
                 // Left to the browser: its deferred request goes as the page unloads.
                 continue;
             }
-            if self.packing.awaited && !b.pack.is_ready() {
-                // Hidden: it goes once packed (`page/pack`), milliseconds from now.
-                continue;
-            }
             if let BatchState::Waiting { not_before } = b.state {
                 let own_at = if page.hidden() && !b.failed_hidden {
                     0

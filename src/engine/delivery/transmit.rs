@@ -34,25 +34,18 @@ pub enum Path {
 ///
 /// # Example
 /// ```
-/// use spool::engine::{Config, Engine, EventInput, HostFeatures, Notice, Outcome, PageEvent, Path};
+/// use spool::engine::{Config, Engine, EventInput, Outcome, PageEvent, Path};
 /// let now = 1_700_000_000_000;
 /// let mut config = Config::new("https://collector.example/batch/");
 /// config.api_key = "phc_project_key".into();
 /// let mut engine = Engine::new(config, 1).unwrap();
-/// engine.handle_host_features(HostFeatures { deferred: false, compress: true });
 /// engine.capture(EventInput::new("checkout"), now).unwrap();
-/// // The page is hidden: what is held is packed first, its body gzipped by the host...
+/// // The page is hidden: what is held goes at once, keepalive, gzipped: packed ahead by the
+/// // host where it was ready to wait, else by the engine there and then (as here).
 /// engine.handle_page(PageEvent::Hidden, now);
-/// let Some(Notice::Pack { batch, body: Some(body), .. }) = engine.poll_notice() else {
-///     panic!("a pack asked for");
-/// };
-/// assert!(!body.contains("sent_at"));
-/// let gzipped = vec![0x1f, 0x8b]; // what the host's CompressionStream made of `body`
-/// engine.handle_packed(batch, Some(gzipped.clone()), None, now + 2);
-/// // ...then it goes at once, keepalive, as those bytes.
-/// let t = engine.poll_transmit(now + 2).unwrap();
+/// let t = engine.poll_transmit(now).unwrap();
 /// assert_eq!((t.path, t.events, t.attempt), (Path::Keepalive, 1, 1));
-/// assert_eq!(t.gzipped, Some(gzipped));
+/// assert!(t.gzipped.is_some() && t.wire_len() < t.body.len() + 30);
 /// engine.handle_outcome(t.id, Outcome::status(200), now + 20);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,15 +55,15 @@ pub struct Transmit {
     /// The batch this is an attempt of.
     pub batch: BatchId,
     /// The body, with `sent_at` stamped at the time passed to `poll_transmit`; empty where it
-    /// goes as `gzipped` (packed ahead, without `sent_at`: see [`query`](Self::query)).
+    /// goes as `gzipped` packed ahead (without `sent_at`: see [`query`](Self::query)).
     pub body: String,
     /// The body gzipped by the host ahead of time ([`Notice::Pack`](crate::engine::Notice::Pack)),
     /// for a batch packed ahead: send these bytes, with `Content-Encoding: gzip` if the format
     /// needs it ([`WireFormat::gzip_needs_header`](crate::engine::WireFormat::gzip_needs_header)).
-    /// Packed once, a batch's bytes go with every attempt and path: on the page-close path gzip
-    /// carries about ten times the events through the browser's budgets, and nothing is
-    /// compressed as the page goes away. A beacon of a format that needs the header goes plain
-    /// instead (`body`).
+    /// Packed once, a batch's bytes go with every attempt and path (`body` is then empty). On
+    /// the page-close path a batch not packed yet is gzipped by the engine there and then
+    /// (`body` is then those bytes' text): gzip carries about ten times the events through the
+    /// browser's budgets. A beacon of a format that needs the header goes plain (`body`).
     pub gzipped: Option<Vec<u8>>,
     /// A query parameter to add to the endpoint's URL: `_=<ms>`, the send time, for a PostHog
     /// body packed ahead (its `sent_at`, as PostHog's capture reads it; see

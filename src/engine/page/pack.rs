@@ -18,9 +18,9 @@
 //!   stored copy is made of the deflated lines.
 //! - At most [`PACK_TEXT_AT_ONCE`] of text is out to pack at a time: the next batch is asked
 //!   for as one comes back, so the text handed out stays a few batches, however many are held.
-//! - While the page is hidden, a batch not packed yet waits for its pack (milliseconds each)
-//!   rather than go plain. At `pagehide` nothing more is awaited: what has no pack yet, the
-//!   unfinished tail, goes plain.
+//! - On the page-close path a batch not packed yet does not wait for its pack (there may be no
+//!   time: figure 7 measured none between `beforeunload` and `pagehide`): it is gzipped there
+//!   and then, synchronously, as before packs (`batch.rs`).
 //! - Ordinary requests still carry a body stamped with `sent_at`, compressed by the host as
 //!   they go: most are answered before they would be packed.
 
@@ -134,8 +134,6 @@ impl Pack {
 pub(crate) struct Packing {
     /// The host compresses asynchronously.
     pub on: bool,
-    /// The page is hidden and batches are being packed: one not packed yet is not sent.
-    pub awaited: bool,
     /// The stored copy's lines are packed too (the host keeps copies and inflates them).
     pub copy: bool,
 }
@@ -152,7 +150,6 @@ impl Outbox {
         hold_until: u64,
         now_ms: u64,
     ) {
-        self.packing.awaited = false;
         self.packing.copy = copy;
         let wire = env.config.compression == Compression::Gzip;
         if !self.packing.on || page.state >= PageState::Leaving || !(wire || copy) {
@@ -197,13 +194,6 @@ impl Outbox {
                 out += ask(env, b, wants);
             }
         }
-        // Hidden, a batch goes once packed, gzip carrying ten times the events.
-        self.packing.awaited = hidden
-            && wire
-            && self
-                .batches
-                .iter()
-                .any(|b| !on_its_way(b) && !b.pack.is_ready());
     }
 
     /// Cuts the queue into batches held out of it: every full batch whose first event was
@@ -265,9 +255,8 @@ impl Outbox {
         }
     }
 
-    /// `pagehide`: no pack is awaited any more; what has none goes plain.
+    /// `pagehide`: no pack is awaited any more; what has none is gzipped as it goes.
     pub fn give_up_packs(&mut self) {
-        self.packing.awaited = false;
         for b in &mut self.batches {
             b.pack.wire.give_up();
             b.pack.copy.give_up();

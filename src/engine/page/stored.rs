@@ -111,7 +111,10 @@ impl Persistence {
             return None;
         }
         let max = config.persist_max_bytes;
-        let (text, events) = persist::encode(&parts, 0, kept_until, max);
+        let (text, events) = match self.deflate {
+            true => persist::encode_deflating_rest(&parts, 0, kept_until, max),
+            false => persist::encode(&parts, 0, kept_until, max),
+        };
         self.last = Some((of, text.clone(), events));
         Some((text, events))
     }

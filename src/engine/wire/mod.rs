@@ -4,6 +4,7 @@
 //! Compression is the host's (`page/pack`).
 
 pub(crate) mod format;
+pub(crate) mod gzip;
 // Public only to the fuzz targets, through `engine::json`.
 #[cfg(fuzzing)]
 pub mod json;
