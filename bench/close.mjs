@@ -90,7 +90,7 @@ function deliveryPath(req, body) {
  * Starts the sink on 127.0.0.1: answers every POST `{"status":1}` after `delayMs` (the plan's
  * default, as tools/collector.mjs's `control.plan([], { delayMs })`), with CORS for any
  * origin. Its `log(since)` has the shape bench/browser.mjs's Tally reads from
- * tools/collector.mjs (`{ batches: [{ seq, path, bytes, receivedAt, body }] }`, body decoded),
+ * tools/collector.mjs (`{ batches: [{ seq, url, path, bytes, receivedAt, body }] }`, body decoded),
  * and `byKey(key)` counts what one sender delivered: requests, wire bytes, events, distinct
  * uuids, the time of the last arrival, and per `deliveryPath` the distinct uuids it carried
  * first (`first`).
@@ -132,7 +132,7 @@ export async function startSink() {
           k.first[via]++;
         }
       }
-      state.batches.push({ seq: ++state.seq, path: new URL(req.url, 'http://sink').pathname, bytes: buf.length, receivedAt: now, body });
+      state.batches.push({ seq: ++state.seq, url: req.url, path: new URL(req.url, 'http://sink').pathname, bytes: buf.length, receivedAt: now, body });
       const reply = () => res.writeHead(200, { ...cors, 'Content-Type': 'application/json' }).end('{"status":1}');
       state.delayMs ? setTimeout(reply, state.delayMs) : reply();
     });

@@ -8,7 +8,7 @@ use serde_json::Value;
 use spool::engine::{
     stored_copy_claimable, BatchMode, CaptureError, Compression, Config, DropReason, Engine,
     EventInput, FlushReport, Format, HostFeatures, Notice, Outcome, PageEvent, PageHideReport,
-    Path, RetryAfter, Settlement, Transmit, TransmitId, Uuid, DEFERRED_AFTER_MS,
+    Path, RetryAfter, Settlement, Start, Transmit, TransmitId, Uuid, DEFERRED_AFTER_MS,
     DEFERRED_QUOTA_BYTES, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
     MAX_RETRY_AFTER_MS, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS, PERSIST_MAX_BYTES,
     POSTHOG_MAX_PROPERTIES_DEPTH, RESTORE_AGAIN_MS,
@@ -73,6 +73,18 @@ impl Setup {
         e.handle_host_features(HostFeatures {
             deferred: false,
             compress: true,
+            keepalive: false,
+        });
+        e
+    }
+    /// Started with a host whose ordinary requests may go with `keepalive: true`
+    /// ([`Transmit::outlives`]), as a page's without the user's headers.
+    fn outliving(self) -> TestEngine {
+        let mut e = self.start();
+        e.handle_host_features(HostFeatures {
+            deferred: false,
+            compress: false,
+            keepalive: true,
         });
         e
     }
@@ -1488,13 +1500,117 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_but_stays_stor
         e.handle_outcome(t.id, Outcome::Accepted, T0 + 3);
     }
     // The ordinary requests, given up at pagehide, went by beacon; the failed batch is held,
-    // so stored for the next load (at-least-once), with the keepalive requests unanswered.
+    // so stored for the next load (at-least-once). The keepalive requests still in flight
+    // are carried on by the browser while the collector was healthy: left out of the copy.
     // (The failed request freed one keepalive slot: one of them went keepalive.)
     assert_eq!(report.keepalive_events + beaconed, 400);
     let (text, stored) = e.persist(T0 + 4).unwrap();
-    assert_eq!(stored, 2_000 - beaconed);
+    assert_eq!(stored, 100, "the failed batch alone");
     let mut next = engine().start();
     assert_eq!(common::restore(&mut next, &text, T0 + 5), stored);
+}
+
+// Ordinary requests that outlive the page.
+
+#[test]
+fn an_ordinary_request_outlives_the_page_and_is_not_sent_again_as_it_leaves() {
+    let mut e = engine().max_batch_events(40).outliving();
+    e.handle_storage_opened(true, T0 - 200);
+    e.seen_healthy(T0 - 100);
+    e.clicks(80, T0);
+    let sent = e.drain(T0 + 1_000);
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|t| t.path == Path::Ordinary && t.outlives));
+    // The page leaves with both unanswered: the browser carries them on, so neither is
+    // aborted nor sent again, and (the collector healthy) the next load gets neither.
+    e.page_hidden(T0 + 1_001);
+    e.page_gone(T0 + 1_002);
+    assert!(e.drain(T0 + 1_002).is_empty(), "nothing sent again");
+    assert!(!e
+        .notices()
+        .iter()
+        .any(|n| matches!(n, Notice::Abort(id) if sent.iter().any(|t| t.id == *id))));
+    assert!(e.persist(T0 + 1_003).is_none(), "nothing stored");
+    e.notices();
+    // The page lived on (the back/forward cache): one is answered 503, and is stored after
+    // all; the other's success settles it.
+    e.handle_outcome(sent[0].id, Outcome::status(503), T0 + 1_050);
+    e.handle_outcome(sent[1].id, Outcome::status(200), T0 + 1_050);
+    let (_, stored) = e.persist(T0 + 1_051).unwrap();
+    assert_eq!(stored, 40);
+    assert!(e
+        .notices()
+        .iter()
+        .any(|n| matches!(n, Notice::WriteStored { events: 40, .. })));
+    assert_eq!(e.stats().delivered, 41);
+}
+
+#[test]
+fn requests_the_browser_carries_on_stay_stored_when_the_collector_never_answered() {
+    let mut e = engine().max_batch_events(40).outliving();
+    e.clicks(80, T0);
+    let sent = e.drain(T0 + 1_000);
+    assert!(sent.iter().all(|t| t.outlives));
+    e.page_hidden(T0 + 1_001);
+    e.page_gone(T0 + 1_002);
+    assert!(
+        e.drain(T0 + 1_002).is_empty(),
+        "not sent again as the page leaves"
+    );
+    assert_eq!(e.stats().delivered, 0);
+    let (_, stored) = e.persist(T0 + 1_003).unwrap();
+    assert_eq!(stored, 80, "kept for the next load: a repeat, never a loss");
+}
+
+#[test]
+fn an_ordinary_request_outlives_the_page_only_within_the_keepalive_quota() {
+    // Plain bodies of 100 events, over 16 KiB: none fits a keepalive body.
+    let mut e = engine().max_in_flight(4).outliving();
+    e.clicks(400, T0);
+    let big = e.drain(T0 + 1_000);
+    assert!(
+        !big.is_empty()
+            && big
+                .iter()
+                .all(|t| !t.outlives && t.wire_len() > KEEPALIVE_BODY_BYTES)
+    );
+    // Without the host's say-so, never.
+    let mut plain = engine().start();
+    plain.clicks(10, T0);
+    assert!(plain.drain(T0 + 1_000).iter().all(|t| !t.outlives));
+}
+
+#[test]
+fn a_body_the_host_gzips_outlives_the_page_once_its_size_is_known_to_fit() {
+    let mut e = engine().max_in_flight(2).start();
+    e.handle_host_features(HostFeatures {
+        deferred: false,
+        compress: true,
+        keepalive: true,
+    });
+    e.clicks(200, T0);
+    let sent = e.drain(T0 + 1_000);
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent.iter().all(|t| t.gzipped.is_none() && !t.outlives),
+        "decided once gzipped"
+    );
+    assert_eq!(
+        e.handle_compressed(sent[0].id, 3_000, T0 + 1_010),
+        Start::Outliving
+    );
+    // One too large for what is left of the quota goes as an ordinary request.
+    assert_eq!(
+        e.handle_compressed(sent[1].id, KEEPALIVE_QUOTA_BYTES, T0 + 1_010),
+        Start::Ordinary
+    );
+    // At pagehide the one that outlives is left to the browser; the other is given up and
+    // goes again on the page-close path.
+    e.page_hidden(T0 + 1_011);
+    e.page_leaving(T0 + 1_012);
+    let again: Vec<Transmit> = e.drain(T0 + 1_012);
+    assert!(again.iter().all(|t| t.batch != sent[0].batch));
+    assert!(again.iter().any(|t| t.batch == sent[1].batch));
 }
 
 // A browser's acceptance is not the collector's.
@@ -1900,6 +2016,7 @@ fn deferring() -> TestEngine {
     e.handle_host_features(HostFeatures {
         deferred: true,
         compress: true,
+        keepalive: false,
     });
     e.seen_healthy(T0);
     e
@@ -1924,6 +2041,7 @@ fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers(
     e.handle_host_features(HostFeatures {
         deferred: true,
         compress: true,
+        keepalive: false,
     });
     // No answer yet: a deferred request is never answered, so none is armed.
     e.clicks(300, T0);
@@ -2003,6 +2121,7 @@ fn at_pagehide_armed_batches_are_left_to_the_browser_counted_delivered_and_not_s
     e.handle_host_features(HostFeatures {
         deferred: true,
         compress: true,
+        keepalive: false,
     });
     e.handle_storage_opened(true, T0);
     e.seen_healthy(T0);
@@ -2189,7 +2308,7 @@ fn a_body_compressed_after_a_retry_after_began_waits_for_the_hold_and_costs_no_a
     );
     let before = e.stats();
     assert!(
-        !e.handle_compressed(sent[1].id, T0 + 1_020),
+        e.handle_compressed(sent[1].id, 2_000, T0 + 1_020) == Start::No,
         "not under the hold"
     );
     let after = e.stats();
@@ -2208,7 +2327,7 @@ fn a_body_compressed_after_a_retry_after_began_waits_for_the_hold_and_costs_no_a
     let second = again.iter().find(|t| t.batch == sent[1].batch).unwrap();
     assert_eq!(second.attempt, 1, "its attempt was not spent");
     assert!(
-        e.handle_compressed(second.id, T0 + 6_020),
+        e.handle_compressed(second.id, 2_000, T0 + 6_020) == Start::Ordinary,
         "no hold now: it starts"
     );
 }
@@ -2219,5 +2338,8 @@ fn a_body_compressed_after_its_request_was_given_up_never_starts() {
     e.clicks(10, T0);
     let sent = e.drain(T0 + 1_000);
     e.handle_timeout(T0 + 1_000 + 10_000);
-    assert!(!e.handle_compressed(sent[0].id, T0 + 11_001));
+    assert_eq!(
+        e.handle_compressed(sent[0].id, 2_000, T0 + 11_001),
+        Start::No
+    );
 }

@@ -81,6 +81,8 @@ enum Settled {
 
 struct InFlight {
     keepalive: bool,
+    /// An ordinary request with `keepalive: true`: it takes keepalive quota too.
+    outlives: bool,
     bytes: usize,
     uuids: Vec<Uuid>,
     fate: Fate,
@@ -160,6 +162,8 @@ impl Sim {
         engine.handle_host_features(HostFeatures {
             deferred: false,
             compress: seed % 2 == 0,
+            // Ordinary requests outlive the page where they can, in half the seeds.
+            keepalive: seed % 4 < 2,
         });
         Sim {
             engine,
@@ -331,6 +335,7 @@ impl Sim {
                 tx.id,
                 InFlight {
                     keepalive: tx.path == Path::Keepalive,
+                    outlives: tx.outlives,
                     bytes: tx.wire_len(),
                     uuids,
                     fate,
@@ -425,7 +430,7 @@ impl Sim {
         let ka: usize = self
             .in_flight
             .values()
-            .filter(|f| f.keepalive)
+            .filter(|f| f.keepalive || f.outlives)
             .map(|f| f.bytes)
             .sum();
         assert!(

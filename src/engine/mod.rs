@@ -37,7 +37,7 @@ pub use delivery::retry::{Outcome, RetryAfter, Verdict, MAX_RETRY_AFTER_MS};
 pub use delivery::rng::Rng;
 pub use delivery::stats::{DropReason, Dropped, Stats};
 pub use delivery::timer::Timer;
-pub use delivery::transmit::{BatchId, Path, Transmit, TransmitId};
+pub use delivery::transmit::{BatchId, Path, Start, Transmit, TransmitId};
 pub use edge::{
     CoalesceStats, Coalescer, EdgeConfig, RequestId, WindowId, WindowReport, DEFAULT_DEADLINE_MS,
     FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
@@ -232,12 +232,13 @@ impl<F: WireFormat> Engine<F> {
         known
     }
 
-    /// Request `id`'s body, which the host compressed asynchronously, is ready: whether it may
-    /// start now. `false`: it was given up meanwhile, or taken back to go after a `Retry-After`.
-    pub fn handle_compressed(&mut self, id: TransmitId, now_ms: u64) -> bool {
-        let go = self.outbox.compressed(&self.endpoint, id, now_ms);
+    /// Request `id`'s body, which the host compressed asynchronously to `wire_len` bytes, is
+    /// ready: whether it may start now, and how ([`Start`]). [`Start::No`]: it was given up
+    /// meanwhile, or taken back to go after a `Retry-After`.
+    pub fn handle_compressed(&mut self, id: TransmitId, wire_len: usize, now_ms: u64) -> Start {
+        let start = self.outbox.compressed(&self.endpoint, id, wire_len, now_ms);
         self.after_change(now_ms);
-        go
+        start
     }
 
     /// Batch `batch`'s [`Notice::Pack`] is done: its body gzipped and its lines deflated, each
@@ -320,12 +321,14 @@ impl<F: WireFormat> Engine<F> {
     }
 
     /// What the host can do: `fetchLater` (held batches stay armed as [`Path::Deferred`]
-    /// transmits), an asynchronous compressor (batches are packed ahead: [`Notice::Pack`]).
+    /// transmits), an asynchronous compressor (batches are packed ahead: [`Notice::Pack`]),
+    /// keepalive ordinary requests ([`Transmit::outlives`]).
     pub fn handle_host_features(&mut self, features: HostFeatures) {
         if features.deferred {
             self.outbox.deferred.open();
         }
         self.outbox.packing.on = features.compress;
+        self.outbox.outlive = features.keepalive;
     }
 
     /// A storage read or write failed: counted in `stats().storageErrors`.

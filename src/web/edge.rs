@@ -19,7 +19,7 @@
 use super::transport::{self, Request};
 use super::{config, error, host};
 use crate::engine::{
-    Coalescer, Compression, ConfigError, EdgeConfig, Outcome, RequestId, Stats, Transmit,
+    Coalescer, Compression, ConfigError, EdgeConfig, Outcome, RequestId, Start, Stats, Transmit,
     TransmitId, WindowId,
 };
 use crate::schema::ShellOptions;
@@ -174,11 +174,12 @@ async fn deliver(edge: Rc<RefCell<Edge>>, window: WindowId, leader: RequestId, m
             let id = t.id;
             let to = inbox.clone();
             let (state, woken) = (edge.clone(), inbox.clone());
-            let may_start = move || {
-                let go = state.try_borrow_mut().map_or(true, |mut s| {
-                    s.coalescer.handle_compressed(window, id, host::now_ms())
+            let may_start = move |wire_len| {
+                let go = state.try_borrow_mut().map_or(Start::Ordinary, |mut s| {
+                    s.coalescer
+                        .handle_compressed(window, id, wire_len, host::now_ms())
                 });
-                if !go {
+                if go == Start::No {
                     woken.ring();
                 }
                 go

@@ -18,7 +18,7 @@ use super::storage::{self, Store};
 use super::transport::{self, Request};
 use crate::engine::{
     BatchId, Compression, Engine, FlushId, Format, HostFeatures, Notice, Outcome, PageEvent, Path,
-    Stats, Transmit, TransmitId,
+    Start, Stats, Transmit, TransmitId,
 };
 use crate::schema::ShellOptions;
 use futures_channel::oneshot;
@@ -130,6 +130,10 @@ impl Shell {
             shell.engine.handle_host_features(HostFeatures {
                 deferred: options.flush_on_page_hide && host::deferred_fetch(),
                 compress: transport::can_pack(),
+                keepalive: page
+                    && options.flush_on_page_hide
+                    && options.headers.is_empty()
+                    && host::keepalive_fetch(),
             });
         }
         if options.flush_on_page_hide {
@@ -399,7 +403,7 @@ fn carry_out(shared: &Shared, mut work: Work, request: Option<Request>) -> Pass 
                     answered(&shared, id, outcome);
                 }
             };
-            let controller = request.send(t, answer, move || may_start(&asks, id));
+            let controller = request.send(t, answer, move |len| may_start(&asks, id, len));
             if let Some(controller) = controller {
                 started.push((id, controller));
             }
@@ -476,23 +480,23 @@ fn answered(shared: &Shared, id: TransmitId, outcome: Outcome) {
     drive(shared);
 }
 
-/// Request `id`'s body is compressed: whether the engine lets it start. If not, its
-/// controller is forgotten and the engine plans anew.
-fn may_start(shared: &Weak<RefCell<Shell>>, id: TransmitId) -> bool {
+/// Request `id`'s body is compressed to `wire_len` bytes: whether the engine lets it start,
+/// and how. If not, its controller is forgotten and the engine plans anew.
+fn may_start(shared: &Weak<RefCell<Shell>>, id: TransmitId, wire_len: usize) -> Start {
     let Some(shared) = shared.upgrade() else {
-        return false;
+        return Start::No;
     };
     let go = match shared.try_borrow_mut() {
         Ok(mut shell) => {
-            let go = shell.engine.handle_compressed(id, now_ms());
-            if !go {
+            let go = shell.engine.handle_compressed(id, wire_len, now_ms());
+            if go == Start::No {
                 shell.requests.retain(|(r, _)| *r != id);
             }
             go
         }
-        Err(_) => true,
+        Err(_) => Start::Ordinary,
     };
-    if !go {
+    if go == Start::No {
         drive(&shared);
     }
     go

@@ -17,7 +17,7 @@
 
 use super::host;
 use super::report::to_js;
-use crate::engine::{Outcome, Path, RetryAfter, Transmit, TransmitId};
+use crate::engine::{Outcome, Path, RetryAfter, Start, Transmit, TransmitId};
 use serde::Serialize;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -81,7 +81,7 @@ impl Request {
         &self,
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
-        may_start: impl FnOnce() -> bool + 'static,
+        may_start: impl FnOnce(usize) -> Start + 'static,
     ) -> Option<AbortController> {
         // In the edge's wasm two shells send (the Worker's own Exporter and the middleware's
         // windows): boxed callbacks make one copy of the request's future serve both. A
@@ -89,7 +89,7 @@ impl Request {
         #[cfg(feature = "edge")]
         let answer: Box<dyn FnOnce(Outcome)> = Box::new(answer);
         #[cfg(feature = "edge")]
-        let may_start: Box<dyn FnOnce() -> bool> = Box::new(may_start);
+        let may_start: Box<dyn FnOnce(usize) -> Start> = Box::new(may_start);
         self.send_with(t, answer, may_start)
     }
 
@@ -98,7 +98,7 @@ impl Request {
         &self,
         t: Transmit,
         answer: impl FnOnce(Outcome) + 'static,
-        may_start: impl FnOnce() -> bool + 'static,
+        may_start: impl FnOnce(usize) -> Start + 'static,
     ) -> Option<AbortController> {
         let read_body = t.read_body;
         let keepalive = t.path != Path::Ordinary;
@@ -112,7 +112,7 @@ impl Request {
         } else {
             let body = body_of(&t);
             let header = t.gzip_header && t.gzipped.is_some();
-            let (start, controller) = self.start(&t, &body, None, header);
+            let (start, controller) = self.start(&t, &body, None, header, t.outlives);
             (Some(start), controller)
         };
         let later = gzip.then(|| (self.clone(), t, controller.clone()));
@@ -121,17 +121,26 @@ impl Request {
             let start = match (start, later) {
                 (Some(start), _) => start,
                 (None, Some((request, t, controller))) => {
-                    let body = gzipped(&t.body).await;
+                    let body = compressed(&t.body, "gzip").await;
                     // The engine says whether it may still start: not if it was given up
                     // meanwhile (so the page never holds more than maxInFlight requests
-                    // open), nor under a Retry-After answered meanwhile.
-                    if !may_start() {
-                        return;
-                    }
+                    // open), nor under a Retry-After answered meanwhile; and whether it
+                    // outlives the page, now that its size is known.
+                    let wire_len = body.as_ref().map_or(t.body.len(), |b| b.length() as usize);
+                    let outlives = match may_start(wire_len) {
+                        Start::No => return,
+                        Start::Ordinary => false,
+                        Start::Outliving => true,
+                    };
                     let encoded = body.is_some();
-                    let body = body.unwrap_or_else(|| t.body.as_str().into());
+                    let body: JsValue = match body {
+                        Some(bytes) => bytes.into(),
+                        None => t.body.as_str().into(),
+                    };
                     let gzip_header = encoded && t.gzip_header;
-                    request.start(&t, &body, controller.as_ref(), gzip_header).0
+                    request
+                        .start(&t, &body, controller.as_ref(), gzip_header, outlives)
+                        .0
                 }
                 (None, None) => return,
             };
@@ -180,6 +189,7 @@ impl Request {
         body: &JsValue,
         controller: Option<&AbortController>,
         gzip_header: bool,
+        outlives: bool,
     ) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {
         let r = &self.0;
         // Logged as it starts (a gzipped body starts later than the engine handed it out), so
@@ -192,8 +202,8 @@ impl Request {
         if keepalive && !r.keepalive_fetch {
             return (Err(beacon(&url, t)), None);
         }
-        let init = self.init(t, body, gzip_header, !keepalive);
-        if keepalive {
+        let init = self.init(t, body, gzip_header, !keepalive && !outlives);
+        if keepalive || outlives {
             init.unchecked_ref::<host::KeepaliveInit>()
                 .set_keepalive(true);
         }
@@ -320,12 +330,6 @@ async fn drain(response: &Response) {
             return;
         }
     }
-}
-
-/// `text` gzipped by the host's `CompressionStream`, as a `Uint8Array`; `None` where there is
-/// no `CompressionStream` or it fails (the body then goes plain).
-async fn gzipped(text: &str) -> Option<JsValue> {
-    Some(compressed(text, "gzip").await?.into())
 }
 
 /// `text` compressed by the host's `CompressionStream` in `format` (`"gzip"`,

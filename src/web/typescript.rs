@@ -41,9 +41,9 @@ export interface ExporterConfig {
   maxInFlight?: number;
   /** A request unanswered by then is aborted and retried. Default 10,000, 100 to 600,000. */
   requestTimeoutMs?: number;
-  /** The most characters one exporter keeps in localStorage for the next page load (persist): batches packed ahead (raw deflate, a character per byte, about 50 per 300-byte event) and the unfinished tail plain; the oldest beyond it are left out, counted as dropped persistCap. Default 1 MiB, 1 KiB to 4 MiB. */
+  /** The most characters one exporter keeps in localStorage for the next page load (persist): the events raw-deflated (batches packed ahead by the host, the rest in the wasm as the copy is written), a character per byte, about 50 per 300-byte event; the oldest beyond it are left out, counted as dropped persistCap. Default 1 MiB, 1 KiB to 4 MiB. */
   persistMaxBytes?: number;
-  /** "gzip" (bodies gzipped by the host's CompressionStream, page-hide ones ahead of time; plain where there is none) or "none". Default "gzip". */
+  /** "gzip" (bodies gzipped by the host's CompressionStream, ahead of time for a batch that waits; at page hide what has no pack yet is gzipped in the wasm) or "none". Default "gzip". */
   compression?: "gzip" | "none";
   /** Keep what is held armed with fetchLater where the page has it, send the rest with keepalive and sendBeacon when a navigation starts, the page is hidden or it goes away, and follow online/offline. Default true. */
   flushOnPageHide?: boolean;

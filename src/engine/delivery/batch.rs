@@ -15,7 +15,7 @@ use crate::engine::page::pack::Pack;
 use crate::engine::page::Page;
 use crate::engine::wire::format::WireFormat;
 use crate::engine::wire::gzip::{self, BODY_LEVEL};
-use crate::engine::{json, BatchId, Notice, Path, Settlement, Transmit, TransmitId};
+use crate::engine::{json, BatchId, Notice, Path, Settlement, Start, Transmit, TransmitId};
 
 /// A batch that left the queue: waiting to be (re)sent, or in flight.
 #[derive(Debug)]
@@ -32,6 +32,10 @@ pub(crate) struct Batch {
     /// requests as a page unloads that still reach the collector, bench/PAGEHIDE.md finding 7),
     /// so no beacon sends it again at `pagehide`; it stays stored for the next load.
     pub keepalive_unknown: bool,
+    /// The page went, the collector healthy, while this batch's keepalive request was in
+    /// flight: the browser carries it on, so the stored copy leaves it out while it is in
+    /// flight (`page/close.rs`).
+    pub carried: bool,
     /// Armed as a deferred request ([`Path::Deferred`]) carrying this batch's events.
     pub armed: Option<Armed>,
     /// Its bodies packed ahead by the host (`page/pack`).
@@ -61,6 +65,9 @@ pub(crate) enum BatchState {
         keepalive: bool,
         /// Handed to `sendBeacon`: holds no request slot.
         beacon: bool,
+        /// An ordinary request sent with `keepalive: true` ([`Transmit::outlives`]): it takes
+        /// `body_len` of the keepalive quota, and the browser carries it if the page goes.
+        outlives: bool,
         body_len: usize,
         /// The collector's last answer before this left was a success, online and with no
         /// `Retry-After` hold: if the host accepts it and reports nothing more
@@ -73,6 +80,12 @@ pub(crate) enum BatchState {
 }
 
 impl Batch {
+    /// Left out of the stored copy: carried on by the browser ([`carried`](Self::carried)) and
+    /// not answered yet.
+    pub fn left_out(&self) -> bool {
+        self.carried && matches!(self.state, BatchState::InFlight { .. })
+    }
+
     /// A batch of `items` not yet sent, held out of the queue since `since`, free to go at
     /// once.
     pub fn new(id: BatchId, items: Vec<Item>, since: u64) -> Batch {
@@ -84,6 +97,7 @@ impl Batch {
             state: BatchState::Waiting { not_before: 0 },
             failed_hidden: false,
             keepalive_unknown: false,
+            carried: false,
             armed: None,
             pack: Pack::default(),
         }
@@ -170,6 +184,16 @@ impl Outbox {
             },
         };
         let wire_len = gzipped.as_ref().map_or(body.len(), Vec::len);
+        // An ordinary request outlives the page where it can, so that it need not go again as
+        // the page leaves; one the host gzips first is decided once its size is known
+        // (`compressed`).
+        let host_gzips =
+            env.config.compression == Compression::Gzip && self.packing.on && gzipped.is_none();
+        let outlives = !page_hide
+            && !host_gzips
+            && self.outlive
+            && wire_len <= KEEPALIVE_BODY_BYTES
+            && self.ledger.keepalive.fits(wire_len);
         let transmit = self.new_transmit_id();
         let batch = &mut self.batches[idx];
         batch.attempts += 1;
@@ -178,6 +202,7 @@ impl Outbox {
             deadline: now_ms + env.config.request_timeout_ms,
             keepalive: plan.keepalive,
             beacon,
+            outlives,
             body_len: wire_len,
             vouched: endpoint.vouches(now_ms),
             accepted: false,
@@ -189,6 +214,9 @@ impl Outbox {
             wire_len,
             batch.attempts,
         );
+        if outlives {
+            self.ledger.take_quota(wire_len);
+        }
         let path = match (beacon, plan.keepalive) {
             (true, _) => Path::Beacon,
             (false, true) => Path::Keepalive,
@@ -213,25 +241,49 @@ impl Outbox {
             gzip_header: env.format.gzip_needs_header(),
             content_type: env.format.content_type(),
             path,
+            outlives,
             read_body: env.format.reads_answer(),
             events: batch.items.len(),
             attempt: batch.attempts,
         }
     }
 
-    /// Request `id`, whose body the host compressed asynchronously, is ready: whether it may
-    /// start at `now_ms`. Not if it is no longer in flight (given up meanwhile), nor under the
-    /// endpoint's hold (a `Retry-After` answered meanwhile): then it is taken back, unsent, to
-    /// go once the hold ends.
-    pub fn compressed(&mut self, endpoint: &Endpoint, id: TransmitId, now_ms: u64) -> bool {
+    /// Request `id`, whose body the host compressed asynchronously to `wire_len` bytes, is
+    /// ready: whether it may start at `now_ms`, and how. Not if it is no longer in flight
+    /// (given up meanwhile), nor under the endpoint's hold (a `Retry-After` answered
+    /// meanwhile): then it is taken back, unsent, to go once the hold ends. It outlives the
+    /// page (`keepalive: true`) where the host can and the body fits the keepalive quota.
+    pub fn compressed(
+        &mut self,
+        endpoint: &Endpoint,
+        id: TransmitId,
+        wire_len: usize,
+        now_ms: u64,
+    ) -> Start {
         let Some(idx) = self.in_flight_index(id) else {
-            return false;
+            return Start::No;
         };
-        if !endpoint.hold.holds(now_ms) {
-            return true;
+        if endpoint.hold.holds(now_ms) {
+            self.take_back(idx);
+            return Start::No;
         }
-        self.take_back(idx);
-        false
+        let fits = wire_len <= KEEPALIVE_BODY_BYTES && self.ledger.keepalive.fits(wire_len);
+        if let BatchState::InFlight {
+            keepalive: false,
+            beacon: false,
+            outlives: outlives @ false,
+            body_len,
+            ..
+        } = &mut self.batches[idx].state
+        {
+            if self.outlive && fits {
+                *outlives = true;
+                *body_len = wire_len;
+                self.ledger.take_quota(wire_len);
+                return Start::Outliving;
+            }
+        }
+        Start::Ordinary
     }
 
     /// Takes batch `idx`'s request back, unsent (a beacon the browser refused, a body that

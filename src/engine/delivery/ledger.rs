@@ -110,6 +110,19 @@ impl Ledger {
     }
 
     /// A request [`launch`](Self::launch)ed with the same figures is no longer in flight.
+    /// An ordinary request sent with `keepalive: true` ([`Transmit::outlives`]) takes `len`
+    /// bytes of the browser's keepalive quota while in flight; it keeps its request slot.
+    ///
+    /// [`Transmit::outlives`]: crate::engine::Transmit::outlives
+    pub fn take_quota(&mut self, len: usize) {
+        self.keepalive.bytes += len;
+    }
+
+    /// Gives back what [`take_quota`](Self::take_quota) took.
+    pub fn free_quota(&mut self, len: usize) {
+        self.keepalive.bytes -= len;
+    }
+
     pub fn land(&mut self, events: usize, keepalive: bool, beacon: bool, body_len: usize) {
         self.in_flight_events -= events;
         if beacon {
@@ -193,6 +206,7 @@ impl Outbox {
                     keepalive: k,
                     beacon,
                     body_len,
+                    outlives,
                     ..
                 } = b.state
                 {
@@ -203,6 +217,9 @@ impl Outbox {
                         keepalive.requests += 1;
                     } else {
                         ordinary += 1;
+                        if outlives {
+                            keepalive.bytes += body_len;
+                        }
                     }
                 }
             }

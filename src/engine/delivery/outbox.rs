@@ -46,6 +46,8 @@ pub(crate) struct Outbox {
     pub deferred: DeferredBudget,
     /// Packing ahead, as the host allows it.
     pub packing: Packing,
+    /// The host can send an ordinary request with `keepalive: true` (`HostFeatures::keepalive`).
+    pub outlive: bool,
 }
 
 impl Outbox {
@@ -207,6 +209,7 @@ impl Outbox {
             state: b.state,
             failed_hidden: b.failed_hidden,
             keepalive_unknown: b.keepalive_unknown,
+            carried: b.carried,
             // The batch keeps its deferred request, to be armed again for its new events.
             armed: None,
             // Both parts are packed again, as they are now.
@@ -222,12 +225,16 @@ impl Outbox {
         if let BatchState::InFlight {
             keepalive,
             beacon,
+            outlives,
             body_len,
             ..
         } = batch.state
         {
             self.ledger
                 .land(batch.items.len(), keepalive, beacon, body_len);
+            if outlives {
+                self.ledger.free_quota(body_len);
+            }
         }
     }
 
@@ -291,13 +298,15 @@ impl Outbox {
     }
 
     /// Gives up the ordinary requests in flight (a [`Notice::Abort`] each): their batches wait
-    /// again, at once and with the attempt unspent.
+    /// again, at once and with the attempt unspent. One that outlives the page is left to the
+    /// browser.
     pub fn rescue_ordinary<F>(&mut self, env: &mut Env<F>) {
         for b in &mut self.batches {
             if let BatchState::InFlight {
                 transmit,
                 keepalive: false,
                 beacon: false,
+                outlives: false,
                 body_len,
                 ..
             } = b.state
@@ -324,6 +333,7 @@ impl Outbox {
         for b in &mut self.batches {
             b.failed_hidden = false;
             b.keepalive_unknown = false;
+            b.carried = false;
         }
     }
 

@@ -30,6 +30,18 @@ pub enum Path {
     Deferred,
 }
 
+/// Whether a request whose body the host compressed may start, and how
+/// ([`Engine::handle_compressed`](crate::engine::Engine::handle_compressed)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Given up meanwhile, or taken back to go after a `Retry-After`: do not send it.
+    No,
+    /// An ordinary request.
+    Ordinary,
+    /// An ordinary request with `keepalive: true` ([`Transmit::outlives`]).
+    Outliving,
+}
+
 /// A request the shell must send now: `POST` `body` to the configured endpoint.
 ///
 /// # Example
@@ -76,6 +88,13 @@ pub struct Transmit {
     pub content_type: &'static str,
     /// How it leaves the page.
     pub path: Path,
+    /// An ordinary request to send with `keepalive: true` (and so without the user's headers):
+    /// answered as any while the page lives, carried by the browser if the page goes, so it
+    /// need not go again as the page leaves. Set where the host can
+    /// ([`HostFeatures::keepalive`](crate::engine::HostFeatures::keepalive)) and the body fits
+    /// the keepalive quota; for a body the host gzips first, the engine says it once the size
+    /// is known ([`Start::Outliving`]).
+    pub outlives: bool,
     /// Read a 2xx answer's body and hand it back in [`Outcome::Response`](crate::engine::Outcome::Response) (an OTLP
     /// `partialSuccess`); otherwise the body is only drained.
     pub read_body: bool,

@@ -40,7 +40,8 @@ pub use config::{EdgeConfig, DEFAULT_DEADLINE_MS, FREE_PLAN_SUBREQUESTS, LEADER_
 pub use window::WindowReport;
 
 use super::{
-    CaptureError, ConfigError, DropReason, Outcome, Rng, Settlement, Transmit, TransmitId, Uuid,
+    CaptureError, ConfigError, DropReason, Outcome, Rng, Settlement, Start, Transmit, TransmitId,
+    Uuid,
 };
 use window::{first, forget, Delivery, Pending, Phase, Window};
 
@@ -285,20 +286,27 @@ impl Coalescer {
         known
     }
 
-    /// Request `id` of window `window`, whose body the host compressed asynchronously, is
-    /// ready: whether it may start at `now_ms`. `false` if it was given up meanwhile, or if a
-    /// `Retry-After` (answered to any window) began: it was taken back, its subrequest unspent.
-    pub fn handle_compressed(&mut self, window: WindowId, id: TransmitId, now_ms: u64) -> bool {
+    /// Request `id` of window `window`, whose body the host compressed asynchronously to
+    /// `wire_len` bytes, is ready: whether it may start at `now_ms`. [`Start::No`] if it was
+    /// given up meanwhile, or if a `Retry-After` (answered to any window) began: it was taken
+    /// back, its subrequest unspent.
+    pub fn handle_compressed(
+        &mut self,
+        window: WindowId,
+        id: TransmitId,
+        wire_len: usize,
+        now_ms: u64,
+    ) -> Start {
         let Some(idx) = self.index(window) else {
-            return false;
+            return Start::No;
         };
         let hold = self.hold;
         let Phase::Delivering(d) = &mut self.windows[idx].phase else {
-            return false;
+            return Start::No;
         };
         d.engine.handle_hold(hold, now_ms);
-        let go = d.engine.handle_compressed(id, now_ms);
-        if !go && d.in_flight.iter().any(|(r, _)| *r == id) {
+        let go = d.engine.handle_compressed(id, wire_len, now_ms);
+        if go == Start::No && d.in_flight.iter().any(|(r, _)| *r == id) {
             forget(&mut d.in_flight, id);
             d.sent -= 1;
             self.stats.subrequests -= 1;

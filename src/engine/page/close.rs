@@ -49,6 +49,26 @@ pub struct PageHideReport {
     pub left_events: usize,
 }
 
+impl Outbox {
+    /// The page is gone while the collector's last answer was a success (online, no hold):
+    /// the keepalive requests still in flight, which the browser carries on, are left out of
+    /// the stored copy (as a beacon sent then would count as delivered), so the next load does
+    /// not send them again. Without that showing they stay in it: a repeat costs bytes, a loss
+    /// costs data. Their events stay held here: if the page lives on (the back/forward cache),
+    /// their answers settle them, and one that fails is stored again.
+    fn carry(&mut self) {
+        for b in &mut self.batches {
+            b.carried = matches!(
+                b.state,
+                BatchState::InFlight {
+                    keepalive: true,
+                    ..
+                } | BatchState::InFlight { outlives: true, .. }
+            );
+        }
+    }
+}
+
 impl Page {
     /// The browser fired `event` (see `Engine::handle_page`): the page's state moves, and
     /// what it holds goes, waits or is stored accordingly.
@@ -146,6 +166,9 @@ impl Page {
         if !outbox.beacon_offered() {
             self.state = PageState::Gone;
             outbox.settle_armed(env);
+            if endpoint.vouches(now_ms) {
+                outbox.carry();
+            }
             persistence.write(outbox, env, self.state, now_ms);
         }
         None

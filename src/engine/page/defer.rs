@@ -141,6 +141,7 @@ impl Outbox {
                 gzip_header: env.format.gzip_needs_header(),
                 content_type: env.format.content_type(),
                 path: Path::Deferred,
+                outlives: false,
                 read_body: false,
                 events,
                 attempt,

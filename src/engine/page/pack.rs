@@ -1,6 +1,6 @@
 //! Bodies packed ahead: a batch that waits is compressed by the host, asynchronously
-//! (`CompressionStream` in a browser), while the page lives, so that nothing is compressed as
-//! it goes away.
+//! (`CompressionStream` in a browser), while the page lives, so that what was held a while is
+//! not compressed again on each attempt, nor as the page goes away.
 //!
 //! The policy:
 //! - Once the host says it can compress ([`HostFeatures::compress`]), a batch is handed out in
@@ -44,6 +44,12 @@ pub struct HostFeatures {
     /// An asynchronous compressor (gzip and raw deflate): batches are packed ahead
     /// ([`Notice::Pack`]).
     pub compress: bool,
+    /// Ordinary requests may go with `keepalive: true` ([`Transmit::outlives`]): a page whose
+    /// `fetch` has it and whose requests carry none of the user's headers (a custom header
+    /// forces a preflight, which cannot finish once the page is gone).
+    ///
+    /// [`Transmit::outlives`]: crate::engine::Transmit::outlives
+    pub keepalive: bool,
 }
 
 /// Text handed out to pack and not back yet, at most (bytes of bodies and lines; one pack

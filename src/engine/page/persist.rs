@@ -62,7 +62,7 @@ pub(crate) struct Persistence {
     pub deflate: bool,
     /// Events held when the last copy was written, if one is stored: it is written again
     /// whenever that changes, and removed once nothing is held.
-    pub stored: Option<usize>,
+    pub stored: Option<(usize, usize)>,
     /// Events with a sequence below this were in the last copy.
     pub written_below: u64,
     /// Events with a sequence below this were taken in by another load: never stored again.
@@ -83,6 +83,8 @@ pub(crate) struct CopyOf {
     pub from: u64,
     /// Batches whose lines are packed: one more back, and the copy is made again with it.
     pub packed: usize,
+    /// Events left out, carried on by the browser (`Batch::left_out`).
+    pub left_out: usize,
 }
 
 impl Default for Persistence {

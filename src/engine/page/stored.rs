@@ -21,10 +21,17 @@ impl Persistence {
         }
         match self.text(outbox, &env.config, page, now_ms) {
             Some((text, events)) => {
-                self.stored = Some(outbox.ledger.held_events());
+                self.stored = Some(copied(outbox));
                 env.notify(Notice::WriteStored { text, events });
             }
-            None => self.remove(env),
+            None => {
+                self.remove(env);
+                // All of it carried on by the browser: watched still, so that one that fails
+                // is stored after all.
+                if left_out(outbox) > 0 {
+                    self.stored = Some(copied(outbox));
+                }
+            }
         }
     }
 
@@ -36,11 +43,11 @@ impl Persistence {
         }
     }
 
-    /// After a change: a stored copy is written again if what is held changed (not while
-    /// the page leaves: it is written once, when the page is gone).
+    /// After a change: a stored copy is written again if what is held changed, or what is
+    /// left out of it (not while the page leaves: it is written once, when the page is gone).
     pub fn keep<F>(&mut self, outbox: &Outbox, env: &mut Env<F>, page: PageState, now_ms: u64) {
-        let held = outbox.ledger.held_events();
-        if page != PageState::Leaving && self.stored.is_some_and(|n| n != held) {
+        let now = copied(outbox);
+        if page != PageState::Leaving && self.stored.is_some_and(|was| was != now) {
             self.write(outbox, env, page, now_ms);
         }
     }
@@ -81,6 +88,7 @@ impl Persistence {
                 .iter()
                 .filter(|b| b.pack.copy().is_some())
                 .count(),
+            left_out: left_out(outbox),
         };
         if let Some((last, text, events)) = &self.last {
             // Nothing held changed since: the same events, the same text.
@@ -92,7 +100,7 @@ impl Persistence {
         // another load took; else, and the queue, as plain lines.
         let from = self.stored_from;
         let mut parts = Vec::new();
-        for b in &outbox.batches {
+        for b in outbox.batches.iter().filter(|b| !b.left_out()) {
             match b.pack.copy() {
                 Some(bytes) if b.items.iter().all(|i| i.seq >= from) => {
                     parts.push(Part::Packed(bytes, b.items.len()));
@@ -118,6 +126,16 @@ impl Persistence {
         self.last = Some((of, text.clone(), events));
         Some((text, events))
     }
+}
+
+/// Events held, and those of them left out of the copy (carried on by the browser).
+fn copied(outbox: &Outbox) -> (usize, usize) {
+    (outbox.ledger.held_events(), left_out(outbox))
+}
+
+fn left_out(outbox: &Outbox) -> usize {
+    let carried = outbox.batches.iter().filter(|b| b.left_out());
+    carried.map(|b| b.items.len()).sum()
 }
 
 /// Takes in a stored text's events, within the age cap and the queue's limits, as batches
