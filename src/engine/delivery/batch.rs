@@ -33,8 +33,9 @@ pub(crate) struct Batch {
     /// so no beacon sends it again at `pagehide`; it stays stored for the next load.
     pub keepalive_unknown: bool,
     /// The page went, the collector healthy, while this batch's keepalive request was in
-    /// flight: the browser carries it on, so the stored copy leaves it out while it is in
-    /// flight (`page/close.rs`).
+    /// flight (or had failed as the page unloaded: it may well have arrived): the browser
+    /// carries it on, so the stored copy leaves it out until the collector answers otherwise
+    /// or the page is shown again (`page/close.rs`).
     pub carried: bool,
     /// Armed as a deferred request ([`Path::Deferred`]) carrying this batch's events.
     pub armed: Option<Armed>,
@@ -80,12 +81,6 @@ pub(crate) enum BatchState {
 }
 
 impl Batch {
-    /// Left out of the stored copy: carried on by the browser ([`carried`](Self::carried)) and
-    /// not answered yet.
-    pub fn left_out(&self) -> bool {
-        self.carried && matches!(self.state, BatchState::InFlight { .. })
-    }
-
     /// A batch of `items` not yet sent, held out of the queue since `since`, free to go at
     /// once.
     pub fn new(id: BatchId, items: Vec<Item>, since: u64) -> Batch {
@@ -335,7 +330,8 @@ impl Outbox {
             return self.answer_deferred(env, id, outcome);
         };
         let BatchState::InFlight {
-            keepalive: was_keepalive,
+            keepalive,
+            outlives,
             vouched,
             accepted,
             ..
@@ -368,6 +364,9 @@ impl Outbox {
             return true;
         }
         let network_failure = matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout);
+        // Carried on by the browser, the page gone: only a failure of the browser's own as it
+        // unloads leaves it so; an answer of the collector's settles what happens to it.
+        b.carried &= page.hidden() && network_failure;
         if endpoint.offline && network_failure {
             // No network at all: this attempt says nothing about the batch.
             b.attempts -= 1;
@@ -378,7 +377,7 @@ impl Outbox {
             // by beacon at `pagehide` or are stored for the next load.
             b.attempts -= 1;
             b.failed_hidden = true;
-            b.keepalive_unknown = was_keepalive;
+            b.keepalive_unknown = keepalive || outlives;
         }
         let attempt = retry::Attempt {
             sends: b.attempts,

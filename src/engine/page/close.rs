@@ -51,20 +51,23 @@ pub struct PageHideReport {
 
 impl Outbox {
     /// The page is gone while the collector's last answer was a success (online, no hold):
-    /// the keepalive requests still in flight, which the browser carries on, are left out of
-    /// the stored copy (as a beacon sent then would count as delivered), so the next load does
-    /// not send them again. Without that showing they stay in it: a repeat costs bytes, a loss
-    /// costs data. Their events stay held here: if the page lives on (the back/forward cache),
-    /// their answers settle them, and one that fails is stored again.
+    /// the keepalive requests still in flight, which the browser carries on, and those the
+    /// browser failed as the page unloaded (they still reach the collector: bench/PAGEHIDE.md
+    /// finding 7), are left out of the stored copy (as a beacon sent then would count as
+    /// delivered), so the next load does not send them again. Without that showing they stay
+    /// in it: a repeat costs bytes, a loss costs data. Their events stay held here: if the page
+    /// lives on (the back/forward cache), their answers settle them, and one the collector
+    /// fails is stored again.
     fn carry(&mut self) {
         for b in &mut self.batches {
-            b.carried = matches!(
-                b.state,
-                BatchState::InFlight {
-                    keepalive: true,
-                    ..
-                } | BatchState::InFlight { outlives: true, .. }
-            );
+            b.carried = b.keepalive_unknown
+                || matches!(
+                    b.state,
+                    BatchState::InFlight {
+                        keepalive: true,
+                        ..
+                    } | BatchState::InFlight { outlives: true, .. }
+                );
         }
     }
 }

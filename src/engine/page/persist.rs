@@ -83,7 +83,7 @@ pub(crate) struct CopyOf {
     pub from: u64,
     /// Batches whose lines are packed: one more back, and the copy is made again with it.
     pub packed: usize,
-    /// Events left out, carried on by the browser (`Batch::left_out`).
+    /// Events left out, carried on by the browser (`Batch::carried`).
     pub left_out: usize,
 }
 

@@ -100,7 +100,7 @@ impl Persistence {
         // another load took; else, and the queue, as plain lines.
         let from = self.stored_from;
         let mut parts = Vec::new();
-        for b in outbox.batches.iter().filter(|b| !b.left_out()) {
+        for b in outbox.batches.iter().filter(|b| !b.carried) {
             match b.pack.copy() {
                 Some(bytes) if b.items.iter().all(|i| i.seq >= from) => {
                     parts.push(Part::Packed(bytes, b.items.len()));
@@ -134,7 +134,7 @@ fn copied(outbox: &Outbox) -> (usize, usize) {
 }
 
 fn left_out(outbox: &Outbox) -> usize {
-    let carried = outbox.batches.iter().filter(|b| b.left_out());
+    let carried = outbox.batches.iter().filter(|b| b.carried);
     carried.map(|b| b.items.len()).sum()
 }
 
