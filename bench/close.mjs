@@ -96,7 +96,9 @@ function deliveryPath(req, body) {
  * first (`first`).
  */
 export async function startSink() {
-  const state = { seq: 0, batches: [], keys: new Map(), delayMs: 0 };
+  // `pending`: replies held back by `delayMs`, each by its timer; given at once when the
+  // delay goes back to 0.
+  const state = { seq: 0, batches: [], keys: new Map(), delayMs: 0, pending: new Map() };
   const key = (k) => {
     if (!state.keys.has(k)) state.keys.set(k, { requests: 0, bytes: 0, events: 0, uuids: new Set(), undecoded: 0, last: 0, first: Object.fromEntries(PATHS.map((p) => [p, 0])) });
     return state.keys.get(k);
@@ -134,7 +136,10 @@ export async function startSink() {
       }
       state.batches.push({ seq: ++state.seq, url: req.url, path: new URL(req.url, 'http://sink').pathname, bytes: buf.length, receivedAt: now, body });
       const reply = () => res.writeHead(200, { ...cors, 'Content-Type': 'application/json' }).end('{"status":1}');
-      state.delayMs ? setTimeout(reply, state.delayMs) : reply();
+      if (!state.delayMs) return reply();
+      const timer = setTimeout(() => state.pending.delete(timer) && reply(), state.delayMs);
+      timer.unref();
+      state.pending.set(timer, reply);
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -146,6 +151,12 @@ export async function startSink() {
     control: {
       plan(_plan, dflt) {
         state.delayMs = dflt?.delayMs ?? 0;
+        if (state.delayMs) return;
+        for (const [timer, reply] of state.pending) {
+          clearTimeout(timer);
+          reply();
+        }
+        state.pending.clear();
       },
       reset() {
         state.batches = [];
@@ -206,6 +217,11 @@ export const WAYS = {
 
 const PAGE = '/bench/pages/bench.html';
 const BLANK = '/tests/e2e/pages/blank.html';
+/**
+ * In the `stalled` cells, how long the page holds the N behind a stalled collector before it
+ * leaves: long enough for a second unanswered (spool packs a batch that waits that long).
+ */
+const STALL_MS = 2_000;
 /** Events the collector answers for before the N are captured, in the `warm` cells. */
 const WARM_EVENTS = 10;
 /**
@@ -267,9 +283,11 @@ function loadedSinceLeft() {
  * (same key, same endpoint: spool's `new Exporter` sends what it stored) and flushes; once quiet
  * again, the distinct events are "with the next load". With `warm`, the collector first answers
  * a flush of `WARM_EVENTS` events (spool arms `fetchLater` only after a success); those are
- * left out of every count.
+ * left out of every count. With `stalled` (and `warm`), the collector then takes in bodies but
+ * answers none, the N are captured and held `STALL_MS` before the page leaves, and the
+ * collector answers again (everything held back at once) before the next load.
  */
-async function closeRun(engine, browser, origins, sink, contender, { way, n, latencyMs, warm, runId }) {
+async function closeRun(engine, browser, origins, sink, contender, { way, n, latencyMs, warm, stalled, runId }) {
   const apiKey = `${contender.id}-${runId}`;
   const spec = { kind: contender.kind, apiKey, endpoint: `${origins.sink}/batch/`, options: contender.options ?? {}, timeLifecycle: true };
   const benchUrl = `${origins.site}${PAGE}?run=${runId}`;
@@ -308,10 +326,17 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
       for (let i = 0; i < 100 && sink.byKey(apiKey).uuids.size < WARM_EVENTS; i++) await sleep(50);
       warmed = sink.byKey(apiKey).uuids.size;
     }
+    if (stalled) {
+      // From here the collector takes in every body and answers none (until the next load).
+      sink.control.plan([], { delayMs: 600_000 });
+      await page.evaluate((n) => window.bench.captureLoop({ n, chunk: n }).then(() => null), n);
+      await sleep(STALL_MS);
+    }
+    const captured = stalled ? 0 : n;
 
     let delayMs;
     if (way.id === 'tab') {
-      await page.evaluate((n) => window.bench.captureLoop({ n, chunk: n }).then(() => null), n);
+      await page.evaluate((n) => window.bench.captureLoop({ n, chunk: n }).then(() => null), captured);
       const t0 = Date.now();
       await page.close({ runBeforeUnload: true });
       while (!page.isClosed() && Date.now() - t0 < LEAVE_TIMEOUT_MS) await sleep(5);
@@ -325,15 +350,17 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
             location.href = `${next}&left=${Date.now()}`;
           });
         },
-        { n, next },
+        { n: captured, next },
       );
       delayMs = await until(page, loadedSinceLeft, undefined, { timeoutMs: LEAVE_TIMEOUT_MS, message: 'the next page loaded' });
     }
     // Quiet is timed from the leaving's end: posthog-js's pagehide handler can hold the
     // navigation for seconds, and what it sends meanwhile is "at close".
     await quiet(sink, apiKey, Date.now());
+    if (stalled) sink.control.plan([], { delayMs: 0 });
     const closing = sink.byKey(apiKey);
     const atClose = closing.uuids.size - warmed;
+    const repeatsAtClose = closing.events - closing.uuids.size;
     const byPathAtClose = { ...closing.first, fetch: closing.first.fetch - warmed };
 
     if (way.id === 'tab') page = await open(await newPage(), benchUrl);
@@ -359,6 +386,7 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
       atClose,
       total: k.uuids.size - warmed,
       repeats: k.events - k.uuids.size,
+      repeatsAtClose,
       requests: k.requests,
       bytes: k.bytes,
       undecoded: k.undecoded,
@@ -411,12 +439,12 @@ export async function pageClose(chromium, site, sink, { cells, supports, log }) 
         try {
           for (let r = 0; r < cell.runs; r++) {
             for (const c of mine.map((_, i) => mine[(i + r) % mine.length])) {
-              const res = await closeRun(engine, browser, origins, sink, c, { way, n: cell.n, latencyMs: cell.latencyMs, warm: cell.warm, runId: `${process.pid}x${++runId}` });
+              const res = await closeRun(engine, browser, origins, sink, c, { way, n: cell.n, latencyMs: cell.latencyMs, warm: cell.warm, stalled: cell.stalled, runId: `${process.pid}x${++runId}` });
               byId[c.id].push(res);
               const paths = PATHS.filter((p) => res.byPathAtClose[p]).map((p) => `${p} ${res.byPathAtClose[p]}`).join(', ');
               log?.(
-                `  ${engine.label}, ${way.label}${cell.warm ? ' (collector answered first)' : ''}, N=${cell.n} ${cell.latencyMs} ms, ${c.label}: ` +
-                  `${res.atClose} at close (${paths || 'none'}), ${res.total} with the next load, ${res.repeats} repeats, ` +
+                `  ${engine.label}, ${way.label}${cell.stalled ? ' (collector answered first, then stalled 2 s)' : cell.warm ? ' (collector answered first)' : ''}, N=${cell.n} ${cell.latencyMs} ms, ${c.label}: ` +
+                  `${res.atClose} at close (${paths || 'none'}), ${res.total} with the next load, ${res.repeats} repeats (${res.repeatsAtClose} at close), ` +
                   `${way.delay} +${res.delayMs} ms, longest lifecycle dispatch ${res.handlerMs.toFixed(1)} ms${res.handlerType ? ` (${res.handlerType})` : ''}` +
                   `${res.cutOff ? `, the page went during a ${res.cutOff} listener` : ''}` +
                   `${res.undecoded ? `, ${res.undecoded} undecoded` : ''}${res.errors.length ? `, page errors: ${res.errors.slice(0, 2).join(' | ')}` : ''}`,
@@ -434,6 +462,7 @@ export async function pageClose(chromium, site, sink, { cells, supports, log }) 
             n: cell.n,
             latencyMs: cell.latencyMs,
             warm: Boolean(cell.warm),
+            stalled: Boolean(cell.stalled),
             id: c.id,
             label: c.label,
             runs: rs.length,
@@ -442,6 +471,7 @@ export async function pageClose(chromium, site, sink, { cells, supports, log }) 
             atClose: summary(rs.map((x) => x.atClose)),
             total: summary(rs.map((x) => x.total)),
             repeats: Math.max(...rs.map((x) => x.repeats)),
+            repeatsAtClose: Math.max(...rs.map((x) => x.repeatsAtClose)),
             delayMs: Math.max(...rs.map((x) => x.delayMs)),
             handlerMs: Math.max(...rs.map((x) => x.handlerMs)),
             cutOff: rs.find((x) => x.cutOff)?.cutOff ?? null,

@@ -1550,7 +1550,11 @@ fn requests_the_browser_carries_on_stay_stored_when_the_collector_never_answered
     assert!(sent.iter().all(|t| t.outlives));
     e.page_hidden(T0 + 1_001);
     // The browser fails one as the page unloads: it may have arrived, or not.
-    e.handle_outcome(sent[0].id, Outcome::NetworkError("unload".into()), T0 + 1_001);
+    e.handle_outcome(
+        sent[0].id,
+        Outcome::NetworkError("unload".into()),
+        T0 + 1_001,
+    );
     e.page_gone(T0 + 1_002);
     assert!(
         e.drain(T0 + 1_002).is_empty(),

@@ -112,7 +112,11 @@ impl Request {
         } else {
             let body = body_of(&t);
             let header = t.gzip_header && t.gzipped.is_some();
-            let (start, controller) = self.start(&t, &body, None, header, t.outlives);
+            let sent = Sent {
+                outlives: t.outlives,
+                wire_len: t.wire_len(),
+            };
+            let (start, controller) = self.start(&t, &body, None, header, sent);
             (Some(start), controller)
         };
         let later = gzip.then(|| (self.clone(), t, controller.clone()));
@@ -138,8 +142,9 @@ impl Request {
                         None => t.body.as_str().into(),
                     };
                     let gzip_header = encoded && t.gzip_header;
+                    let sent = Sent { outlives, wire_len };
                     request
-                        .start(&t, &body, controller.as_ref(), gzip_header, outlives)
+                        .start(&t, &body, controller.as_ref(), gzip_header, sent)
                         .0
                 }
                 (None, None) => return,
@@ -166,7 +171,11 @@ impl Request {
     /// the error `fetchLater` threw (its quota spent, a policy).
     pub fn arm(&self, t: &Transmit) -> Result<(host::FetchLaterResult, AbortController), JsValue> {
         if self.0.debug {
-            log_request(t);
+            let sent = Sent {
+                outlives: false,
+                wire_len: t.wire_len(),
+            };
+            log_request(t, sent);
         }
         let controller = AbortController::new()?;
         let init = self.init(t, &body_of(t), t.gzip_header && t.gzipped.is_some(), false);
@@ -189,21 +198,21 @@ impl Request {
         body: &JsValue,
         controller: Option<&AbortController>,
         gzip_header: bool,
-        outlives: bool,
+        sent: Sent,
     ) -> (Result<js_sys::Promise, Outcome>, Option<AbortController>) {
         let r = &self.0;
         // Logged as it starts (a gzipped body starts later than the engine handed it out), so
         // the log line comes just before its `fetch`.
         if r.debug {
-            log_request(t);
+            log_request(t, sent);
         }
         let keepalive = t.path != Path::Ordinary;
         let url = url_of(&r.endpoint, t);
         if keepalive && !r.keepalive_fetch {
             return (Err(beacon(&url, t)), None);
         }
-        let init = self.init(t, body, gzip_header, !keepalive && !outlives);
-        if keepalive || outlives {
+        let init = self.init(t, body, gzip_header, !keepalive && !sent.outlives);
+        if keepalive || sent.outlives {
             init.unchecked_ref::<host::KeepaliveInit>()
                 .set_keepalive(true);
         }
@@ -405,8 +414,18 @@ fn gzip_blob(bytes: &[u8]) -> Option<Blob> {
     Blob::new_with_u8_array_sequence_and_options(&parts, &options).ok()
 }
 
-/// `debug: true`: one line per request (never the body, which holds the API key).
-fn log_request(t: &Transmit) {
+/// How a request starts: with `keepalive: true` though ordinary ([`Transmit::outlives`], or
+/// as the engine said once its body was compressed), and its bytes on the wire.
+#[derive(Clone, Copy)]
+struct Sent {
+    outlives: bool,
+    wire_len: usize,
+}
+
+/// `debug: true`: one line per request as it starts (never the body, which holds the API
+/// key): `keepalive` as its `fetch` (or `fetchLater`) has it, `outlives` for an ordinary one
+/// with it.
+fn log_request(t: &Transmit, sent: Sent) {
     #[derive(Serialize)]
     struct Line {
         id: u64,
@@ -414,13 +433,15 @@ fn log_request(t: &Transmit) {
         bytes: usize,
         attempt: u32,
         keepalive: bool,
+        outlives: bool,
     }
     let line = Line {
         id: t.id.0,
         events: t.events,
-        bytes: t.wire_len(),
+        bytes: sent.wire_len,
         attempt: t.attempt,
-        keepalive: t.path != Path::Ordinary,
+        keepalive: t.path != Path::Ordinary || sent.outlives,
+        outlives: sent.outlives,
     };
     host::debug("spool: POST", &to_js(&line));
 }

@@ -101,9 +101,13 @@ test('without DecompressionStream the copy is stored plain, and the next load ta
     await s.context.addInitScript(() => { delete window.DecompressionStream; });
     const run = 'no-inflate';
     const page = await s.open({ run });
-    s.collector.control.plan([], { status: 200, delayMs: 30_000 });
+    // The collector refuses while the page is held and leaves: everything is stored (nothing
+    // can be shown to have reached it).
+    s.collector.control.plan([], { status: 503, delayMs: 0 });
     const uuids = await page.evaluate(() => window.closeTest.capture(1000));
-    await waitFor(() => s.collector.log().batches.length >= 4, { message: 'the first requests stalled' });
+    await waitFor(() => s.collector.log().batches.some((b) => b.status === 503), { message: 'a 503 answered' });
+    await new Promise((r) => setTimeout(r, 500));
+    await page.goto(`${s.site.url}/tests/e2e/pages/blank.html`);
     s.collector.control.plan([], { status: 200, delayMs: 0 });
     await page.goto(s.url({ run, fast: '1' }));
     await ready(page);
@@ -112,7 +116,7 @@ test('without DecompressionStream the copy is stored plain, and the next load ta
     for (const header of note.copies) assert.match(header, /^spool3 \d+ 0 p$/, 'its events plain');
     await waitFor(() => arrivals(s.collector, run).size === uuids.length, { timeoutMs: 20_000, message: 'every event arrived' });
     const stats = await page.evaluate(() => window.closeTest.stats());
-    assert.equal(stats.restored, note.inFlight + note.queued);
+    assert.equal(stats.restored, uuids.length);
     assert.equal(stats.storageErrors, 0);
   } finally {
     await s.close();
@@ -216,11 +220,15 @@ for (const n of [1_000, 3_000]) {
       const gaveUp = abandoned(s.collector, run);
       console.log(`# fetchLater N=${n}: ${deferred.size} events in ${deferredRequests} deferred requests; at pagehide ${note?.delivered} delivered, ${note?.inFlight} in flight, ${note?.queued} held; the next load took in ${stats.restored}; ${seen.size} of ${n + first.length} arrived, ${repeats} twice (${gaveUp.size} in requests given up at unload)`);
       assert.equal(uuids.filter((u) => !seen.has(u)).length, 0, 'every event arrived');
-      assert.ok(deferred.size >= Math.min(n, 1_000), `deferred requests carried ${deferred.size}`);
+      // The stalled requests outlive the page (keepalive): the browser carries their events,
+      // which are not armed too (at pagehide still in flight, or failed by Chromium as the
+      // page unloaded, so held).
+      assert.ok(deferred.size >= Math.min(n, 1_000) - note.inFlight - note.queued, `deferred requests carried ${deferred.size}`);
       // Counted delivered at pagehide: what went by deferred request, and by beacon (the
-      // collector's last answer was a success); the rest is stored for the next load.
+      // collector's last answer was a success); what keepalive requests carry is left to the
+      // browser; the rest is stored for the next load.
       assert.ok(note.delivered >= first.length + deferred.size, 'what went by deferred request is counted delivered at pagehide');
-      assert.equal(stats.restored, n + first.length - note.delivered, 'and is not stored for the next load');
+      assert.ok(stats.restored <= n + first.length - note.delivered, 'and is not stored for the next load');
       // Repeats: the events of the requests given up at unload (the collector had them), and
       // of what did not fit the deferred quota and went keepalive, unanswered, so stored too.
       assert.ok(repeats <= gaveUp.size + (n - deferred.size), `${repeats} repeats`);

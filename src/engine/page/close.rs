@@ -1,6 +1,7 @@
 //! The page going away: at `pagehide` everything held goes at once, as keepalive requests
 //! within the browser's quota, then as beacons until the browser refuses one; what is still
-//! held is stored for the next page load, which takes it in first. The text's layout is in
+//! held is stored for the next page load, which takes it in first, but for what the browser
+//! carries on while the collector is healthy (`Outbox::carry`). The text's layout is in
 //! [`persist`](crate::engine::page::persist).
 
 use crate::engine::delivery::batch::BatchState;

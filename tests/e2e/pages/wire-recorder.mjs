@@ -1,8 +1,11 @@
 // Records, in the page, every request the exporter makes: spool's `debug` log names each
-// request (id, attempt, events, bytes, keepalive) just before it calls `fetch`, and each outcome
+// request (id, attempt, events, bytes, keepalive, outlives) just before it calls `fetch`, and each outcome
 // the engine took. Wrapping `console.debug` and `fetch` ties the two together, tags each request's
 // URL with its id (`?transmit=ID`, a query string: still CORS-simple, so the wire is unchanged
-// otherwise) so the collector's log can be joined to it, and counts requests open at once.
+// otherwise) so the collector's log can be joined to it, and counts requests open at once:
+// ordinary ones (against maxInFlight; one that outlives the page has `keepalive: true` too),
+// keepalive ones of the page-close path, and the bytes of every request with `keepalive: true`
+// (against the browser's 64 KiB quota).
 //
 // Every record carries `seq`, one counter for the whole page, so "the page had seen answer A
 // when it sent request B" is an exact fact, not a comparison of milliseconds.
@@ -56,7 +59,7 @@ export function recordWire() {
     };
     if (t.keepalive !== d.keepalive) unexpected.push(`request ${d.id}: keepalive flag differs from the log`);
     transmits.set(t.id, t);
-    const kind = t.keepalive ? "keepalive" : "ordinary";
+    const kind = t.keepalive && !d.outlives ? "keepalive" : "ordinary";
     open[kind]++;
     if (t.keepalive) open.keepaliveBytes += t.bytes;
     for (const k of Object.keys(max)) max[k] = Math.max(max[k], open[k]);
