@@ -1507,6 +1507,31 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_and_is_left_to
     assert!(e.persist(T0 + 4).is_none());
 }
 
+#[test]
+fn beacons_are_offered_one_at_a_time_and_none_after_a_refusal() {
+    let mut e = engine().plain().start();
+    e.seen_healthy(T0 - 100);
+    e.clicks(3_000, T0);
+    e.page_hidden(T0 + 1);
+    let _ = e.drain(T0 + 1);
+    e.page_leaving(T0 + 2);
+    let mut beacons = Vec::new();
+    while let Some(t) = e.0.poll_transmit(T0 + 2) {
+        if t.path == Path::Beacon {
+            beacons.push(t);
+        }
+    }
+    assert_eq!(beacons.len(), 1, "the next waits for this one's answer");
+    e.handle_outcome(beacons[0].id, Outcome::Accepted, T0 + 2);
+    let next = std::iter::from_fn(|| e.0.poll_transmit(T0 + 2)).find(|t| t.path == Path::Beacon);
+    let next = next.expect("a second beacon once the first is answered");
+    e.handle_outcome(next.id, Outcome::Refused, T0 + 2);
+    assert!(
+        std::iter::from_fn(|| e.0.poll_transmit(T0 + 2)).all(|t| t.path != Path::Beacon),
+        "none after a refusal"
+    );
+}
+
 // Ordinary requests that outlive the page.
 
 #[test]

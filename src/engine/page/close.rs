@@ -180,8 +180,8 @@ impl Page {
 
     /// The next beacon body: the oldest waiting batch (but one whose keepalive request failed
     /// as the page unloaded: it may well have arrived, and it is stored), else a batch cut
-    /// from the queue. None once the browser refused one, or while the endpoint takes none
-    /// ([`Endpoint::takes_beacons`]).
+    /// from the queue. None while one offered awaits its answer, once the browser refused
+    /// one, or while the endpoint takes none ([`Endpoint::takes_beacons`]).
     fn next_beacon<F: WireFormat>(
         &self,
         outbox: &mut Outbox,
@@ -189,8 +189,11 @@ impl Page {
         endpoint: &Endpoint,
         now_ms: u64,
     ) -> Option<Transmit> {
+        // One at a time: the host answers each at once, and once the browser refuses one, no
+        // other is built and offered in vain (each costs a Blob and a call at unload).
         if self.state != PageState::Leaving
             || self.beacons_refused
+            || outbox.beacon_offered()
             || !endpoint.takes_beacons(now_ms)
         {
             return None;
