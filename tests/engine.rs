@@ -1641,6 +1641,33 @@ fn a_body_the_host_gzips_outlives_the_page_once_its_size_is_known_to_fit() {
     assert!(again.iter().any(|t| t.batch == sent[1].batch));
 }
 
+#[test]
+fn an_ordinary_request_outlives_the_page_beside_a_full_chain_of_keepalive_requests() {
+    let mut e = engine().max_in_flight(4).start();
+    e.handle_host_features(HostFeatures {
+        deferred: false,
+        compress: true,
+        keepalive: true,
+    });
+    e.clicks(3_000, T0);
+    let ordinary = e.drain_unpacked(T0 + 1_000);
+    assert_eq!(ordinary.len(), 4);
+    // A navigation starts while their bodies compress: the page-close chain takes its 16
+    // requests, a fraction of the quota's bytes.
+    e.page_hidden(T0 + 1_001);
+    let chain = e.drain(T0 + 1_001);
+    let chain_bytes: usize = chain.iter().map(Transmit::wire_len).sum();
+    assert_eq!(chain.len(), KEEPALIVE_MAX_REQUESTS);
+    assert!(chain_bytes + 4 * 3_000 <= KEEPALIVE_QUOTA_BYTES);
+    // The browser counts bytes only: each still outlives the page.
+    for t in &ordinary {
+        assert_eq!(
+            e.handle_compressed(t.id, 3_000, T0 + 1_002),
+            Start::Outliving
+        );
+    }
+}
+
 // A browser's acceptance is not the collector's.
 
 /// Sends what is due at `now` and answers every request with `status`; returns the requests.

@@ -188,7 +188,7 @@ impl Outbox {
             && !host_gzips
             && self.outlive
             && wire_len <= KEEPALIVE_BODY_BYTES
-            && self.ledger.keepalive.fits(wire_len);
+            && self.ledger.keepalive.bytes_fit(wire_len);
         let transmit = self.new_transmit_id();
         let batch = &mut self.batches[idx];
         batch.attempts += 1;
@@ -262,7 +262,7 @@ impl Outbox {
             self.take_back(idx);
             return Start::No;
         }
-        let fits = wire_len <= KEEPALIVE_BODY_BYTES && self.ledger.keepalive.fits(wire_len);
+        let fits = wire_len <= KEEPALIVE_BODY_BYTES && self.ledger.keepalive.bytes_fit(wire_len);
         if let BatchState::InFlight {
             keepalive: false,
             beacon: false,

@@ -177,6 +177,16 @@ impl KeepaliveBudget {
         self.requests < KEEPALIVE_MAX_REQUESTS && self.bytes + len <= KEEPALIVE_QUOTA_BYTES
     }
 
+    /// Whether a body of `len` bytes fits the browser's quota now, however many requests are
+    /// in flight: an ordinary request that outlives the page ([`Transmit::outlives`]) is not
+    /// one of the page-close chain that [`KEEPALIVE_MAX_REQUESTS`] shapes, and the browser
+    /// counts only bytes.
+    ///
+    /// [`Transmit::outlives`]: crate::engine::Transmit::outlives
+    pub fn bytes_fit(self, len: usize) -> bool {
+        self.bytes + len <= KEEPALIVE_QUOTA_BYTES
+    }
+
     /// Bytes of the quota not taken.
     pub fn room(self) -> usize {
         KEEPALIVE_QUOTA_BYTES - self.bytes
