@@ -81,6 +81,11 @@ pub(crate) enum BatchState {
 }
 
 impl Batch {
+    /// In flight by an ordinary request that outlives the page ([`Transmit::outlives`]).
+    pub fn outlives(&self) -> bool {
+        matches!(self.state, BatchState::InFlight { outlives: true, .. })
+    }
+
     /// A batch of `items` not yet sent, held out of the queue since `since`, free to go at
     /// once.
     pub fn new(id: BatchId, items: Vec<Item>, since: u64) -> Batch {
@@ -184,11 +189,7 @@ impl Outbox {
         // (`compressed`).
         let host_gzips =
             env.config.compression == Compression::Gzip && self.packing.on && gzipped.is_none();
-        let outlives = !page_hide
-            && !host_gzips
-            && self.outlive
-            && wire_len <= KEEPALIVE_BODY_BYTES
-            && self.ledger.keepalive.bytes_fit(wire_len);
+        let outlives = !page_hide && !host_gzips && self.may_outlive(wire_len);
         let transmit = self.new_transmit_id();
         let batch = &mut self.batches[idx];
         batch.attempts += 1;
@@ -262,7 +263,7 @@ impl Outbox {
             self.take_back(idx);
             return Start::No;
         }
-        let fits = wire_len <= KEEPALIVE_BODY_BYTES && self.ledger.keepalive.bytes_fit(wire_len);
+        let may = self.may_outlive(wire_len);
         if let BatchState::InFlight {
             keepalive: false,
             beacon: false,
@@ -271,7 +272,7 @@ impl Outbox {
             ..
         } = &mut self.batches[idx].state
         {
-            if self.outlive && fits {
+            if may {
                 *outlives = true;
                 *body_len = wire_len;
                 self.ledger.take_quota(wire_len);
@@ -279,6 +280,15 @@ impl Outbox {
             }
         }
         Start::Ordinary
+    }
+
+    /// Whether an ordinary request of `wire_len` bytes may go with `keepalive: true`
+    /// ([`Transmit::outlives`]): the host can, and the body fits a keepalive body and what is
+    /// left of the quota's bytes.
+    fn may_outlive(&self, wire_len: usize) -> bool {
+        self.outlive
+            && wire_len <= KEEPALIVE_BODY_BYTES
+            && self.ledger.keepalive.bytes_fit(wire_len)
     }
 
     /// Takes batch `idx`'s request back, unsent (a beacon the browser refused, a body that

@@ -109,7 +109,6 @@ impl Ledger {
         }
     }
 
-    /// A request [`launch`](Self::launch)ed with the same figures is no longer in flight.
     /// An ordinary request sent with `keepalive: true` ([`Transmit::outlives`]) takes `len`
     /// bytes of the browser's keepalive quota while in flight; it keeps its request slot.
     ///
@@ -123,6 +122,7 @@ impl Ledger {
         self.keepalive.bytes -= len;
     }
 
+    /// A request [`launch`](Self::launch)ed with the same figures is no longer in flight.
     pub fn land(&mut self, events: usize, keepalive: bool, beacon: bool, body_len: usize) {
         self.in_flight_events -= events;
         if beacon {

@@ -87,9 +87,8 @@ impl Outbox {
             let b = &self.batches[idx];
             // Disarmed: the collector no longer answers, the batch was split, or it is in
             // flight by a request the browser carries on anyway.
-            let outlives = matches!(b.state, BatchState::InFlight { outlives: true, .. });
             if b.armed
-                .is_some_and(|a| !vouched || a.events != b.items.len() || outlives)
+                .is_some_and(|a| !vouched || a.events != b.items.len() || b.outlives())
             {
                 if let Some(id) = self.disarm(idx) {
                     env.notify(Notice::Abort(id));
@@ -247,7 +246,5 @@ impl Outbox {
 /// Whether batch `b` could be armed: not armed yet, not on its way by keepalive or beacon, and
 /// not in flight by a request that outlives the page (the browser carries that one on).
 fn armable(b: &Batch) -> bool {
-    b.armed.is_none()
-        && !on_its_way(b)
-        && !matches!(b.state, BatchState::InFlight { outlives: true, .. })
+    b.armed.is_none() && !on_its_way(b) && !b.outlives()
 }

@@ -46,8 +46,8 @@ impl Persistence {
     /// After a change: a stored copy is written again if what is held changed, or what is
     /// left out of it (not while the page leaves: it is written once, when the page is gone).
     pub fn keep<F>(&mut self, outbox: &Outbox, env: &mut Env<F>, page: PageState, now_ms: u64) {
-        let now = copied(outbox);
-        if page != PageState::Leaving && self.stored.is_some_and(|was| was != now) {
+        // Counted only while a copy is stored: the rest of the time this costs nothing.
+        if page != PageState::Leaving && self.stored.is_some_and(|was| was != copied(outbox)) {
             self.write(outbox, env, page, now_ms);
         }
     }
