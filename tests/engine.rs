@@ -1591,6 +1591,33 @@ fn requests_the_browser_carries_on_stay_stored_when_the_collector_never_answered
 }
 
 #[test]
+fn requests_the_browser_carries_on_stay_stored_when_the_collector_failed_one_before() {
+    let mut e = engine().max_batch_events(40).outliving();
+    // A 503, then a success: the last answer is a success, but the collector has failed
+    // this page once.
+    let mut now = T0 - 100_000;
+    e.capture_named("first", now);
+    e.0.flush(now);
+    for t in e.drain(now) {
+        e.0.handle_outcome(t.id, Outcome::status(503), now + 10);
+    }
+    while e.held_events() > 0 {
+        now = e.0.poll_timeout().expect("a retry is due").max(now);
+        e.0.handle_timeout(now);
+        for t in e.drain(now) {
+            e.0.handle_outcome(t.id, Outcome::status(200), now);
+        }
+    }
+    e.clicks(80, T0);
+    let sent = e.drain(T0 + 1_000);
+    assert!(sent.iter().all(|t| t.outlives));
+    e.page_hidden(T0 + 1_001);
+    e.page_gone(T0 + 1_002);
+    let (_, stored) = e.persist(T0 + 1_003).unwrap();
+    assert_eq!(stored, 80, "kept for the next load");
+}
+
+#[test]
 fn an_ordinary_request_outlives_the_page_only_within_the_keepalive_quota() {
     // Plain bodies of 100 events, over 16 KiB: none fits a keepalive body.
     let mut e = engine().max_in_flight(4).outliving();

@@ -14,6 +14,10 @@ pub(crate) struct Endpoint {
     /// `navigator.onLine` was false: a failed attempt is not spent against `maxAttempts`,
     /// and no beacon goes.
     pub offline: bool,
+    /// The collector failed a request of this page at least once (an answer that did not
+    /// take it): then its last success does not show it will take the requests the browser
+    /// carries on after the page.
+    pub failed_once: bool,
 }
 
 impl Endpoint {
@@ -36,6 +40,15 @@ impl Endpoint {
     pub fn heard(&mut self, took: bool, network_failure: bool, hidden: bool) {
         if !(network_failure && (self.offline || hidden)) {
             self.health.answered(took);
+            self.failed_once |= !took;
         }
+    }
+
+    /// Whether the requests the browser carries on after the page is gone may be left out of
+    /// the stored copy: it [`vouches`](Self::vouches) now, and the collector has failed none
+    /// of this page's requests (a success after failures says too little of the next answer:
+    /// the copy is kept, a repeat rather than a loss).
+    pub fn vouches_for_carried(&self, now_ms: u64) -> bool {
+        self.vouches(now_ms) && !self.failed_once
     }
 }

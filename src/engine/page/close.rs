@@ -170,7 +170,7 @@ impl Page {
         if !outbox.beacon_offered() {
             self.state = PageState::Gone;
             outbox.settle_armed(env);
-            if endpoint.vouches(now_ms) {
+            if endpoint.vouches_for_carried(now_ms) {
                 outbox.carry();
             }
             persistence.write(outbox, env, self.state, now_ms);
