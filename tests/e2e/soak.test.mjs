@@ -117,11 +117,15 @@ test(ROUNDS_TEST, { timeout: 30 * 60_000 }, async (t) => {
   }
 });
 
-// The allocator settles into its layout over the first outages: its heap reached the same
-// plateau (2.75 MB here) after the first, second or third, never later in 12 runs. The outages
-// after the third are compared with it: a leak would grow them.
-const OUTAGES = 6;
-const SETTLED_AFTER = 3;
+// Linear memory is a high-water mark, and where it settles depends on timing: how many
+// batches are out being packed at once when the queue is full (bounded by PACK_TEXT_AT_ONCE).
+// In seven runs of 14 outages (and a CI run) it rose by up to three pages in the first five
+// outages and at most one page after the sixth, to 3.2-3.4 MB. That the engine frees what an outage held is counted
+// byte for byte natively (tests/memory.rs); here the second half of the outages must not keep
+// growing memory, as a shell that kept a body per outage would (a page or more each).
+const OUTAGES = 12;
+const SETTLED_AFTER = OUTAGES / 2;
+const SETTLED_SLACK = 2 * WASM_PAGE;
 
 const OUTAGES_TEST =
   `soak: the queue filled to its limits in ${OUTAGES} outages: memory bounded by them and flat once settled, ` +
@@ -196,7 +200,7 @@ test(OUTAGES_TEST, { timeout: 10 * 60_000 }, async (t) => {
     const settled = episodes[SETTLED_AFTER - 1].drained.memory;
     for (let i = SETTLED_AFTER; i < episodes.length; i++) {
       assert.ok(
-        episodes[i].drained.memory <= settled + WASM_PAGE,
+        episodes[i].drained.memory <= settled + SETTLED_SLACK,
         `wasm memory grew from ${settled} after outage ${SETTLED_AFTER} to ${episodes[i].drained.memory} after outage ${i + 1}`,
       );
     }
