@@ -5,7 +5,9 @@
 //! buffers: anything an outage leaves behind would add up here, byte for byte.
 //!
 //! The browser soak (`tests/e2e/soak.test.mjs`) watches the wasm's linear memory, which only
-//! ever grows to its high-water mark; this counts live bytes, so it needs no slack.
+//! ever grows to its high-water mark; this counts live bytes, so it needs no slack. Native
+//! only: on wasm32 the crate sets its own allocator (talc).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

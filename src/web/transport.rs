@@ -24,8 +24,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{
-    AbortController, Blob, BlobPropertyBag, Headers, ReadableStreamDefaultReader,
-    ReadableStreamReadResult, ReadableWritablePair, RequestInit, Response,
+    AbortController, Headers, ReadableStreamDefaultReader, ReadableStreamReadResult,
+    ReadableWritablePair, RequestInit, Response,
 };
 
 #[wasm_bindgen]
@@ -370,10 +370,6 @@ pub async fn pack(body: Option<String>, lines: Option<String>) -> [Option<Vec<u8
     out
 }
 
-/// `navigator.sendBeacon(url, …)` with `t`'s body: its gzip bytes as a `text/plain` Blob
-/// (CORS-simple, as a string body is; PostHog reads the gzip by its magic bytes), or its text
-/// where there are no gzip bytes or the format would need a `Content-Encoding` header, which
-/// a beacon cannot carry.
 /// The URL `t` goes to: the endpoint, with `t`'s query parameter if it has one.
 fn url_of<'a>(endpoint: &'a str, t: &Transmit) -> std::borrow::Cow<'a, str> {
     match &t.query {
@@ -388,30 +384,28 @@ fn url_of<'a>(endpoint: &'a str, t: &Transmit) -> std::borrow::Cow<'a, str> {
     }
 }
 
+/// `navigator.sendBeacon(url, …)` with `t`'s body: its gzip bytes as they are (a
+/// `BufferSource` sends no `Content-Type`, CORS-simple as a string body is; PostHog reads the
+/// gzip by its magic bytes and the URL's `compression`), or its text where there are no gzip
+/// bytes or the format would need a `Content-Encoding` header, which a beacon cannot carry.
+/// Bytes, not a `Blob`: Chromium registers every Blob with its browser process, about half a
+/// millisecond each at `pagehide`.
 fn beacon(url: &str, t: &Transmit) -> Outcome {
-    let blob = match (&t.gzipped, t.gzip_header) {
-        (Some(bytes), false) => gzip_blob(bytes),
-        _ => None,
-    };
-    let queued = host::global().navigator().map(|n| match &blob {
-        Some(blob) => n.send_beacon_with_opt_blob(url, Some(blob)),
-        // Packed bytes that did not become a Blob: nothing to send, as if refused.
-        None if t.body.is_empty() => Ok(false),
-        None => n.send_beacon_with_opt_str(url, Some(&t.body)),
-    });
+    let queued = host::global()
+        .navigator()
+        .map(|n| match (&t.gzipped, t.gzip_header) {
+            (Some(bytes), false) => {
+                n.send_beacon_with_opt_js_u8_array(url, Some(&js_sys::Uint8Array::from(&bytes[..])))
+            }
+            // Packed bytes that need a header a beacon cannot carry: nothing to send, as if refused.
+            _ if t.body.is_empty() => Ok(false),
+            _ => n.send_beacon_with_opt_str(url, Some(&t.body)),
+        });
     match queued {
         Some(Ok(true)) => Outcome::Accepted,
         Some(Ok(false)) => Outcome::Refused,
         _ => Outcome::NetworkError("no keepalive fetch and no sendBeacon here".into()),
     }
-}
-
-/// `bytes` as a Blob of type `text/plain`.
-fn gzip_blob(bytes: &[u8]) -> Option<Blob> {
-    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
-    let options = BlobPropertyBag::new();
-    options.set_type("text/plain");
-    Blob::new_with_u8_array_sequence_and_options(&parts, &options).ok()
 }
 
 /// How a request starts: with `keepalive: true` though ordinary ([`Transmit::outlives`], or

@@ -512,7 +512,7 @@ export async function answeredThenStalled(s, run, n) {
  * page has loaded. At `pagehide` the
  * browser accepts beacons, which count as delivered (the collector's last answer was a
  * success): so no event that went by beacon is stored and sent again by the next load.
- * Beacons are the page's `text/plain` Blob bodies (keepalive fetches say `;charset=UTF-8`).
+ * Beacons are the page's gzip bytes with no `Content-Type` (fetches say `text/plain;charset=UTF-8`).
  * Run in Firefox, whose beacons have no budget: in Chromium they share the 64 KiB keepalive
  * quota with the requests still in flight, and whether any fits varies from run to run.
  */
@@ -539,7 +539,7 @@ export async function healthyBeacons(browser, { n = 3_000, label = '' } = {}) {
       for (const e of b.body.batch) {
         if (e.properties?.run !== run) continue;
         if (beaconed.has(e.uuid)) again.add(e.uuid);
-        else if (b.contentType === 'text/plain') beaconed.add(e.uuid);
+        else if (b.contentType === null) beaconed.add(e.uuid);
       }
     }
     console.log(`# ${label}healthy collector, N=${n}: ${beaconed.size} went by beacon, ${again.size} of them sent again; at pagehide ${note?.delivered} delivered, ${note?.inFlight} in flight, ${note?.queued} held`);

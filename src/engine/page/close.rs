@@ -190,7 +190,7 @@ impl Page {
         now_ms: u64,
     ) -> Option<Transmit> {
         // One at a time: the host answers each at once, and once the browser refuses one, no
-        // other is built and offered in vain (each costs a Blob and a call at unload).
+        // other is built and offered in vain (each costs a copy of its bytes and a call at unload).
         if self.state != PageState::Leaving
             || self.beacons_refused
             || outbox.beacon_offered()
