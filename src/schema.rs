@@ -176,12 +176,12 @@ pub const KEYS: &[Key] = &[
     key("flushIntervalMs", Engine, Whole, "number").defaults("1000", "1000")
         .range("0 to 3,600,000").bounds(0, 3_600_000)
         .doc("Longest an event waits before its batch is sent (\"linger\" mode). Default 1000, 0 to 3,600,000."),
-    key("maxBatchEvents", Engine, Whole, "number").defaults("100", "100")
+    key("maxBatchEvents", Engine, Whole, "number").defaults("1000", "1,000")
         .range("1 to 10,000").bounds(1, 10_000)
-        .doc("Events per request. Default 100, 1 to 10,000."),
-    key("maxBatchBytes", Engine, Whole, "number").defaults("60000", "60,000")
+        .doc("Events per request. Default 1,000, 1 to 10,000."),
+    key("maxBatchBytes", Engine, Whole, "number").defaults("1000000", "1,000,000")
         .range("512 to 16 MiB").bounds(512, 16 << 20)
-        .doc("Body bytes per request. Default 60,000, 512 to 16 MiB."),
+        .doc("Body bytes per request. Default 1,000,000, 512 to 16 MiB. In a browser that packs batches ahead (gzip), a batch of several events is also cut to what fills one 16 KiB keepalive body once gzipped (learned from the packs), so the page-close path sends a few full bodies."),
     key("maxQueueEvents", Engine, Whole, "number").defaults("10000", "10,000")
         .range("1 to 10,000,000").bounds(1, 10_000_000)
         .doc("Events held at once; more are dropped (counted as queueFull). Default 10,000, 1 to 10,000,000."),

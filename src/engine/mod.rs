@@ -63,7 +63,7 @@ pub use wire::otlp::{rejected_log_records, OtlpLogs, OTLP_MAX_PROPERTIES_DEPTH};
 
 use delivery::scheduler::{self, Plan};
 use delivery::{capture::Intake, endpoint::Endpoint, outbox::Outbox, timer::TimerTable, Env};
-use page::{persist::Persistence, Page, PageState};
+use page::{pack::PackRatio, persist::Persistence, Page, PageState};
 
 /// The exporter's policy as a state machine (see the [module docs](self)), generic over its
 /// [`WireFormat`]: a facade over parts that own their state and borrow each other explicitly
@@ -146,12 +146,13 @@ impl<F: WireFormat> Engine<F> {
             .intake
             .encode(&env.format, &mut env.rng, event, now_ms)?;
         let first = self.outbox.queue.front().is_none();
+        let limit = env.batch_limit();
+        let cuts = env.config.batch_mode != BatchMode::Off;
+        let was_full = cuts && self.outbox.queue.has_full_batch(&env.format, limit);
         self.outbox.admit(env, fragment, uuid, now_ms)?;
-        let full = env.config.batch_mode != BatchMode::Off
-            && self
-                .outbox
-                .queue
-                .has_full_batch(&env.format, env.batch_limit());
+        // Full now, and not before: a queue that stays full (waiting for a request slot or a
+        // pack) costs the captures after it nothing more.
+        let full = cuts && !was_full && self.outbox.queue.has_full_batch(&env.format, limit);
         if self.page.hidden() || full {
             // Ready to wait, packed at once (`page/pack`).
             let (copy, hold) = (self.persistence.packs_copies(), self.endpoint.hold.until());
@@ -250,7 +251,7 @@ impl<F: WireFormat> Engine<F> {
         copy: Option<Vec<u8>>,
         now_ms: u64,
     ) {
-        self.outbox.packed(batch, wire, copy);
+        self.outbox.packed(&mut self.env, batch, wire, copy);
         self.after_change(now_ms);
     }
 
@@ -328,6 +329,9 @@ impl<F: WireFormat> Engine<F> {
             self.outbox.deferred.open();
         }
         self.outbox.packing.on = features.compress;
+        if features.compress && self.env.config.compression == Compression::Gzip {
+            self.env.pack_ratio.get_or_insert_with(PackRatio::new);
+        }
         self.outbox.outlive = features.keepalive;
     }
 

@@ -30,12 +30,12 @@ pub(crate) struct Batch {
     pub failed_hidden: bool,
     /// That send was a keepalive request: it may well have arrived (browsers reject keepalive
     /// requests as a page unloads that still reach the collector, bench/PAGEHIDE.md finding 7),
-    /// so no beacon sends it again at `pagehide`; it stays stored for the next load.
+    /// so no beacon sends it again at `pagehide`; it stays stored for the next load (it may
+    /// as well never have left: Firefox loses some).
     pub keepalive_unknown: bool,
-    /// The page went, the collector healthy, while this batch's keepalive request was in
-    /// flight (or had failed as the page unloaded: it may well have arrived): the browser
-    /// carries it on, so the stored copy leaves it out until the collector answers otherwise
-    /// or the page is shown again (`page/close.rs`).
+    /// The page is going or gone, the collector healthy, while the browser carries this
+    /// batch on (its keepalive request in flight, or armed as a deferred request): the stored
+    /// copy leaves it out until any answer comes or the page is shown again (`page/close.rs`).
     pub carried: bool,
     /// Armed as a deferred request ([`Path::Deferred`]) carrying this batch's events.
     pub armed: Option<Armed>,
@@ -86,6 +86,20 @@ impl Batch {
         matches!(self.state, BatchState::InFlight { outlives: true, .. })
     }
 
+    /// Whether the browser carries it on if the page goes: its keepalive request is in flight,
+    /// or it is armed as a deferred request. Not one the browser failed as the page unloaded
+    /// (`keepalive_unknown`): in Firefox some of those never leave.
+    pub fn carried_on(&self) -> bool {
+        self.armed.is_some()
+            || matches!(
+                self.state,
+                BatchState::InFlight {
+                    keepalive: true,
+                    ..
+                } | BatchState::InFlight { outlives: true, .. }
+            )
+    }
+
     /// A batch of `items` not yet sent, held out of the queue since `since`, free to go at
     /// once.
     pub fn new(id: BatchId, items: Vec<Item>, since: u64) -> Batch {
@@ -134,9 +148,11 @@ impl Outbox {
             if plan.keepalive {
                 wire_cap = wire_cap.min(self.ledger.keepalive.room());
             }
-            let plain_cap = match gzip_now {
-                true => wire_cap.saturating_mul(GZIP_PLAIN_PER_BYTE),
-                false => wire_cap,
+            // Cut by how well this page's bodies gzip, where packs have shown it.
+            let plain_cap = match (gzip_now, env.pack_ratio) {
+                (true, Some(ratio)) => ratio.plain_for(wire_cap),
+                (true, None) => wire_cap.saturating_mul(GZIP_PLAIN_PER_BYTE),
+                (false, _) => wire_cap,
             };
             limit.bytes = limit.bytes.min(plain_cap);
         }
@@ -374,9 +390,10 @@ impl Outbox {
             return true;
         }
         let network_failure = matches!(outcome, Outcome::NetworkError(_) | Outcome::Timeout);
-        // Carried on by the browser, the page gone: only a failure of the browser's own as it
-        // unloads leaves it so; an answer of the collector's settles what happens to it.
-        b.carried &= page.hidden() && network_failure;
+        // Carried on by the browser no longer: a success settles it, and after a failure (the
+        // collector's, or the browser's as the page unloads: in Firefox such a request may
+        // never have left) it is stored again.
+        b.carried = false;
         if endpoint.offline && network_failure {
             // No network at all: this attempt says nothing about the batch.
             b.attempts -= 1;

@@ -123,10 +123,11 @@ pub struct Config {
     /// `flushIntervalMs`: longest an event lingers before its batch is sent. Default 1000,
     /// 0 to 3,600,000.
     pub flush_interval_ms: u64,
-    /// `maxBatchEvents`: events per request. Default 100, 1 to 10,000.
+    /// `maxBatchEvents`: events per request. Default 1,000, 1 to 10,000.
     pub max_batch_events: usize,
-    /// `maxBatchBytes`: body bytes per request. Default 60,000 (so any batch fits the
-    /// browser's 64 KiB keepalive quota at page-hide), 512 to 16 MiB.
+    /// `maxBatchBytes`: body bytes per request, and the largest event taken in. Default
+    /// 1,000,000, 512 to 16 MiB. On a page that packs batches ahead, a batch of several events
+    /// is also cut to fill one keepalive body once gzipped (`Env::batch_limit`).
     pub max_batch_bytes: usize,
     /// `maxQueueEvents`: events held at once (queued, waiting to retry, or in flight).
     /// Default 10,000, 1 to 10,000,000.
@@ -174,8 +175,8 @@ impl Config {
             distinct_id: None,
             batch_mode: BatchMode::Linger,
             flush_interval_ms: 1000,
-            max_batch_events: 100,
-            max_batch_bytes: 60_000,
+            max_batch_events: 1000,
+            max_batch_bytes: 1_000_000,
             max_queue_events: 10_000,
             max_queue_bytes: 5 * 1024 * 1024,
             max_attempts: 10,

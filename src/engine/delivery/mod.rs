@@ -32,6 +32,7 @@ pub(crate) mod transmit;
 
 use std::collections::VecDeque;
 
+use crate::engine::page::pack::PackRatio;
 use crate::engine::wire::format::WireFormat;
 use config::{BatchMode, Config};
 use notice::Notice;
@@ -46,6 +47,9 @@ pub(crate) struct Env<F> {
     pub format: F,
     pub rng: Rng,
     pub notices: VecDeque<Notice>,
+    /// How well a page's batches gzip, where they are packed ahead: batches are then cut to
+    /// fill one keepalive body once packed (`page/pack`).
+    pub pack_ratio: Option<PackRatio>,
 }
 
 impl<F> Env<F> {
@@ -56,6 +60,7 @@ impl<F> Env<F> {
             format,
             rng,
             notices,
+            pack_ratio: None,
         }
     }
 
@@ -66,15 +71,19 @@ impl<F> Env<F> {
 }
 
 impl<F: WireFormat> Env<F> {
-    /// The most one request body may carry, by the batch mode.
+    /// The most one request body may carry, by the batch mode; on a page that packs batches
+    /// ahead, a batch of several events is cut to what fills one keepalive body once gzipped
+    /// ([`PackRatio::target`]): the page-close path then sends a few full bodies rather
+    /// than many small ones.
     pub fn batch_limit(&self) -> BodyLimit {
         let events = match self.config.batch_mode {
             BatchMode::Off => 1,
             _ => self.config.max_batch_events,
         };
-        BodyLimit {
-            events,
-            bytes: self.config.max_batch_bytes,
+        let mut limit = BodyLimit::new(events, self.config.max_batch_bytes);
+        if let Some(ratio) = self.pack_ratio {
+            limit.target = limit.bytes.min(ratio.target());
         }
+        limit
     }
 }

@@ -23,9 +23,22 @@ pub(crate) struct Item {
 pub(crate) struct BodyLimit {
     pub events: usize,
     pub bytes: usize,
+    /// Bytes a body of more than one event stays within, unlike `bytes` never keeping one
+    /// event out: the size a page's batch is cut to so that, gzipped, it fills one keepalive
+    /// body (`Env::batch_limit`).
+    pub target: usize,
 }
 
 impl BodyLimit {
+    /// At most `events` events and `bytes` bytes, with no smaller target.
+    pub fn new(events: usize, bytes: usize) -> BodyLimit {
+        BodyLimit {
+            events,
+            bytes,
+            target: bytes,
+        }
+    }
+
     /// How many of `items` (in order) fit one body.
     pub fn fitting<'a, F: WireFormat>(
         self,
@@ -35,9 +48,8 @@ impl BodyLimit {
         let mut count = 0;
         let mut bytes = 0;
         for item in items {
-            if count == self.events
-                || format.body_len(count + 1, bytes + item.fragment.len()) > self.bytes
-            {
+            let len = format.body_len(count + 1, bytes + item.fragment.len());
+            if count == self.events || len > self.bytes || count > 0 && len > self.target {
                 break;
             }
             count += 1;
@@ -86,7 +98,7 @@ impl Queue {
     /// can be cut now.
     pub fn has_full_batch<F: WireFormat>(&self, format: &F, limit: BodyLimit) -> bool {
         self.items.len() >= limit.events
-            || format.body_len(self.items.len(), self.bytes) > limit.bytes
+            || format.body_len(self.items.len(), self.bytes) > limit.bytes.min(limit.target)
     }
 
     /// Removes the longest prefix that fits `limit` (possibly none).
@@ -139,35 +151,36 @@ mod tests {
         for s in 0..10 {
             q.push(item(s, 100));
         }
-        let by_count = q.take_batch(
-            &f,
-            BodyLimit {
-                events: 3,
-                bytes: 1_000_000,
-            },
-        );
+        let by_count = q.take_batch(&f, BodyLimit::new(3, 1_000_000));
         assert_eq!(
             by_count.iter().map(|i| i.seq).collect::<Vec<_>>(),
             [0, 1, 2]
         );
         let bytes = f.body_len(2, 200);
-        let by_bytes = q.take_batch(&f, BodyLimit { events: 100, bytes });
+        let by_bytes = q.take_batch(&f, BodyLimit::new(100, bytes));
         assert_eq!(by_bytes.iter().map(|i| i.seq).collect::<Vec<_>>(), [3, 4]);
         assert_eq!(q.len(), 5);
-        assert!(q.has_full_batch(
-            &f,
-            BodyLimit {
-                events: 5,
-                bytes: 1_000_000
-            }
-        ));
-        assert!(!q.has_full_batch(
-            &f,
-            BodyLimit {
-                events: 6,
-                bytes: 1_000_000
-            }
-        ));
-        assert!(q.has_full_batch(&f, BodyLimit { events: 6, bytes }));
+        assert!(q.has_full_batch(&f, BodyLimit::new(5, 1_000_000)));
+        assert!(!q.has_full_batch(&f, BodyLimit::new(6, 1_000_000)));
+        assert!(q.has_full_batch(&f, BodyLimit::new(6, bytes)));
+    }
+
+    #[test]
+    fn a_target_bounds_a_batch_of_several_but_never_keeps_one_event_out() {
+        let f = PostHogBatch::new("k");
+        let mut q = Queue::default();
+        q.push(item(0, 500));
+        for s in 1..10 {
+            q.push(item(s, 100));
+        }
+        let limit = BodyLimit {
+            target: f.body_len(3, 300),
+            ..BodyLimit::new(100, 1_000_000)
+        };
+        assert!(q.has_full_batch(&f, limit));
+        let alone = q.take_batch(&f, limit);
+        assert_eq!(alone.iter().map(|i| i.seq).collect::<Vec<_>>(), [0]);
+        let three = q.take_batch(&f, limit);
+        assert_eq!(three.iter().map(|i| i.seq).collect::<Vec<_>>(), [1, 2, 3]);
     }
 }

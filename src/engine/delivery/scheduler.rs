@@ -11,6 +11,7 @@ use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::queue::Item;
 use crate::engine::delivery::timer::{Timer, TimerTable};
 use crate::engine::delivery::Env;
+use crate::engine::page::close::KEEPALIVE_BODY_BYTES;
 use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
 
@@ -44,12 +45,9 @@ impl Outbox {
         }
         let ordinary_free = self.ledger.ordinary_in_flight() < env.config.max_in_flight;
         let mut best: Option<Plan> = None;
-        let mut consider = |own_at: u64, first_len: usize, source: Source| {
-            let keepalive = page.hidden()
-                && self
-                    .ledger
-                    .keepalive
-                    .fits(env.format.body_len(1, first_len));
+        // `need`: the wire bytes of the smallest keepalive body it could go as.
+        let mut consider = |own_at: u64, need: usize, source: Source| {
+            let keepalive = page.hidden() && self.ledger.keepalive.fits(need);
             if !keepalive && !ordinary_free {
                 return;
             }
@@ -74,12 +72,23 @@ impl Outbox {
                 } else {
                     not_before
                 };
-                consider(own_at, b.items[0].fragment.len(), Source::Batch(i));
+                // A batch packed ahead goes whole or waits: cut to fit what is left of the
+                // quota, it would be gzipped again in the wasm as the page leaves, and its
+                // stored copy deflated again too.
+                let need = match b.pack.wire() {
+                    Some(w) if w.len() <= KEEPALIVE_BODY_BYTES => w.len(),
+                    _ => env.format.body_len(1, b.items[0].fragment.len()),
+                };
+                consider(own_at, need, Source::Batch(i));
             }
         }
         if let Some(front) = self.queue.front() {
             if let Some(own_at) = self.queue_ready_at(env, page, front) {
-                consider(own_at, front.fragment.len(), Source::Queue);
+                consider(
+                    own_at,
+                    env.format.body_len(1, front.fragment.len()),
+                    Source::Queue,
+                );
             }
         }
         best

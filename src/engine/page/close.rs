@@ -21,8 +21,9 @@ pub const KEEPALIVE_QUOTA_BYTES: usize = 64 * 1024;
 
 /// Keepalive requests in flight at once. Chromium counts only bytes against its quota
 /// (bench/PAGEHIDE.md: 8 bodies of 8 KB fit as well as one of 60 KB), so this only shapes the
-/// chain: four plain bodies of [`KEEPALIVE_BODY_BYTES`] fill the quota, and sixteen gzip
-/// bodies of a default batch (100 events, 2 to 4 KB) fill most of it.
+/// chain: four plain bodies of [`KEEPALIVE_BODY_BYTES`] fill the quota, as do four or five
+/// batches packed ahead (cut to fill a body once gzipped, `PackRatio`); sixteen is for
+/// smaller batches (a small `maxBatchEvents`), 2 to 4 KB each.
 pub const KEEPALIVE_MAX_REQUESTS: usize = 16;
 
 /// Largest body on the page-hide path (keepalive fetch and `sendBeacon`): a quarter of the
@@ -52,23 +53,21 @@ pub struct PageHideReport {
 
 impl Outbox {
     /// The page is gone while the collector's last answer was a success (online, no hold):
-    /// the keepalive requests still in flight, which the browser carries on, and those the
-    /// browser failed as the page unloaded (they still reach the collector: bench/PAGEHIDE.md
-    /// finding 7), are left out of the stored copy (as a beacon sent then would count as
-    /// delivered), so the next load does not send them again. Without that showing they stay
-    /// in it: a repeat costs bytes, a loss costs data. Their events stay held here: if the page
-    /// lives on (the back/forward cache), their answers settle them, and one the collector
-    /// fails is stored again.
+    /// the keepalive requests still in flight, which the browser carries on, are left out of
+    /// the stored copy (as a beacon sent then would count as delivered), so the next load does
+    /// not send them again. Without that showing they stay in it: a repeat costs bytes, a loss
+    /// costs data. So do requests the browser failed as the page unloaded: Chromium's still
+    /// reach the collector (bench/PAGEHIDE.md finding 7), but Firefox 153 lost up to two
+    /// thirds of 10,000 events that way. Their events stay held here: if the page lives on
+    /// (the back/forward cache), their answers settle them, and one that fails is stored
+    /// again.
+    ///
+    /// At `beforeunload` too, before the copy that insures against a `pagehide` that never
+    /// runs to its end (Firefox ends a closing tab's script inside it): then also the batches
+    /// armed as deferred requests, which the browser sends as the document goes.
     fn carry(&mut self) {
         for b in &mut self.batches {
-            b.carried = b.keepalive_unknown
-                || matches!(
-                    b.state,
-                    BatchState::InFlight {
-                        keepalive: true,
-                        ..
-                    } | BatchState::InFlight { outlives: true, .. }
-                );
+            b.carried = b.carried_on();
         }
     }
 }
@@ -97,6 +96,11 @@ impl Page {
                     let (copy, hold) = (persistence.packs_copies(), endpoint.hold.until());
                     outbox.pack_ahead(env, self, copy, hold, now_ms);
                     report = self.hide(outbox, env, endpoint, now_ms);
+                    // About to go: what the browser will carry is left out of the copy, as
+                    // once gone (a tab merely hidden keeps it all).
+                    if event == PageEvent::BeforeUnload && endpoint.vouches_for_carried(now_ms) {
+                        outbox.carry();
+                    }
                     persistence.write(outbox, env, self.state, now_ms);
                 }
             }

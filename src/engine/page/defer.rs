@@ -185,6 +185,9 @@ impl Outbox {
     /// one the shell has (one not yet handed out is simply dropped).
     pub fn disarm(&mut self, idx: usize) -> Option<TransmitId> {
         let armed = self.batches[idx].armed.take()?;
+        // Disarmed, the browser no longer carries it: stored again with the rest.
+        let b = &mut self.batches[idx];
+        b.carried &= b.carried_on();
         self.deferred.bytes -= armed.quota_bytes;
         self.deferred.full = false;
         match self.ready.iter().position(|t| t.id == armed.transmit) {

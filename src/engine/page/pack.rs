@@ -28,6 +28,7 @@ use crate::engine::delivery::batch::{body_of, Batch, BatchState};
 use crate::engine::delivery::config::{BatchMode, Compression};
 use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::Env;
+use crate::engine::page::close::{GZIP_PLAIN_PER_BYTE, KEEPALIVE_BODY_BYTES};
 use crate::engine::page::defer::DEFERRED_AFTER_MS;
 use crate::engine::page::persist::{self, PackedPart};
 use crate::engine::page::{Page, PageState};
@@ -54,9 +55,45 @@ pub struct HostFeatures {
 
 /// Text handed out to pack and not back yet, at most (bytes of bodies and lines; one pack
 /// always goes): the next is asked for as one comes back, so the text waiting to be
-/// compressed stays a few batches (half a dozen of 100 events of 300 bytes), however many are
-/// held.
+/// compressed stays a few batches (four or five cut to [`PackRatio::target`]), however many
+/// are held.
 pub const PACK_TEXT_AT_ONCE: usize = 384 * 1024;
+
+/// How well this page's batches gzip: JSON bytes per gzip byte, in sixteenths, a moving
+/// average of the packs come back (each weighs a quarter), from [`GZIP_PLAIN_PER_BYTE`]
+/// before the first. Each keepalive request or beacon costs the leaving page about half a
+/// millisecond in Chromium whatever its size (bench/PAGEHIDE.md), so a batch is cut to fill
+/// one keepalive body once packed: a few full bodies carry the quota.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PackRatio {
+    sixteenths: usize,
+}
+
+impl PackRatio {
+    pub fn new() -> PackRatio {
+        PackRatio {
+            sixteenths: GZIP_PLAIN_PER_BYTE * 16,
+        }
+    }
+
+    /// A body of `plain` bytes came back as `wire` bytes of gzip.
+    pub fn observe(&mut self, plain: usize, wire: usize) {
+        if let Some(seen) = plain.saturating_mul(16).checked_div(wire) {
+            self.sixteenths = (3 * self.sixteenths + seen.clamp(2 * 16, 24 * 16)) / 4;
+        }
+    }
+
+    /// The JSON bytes a batch is cut to: what gzips to [`KEEPALIVE_BODY_BYTES`].
+    pub fn target(&self) -> usize {
+        self.plain_for(KEEPALIVE_BODY_BYTES)
+    }
+
+    /// The JSON bytes that gzip to `wire` bytes at this ratio, less an eighth, so that a batch
+    /// that packs a little worse than the average still fits.
+    pub fn plain_for(&self, wire: usize) -> usize {
+        wire.saturating_mul(self.sixteenths) / 16 * 7 / 8
+    }
+}
 
 /// A batch's bodies, packed ahead by the host: its body for the wire, its lines for the
 /// stored copy, each asked for when needed (a split batch is packed again).
@@ -163,10 +200,11 @@ impl Outbox {
         }
         let hidden = page.hidden();
         let timeout = env.config.request_timeout_ms;
-        // Full batches are cut at once: those no free request slot takes now wait. (Not with
-        // `batchMode: "off"`: one event per request, and no pack for each.)
-        if env.config.batch_mode != BatchMode::Off {
-            self.cut_held(env, hidden, now_ms);
+        // Hidden, everything held is cut to be packed. (Not with `batchMode: "off"`: one event
+        // per request, and no pack for each.)
+        let cuts = env.config.batch_mode != BatchMode::Off;
+        if cuts && hidden {
+            self.cut_held(env, true, now_ms);
         }
         let mut out: usize = self.batches.iter().map(|b| b.pack.text_out()).sum();
         let mut free = match hold_until > now_ms {
@@ -198,6 +236,33 @@ impl Outbox {
                 };
             if ready_to_wait {
                 out += ask(env, b, wants);
+            }
+        }
+        // Full batches in the queue are cut as they can be packed, after those the free
+        // request slots take now: cut later, a batch is sized by the ratio the first packs
+        // showed (`PackRatio`).
+        while cuts && out < PACK_TEXT_AT_ONCE {
+            let before = self.batches.len();
+            self.cut_full(env);
+            match self.batches.get_mut(before) {
+                Some(_) if free > 0 => free -= 1,
+                Some(b) => out += ask(env, b, wants),
+                None => break,
+            }
+        }
+    }
+
+    /// Cuts one full batch from the queue's front, if it holds one.
+    fn cut_full<F: WireFormat>(&mut self, env: &Env<F>) {
+        let limit = env.batch_limit();
+        let Some(since) = self.queue.front().map(|i| i.enqueued_ms) else {
+            return;
+        };
+        if self.queue.has_full_batch(&env.format, limit) {
+            let items = self.queue.take_batch(&env.format, limit);
+            if !items.is_empty() {
+                let id = self.new_batch_id();
+                self.batches.push(Batch::new(id, items, since));
             }
         }
     }
@@ -253,8 +318,25 @@ impl Outbox {
         }
     }
 
-    /// Batch `id`'s pack is back: kept, unless the batch settled or was split meanwhile.
-    pub fn packed(&mut self, id: BatchId, wire: Option<Vec<u8>>, copy: Option<Vec<u8>>) {
+    /// Batch `id`'s pack is back: kept, unless the batch settled or was split meanwhile; how
+    /// well its body gzipped goes into the page's [`PackRatio`].
+    pub fn packed<F>(
+        &mut self,
+        env: &mut Env<F>,
+        id: BatchId,
+        wire: Option<Vec<u8>>,
+        copy: Option<Vec<u8>>,
+    ) {
+        if let (Some(ratio), Some(bytes)) = (&mut env.pack_ratio, &wire) {
+            if let Some(Slot::Asked(plain)) = self
+                .batches
+                .iter()
+                .find(|b| b.id == id)
+                .map(|b| &b.pack.wire)
+            {
+                ratio.observe(*plain, bytes.len());
+            }
+        }
         if let Some(b) = self.batches.iter_mut().find(|b| b.id == id) {
             b.pack.wire.answer(wire);
             b.pack.copy.answer(copy.as_deref().map(PackedPart::new));
@@ -322,4 +404,32 @@ pub(crate) fn on_its_way(b: &Batch) -> bool {
             ..
         } | BatchState::InFlight { beacon: true, .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_learns_how_bodies_gzip_within_bounds() {
+        let mut r = PackRatio::new();
+        assert_eq!(r.target(), KEEPALIVE_BODY_BYTES * 6 * 7 / 8);
+        for _ in 0..20 {
+            r.observe(160_000, 10_000);
+        }
+        // Sixteen times, less an eighth: about 14 KiB of gzip per body.
+        assert!((15 * 7 / 8..=16 * 7 / 8).contains(&(r.target() / KEEPALIVE_BODY_BYTES)));
+        assert!(r.target() > KEEPALIVE_BODY_BYTES * 13);
+        // Noise that does not compress: never under two bytes of JSON per gzip byte.
+        for _ in 0..20 {
+            r.observe(10_000, 10_050);
+        }
+        assert_eq!(r.plain_for(1000), 2 * 1000 * 7 / 8);
+        r.observe(1000, 0);
+        assert_eq!(
+            r.plain_for(1000),
+            2 * 1000 * 7 / 8,
+            "an empty answer teaches nothing"
+        );
+    }
 }
