@@ -1600,6 +1600,52 @@ fn at_beforeunload_the_copy_leaves_out_what_the_browser_carries_until_it_fails()
     assert_eq!(e.persist(T0 + 2).map(|(_, n)| n), Some(2_000));
 }
 
+/// A keepalive request that goes while the page unloads (after `beforeunload`, as an earlier
+/// one is answered) is stored though the collector is healthy: Chromium failed one started
+/// 90 ms into a navigation after the page was gone, and its 400 events were lost when it
+/// counted as carried on.
+#[test]
+fn a_keepalive_request_sent_while_the_page_unloads_is_not_left_out_of_the_copy() {
+    let mut e = engine().packing();
+    e.seen_healthy(T0 - 100);
+    e.clicks(3_000, T0);
+    e.handle_page(PageEvent::BeforeUnload, T0 + 1);
+    let first: Vec<Transmit> = e
+        .drain(T0 + 1)
+        .into_iter()
+        .filter(|t| t.path == Path::Keepalive)
+        .collect();
+    assert_eq!(first.len(), KEEPALIVE_MAX_REQUESTS);
+    // One is answered; its slot takes the next batch, as the navigation goes on.
+    e.handle_outcome(first[0].id, Outcome::status(200), T0 + 80);
+    let late: Vec<Transmit> = e
+        .drain(T0 + 80)
+        .into_iter()
+        .filter(|t| t.path == Path::Keepalive)
+        .collect();
+    assert_eq!(late.len(), 1);
+    e.page_leaving(T0 + 90);
+    while let Some(t) = e.poll_beacon(T0 + 90) {
+        e.beacon_refused(t.id, T0 + 90);
+    }
+    // The 15 sent at `beforeunload` are carried on; the late one is stored, with the rest.
+    let (text, stored) = e.persist(T0 + 91).expect("stored");
+    let mut next = engine().start();
+    assert_eq!(common::restore(&mut next, &text, T0 + 100), stored);
+    let mut restored = Vec::new();
+    while next.held_events() > 0 {
+        for t in next.drain(T0 + 100) {
+            restored.extend(uuids(&t));
+            next.handle_outcome(t.id, Outcome::status(200), T0 + 100);
+        }
+    }
+    assert!(uuids(&late[0]).iter().all(|u| restored.contains(u)));
+    assert!(first[1..]
+        .iter()
+        .flat_map(uuids)
+        .all(|u| !restored.contains(&u)));
+}
+
 #[test]
 fn beacons_are_offered_one_at_a_time_and_none_after_a_refusal() {
     let mut e = engine().plain().start();

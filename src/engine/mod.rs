@@ -186,6 +186,13 @@ impl<F: WireFormat> Engine<F> {
                 now_ms,
             );
             outbox.pack_retry(env, &t);
+            // Between `beforeunload` and `pagehide`, once an earlier request was answered:
+            // not carried on if the page goes (`Batch::sent_unloading`).
+            if self.page.state == PageState::Unloading && self.page.answered_unloading {
+                if let Some(b) = outbox.batches.iter_mut().find(|b| b.id == t.batch) {
+                    b.sent_unloading = true;
+                }
+            }
             Some(t)
         };
         self.rearm(now_ms);
@@ -228,6 +235,7 @@ impl<F: WireFormat> Engine<F> {
         let (env, endpoint, page) = (&mut self.env, &mut self.endpoint, &mut self.page);
         let known = self.outbox.answer(env, endpoint, page, id, outcome, now_ms);
         if known {
+            page.answered_unloading |= page.state == PageState::Unloading;
             self.after_change(now_ms);
         }
         known

@@ -63,7 +63,7 @@ test('in Firefox, 3,000 events held behind a collector answering 503 when the pa
   refusing(browser, { n: 3_000, label: 'Firefox ' }));
 
 test('in Firefox, beacons the browser accepts while the collector answers count as delivered: none is stored and sent again by the next load', () =>
-  healthyBeacons(browser, { n: 3_000, label: 'Firefox ' }));
+  healthyBeacons(browser, { n: 10_000, label: 'Firefox ' }));
 
 test('in Firefox, offline: captures continue, nothing is spent against maxAttempts, and going online delivers everything', () =>
   offline(browser));

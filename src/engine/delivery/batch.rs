@@ -33,6 +33,11 @@ pub(crate) struct Batch {
     /// so no beacon sends it again at `pagehide`; it stays stored for the next load (it may
     /// as well never have left: Firefox loses some).
     pub keepalive_unknown: bool,
+    /// Its request went while the page was unloading (between `beforeunload` and `pagehide`),
+    /// after an earlier one was answered: the browser may fail such a request after the page
+    /// is gone, unseen (Chromium did, for one started 90 ms into a navigation), so it is never
+    /// left out of the stored copy as carried on.
+    pub sent_unloading: bool,
     /// The page is going or gone, the collector healthy, while the browser carries this
     /// batch on (its keepalive request in flight, or armed as a deferred request): the stored
     /// copy leaves it out until any answer comes or the page is shown again (`page/close.rs`).
@@ -86,18 +91,20 @@ impl Batch {
         matches!(self.state, BatchState::InFlight { outlives: true, .. })
     }
 
-    /// Whether the browser carries it on if the page goes: its keepalive request is in flight,
-    /// or it is armed as a deferred request. Not one the browser failed as the page unloaded
+    /// Whether the browser carries it on if the page goes: its keepalive request is in flight
+    /// (but not one sent while the page was unloading, `sent_unloading`), or it is armed as a
+    /// deferred request. Not one the browser failed as the page unloaded
     /// (`keepalive_unknown`): in Firefox some of those never leave.
     pub fn carried_on(&self) -> bool {
         self.armed.is_some()
-            || matches!(
-                self.state,
-                BatchState::InFlight {
-                    keepalive: true,
-                    ..
-                } | BatchState::InFlight { outlives: true, .. }
-            )
+            || !self.sent_unloading
+                && matches!(
+                    self.state,
+                    BatchState::InFlight {
+                        keepalive: true,
+                        ..
+                    } | BatchState::InFlight { outlives: true, .. }
+                )
     }
 
     /// A batch of `items` not yet sent, held out of the queue since `since`, free to go at
@@ -111,6 +118,7 @@ impl Batch {
             state: BatchState::Waiting { not_before: 0 },
             failed_hidden: false,
             keepalive_unknown: false,
+            sent_unloading: false,
             carried: false,
             armed: None,
             pack: Pack::default(),
@@ -209,6 +217,8 @@ impl Outbox {
         let transmit = self.new_transmit_id();
         let batch = &mut self.batches[idx];
         batch.attempts += 1;
+        // Set by the engine for a request that goes late as the page unloads.
+        batch.sent_unloading = false;
         batch.state = BatchState::InFlight {
             transmit,
             deadline: now_ms + env.config.request_timeout_ms,

@@ -209,6 +209,7 @@ impl Outbox {
             state: b.state,
             failed_hidden: b.failed_hidden,
             keepalive_unknown: b.keepalive_unknown,
+            sent_unloading: b.sent_unloading,
             carried: b.carried,
             // The batch keeps its deferred request, to be armed again for its new events.
             armed: None,

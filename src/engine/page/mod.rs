@@ -61,6 +61,9 @@ pub(crate) struct Page {
     /// The browser refused a beacon as the page leaves: its budget is spent, and no other
     /// beacon is offered until the page is shown again.
     pub beacons_refused: bool,
+    /// A request was answered since `beforeunload`: the navigation is under way, and what goes
+    /// from now until `pagehide` is sent late (`Batch::sent_unloading`).
+    pub answered_unloading: bool,
 }
 
 impl Page {
