@@ -176,9 +176,9 @@ pub const KEYS: &[Key] = &[
     key("flushIntervalMs", Engine, Whole, "number").defaults("1000", "1000")
         .range("0 to 3,600,000").bounds(0, 3_600_000)
         .doc("Longest an event waits before its batch is sent (\"linger\" mode). Default 1000, 0 to 3,600,000."),
-    key("maxBatchEvents", Engine, Whole, "number").defaults("1000", "1,000")
+    key("maxBatchEvents", Engine, Whole, "number").defaults("500", "500")
         .range("1 to 10,000").bounds(1, 10_000)
-        .doc("Events per request. Default 1,000, 1 to 10,000."),
+        .doc("Events per request. Default 500, 1 to 10,000."),
     key("maxBatchBytes", Engine, Whole, "number").defaults("1000000", "1,000,000")
         .range("512 to 16 MiB").bounds(512, 16 << 20)
         .doc("Body bytes per request. Default 1,000,000, 512 to 16 MiB. In a browser that packs batches ahead (gzip), a batch of several events is also cut to what fills one 16 KiB keepalive body once gzipped (learned from the packs), so the page-close path sends a few full bodies."),

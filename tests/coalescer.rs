@@ -110,16 +110,16 @@ fn in_auto_and_off_mode_each_event_goes_at_once_from_its_own_request() {
 }
 
 #[test]
-fn a_window_of_2500_events_goes_in_batches_of_at_most_1000() {
+fn a_window_of_1250_events_goes_in_batches_of_at_most_500() {
     let mut c = coalescer(|_| {});
     let w = request(&mut c, 0, T0).unwrap();
-    for n in 1..2500 {
+    for n in 1..1250 {
         request(&mut c, n, T0 + 1);
     }
     let sent = drain(&mut c, w, T0 + 1000);
     assert_eq!(
         sent.iter().map(|t| t.events).collect::<Vec<_>>(),
-        [1000, 1000, 500]
+        [500, 500, 250]
     );
 }
 

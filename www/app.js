@@ -24,7 +24,7 @@ const DEFAULT_CONFIG = {
   apiKey: 'phc_demo',
   batchMode: 'linger',
   flushIntervalMs: 1000,
-  maxBatchEvents: 1000,
+  maxBatchEvents: 500,
   maxInFlight: 4,
   initialBackoffMs: 500,
   maxBackoffMs: 5000,

@@ -124,13 +124,19 @@ impl Request {
         spawn_local(async move {
             let start = match (start, later) {
                 (Some(start), _) => start,
-                (None, Some((request, t, controller))) => {
-                    let body = compressed(&t.body, "gzip").await;
+                (None, Some((request, mut t, controller))) => {
+                    let pending = compressed(&t.body, "gzip");
+                    // The text is the host's now (a plain copy too, should compressing
+                    // fail): freed here rather than held while the request is out.
+                    let plain = JsValue::from_str(&t.body);
+                    let plain_len = t.body.len();
+                    t.body = String::new();
+                    let body = pending.await;
                     // The engine says whether it may still start: not if it was given up
                     // meanwhile (so the page never holds more than maxInFlight requests
                     // open), nor under a Retry-After answered meanwhile; and whether it
                     // outlives the page, now that its size is known.
-                    let wire_len = body.as_ref().map_or(t.body.len(), |b| b.length() as usize);
+                    let wire_len = body.as_ref().map_or(plain_len, |b| b.length() as usize);
                     let outlives = match may_start(wire_len) {
                         Start::No => return,
                         Start::Ordinary => false,
@@ -139,7 +145,7 @@ impl Request {
                     let encoded = body.is_some();
                     let body: JsValue = match body {
                         Some(bytes) => bytes.into(),
-                        None => t.body.as_str().into(),
+                        None => plain,
                     };
                     let gzip_header = encoded && t.gzip_header;
                     let sent = Sent { outlives, wire_len };
@@ -343,13 +349,25 @@ async fn drain(response: &Response) {
 
 /// `text` compressed by the host's `CompressionStream` in `format` (`"gzip"`,
 /// `"deflate-raw"`); `None` where there is none or it fails.
-async fn compressed(text: &str, format: &str) -> Option<js_sys::Uint8Array> {
-    let compress = CompressionStream::new(format).ok()?;
-    let plain = Response::new_with_opt_str(Some(text)).ok()?.body()?;
-    let stream = plain.pipe_through(compress.unchecked_ref::<ReadableWritablePair>());
-    let compressed = Response::new_with_opt_readable_stream(Some(&stream)).ok()?;
-    let buffer = JsFuture::from(compressed.array_buffer().ok()?).await.ok()?;
-    Some(js_sys::Uint8Array::new(&buffer))
+///
+/// The text is copied into the host's stream at once, when this is called: the caller may
+/// free it before awaiting, so a large body does not stay in the wasm's memory (which never
+/// shrinks) while it is compressed and sent.
+fn compressed(
+    text: &str,
+    format: &str,
+) -> impl std::future::Future<Output = Option<js_sys::Uint8Array>> {
+    let buffer = (|| {
+        let compress = CompressionStream::new(format).ok()?;
+        let plain = Response::new_with_opt_str(Some(text)).ok()?.body()?;
+        let stream = plain.pipe_through(compress.unchecked_ref::<ReadableWritablePair>());
+        let compressed = Response::new_with_opt_readable_stream(Some(&stream)).ok()?;
+        compressed.array_buffer().ok()
+    })();
+    async move {
+        let buffer = JsFuture::from(buffer?).await.ok()?;
+        Some(js_sys::Uint8Array::new(&buffer))
+    }
 }
 
 /// Whether the host compresses asynchronously, gzip and raw deflate alike
@@ -360,14 +378,22 @@ pub fn can_pack() -> bool {
 
 /// A [`Notice::Pack`](crate::engine::Notice::Pack) done: `body` gzipped and `lines`
 /// raw-deflated by the host, each `None` if not given or the host failed.
-pub async fn pack(body: Option<String>, lines: Option<String>) -> [Option<Vec<u8>>; 2] {
-    let mut out = [None, None];
-    for (slot, (text, format)) in out.iter_mut().zip([(body, "gzip"), (lines, "deflate-raw")]) {
-        if let Some(text) = text {
-            *slot = compressed(&text, format).await.map(|b| b.to_vec());
+/// Both texts go to the host's compressors when this is called, and are freed then.
+pub fn pack(
+    body: Option<String>,
+    lines: Option<String>,
+) -> impl std::future::Future<Output = [Option<Vec<u8>>; 2]> {
+    let wire = body.map(|text| compressed(&text, "gzip"));
+    let copy = lines.map(|text| compressed(&text, "deflate-raw"));
+    async move {
+        let mut out = [None, None];
+        for (slot, pending) in out.iter_mut().zip([wire, copy]) {
+            if let Some(pending) = pending {
+                *slot = pending.await.map(|b| b.to_vec());
+            }
         }
+        out
     }
-    out
 }
 
 /// The URL `t` goes to: the endpoint, with `t`'s query parameter if it has one.

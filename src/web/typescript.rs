@@ -23,7 +23,7 @@ export interface ExporterConfig {
   batchMode?: "linger" | "auto" | "off";
   /** Longest an event waits before its batch is sent ("linger" mode). Default 1000, 0 to 3,600,000. */
   flushIntervalMs?: number;
-  /** Events per request. Default 1,000, 1 to 10,000. */
+  /** Events per request. Default 500, 1 to 10,000. */
   maxBatchEvents?: number;
   /** Body bytes per request. Default 1,000,000, 512 to 16 MiB. In a browser that packs batches ahead (gzip), a batch of several events is also cut to what fills one 16 KiB keepalive body once gzipped (learned from the packs), so the page-close path sends a few full bodies. */
   maxBatchBytes?: number;

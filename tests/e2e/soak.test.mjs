@@ -13,8 +13,8 @@ import { launchBrowser, openCrossOrigin, waitFor } from './harness.mjs';
 // The engine's bound on text handed out to be packed ahead (src/engine/page/pack.rs).
 const PACK_TEXT_AT_ONCE = 384 * 1024;
 // The largest batch a page cuts: one keepalive body (16 KiB) at the best ratio of JSON to
-// gzip bytes it assumes (24), less an eighth (src/engine/page/pack.rs, PackRatio).
-const LARGEST_BATCH = (16 * 1024 * 24 * 7) / 8;
+// gzip bytes it assumes (16), less an eighth (src/engine/page/pack.rs, PackRatio).
+const LARGEST_BATCH = (16 * 1024 * 16 * 7) / 8;
 
 const PAGE = '/tests/e2e/pages/reliability.html';
 const PER_ROUND = Number(process.env.SPOOL_SOAK_EVENTS ?? 20_000);

@@ -123,7 +123,7 @@ pub struct Config {
     /// `flushIntervalMs`: longest an event lingers before its batch is sent. Default 1000,
     /// 0 to 3,600,000.
     pub flush_interval_ms: u64,
-    /// `maxBatchEvents`: events per request. Default 1,000, 1 to 10,000.
+    /// `maxBatchEvents`: events per request. Default 500, 1 to 10,000.
     pub max_batch_events: usize,
     /// `maxBatchBytes`: body bytes per request, and the largest event taken in. Default
     /// 1,000,000, 512 to 16 MiB. On a page that packs batches ahead, a batch of several events
@@ -175,7 +175,7 @@ impl Config {
             distinct_id: None,
             batch_mode: BatchMode::Linger,
             flush_interval_ms: 1000,
-            max_batch_events: 1000,
+            max_batch_events: 500,
             max_batch_bytes: 1_000_000,
             max_queue_events: 10_000,
             max_queue_bytes: 5 * 1024 * 1024,

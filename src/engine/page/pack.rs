@@ -60,8 +60,9 @@ pub struct HostFeatures {
 pub const PACK_TEXT_AT_ONCE: usize = 384 * 1024;
 
 /// How well this page's batches gzip: JSON bytes per gzip byte, in sixteenths, a moving
-/// average of the packs come back (each weighs a quarter), from [`GZIP_PLAIN_PER_BYTE`]
-/// before the first. Each keepalive request or beacon costs the leaving page about half a
+/// average of the packs come back (each weighs a quarter, each counted between 2 and 16), from
+/// [`GZIP_PLAIN_PER_BYTE`] before the first. The ceiling bounds a batch's text (224 KiB), and
+/// so the memory its body takes while it is built. Each keepalive request or beacon costs the leaving page about half a
 /// millisecond in Chromium whatever its size (bench/PAGEHIDE.md), so a batch is cut to fill
 /// one keepalive body once packed: a few full bodies carry the quota.
 #[derive(Debug, Clone, Copy)]
@@ -79,7 +80,7 @@ impl PackRatio {
     /// A body of `plain` bytes came back as `wire` bytes of gzip.
     pub fn observe(&mut self, plain: usize, wire: usize) {
         if let Some(seen) = plain.saturating_mul(16).checked_div(wire) {
-            self.sixteenths = (3 * self.sixteenths + seen.clamp(2 * 16, 24 * 16)) / 4;
+            self.sixteenths = (3 * self.sixteenths + seen.clamp(2 * 16, 16 * 16)) / 4;
         }
     }
 
