@@ -164,6 +164,12 @@ impl TestEngine {
         assert_eq!(self.held_events(), 0);
     }
 
+    /// The keepalive requests due at `now` (the others are dropped).
+    fn drain_keepalive(&mut self, now: u64) -> Vec<Transmit> {
+        let all = self.drain(now).into_iter();
+        all.filter(|t| t.path == Path::Keepalive).collect()
+    }
+
     /// Every request due at `now`; beacons (as the page leaves) are kept for
     /// [`poll_beacon`](Self::poll_beacon).
     fn drain(&mut self, now: u64) -> Vec<Transmit> {
@@ -1107,15 +1113,7 @@ fn at_pagehide_beacons_go_until_the_browser_refuses_one_and_the_refused_events_w
     // Nothing is lost: what is neither delivered nor in flight is stored.
     let (text, stored) = e.persist(T0).expect("something held");
     assert_eq!(stored as u64, 3_000 - beaconed);
-    let mut next = engine().start();
-    assert_eq!(common::restore(&mut next, &text, T0 + 1), stored);
-    let mut restored = Vec::new();
-    while next.held_events() > 0 {
-        for t in next.drain(T0 + 1) {
-            restored.extend(uuids(&t));
-            next.handle_outcome(t.id, Outcome::status(200), T0 + 1);
-        }
-    }
+    let restored = next_load_sends(&text, stored, T0 + 1);
     assert_eq!(restored.last(), Some(&captured[2_999]));
     // The refused attempt was not spent.
     assert!(refused > 0);
@@ -1135,11 +1133,7 @@ fn page_hide_bodies_are_packed_ahead_and_carry_several_times_the_plain_budget() 
     e.packs(T0 + 4);
     let report = e.page_hidden(T0 + 5);
     assert_eq!(report.keepalive_requests, KEEPALIVE_MAX_REQUESTS);
-    let keepalive: Vec<Transmit> = e
-        .drain(T0 + 6)
-        .into_iter()
-        .filter(|t| t.path == Path::Keepalive)
-        .collect();
+    let keepalive: Vec<Transmit> = e.drain_keepalive(T0 + 6);
     assert_eq!(
         keepalive.len(),
         KEEPALIVE_MAX_REQUESTS,
@@ -1209,11 +1203,7 @@ fn a_default_batch_packed_ahead_fits_a_keepalive_body() {
     );
     e.packs(T0 + 4);
     e.page_hidden(T0 + 5);
-    let keepalive: Vec<Transmit> = e
-        .drain(T0 + 6)
-        .into_iter()
-        .filter(|t| t.path == Path::Keepalive)
-        .collect();
+    let keepalive: Vec<Transmit> = e.drain_keepalive(T0 + 6);
     let events: usize = keepalive.iter().map(|t| t.events).sum();
     let wire: usize = keepalive.iter().map(Transmit::wire_len).sum();
     assert!(
@@ -1404,11 +1394,7 @@ fn otlp_gzips_keepalive_bodies_but_beacons_go_plain_as_they_cannot_say_content_e
         e.capture_named("click", T0);
     }
     e.page_hidden(T0 + 1);
-    let keepalive: Vec<Transmit> = e
-        .drain(T0 + 1)
-        .into_iter()
-        .filter(|t| t.path == Path::Keepalive)
-        .collect();
+    let keepalive: Vec<Transmit> = e.drain_keepalive(T0 + 1);
     assert!(!keepalive.is_empty());
     assert!(keepalive.iter().all(|t| t.gzipped.is_some()));
     assert!(
@@ -1560,10 +1546,33 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_and_stays_stor
     assert_eq!(report.keepalive_events + beaconed, 400);
     let (text, stored) = e.persist(T0 + 4).expect("the failed request is stored");
     assert_eq!(stored, failed.events);
+    assert_eq!(next_load_sends(&text, stored, T0 + 5), uuids(failed));
+}
+
+/// What a next load sends of a copy `text` that holds `stored` events, in order, its
+/// collector answering every request.
+fn next_load_sends(text: &str, stored: usize, now: u64) -> Vec<Uuid> {
     let mut next = engine().start();
-    assert_eq!(common::restore(&mut next, &text, T0 + 5), stored);
-    let restored: Vec<Uuid> = next.drain(T0 + 5).iter().flat_map(uuids).collect();
-    assert_eq!(restored, uuids(failed));
+    assert_eq!(common::restore(&mut next, text, now), stored);
+    let mut sent = Vec::new();
+    while next.held_events() > 0 {
+        for t in next.drain(now) {
+            sent.extend(uuids(&t));
+            next.handle_outcome(t.id, Outcome::status(200), now);
+        }
+    }
+    sent
+}
+
+/// A packing engine whose collector answered, holding `n` clicks as a navigation starts: the
+/// keepalive requests `beforeunload` sent (the rest is left to drain).
+fn unloading_healthy(n: usize) -> (TestEngine, Vec<Transmit>) {
+    let mut e = engine().packing();
+    e.seen_healthy(T0 - 100);
+    e.clicks(n, T0);
+    e.handle_page(PageEvent::BeforeUnload, T0 + 1);
+    let keepalive = e.drain_keepalive(T0 + 1);
+    (e, keepalive)
 }
 
 /// `beforeunload` writes the copy that insures against a `pagehide` that never runs to its
@@ -1572,15 +1581,7 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_and_stays_stor
 /// the browser then fails is stored again.
 #[test]
 fn at_beforeunload_the_copy_leaves_out_what_the_browser_carries_until_it_fails() {
-    let mut e = engine().packing();
-    e.seen_healthy(T0 - 100);
-    e.clicks(2_000, T0);
-    e.handle_page(PageEvent::BeforeUnload, T0 + 1);
-    let keepalive: Vec<Transmit> = e
-        .drain(T0 + 1)
-        .into_iter()
-        .filter(|t| t.path == Path::Keepalive)
-        .collect();
+    let (mut e, keepalive) = unloading_healthy(2_000);
     let carried: usize = keepalive.iter().map(|t| t.events).sum();
     assert_eq!(carried, 1_600);
     let (_, stored) = e.persist(T0 + 2).expect("the rest is stored");
@@ -1606,23 +1607,11 @@ fn at_beforeunload_the_copy_leaves_out_what_the_browser_carries_until_it_fails()
 /// counted as carried on.
 #[test]
 fn a_keepalive_request_sent_while_the_page_unloads_is_not_left_out_of_the_copy() {
-    let mut e = engine().packing();
-    e.seen_healthy(T0 - 100);
-    e.clicks(3_000, T0);
-    e.handle_page(PageEvent::BeforeUnload, T0 + 1);
-    let first: Vec<Transmit> = e
-        .drain(T0 + 1)
-        .into_iter()
-        .filter(|t| t.path == Path::Keepalive)
-        .collect();
+    let (mut e, first) = unloading_healthy(3_000);
     assert_eq!(first.len(), KEEPALIVE_MAX_REQUESTS);
     // One is answered; its slot takes the next batch, as the navigation goes on.
     e.handle_outcome(first[0].id, Outcome::status(200), T0 + 80);
-    let late: Vec<Transmit> = e
-        .drain(T0 + 80)
-        .into_iter()
-        .filter(|t| t.path == Path::Keepalive)
-        .collect();
+    let late: Vec<Transmit> = e.drain_keepalive(T0 + 80);
     assert_eq!(late.len(), 1);
     e.page_leaving(T0 + 90);
     while let Some(t) = e.poll_beacon(T0 + 90) {
@@ -1630,15 +1619,7 @@ fn a_keepalive_request_sent_while_the_page_unloads_is_not_left_out_of_the_copy()
     }
     // The 15 sent at `beforeunload` are carried on; the late one is stored, with the rest.
     let (text, stored) = e.persist(T0 + 91).expect("stored");
-    let mut next = engine().start();
-    assert_eq!(common::restore(&mut next, &text, T0 + 100), stored);
-    let mut restored = Vec::new();
-    while next.held_events() > 0 {
-        for t in next.drain(T0 + 100) {
-            restored.extend(uuids(&t));
-            next.handle_outcome(t.id, Outcome::status(200), T0 + 100);
-        }
-    }
+    let restored = next_load_sends(&text, stored, T0 + 100);
     assert!(uuids(&late[0]).iter().all(|u| restored.contains(u)));
     assert!(first[1..]
         .iter()
