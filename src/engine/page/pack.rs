@@ -244,7 +244,7 @@ impl Outbox {
         // showed (`PackRatio`).
         while cuts && out < PACK_TEXT_AT_ONCE {
             let before = self.batches.len();
-            self.cut_full(env);
+            self.cut_one(env, false, u64::MAX);
             match self.batches.get_mut(before) {
                 Some(_) if free > 0 => free -= 1,
                 Some(b) => out += ask(env, b, wants),
@@ -253,37 +253,30 @@ impl Outbox {
         }
     }
 
-    /// Cuts one full batch from the queue's front, if it holds one.
-    fn cut_full<F: WireFormat>(&mut self, env: &Env<F>) {
-        let limit = env.batch_limit();
-        let Some(since) = self.queue.front().map(|i| i.enqueued_ms) else {
-            return;
-        };
-        if self.queue.has_full_batch(&env.format, limit) {
-            let items = self.queue.take_batch(&env.format, limit);
-            if !items.is_empty() {
-                let id = self.new_batch_id();
-                self.batches.push(Batch::new(id, items, since));
-            }
-        }
-    }
-
     /// Cuts the queue into batches held out of it: every full batch whose first event was
     /// captured by `full_by`, or all of it if `all`.
     pub fn cut_held<F: WireFormat>(&mut self, env: &Env<F>, all: bool, full_by: u64) {
+        while self.cut_one(env, all, full_by) {}
+    }
+
+    /// Cuts one batch from the queue's front as [`cut_held`](Self::cut_held) does; whether
+    /// it did.
+    fn cut_one<F: WireFormat>(&mut self, env: &Env<F>, all: bool, full_by: u64) -> bool {
         let limit = env.batch_limit();
-        while let Some(since) = self.queue.front().map(|i| i.enqueued_ms) {
-            let due = all || self.queue.has_full_batch(&env.format, limit) && since <= full_by;
-            let items = match due {
-                true => self.queue.take_batch(&env.format, limit),
-                false => break,
-            };
-            if items.is_empty() {
-                break;
-            }
-            let id = self.new_batch_id();
-            self.batches.push(Batch::new(id, items, since));
+        let Some(since) = self.queue.front().map(|i| i.enqueued_ms) else {
+            return false;
+        };
+        let due = all || self.queue.has_full_batch(&env.format, limit) && since <= full_by;
+        let items = match due {
+            true => self.queue.take_batch(&env.format, limit),
+            false => return false,
+        };
+        if items.is_empty() {
+            return false;
         }
+        let id = self.new_batch_id();
+        self.batches.push(Batch::new(id, items, since));
+        true
     }
 
     /// When the next batch is due to be packed, if packing is on: the earliest a request in
