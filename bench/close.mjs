@@ -172,6 +172,37 @@ export async function startSink() {
   };
 }
 
+/**
+ * One origin on 127.0.0.1 for the page and its collector, as a site that collects on its own
+ * host: the page's files (GET and HEAD under the repository's folders) from `siteUrl`, every
+ * other request from the sink at `sinkUrl`. A browser opens at most 6 HTTP/1.1 connections to
+ * it (WebKit, Chromium), the navigation's included. Returns { url, close() }.
+ */
+export async function startSameOrigin(siteUrl, sinkUrl) {
+  const files = /^\/(bench|pkg|node_modules|tests|www)\//;
+  const server = http.createServer((req, res) => {
+    const page = (req.method === 'GET' || req.method === 'HEAD') && files.test(req.url);
+    const target = new URL(page ? siteUrl : sinkUrl);
+    const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    req.pipe(upstream);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close() {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
 // --- figure 7: page close ------------------------------------------------------------------
 
 /** The contenders of figure 7, given what the package supports. */
@@ -287,7 +318,7 @@ function loadedSinceLeft() {
  * answers none, the N are captured and held `STALL_MS` before the page leaves, and the
  * collector answers again (everything held back at once) before the next load.
  */
-async function closeRun(engine, browser, origins, sink, contender, { way, n, latencyMs, warm, stalled, runId }) {
+async function closeRun(engine, browser, origins, sink, contender, { way, n, latencyMs, warm, stalled, slowMs, runId }) {
   const apiKey = `${contender.id}-${runId}`;
   const spec = { kind: contender.kind, apiKey, endpoint: `${origins.sink}/batch/`, options: contender.options ?? {}, timeLifecycle: true };
   const benchUrl = `${origins.site}${PAGE}?run=${runId}`;
@@ -333,6 +364,8 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
       await sleep(STALL_MS);
     }
     const captured = stalled ? 0 : n;
+    // From here the collector answers every body `slowMs` late (until the next load).
+    if (slowMs) sink.control.plan([], { delayMs: slowMs });
 
     let delayMs;
     if (way.id === 'tab') {
@@ -357,7 +390,7 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
     // Quiet is timed from the leaving's end: posthog-js's pagehide handler can hold the
     // navigation for seconds, and what it sends meanwhile is "at close".
     await quiet(sink, apiKey, Date.now());
-    if (stalled) sink.control.plan([], { delayMs: 0 });
+    if (stalled || slowMs) sink.control.plan([], { delayMs: 0 });
     const closing = sink.byKey(apiKey);
     const atClose = closing.uuids.size - warmed;
     const repeatsAtClose = closing.events - closing.uuids.size;
@@ -367,6 +400,7 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
     else if (way.id === 'cross') page = await open(page, `${benchUrl}&next=1`);
     else await until(page, () => window.benchReady === true, undefined, { message: 'the next bench page' });
     const lifecycle = await page.evaluate(() => window.bench.lifecycleTimes());
+    const heldMs = await page.evaluate(() => window.bench.leaveHeldMs());
     const t1 = Date.now();
     await setup(page);
     if (contender.kind === 'spool') await Promise.race([page.evaluate(() => window.bench.flush()), sleep(20_000)]);
@@ -391,6 +425,7 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
       bytes: k.bytes,
       undecoded: k.undecoded,
       delayMs,
+      heldMs,
       handlerMs: longest?.ms ?? 0,
       handlerType: longest?.type ?? null,
       cutOff: cut?.type ?? null,
@@ -429,7 +464,12 @@ export async function pageClose(chromium, site, sink, { cells, supports, log }) 
         const way = WAYS[cell.way];
         const proxies = [];
         let origins = { site: site.url, sink: sink.url };
-        if (cell.latencyMs && engine.latencyVia === 'proxy') {
+        if (cell.slowMs) {
+          // The collector on the page's own origin: one host for the page and its requests.
+          const router = await startSameOrigin(site.url, sink.url);
+          proxies.push(router);
+          origins = { site: router.url, sink: router.url };
+        } else if (cell.latencyMs && engine.latencyVia === 'proxy') {
           const { startLatencyProxy } = await import('../tests/e2e/firefox.mjs');
           proxies.push(await startLatencyProxy(site.url, { rttMs: cell.latencyMs }), await startLatencyProxy(sink.url, { rttMs: cell.latencyMs }));
           origins = { site: proxies[0].url, sink: proxies[1].url };
@@ -439,13 +479,13 @@ export async function pageClose(chromium, site, sink, { cells, supports, log }) 
         try {
           for (let r = 0; r < cell.runs; r++) {
             for (const c of mine.map((_, i) => mine[(i + r) % mine.length])) {
-              const res = await closeRun(engine, browser, origins, sink, c, { way, n: cell.n, latencyMs: cell.latencyMs, warm: cell.warm, stalled: cell.stalled, runId: `${process.pid}x${++runId}` });
+              const res = await closeRun(engine, browser, origins, sink, c, { way, n: cell.n, latencyMs: cell.latencyMs, warm: cell.warm, stalled: cell.stalled, slowMs: cell.slowMs, runId: `${process.pid}x${++runId}` });
               byId[c.id].push(res);
               const paths = PATHS.filter((p) => res.byPathAtClose[p]).map((p) => `${p} ${res.byPathAtClose[p]}`).join(', ');
               log?.(
-                `  ${engine.label}, ${way.label}${cell.stalled ? ' (collector answered first, then stalled 2 s)' : cell.warm ? ' (collector answered first)' : ''}, N=${cell.n} ${cell.latencyMs} ms, ${c.label}: ` +
+                `  ${engine.label}, ${way.label}${cell.stalled ? ' (collector answered first, then stalled 2 s)' : cell.warm ? ' (collector answered first)' : ''}${cell.slowMs ? ` (same-origin collector answering in ${cell.slowMs} ms)` : ''}, N=${cell.n} ${cell.latencyMs} ms, ${c.label}: ` +
                   `${res.atClose} at close (${paths || 'none'}), ${res.total} with the next load, ${res.repeats} repeats (${res.repeatsAtClose} at close), ` +
-                  `${way.delay} +${res.delayMs} ms, longest lifecycle dispatch ${res.handlerMs.toFixed(1)} ms${res.handlerType ? ` (${res.handlerType})` : ''}` +
+                  `${way.delay} +${res.delayMs} ms, beforeunload to pagehide ${res.heldMs ?? '—'} ms, longest lifecycle dispatch ${res.handlerMs.toFixed(1)} ms${res.handlerType ? ` (${res.handlerType})` : ''}` +
                   `${res.cutOff ? `, the page went during a ${res.cutOff} listener` : ''}` +
                   `${res.undecoded ? `, ${res.undecoded} undecoded` : ''}${res.errors.length ? `, page errors: ${res.errors.slice(0, 2).join(' | ')}` : ''}`,
               );
@@ -463,6 +503,7 @@ export async function pageClose(chromium, site, sink, { cells, supports, log }) 
             latencyMs: cell.latencyMs,
             warm: Boolean(cell.warm),
             stalled: Boolean(cell.stalled),
+            slowMs: cell.slowMs ?? 0,
             id: c.id,
             label: c.label,
             runs: rs.length,
@@ -473,6 +514,7 @@ export async function pageClose(chromium, site, sink, { cells, supports, log }) 
             repeats: Math.max(...rs.map((x) => x.repeats)),
             repeatsAtClose: Math.max(...rs.map((x) => x.repeatsAtClose)),
             delayMs: Math.max(...rs.map((x) => x.delayMs)),
+            heldMs: rs.some((x) => x.heldMs !== null) ? Math.max(...rs.map((x) => x.heldMs ?? 0)) : null,
             handlerMs: Math.max(...rs.map((x) => x.handlerMs)),
             cutOff: rs.find((x) => x.cutOff)?.cutOff ?? null,
             errors: rs.flatMap((x) => x.errors),

@@ -76,6 +76,7 @@ impl Setup {
             deferred: false,
             compress: true,
             keepalive: false,
+            same_origin: false,
         });
         e
     }
@@ -87,6 +88,7 @@ impl Setup {
             deferred: false,
             compress: false,
             keepalive: true,
+            same_origin: false,
         });
         e
     }
@@ -1762,6 +1764,7 @@ fn a_body_the_host_gzips_outlives_the_page_once_its_size_is_known_to_fit() {
         deferred: false,
         compress: true,
         keepalive: true,
+        same_origin: false,
     });
     e.clicks(200, T0);
     let sent = e.drain(T0 + 1_000);
@@ -1795,6 +1798,7 @@ fn an_ordinary_request_outlives_the_page_beside_a_full_chain_of_keepalive_reques
         deferred: false,
         compress: true,
         keepalive: true,
+        same_origin: false,
     });
     e.clicks(3_000, T0);
     let ordinary = e.drain_unpacked(T0 + 1_000);
@@ -1813,6 +1817,48 @@ fn an_ordinary_request_outlives_the_page_beside_a_full_chain_of_keepalive_reques
             Start::Outliving
         );
     }
+}
+
+/// A page whose collector is on its own origin: `max_in_flight` ordinary requests in flight
+/// (unanswered), then `beforeunload`; returns the engine and the requests sent then.
+fn navigating_with_a_collector(same_origin: bool) -> (TestEngine, Vec<Transmit>, Vec<Transmit>) {
+    let mut e = engine().max_in_flight(4).start();
+    e.handle_host_features(HostFeatures {
+        deferred: false,
+        compress: false,
+        keepalive: false,
+        same_origin,
+    });
+    e.clicks(3_000, T0);
+    let ordinary = e.drain(T0 + 1_000);
+    assert_eq!(ordinary.len(), 4);
+    e.handle_page(PageEvent::BeforeUnload, T0 + 1_001);
+    let unloading = e.drain(T0 + 1_001);
+    (e, ordinary, unloading)
+}
+
+#[test]
+fn a_navigation_keeps_one_of_the_hosts_connections_when_the_collector_is_the_pages_origin() {
+    let (mut e, ordinary, unloading) = navigating_with_a_collector(true);
+    // Six connections to the host: four ordinary requests and one keepalive request leave
+    // one for the navigation's own request.
+    assert_eq!(unloading.len(), 1);
+    assert_eq!(unloading[0].path, Path::Keepalive);
+    // One answered: its connection goes to the next keepalive request.
+    e.handle_outcome(ordinary[0].id, Outcome::status(200), T0 + 1_050);
+    assert_eq!(e.drain(T0 + 1_050).len(), 1);
+    assert!(e.drain(T0 + 1_051).is_empty());
+    // `pagehide`: the navigation has its answer, and the chain takes the rest of the quota.
+    e.page_leaving(T0 + 1_100);
+    let chain = e.drain_keepalive(T0 + 1_100);
+    assert!(chain.len() >= 2, "{}", chain.len());
+}
+
+#[test]
+fn a_navigation_away_from_another_origin_sends_the_whole_chain_at_beforeunload() {
+    let (_, _, unloading) = navigating_with_a_collector(false);
+    assert!(unloading.len() >= 4, "{}", unloading.len());
+    assert!(unloading.iter().all(|t| t.path == Path::Keepalive));
 }
 
 // A browser's acceptance is not the collector's.
@@ -2219,6 +2265,7 @@ fn deferring() -> TestEngine {
         deferred: true,
         compress: true,
         keepalive: false,
+        same_origin: false,
     });
     e.seen_healthy(T0);
     e
@@ -2244,6 +2291,7 @@ fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers(
         deferred: true,
         compress: true,
         keepalive: false,
+        same_origin: false,
     });
     // No answer yet: a deferred request is never answered, so none is armed.
     e.clicks(300, T0);
@@ -2324,6 +2372,7 @@ fn at_pagehide_armed_batches_are_left_to_the_browser_counted_delivered_and_not_s
         deferred: true,
         compress: true,
         keepalive: false,
+        same_origin: false,
     });
     e.handle_storage_opened(true, T0);
     e.seen_healthy(T0);

@@ -87,6 +87,7 @@ fn outages_leave_nothing_behind() {
         deferred: false,
         compress: true,
         keepalive: false,
+        same_origin: false,
     });
     let mut now = T0;
     let mut live = Vec::with_capacity(OUTAGES);

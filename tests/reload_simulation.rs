@@ -225,6 +225,7 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
                 deferred: false,
                 compress: true,
                 keepalive: true,
+                same_origin: false,
             });
             e.handle_storage_opened(true, now);
             e
@@ -376,6 +377,7 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
                 deferred: true,
                 compress: true,
                 keepalive: false,
+                same_origin: false,
             });
             e.handle_storage_opened(true, T0);
             e

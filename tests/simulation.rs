@@ -30,8 +30,8 @@ use std::collections::{HashMap, HashSet};
 use common::write_iso8601;
 use spool::engine::{
     BatchMode, Config, DropReason, Engine, EventInput, FlushId, FlushReport, HostFeatures, Notice,
-    Outcome, PageEvent, Path, RetryAfter, Rng, Settlement, TransmitId, Uuid, KEEPALIVE_QUOTA_BYTES,
-    MAX_RETRY_AFTER_MS,
+    Outcome, PageEvent, Path, RetryAfter, Rng, Settlement, TransmitId, Uuid, HOST_CONNECTIONS,
+    KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -138,6 +138,10 @@ struct Sim {
     shutdown_done: bool,
     /// Events the collector refuses wherever they are.
     poisoned: HashSet<Uuid>,
+    /// The page is on the collector's origin (a third of the seeds).
+    same_origin: bool,
+    /// `beforeunload` fired, and neither `pagehide` nor a change of visibility since.
+    navigating: bool,
 }
 
 impl Sim {
@@ -164,8 +168,11 @@ impl Sim {
             compress: seed % 2 == 0,
             // Ordinary requests outlive the page where they can, in half the seeds.
             keepalive: seed % 4 < 2,
+            same_origin: seed % 3 == 0,
         });
         Sim {
+            same_origin: seed % 3 == 0,
+            navigating: false,
             engine,
             config,
             rng,
@@ -240,6 +247,12 @@ impl Sim {
                 continue;
             }
             t.attempts += 1;
+            assert!(
+                !(self.navigating && self.same_origin)
+                    || self.in_flight.len() + 1 < HOST_CONNECTIONS,
+                "{} requests in flight to the page's host as it navigates, and one more",
+                self.in_flight.len()
+            );
             assert!(
                 self.now >= self.gate,
                 "sent at {} before Retry-After {}",
@@ -544,12 +557,21 @@ impl Sim {
                     }
                     10..=12 => {
                         t.page_hides += 1;
+                        self.navigating = false;
                         self.engine.handle_page(PageEvent::Hidden, self.now);
                     }
                     13..=20 => {
+                        self.navigating = false;
                         self.engine.handle_page(PageEvent::Visible, self.now);
                     }
+                    23..=24 => {
+                        // A navigation starts (or a `beforeunload` is cancelled: shown again later).
+                        t.page_hides += 1;
+                        self.navigating = true;
+                        self.engine.handle_page(PageEvent::BeforeUnload, self.now);
+                    }
                     21..=22 => {
+                        self.navigating = false;
                         // `pagehide` into the back/forward cache, shown again later: its
                         // ordinary requests given up and sent again keepalive.
                         t.page_hides += 1;

@@ -121,6 +121,20 @@ export const bench = {
     return text ? JSON.parse(text) : [];
   },
 
+  /**
+   * How long the previous page of this origin was held between `beforeunload` and `pagehide`
+   * (ms, by the wall clock, each taken as the event's dispatch began, before any contender's
+   * listener), or null if it saw no `beforeunload` (a closed tab in WebKit). A navigation
+   * commits, and `pagehide` fires, once the next document's answer is in: a contender's
+   * requests that take the connections the navigation needs hold it. Read once.
+   */
+  leaveHeldMs() {
+    const text = localStorage.getItem(LEAVE_KEY);
+    localStorage.removeItem(LEAVE_KEY);
+    const t = text ? JSON.parse(text) : {};
+    return t.beforeunload && t.pagehide ? t.pagehide - t.beforeunload : null;
+  },
+
   /** The floor's records (its JSON strings), for the size baseline. */
   floorRecords(n) {
     return contender.records ? contender.records.slice(0, n) : null;
@@ -213,10 +227,23 @@ const LIFECYCLE = new Set(["beforeunload", "pagehide", "visibilitychange", "unlo
 // Where the timings go, written after every listener: the page is gone before anyone can ask.
 const LIFECYCLE_KEY = "bench:lifecycle";
 
+// When `beforeunload` and `pagehide` began, for `leaveHeldMs`.
+const LEAVE_KEY = "bench:leave";
+
 function timeLifecycleHandlers() {
   const proto = EventTarget.prototype;
   if (proto.addEventListener.benchTimed) return;
   const add = proto.addEventListener;
+  // The bench's own, added first, so they run before the contender's.
+  const leave = {};
+  for (const type of ["beforeunload", "pagehide"]) {
+    add.call(window, type, () => {
+      leave[type] = Date.now();
+      try {
+        localStorage.setItem(LEAVE_KEY, JSON.stringify(leave));
+      } catch {}
+    });
+  }
   const remove = proto.removeEventListener;
   // listener -> event type -> its timed wrapper, so removeEventListener finds what was added.
   const wrappers = new WeakMap();

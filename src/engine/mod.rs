@@ -43,7 +43,8 @@ pub use edge::{
     FREE_PLAN_SUBREQUESTS, LEADER_GRACE_MS,
 };
 pub use page::close::{
-    PageHideReport, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS, KEEPALIVE_QUOTA_BYTES,
+    PageHideReport, HOST_CONNECTIONS, KEEPALIVE_BODY_BYTES, KEEPALIVE_MAX_REQUESTS,
+    KEEPALIVE_QUOTA_BYTES,
 };
 pub use page::defer::{DEFERRED_AFTER_MS, DEFERRED_QUOTA_BYTES};
 pub use page::pack::HostFeatures;
@@ -331,7 +332,8 @@ impl<F: WireFormat> Engine<F> {
 
     /// What the host can do: `fetchLater` (held batches stay armed as [`Path::Deferred`]
     /// transmits), an asynchronous compressor (batches are packed ahead: [`Notice::Pack`]),
-    /// keepalive ordinary requests ([`Transmit::outlives`]).
+    /// keepalive ordinary requests ([`Transmit::outlives`]), and whether the page shares the
+    /// endpoint's origin (a connection is kept free for its navigation).
     pub fn handle_host_features(&mut self, features: HostFeatures) {
         if features.deferred {
             self.outbox.deferred.open();
@@ -341,6 +343,7 @@ impl<F: WireFormat> Engine<F> {
             self.env.pack_ratio.get_or_insert_with(PackRatio::new);
         }
         self.outbox.outlive = features.keepalive;
+        self.outbox.same_origin = features.same_origin;
     }
 
     /// A storage read or write failed: counted in `stats().storageErrors`.

@@ -91,6 +91,14 @@ pub fn keepalive_fetch() -> bool {
     }
 }
 
+/// The page's `location.origin`; `None` outside a page.
+pub fn page_origin() -> Option<String> {
+    let location = js_sys::Reflect::get(&js_sys::global(), &"location".into()).ok()?;
+    js_sys::Reflect::get(&location, &"origin".into())
+        .ok()?
+        .as_string()
+}
+
 /// Whether this global can arm deferred requests: a page's `fetchLater` (exposed in secure
 /// contexts only).
 pub fn deferred_fetch() -> bool {

@@ -127,6 +127,8 @@ impl Shell {
         });
         let page = host::global().document().is_some();
         if let Ok(mut shell) = shared.try_borrow_mut() {
+            let same_origin =
+                page && host::page_origin().is_some_and(|o| shell.engine.config().same_origin(&o));
             shell.engine.handle_host_features(HostFeatures {
                 deferred: options.flush_on_page_hide && host::deferred_fetch(),
                 compress: transport::can_pack(),
@@ -134,6 +136,7 @@ impl Shell {
                     && options.flush_on_page_hide
                     && options.headers.is_empty()
                     && host::keepalive_fetch(),
+                same_origin,
             });
         }
         if options.flush_on_page_hide {

@@ -189,6 +189,18 @@ impl Config {
         }
     }
 
+    /// Whether `origin` (a page's `location.origin`: `https://example.com`,
+    /// `http://127.0.0.1:8080`) is the endpoint's own: the same scheme, host and port, as
+    /// written.
+    pub fn same_origin(&self, origin: &str) -> bool {
+        // A valid endpoint starts `http://` or `https://`: its origin is what comes before the
+        // path, query or fragment.
+        let (e, o) = (self.endpoint.as_bytes(), origin.as_bytes());
+        !o.is_empty()
+            && e.get(..o.len()).is_some_and(|p| p.eq_ignore_ascii_case(o))
+            && matches!(e.get(o.len()), None | Some(b'/' | b'?' | b'#'))
+    }
+
     /// Checks every field, naming the first one out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_endpoint(&self.endpoint, self.allow_insecure)?;
@@ -452,6 +464,18 @@ mod tests {
         let mut c = keyed("https://c.example/");
         c.max_backoff_ms = 10;
         assert_eq!(c.validate().unwrap_err().field, "maxBackoffMs");
+    }
+
+    #[test]
+    fn same_origin_is_scheme_host_and_port() {
+        let c = Config::new("http://127.0.0.1:8080/batch/?x=1");
+        assert!(c.same_origin("http://127.0.0.1:8080"));
+        assert!(!c.same_origin("http://127.0.0.1:8081"));
+        assert!(!c.same_origin("https://127.0.0.1:8080"));
+        assert!(!c.same_origin("http://127.0.0.1"));
+        assert!(Config::new("https://Example.com").same_origin("https://example.com"));
+        assert!(!Config::new("https://example.com.evil/").same_origin("https://example.com"));
+        assert!(!Config::new("").same_origin(""));
     }
 
     #[test]

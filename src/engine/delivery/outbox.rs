@@ -48,6 +48,8 @@ pub(crate) struct Outbox {
     pub packing: Packing,
     /// The host can send an ordinary request with `keepalive: true` (`HostFeatures::keepalive`).
     pub outlive: bool,
+    /// The page is on the endpoint's origin (`HostFeatures::same_origin`).
+    pub same_origin: bool,
 }
 
 impl Outbox {

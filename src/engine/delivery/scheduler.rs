@@ -11,7 +11,7 @@ use crate::engine::delivery::outbox::Outbox;
 use crate::engine::delivery::queue::Item;
 use crate::engine::delivery::timer::{Timer, TimerTable};
 use crate::engine::delivery::Env;
-use crate::engine::page::close::KEEPALIVE_BODY_BYTES;
+use crate::engine::page::close::{HOST_CONNECTIONS, KEEPALIVE_BODY_BYTES};
 use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
 
@@ -41,6 +41,15 @@ impl Outbox {
     /// done). `hold_until`: the endpoint's hold.
     pub fn plan<F: WireFormat>(&self, env: &Env<F>, page: &Page, hold_until: u64) -> Option<Plan> {
         if page.state >= PageState::Leaving || self.shutdown.is_some_and(|s| s.done) {
+            return None;
+        }
+        // A navigation waiting for its answer on a connection to the page's own host (the
+        // collector's too) gets one: nothing more goes until a request is answered or
+        // `pagehide` comes.
+        if page.navigating
+            && self.same_origin
+            && self.ledger.requests_in_flight() + 1 >= HOST_CONNECTIONS
+        {
             return None;
         }
         let ordinary_free = self.ledger.ordinary_in_flight() < env.config.max_in_flight;

@@ -26,6 +26,16 @@ pub const KEEPALIVE_QUOTA_BYTES: usize = 64 * 1024;
 /// smaller batches (a small `maxBatchEvents`), 2 to 4 KB each.
 pub const KEEPALIVE_MAX_REQUESTS: usize = 16;
 
+/// HTTP/1.1 connections a browser opens to one host at once (Chromium, Firefox, WebKit: 6).
+/// Between `beforeunload` and `pagehide` a navigation waits for the next document's answer,
+/// and where the collector is the page's own origin that request needs one of them: the
+/// page's requests then keep one free ([`HostFeatures::same_origin`]). WebKit, with a
+/// collector answering in 500 ms and every connection taken, held a navigation 488 ms at
+/// 3,000 events.
+///
+/// [`HostFeatures::same_origin`]: crate::engine::HostFeatures::same_origin
+pub const HOST_CONNECTIONS: usize = 6;
+
 /// Largest body on the page-hide path (keepalive fetch and `sendBeacon`): a quarter of the
 /// quota, so four fill it and a refused body leaves room for smaller ones. Measured in
 /// Chromium 156 (bench/PAGEHIDE.md): bodies of 8 to 60 KB carry the same 152–176 plain events
@@ -92,6 +102,7 @@ impl Page {
                         PageEvent::BeforeUnload => PageState::Unloading,
                         _ => PageState::Hidden,
                     };
+                    self.navigating = event == PageEvent::BeforeUnload;
                     // Everything held is packed first: what awaits its pack goes once back.
                     let (copy, hold) = (persistence.packs_copies(), endpoint.hold.until());
                     outbox.pack_ahead(env, self, copy, hold, now_ms);
@@ -108,6 +119,8 @@ impl Page {
                 if self.state <= PageState::Unloading {
                     outbox.rescue_ordinary(env);
                     outbox.give_up_packs();
+                    // The navigation has its answer: every connection may go to the chain.
+                    self.navigating = false;
                     self.state = PageState::Unloading;
                     report = self.hide(outbox, env, endpoint, now_ms);
                     // Beacons come next from `poll_leaving`; once none is left to offer,

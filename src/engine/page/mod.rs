@@ -64,6 +64,9 @@ pub(crate) struct Page {
     /// A request was answered since `beforeunload`: the navigation is under way, and what goes
     /// from now until `pagehide` is sent late (`Batch::sent_unloading`).
     pub answered_unloading: bool,
+    /// `beforeunload` fired and `pagehide` has not: a navigation may be waiting for its
+    /// answer, on a connection to the page's host.
+    pub navigating: bool,
 }
 
 impl Page {

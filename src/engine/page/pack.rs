@@ -51,6 +51,13 @@ pub struct HostFeatures {
     ///
     /// [`Transmit::outlives`]: crate::engine::Transmit::outlives
     pub keepalive: bool,
+    /// The page is on the endpoint's origin ([`Config::same_origin`]): its requests and its
+    /// navigations share the browser's connections to that host, so while a navigation waits
+    /// for its answer (`beforeunload` to `pagehide`) the page keeps one free
+    /// ([`HOST_CONNECTIONS`](crate::engine::HOST_CONNECTIONS)).
+    ///
+    /// [`Config::same_origin`]: crate::engine::Config::same_origin
+    pub same_origin: bool,
 }
 
 /// Text handed out to pack and not back yet, at most (bytes of bodies and lines; one pack
