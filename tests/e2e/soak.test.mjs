@@ -197,9 +197,12 @@ test(OUTAGES_TEST, { timeout: 10 * 60_000 }, async (t) => {
     }
     for (const [i, e] of episodes.entries()) {
       // Held fragments are bounded by maxQueueBytes, and the allocator's slack by as much
-      // again; the text out to be packed ahead by PACK_TEXT_AT_ONCE; the bodies of the
-      // requests in flight by maxInFlight (4) batches of at most LARGEST_BATCH.
-      const bound = initial + 2 * limits.maxQueueBytes + PACK_TEXT_AT_ONCE + 4 * LARGEST_BATCH;
+      // again; the packs kept with their batches (a gzip body and a deflated copy each,
+      // smaller than the text they pack) by as much again; the text out to be packed ahead by
+      // PACK_TEXT_AT_ONCE; the bodies of the requests in flight by maxInFlight (4) batches of
+      // at most LARGEST_BATCH. (A CI run reached 4.78 MB at the sixth outage, 0.2 MB over the
+      // bound without the packs.)
+      const bound = initial + 3 * limits.maxQueueBytes + PACK_TEXT_AT_ONCE + 4 * LARGEST_BATCH;
       assert.ok(
         Math.max(e.memory, e.drained.memory) <= bound,
         `outage ${i + 1}: wasm memory ${Math.max(e.memory, e.drained.memory)}, more than ${bound}`,
