@@ -77,6 +77,7 @@ impl Setup {
             compress: true,
             keepalive: false,
             same_origin: false,
+            keepalive_after_unload: false,
         });
         e
     }
@@ -89,6 +90,7 @@ impl Setup {
             compress: false,
             keepalive: true,
             same_origin: false,
+            keepalive_after_unload: false,
         });
         e
     }
@@ -1629,6 +1631,62 @@ fn a_keepalive_request_sent_while_the_page_unloads_is_not_left_out_of_the_copy()
         .all(|u| !restored.contains(&u)));
 }
 
+/// Chromium fails the page's keepalive fetches once `pagehide` has begun, and sends them on
+/// (bench/PAGEHIDE.md finding 7): where the host says so, such a failure is no answer and the
+/// request is carried on as one still in flight, neither beaconed nor stored, so the next load
+/// repeats none of it. One sent late (after an answer while the page unloads) is stored still,
+/// and where the host does not say so (Firefox loses some) every such failure is.
+#[test]
+fn where_the_browser_sends_them_on_keepalive_requests_failed_after_pagehide_are_carried() {
+    for sends_on in [true, false] {
+        let mut e = engine().packing();
+        e.handle_host_features(HostFeatures {
+            deferred: false,
+            compress: true,
+            keepalive: false,
+            same_origin: false,
+            keepalive_after_unload: sends_on,
+        });
+        e.seen_healthy(T0 - 100);
+        e.clicks(3_000, T0);
+        e.handle_page(PageEvent::BeforeUnload, T0 + 1);
+        let first = e.drain_keepalive(T0 + 1);
+        assert_eq!(first.len(), KEEPALIVE_MAX_REQUESTS);
+        e.handle_outcome(first[0].id, Outcome::status(200), T0 + 2);
+        let late = e.drain_keepalive(T0 + 2);
+        assert_eq!(late.len(), 1);
+        // The browser fails every request in flight as the document goes: some before
+        // spool's `pagehide` listener runs (the page's other listeners ran first), the rest
+        // after.
+        let failed = |e: &mut TestEngine, t: &Transmit| {
+            e.handle_outcome(
+                t.id,
+                Outcome::NetworkError("Failed to fetch".into()),
+                T0 + 3,
+            );
+        };
+        for t in first[1..8].iter().chain(&late) {
+            failed(&mut e, t);
+        }
+        e.page_leaving(T0 + 3);
+        while let Some(t) = e.poll_beacon(T0 + 3) {
+            e.beacon_refused(t.id, T0 + 3);
+        }
+        for t in &first[8..] {
+            failed(&mut e, t);
+        }
+        let (text, stored) = e.persist(T0 + 5).expect("stored");
+        let restored = next_load_sends(&text, stored, T0 + 100);
+        let again = |t: &Transmit| uuids(t).iter().all(|u| restored.contains(u));
+        assert!(again(&late[0]), "a late request is stored either way");
+        assert_eq!(
+            first[1..].iter().all(again),
+            !sends_on,
+            "failed after pagehide, stored only where the browser may have dropped them"
+        );
+    }
+}
+
 #[test]
 fn beacons_are_offered_one_at_a_time_and_none_after_a_refusal() {
     let mut e = engine().plain().start();
@@ -1765,6 +1823,7 @@ fn a_body_the_host_gzips_outlives_the_page_once_its_size_is_known_to_fit() {
         compress: true,
         keepalive: true,
         same_origin: false,
+        keepalive_after_unload: false,
     });
     e.clicks(200, T0);
     let sent = e.drain(T0 + 1_000);
@@ -1799,6 +1858,7 @@ fn an_ordinary_request_outlives_the_page_beside_a_full_chain_of_keepalive_reques
         compress: true,
         keepalive: true,
         same_origin: false,
+        keepalive_after_unload: false,
     });
     e.clicks(3_000, T0);
     let ordinary = e.drain_unpacked(T0 + 1_000);
@@ -1828,6 +1888,7 @@ fn navigating_with_a_collector(same_origin: bool) -> (TestEngine, Vec<Transmit>,
         compress: false,
         keepalive: false,
         same_origin,
+        keepalive_after_unload: false,
     });
     e.clicks(3_000, T0);
     let ordinary = e.drain(T0 + 1_000);
@@ -2266,6 +2327,7 @@ fn deferring() -> TestEngine {
         compress: true,
         keepalive: false,
         same_origin: false,
+        keepalive_after_unload: false,
     });
     e.seen_healthy(T0);
     e
@@ -2292,6 +2354,7 @@ fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers(
         compress: true,
         keepalive: false,
         same_origin: false,
+        keepalive_after_unload: false,
     });
     // No answer yet: a deferred request is never answered, so none is armed.
     e.clicks(300, T0);
@@ -2373,6 +2436,7 @@ fn at_pagehide_armed_batches_are_left_to_the_browser_counted_delivered_and_not_s
         compress: true,
         keepalive: false,
         same_origin: false,
+        keepalive_after_unload: false,
     });
     e.handle_storage_opened(true, T0);
     e.seen_healthy(T0);

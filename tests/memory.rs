@@ -88,6 +88,7 @@ fn outages_leave_nothing_behind() {
         compress: true,
         keepalive: false,
         same_origin: false,
+        keepalive_after_unload: false,
     });
     let mut now = T0;
     let mut live = Vec::with_capacity(OUTAGES);

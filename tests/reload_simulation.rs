@@ -226,6 +226,7 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
                 compress: true,
                 keepalive: true,
                 same_origin: false,
+                keepalive_after_unload: false,
             });
             e.handle_storage_opened(true, now);
             e
@@ -378,6 +379,7 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
                 compress: true,
                 keepalive: false,
                 same_origin: false,
+                keepalive_after_unload: false,
             });
             e.handle_storage_opened(true, T0);
             e

@@ -169,6 +169,7 @@ impl Sim {
             // Ordinary requests outlive the page where they can, in half the seeds.
             keepalive: seed % 4 < 2,
             same_origin: seed % 3 == 0,
+            keepalive_after_unload: false,
         });
         Sim {
             same_origin: seed % 3 == 0,

@@ -344,6 +344,7 @@ impl<F: WireFormat> Engine<F> {
         }
         self.outbox.outlive = features.keepalive;
         self.outbox.same_origin = features.same_origin;
+        self.outbox.keepalive_after_unload = features.keepalive_after_unload;
     }
 
     /// A storage read or write failed: counted in `stats().storageErrors`.

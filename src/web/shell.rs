@@ -137,6 +137,9 @@ impl Shell {
                     && options.headers.is_empty()
                     && host::keepalive_fetch(),
                 same_origin,
+                // fetchLater marks Chromium 135+, whose keepalive requests are its browser
+                // process's: failed in the page as it goes, they still arrive.
+                keepalive_after_unload: page && host::deferred_fetch(),
             });
         }
         if options.flush_on_page_hide {

@@ -12,7 +12,7 @@ use crate::engine::delivery::stats::DropReason;
 use crate::engine::delivery::Env;
 use crate::engine::page::close::{GZIP_PLAIN_PER_BYTE, KEEPALIVE_BODY_BYTES};
 use crate::engine::page::pack::Pack;
-use crate::engine::page::Page;
+use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
 use crate::engine::wire::gzip::{self, BODY_LEVEL};
 use crate::engine::{json, BatchId, Notice, Path, Settlement, Start, Transmit, TransmitId};
@@ -387,6 +387,19 @@ impl Outbox {
         if outcome == Outcome::Refused {
             self.take_back(idx);
             page.beacons_refused = true;
+            return true;
+        }
+        if matches!(outcome, Outcome::NetworkError(_))
+            && page.state >= PageState::Unloading
+            && self.keepalive_after_unload
+            && (keepalive || outlives)
+            && !self.batches[idx].sent_unloading
+        {
+            // The browser failed the page's fetch as the document goes and sends the request
+            // on: no answer, it stays in flight and is carried on (left out of the copy while
+            // the collector is healthy). Its deadline still ends it if the page comes back.
+            // From `beforeunload` on, not only once spool's `pagehide` listener ran: the page's
+            // other `pagehide` listeners may run first, and the rejections with them.
             return true;
         }
         self.release(idx);

@@ -50,6 +50,9 @@ pub(crate) struct Outbox {
     pub outlive: bool,
     /// The page is on the endpoint's origin (`HostFeatures::same_origin`).
     pub same_origin: bool,
+    /// A keepalive request failed once `pagehide` has begun still goes
+    /// (`HostFeatures::keepalive_after_unload`).
+    pub keepalive_after_unload: bool,
 }
 
 impl Outbox {

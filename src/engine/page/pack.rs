@@ -58,6 +58,13 @@ pub struct HostFeatures {
     ///
     /// [`Config::same_origin`]: crate::engine::Config::same_origin
     pub same_origin: bool,
+    /// The browser sends a keepalive request on when it fails the page's `fetch` as the
+    /// document goes (Chromium, which hands keepalive requests to its browser process and
+    /// rejects their promises as `pagehide` is dispatched, though they still arrive:
+    /// bench/PAGEHIDE.md finding 7). A network failure of a keepalive request sent before
+    /// anything was answered since `beforeunload` is then no answer: the request is carried on
+    /// as one still in flight would be. Firefox 153 fails them too, and loses some.
+    pub keepalive_after_unload: bool,
 }
 
 /// Text handed out to pack and not back yet, at most (bytes of bodies and lines; one pack
