@@ -1687,6 +1687,38 @@ fn where_the_browser_sends_them_on_keepalive_requests_failed_after_pagehide_are_
     }
 }
 
+/// Back from the back/forward cache, a keepalive request the browser sent on without the
+/// page (its failure no answer) goes again at once: no answer will come to the page shown
+/// again, and waiting for its deadline would hold its events 10 s.
+#[test]
+fn a_request_sent_on_without_the_page_goes_again_at_once_when_it_is_shown_again() {
+    let mut e = engine().packing();
+    e.handle_host_features(HostFeatures {
+        deferred: false,
+        compress: true,
+        keepalive: false,
+        same_origin: false,
+        keepalive_after_unload: true,
+    });
+    e.seen_healthy(T0 - 100);
+    e.clicks(300, T0);
+    e.handle_page(PageEvent::BeforeUnload, T0 + 1);
+    let keepalive = e.drain_keepalive(T0 + 1);
+    assert!(!keepalive.is_empty());
+    e.page_leaving(T0 + 2);
+    for t in &keepalive {
+        e.handle_outcome(
+            t.id,
+            Outcome::NetworkError("Failed to fetch".into()),
+            T0 + 3,
+        );
+    }
+    assert!(e.poll_beacon(T0 + 3).is_none(), "carried on, not beaconed");
+    e.handle_page(PageEvent::PageShow, T0 + 1_000);
+    let again: Vec<Uuid> = e.drain(T0 + 1_000).iter().flat_map(uuids).collect();
+    assert!(keepalive.iter().flat_map(uuids).all(|u| again.contains(&u)));
+}
+
 #[test]
 fn beacons_are_offered_one_at_a_time_and_none_after_a_refusal() {
     let mut e = engine().plain().start();

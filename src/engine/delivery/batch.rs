@@ -38,6 +38,10 @@ pub(crate) struct Batch {
     /// is gone, unseen (Chromium did, for one started 90 ms into a navigation), so it is never
     /// left out of the stored copy as carried on.
     pub sent_unloading: bool,
+    /// Its keepalive request failed in the page as the document went, and the browser sends
+    /// it on (`HostFeatures::keepalive_after_unload`): in flight, with no answer to come. If
+    /// the page is shown again (the back/forward cache) it goes again at once.
+    pub handed_on: bool,
     /// The page is going or gone, the collector healthy, while the browser carries this
     /// batch on (its keepalive request in flight, or armed as a deferred request): the stored
     /// copy leaves it out until any answer comes or the page is shown again (`page/close.rs`).
@@ -119,6 +123,7 @@ impl Batch {
             failed_hidden: false,
             keepalive_unknown: false,
             sent_unloading: false,
+            handed_on: false,
             carried: false,
             armed: None,
             pack: Pack::default(),
@@ -400,6 +405,7 @@ impl Outbox {
             // the collector is healthy). Its deadline still ends it if the page comes back.
             // From `beforeunload` on, not only once spool's `pagehide` listener ran: the page's
             // other `pagehide` listeners may run first, and the rejections with them.
+            self.batches[idx].handed_on = true;
             return true;
         }
         self.release(idx);

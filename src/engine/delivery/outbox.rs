@@ -215,6 +215,7 @@ impl Outbox {
             failed_hidden: b.failed_hidden,
             keepalive_unknown: b.keepalive_unknown,
             sent_unloading: b.sent_unloading,
+            handed_on: b.handed_on,
             carried: b.carried,
             // The batch keeps its deferred request, to be armed again for its new events.
             armed: None,
@@ -336,7 +337,15 @@ impl Outbox {
 
     /// The page is shown again: what each batch learnt while it was hidden no longer holds.
     pub fn forget_hidden(&mut self) {
-        for b in &mut self.batches {
+        for idx in 0..self.batches.len() {
+            if self.batches[idx].handed_on {
+                // Its request went on without the page: no answer comes to the page shown
+                // again, so it goes again now (at-least-once) rather than at its deadline.
+                self.release(idx);
+                self.batches[idx].state = BatchState::Waiting { not_before: 0 };
+            }
+            let b = &mut self.batches[idx];
+            b.handed_on = false;
             b.failed_hidden = false;
             b.keepalive_unknown = false;
             b.carried = false;
