@@ -1533,24 +1533,33 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_and_stays_stor
         Outcome::NetworkError("navigation".into()),
         T0 + 2,
     );
-    let report = e.page_leaving(T0 + 3);
+    // Nor is it sent again while the page goes, however long the navigation takes: each
+    // retry would fail and may arrive again.
+    let meanwhile = e.drain(T0 + 60_002);
+    assert!(
+        meanwhile.iter().all(|t| t.batch != failed.batch),
+        "sent again"
+    );
+    let report = e.page_leaving(T0 + 60_003);
     let mut beaconed = 0;
-    while let Some(t) = e.poll_beacon(T0 + 3) {
+    while let Some(t) = e.poll_beacon(T0 + 60_003) {
         assert!(
             uuids(&t).iter().all(|u| !uuids(failed).contains(u)),
             "beaconed again"
         );
         beaconed += t.events;
-        e.handle_outcome(t.id, Outcome::Accepted, T0 + 3);
+        e.handle_outcome(t.id, Outcome::Accepted, T0 + 60_003);
     }
     // The ordinary requests, given up at pagehide, went by beacon. The keepalive requests in
     // flight are carried on by the browser while the collector was healthy: left out of the
     // stored copy. The one the browser failed may never have left: it is stored, a repeat at
     // worst. (It freed one keepalive slot: one of the rest went keepalive.)
     assert_eq!(report.keepalive_events + beaconed, 400);
-    let (text, stored) = e.persist(T0 + 4).expect("the failed request is stored");
+    let (text, stored) = e
+        .persist(T0 + 60_004)
+        .expect("the failed request is stored");
     assert_eq!(stored, failed.events);
-    assert_eq!(next_load_sends(&text, stored, T0 + 5), uuids(failed));
+    assert_eq!(next_load_sends(&text, stored, T0 + 60_005), uuids(failed));
 }
 
 /// What a next load sends of a copy `text` that holds `stored` events, in order, its

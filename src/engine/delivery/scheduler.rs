@@ -75,6 +75,13 @@ impl Outbox {
                 // Left to the browser: its deferred request goes as the page unloads.
                 continue;
             }
+            if b.keepalive_unknown && page.state >= PageState::Unloading {
+                // Its keepalive request failed as the page unloads, and may well have arrived
+                // (Firefox fails them once a navigation starts, and delivers some): it stays
+                // stored for the next load, and is not sent again while the page goes (each
+                // retry failed and arrived again: one event arrived six times).
+                continue;
+            }
             if let BatchState::Waiting { not_before } = b.state {
                 let own_at = if page.hidden() && !b.failed_hidden {
                     0
