@@ -22,6 +22,7 @@ import http from 'node:http';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { enableGzipJs } from './browser.mjs';
+import { startProxy } from '../tests/e2e/close-cases.mjs';
 import { summary } from './stats.mjs';
 
 /**
@@ -178,29 +179,9 @@ export async function startSink() {
  * other request from the sink at `sinkUrl`. A browser opens at most 6 HTTP/1.1 connections to
  * it (WebKit, Chromium), the navigation's included. Returns { url, close() }.
  */
-export async function startSameOrigin(siteUrl, sinkUrl) {
+export function startSameOrigin(siteUrl, sinkUrl) {
   const files = /^\/(bench|pkg|node_modules|tests|www)\//;
-  const server = http.createServer((req, res) => {
-    const page = (req.method === 'GET' || req.method === 'HEAD') && files.test(req.url);
-    const target = new URL(page ? siteUrl : sinkUrl);
-    const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode, answer.headers);
-      answer.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
-    req.pipe(upstream);
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    close() {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
+  return startProxy((req) => ((req.method === 'GET' || req.method === 'HEAD') && files.test(req.url) ? siteUrl : sinkUrl));
 }
 
 // --- figure 7: page close ------------------------------------------------------------------

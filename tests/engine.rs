@@ -71,13 +71,18 @@ impl Setup {
     /// Started with a host that packs batches ahead, as a browser's `CompressionStream` does
     /// ([`TestEngine::packs`]).
     fn packing(self) -> TestEngine {
+        self.packing_sent_on(false)
+    }
+    /// Started as [`packing`](Self::packing), with a browser that sends a keepalive request
+    /// on when it fails the page's fetch as the document goes (`sends_on`, as Chromium) or not.
+    fn packing_sent_on(self, sends_on: bool) -> TestEngine {
         let mut e = self.start();
         e.handle_host_features(HostFeatures {
             deferred: false,
             compress: true,
             keepalive: false,
             same_origin: false,
-            keepalive_after_unload: false,
+            keepalive_after_unload: sends_on,
         });
         e
     }
@@ -1648,14 +1653,7 @@ fn a_keepalive_request_sent_while_the_page_unloads_is_not_left_out_of_the_copy()
 #[test]
 fn where_the_browser_sends_them_on_keepalive_requests_failed_after_pagehide_are_carried() {
     for sends_on in [true, false] {
-        let mut e = engine().packing();
-        e.handle_host_features(HostFeatures {
-            deferred: false,
-            compress: true,
-            keepalive: false,
-            same_origin: false,
-            keepalive_after_unload: sends_on,
-        });
+        let mut e = engine().packing_sent_on(sends_on);
         e.seen_healthy(T0 - 100);
         e.clicks(3_000, T0);
         e.handle_page(PageEvent::BeforeUnload, T0 + 1);
@@ -1701,14 +1699,7 @@ fn where_the_browser_sends_them_on_keepalive_requests_failed_after_pagehide_are_
 /// again, and waiting for its deadline would hold its events 10 s.
 #[test]
 fn a_request_sent_on_without_the_page_goes_again_at_once_when_it_is_shown_again() {
-    let mut e = engine().packing();
-    e.handle_host_features(HostFeatures {
-        deferred: false,
-        compress: true,
-        keepalive: false,
-        same_origin: false,
-        keepalive_after_unload: true,
-    });
+    let mut e = engine().packing_sent_on(true);
     e.seen_healthy(T0 - 100);
     e.clicks(300, T0);
     e.handle_page(PageEvent::BeforeUnload, T0 + 1);

@@ -81,13 +81,23 @@ export async function ready(page) {
  * (MainResourceHasCacheControlNoStore, JsNetworkRequestReceivedCacheControlNoStoreResource).
  * `no-cache` still has every load revalidate. Returns { url, close() }.
  */
-export async function startCacheableProxy(targetUrl) {
-  const target = new URL(targetUrl);
+export function startCacheableProxy(targetUrl) {
+  return startProxy(() => targetUrl, (headers) => {
+    if (/no-store/i.test(headers['cache-control'] ?? '')) headers['cache-control'] = 'no-cache';
+    return headers;
+  });
+}
+
+/**
+ * An HTTP proxy on 127.0.0.1 that passes each request to the origin `targetOf(req)` names and
+ * its answer back, its headers through `answerHeaders` (a copy, to change). Returns
+ * { url, close() }.
+ */
+export async function startProxy(targetOf, answerHeaders = (headers) => headers) {
   const server = http.createServer((req, res) => {
+    const target = new URL(targetOf(req));
     const upstream = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      const headers = { ...answer.headers };
-      if (/no-store/i.test(headers['cache-control'] ?? '')) headers['cache-control'] = 'no-cache';
-      res.writeHead(answer.statusCode, headers);
+      res.writeHead(answer.statusCode, answerHeaders({ ...answer.headers }));
       answer.pipe(res);
     });
     upstream.on('error', () => res.destroy());
