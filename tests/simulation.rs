@@ -163,16 +163,18 @@ impl Sim {
         config.request_timeout_ms = 500 + rng.up_to(5000);
         let mut engine = Engine::new(config.clone(), seed).expect("valid config");
         engine.report_settlements(true);
+        // The page is on the collector's origin in a third of the seeds.
+        let same_origin = seed % 3 == 0;
         engine.handle_host_features(HostFeatures {
             deferred: false,
             compress: seed % 2 == 0,
             // Ordinary requests outlive the page where they can, in half the seeds.
             keepalive: seed % 4 < 2,
-            same_origin: seed % 3 == 0,
+            same_origin,
             keepalive_after_unload: false,
         });
         Sim {
-            same_origin: seed % 3 == 0,
+            same_origin,
             navigating: false,
             engine,
             config,

@@ -129,8 +129,10 @@ impl Shell {
         if let Ok(mut shell) = shared.try_borrow_mut() {
             let same_origin =
                 page && host::page_origin().is_some_and(|o| shell.engine.config().same_origin(&o));
+            // A page's `fetchLater` (its check asks for a document).
+            let fetch_later = host::deferred_fetch();
             shell.engine.handle_host_features(HostFeatures {
-                deferred: options.flush_on_page_hide && host::deferred_fetch(),
+                deferred: options.flush_on_page_hide && fetch_later,
                 compress: transport::can_pack(),
                 keepalive: page
                     && options.flush_on_page_hide
@@ -139,7 +141,7 @@ impl Shell {
                 same_origin,
                 // fetchLater marks Chromium 135+, whose keepalive requests are its browser
                 // process's: failed in the page as it goes, they still arrive.
-                keepalive_after_unload: page && host::deferred_fetch(),
+                keepalive_after_unload: fetch_later,
             });
         }
         if options.flush_on_page_hide {

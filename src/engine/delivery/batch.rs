@@ -402,7 +402,8 @@ impl Outbox {
         {
             // The browser failed the page's fetch as the document goes and sends the request
             // on: no answer, it stays in flight and is carried on (left out of the copy while
-            // the collector is healthy). Its deadline still ends it if the page comes back.
+            // the collector is healthy). If the page is shown again it goes again at once
+            // (`Outbox::forget_hidden`).
             // From `beforeunload` on, not only once spool's `pagehide` listener ran: the page's
             // other `pagehide` listeners may run first, and the rejections with them.
             self.batches[idx].handed_on = true;
