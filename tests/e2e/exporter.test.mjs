@@ -171,25 +171,30 @@ test('400 for every body: the batch is halved until each event was refused alone
   });
 });
 
-/** Queues `count` events with a long linger, navigates away, returns what the collector got. */
+/**
+ * Queues `count` events with a long linger, navigates away; returns what the collector got,
+ * and how many requests left before the navigation.
+ */
 async function navigateAway(page, collector, count) {
   await page.evaluate((count) => {
-    // Batches as large as allowed, so nothing leaves before the page goes away.
+    // Batches as large as allowed: only a batch that fills one keepalive body once gzipped
+    // (what a page cuts its batches to) leaves before the page goes away.
     window.exporter = new Exporter({ endpoint, apiKey: 'phc_test', flushIntervalMs: 60_000, maxBatchEvents: 10_000, maxBatchBytes: 16 << 20 });
     for (let i = 0; i < count; i++) window.exporter.capture('queued', { i });
     if (window.exporter.stats().queued !== count) throw new Error('not all queued');
   }, count);
-  assert.equal(collector.log().batches.length, 0, 'nothing sent before the page goes away');
+  const before = collector.log().batches.length;
   await page.goto(new URL(ELSEWHERE, page.url()).href);
   // Keepalive requests finish after the page is gone: give them a moment.
   await waitFor(() => events(collector).length >= count, { timeoutMs: 5000, message: `${count} events` }).catch(() => {});
   await new Promise((r) => setTimeout(r, 300));
-  return events(collector);
+  return { received: events(collector), before };
 }
 
 test('300 queued events reach a cross-origin collector when the page navigates away (keepalive, no preflight)', async () => {
   await crossOrigin(async ({ page, collector }) => {
-    const received = await navigateAway(page, collector, 300);
+    const { received, before } = await navigateAway(page, collector, 300);
+    assert.equal(before, 0, 'nothing sent before the page goes away');
     assert.equal(received.length, 300, 'every event got out');
     assert.equal(new Set(received.map((e) => e.uuid)).size, 300, 'none twice');
     assert.equal(collector.log().preflights, 0, 'no preflight during unload');
@@ -202,7 +207,8 @@ test('300 queued events reach a same-origin collector when the page navigates aw
   const opened = await openPage(browser, `${site.url}${PAGE}`);
   try {
     await waitFor(() => opened.page.evaluate(() => window.spoolReady), { message: 'spool loaded' });
-    const received = await navigateAway(opened.page, site, 300);
+    const { received, before } = await navigateAway(opened.page, site, 300);
+    assert.equal(before, 0, 'nothing sent before the page goes away');
     assert.equal(received.length, 300, 'every event got out');
     assert.equal(new Set(received.map((e) => e.uuid)).size, 300, 'none twice');
   } finally {
@@ -211,15 +217,16 @@ test('300 queued events reach a same-origin collector when the page navigates aw
   }
 });
 
-test('1,000 small queued events at navigation: how many reach the collector (measured)', async (t) => {
+test('1,000 small queued events at navigation all reach the collector, once', async (t) => {
   await crossOrigin(async ({ page, collector }) => {
-    const received = await navigateAway(page, collector, 1000);
+    const { received, before } = await navigateAway(page, collector, 1000);
     const unique = new Set(received.map((e) => e.uuid)).size;
     const batches = collector.log().batches;
-    t.diagnostic(`page-hide: ${unique} of 1000 events in ${batches.length} requests (${batches.reduce((n, b) => n + b.bytes, 0)} bytes)`);
+    // About 480 of these fill one 16 KiB gzip body: that batch may leave while the rest are
+    // captured (how soon depends on the compressor), the rest goes at page-hide.
+    t.diagnostic(`${unique} of 1000 events in ${batches.length} requests (${batches.reduce((n, b) => n + b.bytes, 0)} bytes), ${before} of them sent before the navigation`);
     assert.equal(unique, received.length, 'none twice');
-    // The 64 KiB keepalive budget alone carries about 300 of these; anything less is a regression.
-    assert.ok(unique >= 300, `at least the keepalive budget's worth got out, got ${unique}`);
+    assert.equal(unique, 1000, 'every event got out');
   });
 });
 
