@@ -114,7 +114,18 @@ test('without DecompressionStream the copy is stored plain, and the next load ta
     const note = await page.evaluate(() => window.closeTest.previous);
     assert.ok(note.copies.length > 0, 'a copy was stored');
     for (const header of note.copies) assert.match(header, /^spool3 \d+ 0 p$/, 'its events plain');
-    await waitFor(() => arrivals(s.collector, run).size === uuids.length, { timeoutMs: 20_000, message: 'every event arrived' });
+    try {
+      await waitFor(() => arrivals(s.collector, run).size === uuids.length, { timeoutMs: 20_000, message: 'every event arrived' });
+    } catch (err) {
+      // Say where the rest is: on the page, in storage, or refused.
+      const seen = await page.evaluate(() => ({
+        stats: window.closeTest.stats(),
+        stored: Object.keys(localStorage).map((k) => `${k}: ${localStorage.getItem(k).slice(0, 40)}`),
+      }));
+      const sent = s.collector.log().batches.map((b) => `${b.status}/${b.events}`).join(' ');
+      err.message += `; ${arrivals(s.collector, run).size} of ${uuids.length} arrived; requests ${sent}; ${JSON.stringify(seen)}`;
+      throw err;
+    }
     const stats = await page.evaluate(() => window.closeTest.stats());
     assert.equal(stats.restored, uuids.length);
     assert.equal(stats.storageErrors, 0);
