@@ -1232,6 +1232,50 @@ fn a_default_batch_packed_ahead_fits_a_keepalive_body() {
     );
 }
 
+#[test]
+fn events_captured_as_the_page_leaves_fill_few_keepalive_bodies_as_the_first_gzipped_there_shows() {
+    let mut c = Config::new("https://collector.example/batch/");
+    c.api_key = "phc_test".into();
+    let mut e = Setup(c)
+        .max_queue_events(100_000)
+        .max_queue_bytes(1 << 30)
+        .packing();
+    // 10,000 events of about 300 bytes of JSON each, captured in the task the page leaves in:
+    // no pack can come back before the bodies must go, so they are gzipped in the engine.
+    let text = "lorem ipsum dolor ".repeat(8);
+    for i in 0..10_000 {
+        let props = format!(r#"{{"path":"/page/{}","i":{i},"text":"{text}"}}"#, i % 37);
+        e.capture(EventInput::new("view").properties(&props), T0)
+            .expect("captured");
+    }
+    e.handle_page(PageEvent::BeforeUnload, T0);
+    let keepalive: Vec<Transmit> = e
+        .drain_unpacked(T0)
+        .into_iter()
+        .filter(|t| t.path == Path::Keepalive)
+        .collect();
+    let events: usize = keepalive.iter().map(|t| t.events).sum();
+    let wire: usize = keepalive.iter().map(Transmit::wire_len).sum();
+    assert!(keepalive
+        .iter()
+        .all(|t| t.wire_len() <= KEEPALIVE_BODY_BYTES));
+    assert!(wire <= KEEPALIVE_QUOTA_BYTES);
+    // These gzip about 16 times. The batches cut while they were captured (to be packed)
+    // were sized by the guess of 6 (about 5 KB each); the first body gzipped here shows the
+    // ratio, and the batches cut from the queue after it are of `maxBatchEvents` (about 10 KB).
+    // Each request costs the leaving page about half a millisecond, whatever its size: cut by
+    // the guess alone, 16 requests carried the quota.
+    assert!(
+        keepalive.len() <= 11 && events >= 3_000,
+        "{} keepalive requests carry {events} events in {wire} bytes: {:?}",
+        keepalive.len(),
+        keepalive
+            .iter()
+            .map(|t| (t.events, t.wire_len()))
+            .collect::<Vec<_>>()
+    );
+}
+
 /// The packs the engine asked for since the last call (left for [`TestEngine::packs`]).
 fn asked(e: &mut TestEngine) -> Vec<(spool::engine::BatchId, Option<String>, Option<String>)> {
     let other = e.notices();

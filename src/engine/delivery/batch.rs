@@ -143,7 +143,7 @@ impl Outbox {
     /// go plain, cut to fit.
     pub fn send<F: WireFormat>(
         &mut self,
-        env: &Env<F>,
+        env: &mut Env<F>,
         endpoint: &Endpoint,
         plan: Plan,
         beacon: bool,
@@ -203,6 +203,10 @@ impl Outbox {
                     break (body, None);
                 }
                 let bytes = gzip::gzip(body.as_bytes(), BODY_LEVEL);
+                // What a pack would have shown: the batches cut after this one are sized by it.
+                if let Some(ratio) = &mut env.pack_ratio {
+                    ratio.observe(body.len(), bytes.len());
+                }
                 let n = self.batches[idx].items.len();
                 if bytes.len() <= wire_cap || n == 1 {
                     break (body, Some(bytes));

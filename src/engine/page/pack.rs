@@ -74,27 +74,37 @@ pub struct HostFeatures {
 pub const PACK_TEXT_AT_ONCE: usize = 384 * 1024;
 
 /// How well this page's batches gzip: JSON bytes per gzip byte, in sixteenths, a moving
-/// average of the packs come back (each weighs a quarter, each counted between 2 and 16), from
-/// [`GZIP_PLAIN_PER_BYTE`] before the first. The ceiling bounds a batch's text (224 KiB), and
-/// so the memory its body takes while it is built. Each keepalive request or beacon costs the leaving page about half a
-/// millisecond in Chromium whatever its size (bench/PAGEHIDE.md), so a batch is cut to fill
-/// one keepalive body once packed: a few full bodies carry the quota.
+/// average of the bodies gzipped (packs come back, and bodies gzipped in the engine on the
+/// page-close path), each weighing a quarter and counted between 2 and 16; the first replaces
+/// the guess of [`GZIP_PLAIN_PER_BYTE`]. The ceiling bounds a batch's text (224 KiB), and so
+/// the memory its body takes while it is built. Each keepalive request or beacon costs the
+/// leaving page about half a millisecond in Chromium whatever its size (bench/PAGEHIDE.md), so
+/// a batch is cut to fill one keepalive body once packed: a few full bodies carry the quota.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PackRatio {
     sixteenths: usize,
+    /// Whether a body was seen: the first replaces the guess.
+    seen: bool,
 }
 
 impl PackRatio {
     pub fn new() -> PackRatio {
         PackRatio {
             sixteenths: GZIP_PLAIN_PER_BYTE * 16,
+            seen: false,
         }
     }
 
-    /// A body of `plain` bytes came back as `wire` bytes of gzip.
+    /// A body of `plain` bytes came back (or was gzipped in the engine) as `wire` bytes of
+    /// gzip.
     pub fn observe(&mut self, plain: usize, wire: usize) {
         if let Some(seen) = plain.saturating_mul(16).checked_div(wire) {
-            self.sixteenths = (3 * self.sixteenths + seen.clamp(2 * 16, 16 * 16)) / 4;
+            let seen = seen.clamp(2 * 16, 16 * 16);
+            self.sixteenths = match self.seen {
+                true => (3 * self.sixteenths + seen) / 4,
+                false => seen,
+            };
+            self.seen = true;
         }
     }
 
