@@ -1120,7 +1120,7 @@ fn at_pagehide_beacons_go_until_the_browser_refuses_one_and_the_refused_events_w
     let beaconed = e.stats().delivered - 1;
     assert!(beaconed > 0);
     // Nothing is lost: what is neither delivered nor in flight is stored.
-    let (text, stored) = e.persist(T0).expect("something held");
+    let (text, stored, _) = e.persist(T0).expect("something held");
     assert_eq!(stored as u64, 3_000 - beaconed);
     let restored = next_load_sends(&text, stored, T0 + 1);
     assert_eq!(restored.last(), Some(&captured[2_999]));
@@ -1370,7 +1370,7 @@ fn the_stored_copy_is_the_packed_batches_and_the_unfinished_tail_and_reads_back_
     old.handle_storage_opened(true, T0);
     let captured = old.clicks(350, T0);
     old.drain(T0);
-    let (text, stored) = old.persist(T0).unwrap();
+    let (text, stored, _) = old.persist(T0).unwrap();
     assert_eq!(stored, 350);
     // Two waiting batches packed ahead; the one in flight (it went at once, in a free slot) and
     // the tail of 50 deflated there and then, as one part.
@@ -1467,7 +1467,7 @@ fn stored_events_go_first_on_the_next_load_with_their_uuid_and_timestamp_and_a_f
     let in_flight = old.drain(T0 + 10);
     assert!(!in_flight.is_empty());
     // The page dies with its requests unanswered: all 250 are stored (at-least-once).
-    let (text, stored) = old.persist(T0).unwrap();
+    let (text, stored, _) = old.persist(T0).unwrap();
     assert_eq!(stored, 250);
     assert!(!text.contains("phc_test"), "the API key is never stored");
 
@@ -1507,7 +1507,7 @@ fn stored_events_older_than_seven_days_or_over_the_byte_cap_are_counted_as_persi
         old.capture(EventInput::new("big").properties(&big), T0)
             .unwrap();
     }
-    let (text, stored) = old.persist(T0).unwrap();
+    let (text, stored, _) = old.persist(T0).unwrap();
     assert!(text.chars().count() <= PERSIST_MAX_BYTES);
     assert!(stored < 200 && stored > 50, "{stored}");
     let mut next = setup.clone().start();
@@ -1527,7 +1527,7 @@ fn stored_events_older_than_seven_days_or_over_the_byte_cap_are_counted_as_persi
 fn corrupt_stored_text_is_counted_and_the_other_copies_still_go() {
     let mut old = engine().start();
     old.clicks(3, T0);
-    let (text, _) = old.persist(T0).unwrap();
+    let (text, _, _) = old.persist(T0).unwrap();
     // A copy cut short (as a write interrupted would leave it) is counted, never a panic, and
     // costs the engine nothing: a whole copy read next is taken in.
     let cut: String = text.chars().take(text.chars().count() - 4).collect();
@@ -1551,7 +1551,7 @@ fn after_pagehide_a_failed_keepalive_request_is_not_resent_but_stays_stored() {
     e.page_gone(T0 + 2);
     e.handle_outcome(sent[0].id, Outcome::NetworkError("unload".into()), T0 + 3);
     assert!(e.drain(T0 + 10_000).is_empty());
-    let (_, stored) = e.persist(T0).unwrap();
+    let (_, stored, _) = e.persist(T0).unwrap();
     assert_eq!(stored, 100);
     // Restored from the back/forward cache: it sends again.
     e.page_visible(T0 + 20_000);
@@ -1604,7 +1604,7 @@ fn a_keepalive_request_failed_while_leaving_is_not_beaconed_again_and_stays_stor
     // stored copy. The one the browser failed may never have left: it is stored, a repeat at
     // worst. (It freed one keepalive slot: one of the rest went keepalive.)
     assert_eq!(report.keepalive_events + beaconed, 400);
-    let (text, stored) = e
+    let (text, stored, _) = e
         .persist(T0 + 60_004)
         .expect("the failed request is stored");
     assert_eq!(stored, failed.events);
@@ -1646,21 +1646,21 @@ fn at_beforeunload_the_copy_leaves_out_what_the_browser_carries_until_it_fails()
     let (mut e, keepalive) = unloading_healthy(2_000);
     let carried: usize = keepalive.iter().map(|t| t.events).sum();
     assert_eq!(carried, 1_600);
-    let (_, stored) = e.persist(T0 + 2).expect("the rest is stored");
+    let (_, stored, _) = e.persist(T0 + 2).expect("the rest is stored");
     assert_eq!(stored, 2_000 - carried);
     e.handle_outcome(
         keepalive[0].id,
         Outcome::NetworkError("navigation".into()),
         T0 + 3,
     );
-    let (_, stored) = e.persist(T0 + 4).expect("stored");
+    let (_, stored, _) = e.persist(T0 + 4).expect("stored");
     assert_eq!(stored, 2_000 - carried + keepalive[0].events);
     // Unvouched (no answer from the collector yet), nothing is left out.
     let mut e = engine().packing();
     e.clicks(2_000, T0);
     e.handle_page(PageEvent::BeforeUnload, T0 + 1);
     e.drain(T0 + 1);
-    assert_eq!(e.persist(T0 + 2).map(|(_, n)| n), Some(2_000));
+    assert_eq!(e.persist(T0 + 2).map(|(_, n, _)| n), Some(2_000));
 }
 
 /// A keepalive request that goes while the page unloads (after `beforeunload`, as an earlier
@@ -1680,7 +1680,7 @@ fn a_keepalive_request_sent_while_the_page_unloads_is_not_left_out_of_the_copy()
         e.beacon_refused(t.id, T0 + 90);
     }
     // The 15 sent at `beforeunload` are carried on; the late one is stored, with the rest.
-    let (text, stored) = e.persist(T0 + 91).expect("stored");
+    let (text, stored, _) = e.persist(T0 + 91).expect("stored");
     let restored = next_load_sends(&text, stored, T0 + 100);
     assert!(uuids(&late[0]).iter().all(|u| restored.contains(u)));
     assert!(first[1..]
@@ -1726,7 +1726,7 @@ fn where_the_browser_sends_them_on_keepalive_requests_failed_after_pagehide_are_
         for t in &first[8..] {
             failed(&mut e, t);
         }
-        let (text, stored) = e.persist(T0 + 5).expect("stored");
+        let (text, stored, _) = e.persist(T0 + 5).expect("stored");
         let restored = next_load_sends(&text, stored, T0 + 100);
         let again = |t: &Transmit| uuids(t).iter().all(|u| restored.contains(u));
         assert!(again(&late[0]), "a late request is stored either way");
@@ -1814,7 +1814,7 @@ fn an_ordinary_request_outlives_the_page_and_is_not_sent_again_as_it_leaves() {
     // all; the other's success settles it.
     e.handle_outcome(sent[0].id, Outcome::status(503), T0 + 1_050);
     e.handle_outcome(sent[1].id, Outcome::status(200), T0 + 1_050);
-    let (_, stored) = e.persist(T0 + 1_051).unwrap();
+    let (_, stored, _) = e.persist(T0 + 1_051).unwrap();
     assert_eq!(stored, 40);
     assert!(e
         .notices()
@@ -1842,7 +1842,7 @@ fn requests_the_browser_carries_on_stay_stored_when_the_collector_never_answered
         "not sent again as the page leaves"
     );
     assert_eq!(e.stats().delivered, 0);
-    let (_, stored) = e.persist(T0 + 1_003).unwrap();
+    let (_, stored, _) = e.persist(T0 + 1_003).unwrap();
     assert_eq!(stored, 80, "kept for the next load: a repeat, never a loss");
 }
 
@@ -1869,7 +1869,7 @@ fn requests_the_browser_carries_on_stay_stored_when_the_collector_failed_one_bef
     assert!(sent.iter().all(|t| t.outlives));
     e.page_hidden(T0 + 1_001);
     e.page_gone(T0 + 1_002);
-    let (_, stored) = e.persist(T0 + 1_003).unwrap();
+    let (_, stored, _) = e.persist(T0 + 1_003).unwrap();
     assert_eq!(stored, 80, "kept for the next load");
 }
 
@@ -2025,7 +2025,7 @@ fn behind_a_refusing_collector_no_beacon_goes_and_every_held_event_is_stored_for
     assert!(e.poll_beacon(T0 + 1_001).is_none(), "a beacon behind a 503");
     e.page_gone(T0 + 1_001);
     assert_eq!(e.stats().delivered, 0);
-    let (text, stored) = e.persist(T0 + 1_001).expect("held");
+    let (text, stored, _) = e.persist(T0 + 1_001).expect("held");
     assert_eq!(stored, 3_000, "every event stored, those in flight too");
     // The collector recovers; the next load delivers all of them.
     let mut next = engine().start();
@@ -2080,7 +2080,7 @@ fn a_beacon_accepted_before_any_answer_is_not_counted_delivered_and_stays_stored
         stats.in_flight, 3_000,
         "keepalive requests and beacons, all unanswered"
     );
-    let (_, stored) = e.persist(T0 + 2).unwrap();
+    let (_, stored, _) = e.persist(T0 + 2).unwrap();
     assert_eq!(
         stored, 3_000,
         "the beaconed events are stored too (at-least-once)"
@@ -2195,15 +2195,15 @@ fn an_otlp_partial_success_drops_the_refused_count_and_delivers_the_rest() {
 fn a_copy_another_tab_took_in_is_never_stored_again_for_a_third_load() {
     let mut old = engine().start();
     let first = old.clicks(30, T0);
-    let (text, stored) = old.persist(T0).unwrap();
+    let (text, stored, mark) = old.persist(T0).unwrap();
     assert_eq!(stored, 30);
     // Another tab's next load claims that copy while this page still runs, then this page
     // captures more and writes its copy again (as it does at page-hide).
     let mut other = engine().start();
     assert_eq!(common::restore(&mut other, &text, T0 + 5), 30);
-    old.handle_stored_copy_taken(T0);
+    old.handle_stored_copy_taken(mark, T0);
     let later = old.clicks(5, T0 + 10);
-    let (text, stored) = old.persist(T0 + 10).unwrap();
+    let (text, stored, mark) = old.persist(T0 + 10).unwrap();
     assert_eq!(stored, 5, "only the events the other load did not take");
     let mut third = engine().start();
     assert_eq!(common::restore(&mut third, &text, T0 + 20), 5);
@@ -2212,7 +2212,7 @@ fn a_copy_another_tab_took_in_is_never_stored_again_for_a_third_load() {
     assert_eq!(sent, later);
     assert!(first.iter().all(|u| !sent.contains(u)));
     // Once everything held was taken, nothing is left to store.
-    old.handle_stored_copy_taken(T0);
+    old.handle_stored_copy_taken(mark, T0);
     assert_eq!(old.persist(T0 + 30), None);
 }
 
@@ -2220,12 +2220,12 @@ fn a_copy_another_tab_took_in_is_never_stored_again_for_a_third_load() {
 fn a_live_pages_copy_is_its_own_for_a_while_and_a_gone_pages_is_taken_at_once() {
     let mut live = engine().start();
     live.clicks(3, T0);
-    let (text, _) = live.persist(T0).unwrap();
+    let (text, _, _) = live.persist(T0).unwrap();
     assert!(!stored_copy_claimable(&text, T0 + PERSIST_LIVE_MS - 1));
     assert!(stored_copy_claimable(&text, T0 + PERSIST_LIVE_MS));
     live.page_hidden(T0 + 1);
     live.page_gone(T0 + 1);
-    let (text, _) = live.persist(T0 + 1).unwrap();
+    let (text, _, _) = live.persist(T0 + 1).unwrap();
     assert!(stored_copy_claimable(&text, T0 + 1));
 }
 
@@ -2252,7 +2252,7 @@ fn requests_failing_as_the_page_unloads_spend_no_attempts_and_nothing_is_dropped
     assert!(e.drain(now).is_empty(), "resent at once while hidden");
     // They are stored for the next load; no beacon sends them again at pagehide, since a
     // keepalive request failed as the page unloads may well have arrived.
-    let (_, stored) = e.persist(now).unwrap();
+    let (_, stored, _) = e.persist(now).unwrap();
     assert_eq!(stored, 300);
     assert!(e.poll_beacon(now).is_none());
 }
@@ -2301,7 +2301,7 @@ fn a_hidden_page_stores_what_it_holds_rewrites_it_as_it_changes_and_removes_it_w
     e.page_hidden(T0 + 1);
     let sent = e.drain(T0 + 1);
     let written = storage_notices(&mut e);
-    let [Notice::WriteStored { text, events }] = &written[..] else {
+    let [Notice::WriteStored { text, events, .. }] = &written[..] else {
         panic!("one copy written: {written:?}");
     };
     assert_eq!(*events, 300, "in flight and queued alike");
@@ -2342,7 +2342,7 @@ fn at_pagehide_the_copy_is_written_once_after_the_beacons_marked_gone() {
     }
     assert_eq!(beacons, 3, "none offered after the browser refused one");
     let written = storage_notices(&mut e);
-    let [Notice::WriteStored { text, events }] = &written[..] else {
+    let [Notice::WriteStored { text, events, .. }] = &written[..] else {
         panic!("one copy written: {written:?}");
     };
     assert_eq!(
@@ -2365,16 +2365,25 @@ fn a_copy_another_tab_took_is_written_again_without_its_events() {
     e.clicks(30, T0);
     e.page_hidden(T0 + 1);
     e.drain(T0 + 1);
-    assert!(matches!(
-        &storage_notices(&mut e)[..],
-        [Notice::WriteStored { events: 30, .. }]
-    ));
-    e.clicks(5, T0 + 2);
-    e.handle_stored_copy_taken(T0 + 2);
-    match &storage_notices(&mut e)[..] {
-        [Notice::WriteStored { events, .. }] => assert_eq!(*events, 5),
-        other => panic!("{other:?}"),
-    }
+    let written = storage_notices(&mut e);
+    let [Notice::WriteStored {
+        events: 30, mark, ..
+    }] = written[..]
+    else {
+        panic!("one copy written: {written:?}");
+    };
+    let later = e.clicks(5, T0 + 2);
+    // A new copy is made meanwhile (all 35), not written: the host found the one it wrote
+    // taken. The 5 captured since were in no copy another load could take: they are stored
+    // (they were lost when the new copy's mark stood for the taken one's).
+    let _ = e.persist(T0 + 2).expect("held");
+    e.handle_stored_copy_taken(mark, T0 + 2);
+    let written = storage_notices(&mut e);
+    let [Notice::WriteStored { text, events, .. }] = &written[..] else {
+        panic!("one copy written: {written:?}");
+    };
+    assert_eq!(*events, 5);
+    assert_eq!(next_load_sends(text, 5, T0 + 3), later);
 }
 
 // Deferred requests (`fetchLater`): what is held stays armed while the collector answers.

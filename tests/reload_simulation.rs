@@ -140,7 +140,7 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
                     assert_eq!(engine.stats().dropped.attempts_exhausted, 0, "seed {seed}");
                     engine = Engine::new(config.clone(), seed * 1000 + step).unwrap();
                     engine.handle_page(online_event(!offline), now);
-                    if let Some((text, _)) = stored {
+                    if let Some((text, _, _)) = stored {
                         common::restore(&mut engine, &text, now);
                     }
                 }
@@ -309,7 +309,7 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
                     }
                     assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
                     engine = new_engine(seed * 1000 + step, now);
-                    if let Some((text, _)) = stored {
+                    if let Some((text, _, _)) = stored {
                         common::restore(&mut engine, &text, now);
                     }
                 }
@@ -483,7 +483,7 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
                         assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
                         delivered_before += engine.stats().delivered;
                         engine = new_engine(seed * 1000 + step);
-                        if let Some((text, _)) = stored {
+                        if let Some((text, _, _)) = stored {
                             common::restore(&mut engine, &text, now);
                         }
                     }

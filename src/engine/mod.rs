@@ -297,19 +297,23 @@ impl<F: WireFormat> Engine<F> {
         self.after_change(now_ms);
     }
 
-    /// The copy [`Notice::WriteStored`] carries, made now, with its event count: every held
-    /// event not acknowledged and not taken by another load, within `persistMaxBytes`.
-    pub fn persist(&mut self, now_ms: u64) -> Option<(String, usize)> {
+    /// The copy [`Notice::WriteStored`] carries, made now, with its event count and its mark:
+    /// every held event not acknowledged and not taken by another load, within
+    /// `persistMaxBytes`.
+    pub fn persist(&mut self, now_ms: u64) -> Option<(String, usize, u64)> {
         let page = self.page.state;
-        self.persistence
-            .text(&self.outbox, &self.env.config, page, now_ms)
+        let (text, events) = self
+            .persistence
+            .text(&self.outbox, &self.env.config, page, now_ms)?;
+        Some((text, events, self.persistence.written_below))
     }
 
-    /// Another load took in the copy last written: its events are never stored again from
-    /// here (no third load gets them), though held here too.
-    pub fn handle_stored_copy_taken(&mut self, now_ms: u64) {
+    /// Another load took in the copy last written, the one [`Notice::WriteStored`] gave
+    /// `mark`: its events are never stored again from here (no third load gets them), though
+    /// held here too; those captured since are.
+    pub fn handle_stored_copy_taken(&mut self, mark: u64, now_ms: u64) {
         let page = self.page.state;
-        self.persistence.taken();
+        self.persistence.taken(mark);
         self.persistence
             .write(&self.outbox, &mut self.env, page, now_ms);
         self.after_change(now_ms);

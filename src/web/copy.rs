@@ -9,12 +9,12 @@ use crate::engine::stored_copy_deflated;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-/// Writes the engine's copy for the next load (`text`), or removes it (`None`), unless another
-/// tab's exporter claimed the last one while this page still runs (its last writes at
-/// page-hide can come after the other's first read): what it took is its to send, and must not
-/// be stored again for yet another load to take. Then the engine makes a copy without it, and
-/// this returns `true`: [`drive`] must pass again.
-pub fn store(shared: &Shared, text: Option<String>) -> bool {
+/// Writes the engine's copy for the next load (`text`, with its mark), or removes it (`None`),
+/// unless another tab's exporter claimed the last one written while this page still runs (its
+/// last writes at page-hide can come after the other's first read): what it took is its to
+/// send, and must not be stored again for yet another load to take. Then the engine makes a
+/// copy without it, and this returns `true`: [`drive`] must pass again.
+pub fn store(shared: &Shared, text: Option<(String, u64)>) -> bool {
     let (store, written) = match shared.try_borrow() {
         Ok(shell) => match shell.store.clone() {
             Some(store) => (store, shell.written),
@@ -22,17 +22,17 @@ pub fn store(shared: &Shared, text: Option<String>) -> bool {
         },
         Err(_) => return false,
     };
-    let result = match &text {
-        Some(_) if written && matches!(store.holds_own(), Ok(false)) => {
+    let result = match (&text, written) {
+        (Some(_), Some(mark)) if matches!(store.holds_own(), Ok(false)) => {
             if let Ok(mut shell) = shared.try_borrow_mut() {
-                shell.written = false;
-                shell.engine.handle_stored_copy_taken(now_ms());
+                shell.written = None;
+                shell.engine.handle_stored_copy_taken(mark, now_ms());
             }
             return true;
         }
-        Some(text) => store.write(text).map(|()| true),
-        None if written => store.remove().map(|()| false),
-        None => return false,
+        (Some((text, mark)), _) => store.write(text).map(|()| Some(*mark)),
+        (None, Some(_)) => store.remove().map(|()| None),
+        (None, None) => return false,
     };
     if let Ok(mut shell) = shared.try_borrow_mut() {
         match result {

@@ -59,8 +59,9 @@ pub struct Shell {
     lifecycle: Option<Lifecycle>,
     /// Where held events are kept for the next load (`persist`, pages only).
     pub(super) store: Option<Store>,
-    /// This exporter has written a copy that it has not removed since.
-    pub(super) written: bool,
+    /// The mark of the copy this exporter wrote last (`Notice::WriteStored`), while it has
+    /// not removed it.
+    pub(super) written: Option<u64>,
     /// A storage call failed or a stored text was corrupt, and the one warning is due.
     pub(super) storage_warning: Option<bool>,
 }
@@ -89,9 +90,10 @@ struct Work {
     lifecycle: Option<Lifecycle>,
     /// Log the one storage warning.
     storage_warning: bool,
-    /// The copy for the next load to write (`Some(Some(text))`) or remove (`Some(None)`): the
-    /// last the engine asked for, done once the state is released and the requests sent.
-    store: Option<Option<String>>,
+    /// The copy for the next load to write (`Some(Some((text, mark)))`) or remove
+    /// (`Some(None)`): the last the engine asked for, done once the state is released and the
+    /// requests sent.
+    store: Option<Option<(String, u64)>>,
     /// Batches to pack ahead: their bodies to gzip, their lines to deflate.
     packs: Vec<(BatchId, Option<String>, Option<String>)>,
 }
@@ -121,7 +123,7 @@ impl Shell {
                 wake: None,
                 lifecycle: None,
                 store: None,
-                written: false,
+                written: None,
                 storage_warning: None,
             })
         });
@@ -269,7 +271,7 @@ impl Shell {
                     max_bytes,
                 } => work.overflow = Some((max_events, max_bytes)),
                 Notice::ReadStored => work.read_stored = true,
-                Notice::WriteStored { text, .. } => work.store = Some(Some(text)),
+                Notice::WriteStored { text, mark, .. } => work.store = Some(Some((text, mark))),
                 Notice::RemoveStored => work.store = Some(None),
                 Notice::Pack { batch, body, lines } => work.packs.push((batch, body, lines)),
                 Notice::Settled { .. } => {}

@@ -311,6 +311,11 @@ async function heldWhenLeaving(browser, way, { n, latency = 0, latencyVia, label
     // the next load began, or later (Chromium runs a page's pagehide in its own process after a
     // cross-site navigation, and may do so after the next load of its origin began).
     const restore = back.shows.find((e) => e.persisted);
+    if (!restore && !back.previous && back.late === null) {
+      // Its pagehide has not run yet: wait for its note a while.
+      back.late = await waitFor(() => shown.evaluate(() => window.closeTest.late()), { timeoutMs: 5_000, message: 'the old page noted its pagehide' })
+        .catch(() => null);
+    }
     const lateHide = !restore && !back.previous && back.late !== null;
     const note = restore ? back.hides.at(-1) : (back.previous ?? back.late);
     const backAt = restore ? restore.at : back.startedAt;

@@ -134,6 +134,35 @@ test('without DecompressionStream the copy is stored plain, and the next load ta
   }
 });
 
+test('a copy another load took while this page still runs is not stored again: the next copy holds only what came after', async () => {
+  const s = await setup();
+  try {
+    // Without DecompressionStream the copy is plain: its uuids can be read.
+    await s.context.addInitScript(() => { delete window.DecompressionStream; });
+    const run = 'taken';
+    const page = await s.open({ run, attempts: '100', backoff: '300' });
+    // The collector refuses, and the page keeps retrying: what is captured stays held, and a
+    // navigation's start stores it.
+    s.collector.control.plan([], { status: 503, delayMs: 0 });
+    const first = await page.evaluate(() => window.closeTest.capture(20));
+    await page.evaluate(() => dispatchEvent(new Event('beforeunload')));
+    const copy = () => page.evaluate(() => {
+      const key = Object.keys(localStorage).find((k) => k.startsWith('spool1:') && !k.endsWith(':claim'));
+      return key && { key, text: localStorage.getItem(key) };
+    });
+    const stored = await waitFor(copy, { message: 'a copy stored' });
+    for (const uuid of first) assert.ok(stored.text.includes(uuid), 'every held event in the copy');
+    // Another load takes it in (its claim removes the text it took); this page captures on.
+    await page.evaluate((key) => localStorage.removeItem(key), stored.key);
+    const later = await page.evaluate(() => window.closeTest.capture(5, 20));
+    const again = await waitFor(copy, { message: 'a copy stored again' });
+    for (const uuid of later) assert.ok(again.text.includes(uuid), 'what came after is stored');
+    for (const uuid of first) assert.ok(!again.text.includes(uuid), 'what the other load took is not stored again');
+  } finally {
+    await s.close();
+  }
+});
+
 for (const [name, script] of [
   ['localStorage that throws', () => {
     Object.defineProperty(window, 'localStorage', { get() { throw new DOMException('denied', 'SecurityError'); } });

@@ -56,13 +56,18 @@ pub enum Notice {
     /// [`Engine::handle_restore`](crate::engine::Engine::handle_restore) (see [`Engine::handle_storage_opened`](crate::engine::Engine::handle_storage_opened)).
     ReadStored,
     /// Write `text` as this exporter's stored copy, replacing the last one; it holds
-    /// `events` events. Before writing, check the last copy is still there: if another load
-    /// took it, call [`Engine::handle_stored_copy_taken`](crate::engine::Engine::handle_stored_copy_taken) instead (a new text follows).
+    /// `events` events. Before writing, check the last copy written is still there: if
+    /// another load took it, call [`Engine::handle_stored_copy_taken`](crate::engine::Engine::handle_stored_copy_taken)
+    /// with that copy's `mark` instead (a new text follows).
     WriteStored {
         /// The copy ([`Engine::persist`](crate::engine::Engine::persist)).
         text: String,
         /// Events in it.
         events: usize,
+        /// Says which events it holds, for `handle_stored_copy_taken`: keep the mark of the
+        /// copy last written (a copy not written, or replaced before it was, says nothing of
+        /// what another load took).
+        mark: u64,
     },
     /// Remove this exporter's stored copy: nothing is held, or the page is shown again and
     /// holds its events itself.

@@ -119,9 +119,9 @@ impl Persistence {
         self.on && self.deflate
     }
 
-    /// The last copy was taken in by another load.
-    pub fn taken(&mut self) {
-        self.stored_from = self.written_below;
+    /// The copy written with `mark` (its `written_below`) was taken in by another load.
+    pub fn taken(&mut self, mark: u64) {
+        self.stored_from = self.stored_from.max(mark);
         self.stored = None;
         self.last = None;
     }

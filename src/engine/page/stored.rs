@@ -22,7 +22,8 @@ impl Persistence {
         match self.text(outbox, &env.config, page, now_ms) {
             Some((text, events)) => {
                 self.stored = Some(copied(outbox));
-                env.notify(Notice::WriteStored { text, events });
+                let mark = self.written_below;
+                env.notify(Notice::WriteStored { text, events, mark });
             }
             None => {
                 self.remove(env);
