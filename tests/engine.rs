@@ -2272,6 +2272,70 @@ fn storage_notices(e: &mut TestEngine) -> Vec<Notice> {
         .collect()
 }
 
+/// The deflated parts of a stored copy (`d<bytes>`, a newline, a character per byte), in order.
+fn deflated_parts(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text.split_once('\n').expect("a header").1;
+    while let Some(part) = rest.strip_prefix('d') {
+        let (len, after) = part.split_once('\n').expect("a length");
+        let len: usize = len.parse().expect("a number");
+        let end = after
+            .char_indices()
+            .nth(len)
+            .map_or(after.len(), |(i, _)| i);
+        parts.push(after[..end].to_string());
+        rest = &after[end..];
+    }
+    parts
+}
+
+/// Events captured as the page leaves have no pack when `beforeunload` writes the copy:
+/// their lines are deflated in the engine then, a part per batch, and kept, so the copy
+/// `pagehide` writes (without what was delivered meanwhile) deflates nothing again.
+#[test]
+fn the_copy_written_as_the_page_goes_deflates_each_batch_once() {
+    let mut e = engine()
+        .max_queue_events(100_000)
+        .max_queue_bytes(1 << 30)
+        .packing();
+    e.handle_storage_opened(true, T0);
+    storage_notices(&mut e);
+    let captured = e.clicks(3_000, T0);
+    e.handle_page(PageEvent::BeforeUnload, T0);
+    let sent = e.drain_unpacked(T0);
+    let written = storage_notices(&mut e);
+    let [Notice::WriteStored { text, events, .. }] = &written[..] else {
+        panic!("one copy written: {written:?}");
+    };
+    assert_eq!(*events, 3_000, "no answer yet: everything stored");
+    let first = deflated_parts(text);
+    assert!(first.len() > 1, "a part per batch");
+    // The first request is answered (its events leave the copy; the collector is healthy, so
+    // what the browser carries on is left out too), and the page goes.
+    e.handle_outcome(sent[0].id, Outcome::status(200), T0 + 1);
+    e.page_gone(T0 + 2);
+    let written = storage_notices(&mut e);
+    let Some(Notice::WriteStored { text, events, .. }) = written.last() else {
+        panic!("a copy written: {written:?}");
+    };
+    let last = deflated_parts(text);
+    assert!(!last.is_empty());
+    // A batch cut at `pagehide` to fit what is left of the keepalive budget is deflated again:
+    // at most one batch's worth.
+    let again: usize = last
+        .iter()
+        .filter(|p| !first.contains(p))
+        .map(String::len)
+        .sum();
+    let largest = first.iter().map(String::len).max().unwrap_or(0);
+    assert!(again <= largest, "{again} bytes deflated again");
+    let delivered = uuids(&sent[0]);
+    let restored = next_load_sends(text, *events, T0 + 3);
+    assert!(restored
+        .iter()
+        .all(|u| captured.contains(u) && !delivered.contains(u)));
+}
+
 #[test]
 fn storage_is_read_at_start_a_second_later_and_after_a_live_pages_hold() {
     let mut e = engine().start();

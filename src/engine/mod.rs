@@ -302,6 +302,8 @@ impl<F: WireFormat> Engine<F> {
     /// `persistMaxBytes`.
     pub fn persist(&mut self, now_ms: u64) -> Option<(String, usize, u64)> {
         let page = self.page.state;
+        self.persistence
+            .deflate_copies(&mut self.outbox, &self.env, page);
         let (text, events) = self
             .persistence
             .text(&self.outbox, &self.env.config, page, now_ms)?;
@@ -315,7 +317,7 @@ impl<F: WireFormat> Engine<F> {
         let page = self.page.state;
         self.persistence.taken(mark);
         self.persistence
-            .write(&self.outbox, &mut self.env, page, now_ms);
+            .write(&mut self.outbox, &mut self.env, page, now_ms);
         self.after_change(now_ms);
     }
 
@@ -403,7 +405,7 @@ impl<F: WireFormat> Engine<F> {
         self.outbox.finish_idle_shutdown(&mut self.env, next);
         let state = self.page.state;
         self.persistence
-            .keep(&self.outbox, &mut self.env, state, now_ms);
+            .keep(&mut self.outbox, &mut self.env, state, now_ms);
         self.rearm(now_ms);
     }
 

@@ -20,7 +20,8 @@
 //!   for as one comes back, so the text handed out stays a few batches, however many are held.
 //! - On the page-close path a batch not packed yet does not wait for its pack (there may be no
 //!   time: figure 7 measured none between `beforeunload` and `pagehide`): it is gzipped there
-//!   and then, synchronously, as before packs (`batch.rs`).
+//!   and then, synchronously, as before packs (`batch.rs`); for the stored copy its lines are
+//!   deflated in the engine once, kept as its copy part ([`Outbox::deflate_copies`]).
 //! - Ordinary requests still carry a body stamped with `sent_at`, compressed by the host as
 //!   they go: most are answered before they would be packed.
 
@@ -33,6 +34,7 @@ use crate::engine::page::defer::DEFERRED_AFTER_MS;
 use crate::engine::page::persist::{self, PackedPart};
 use crate::engine::page::{Page, PageState};
 use crate::engine::wire::format::WireFormat;
+use crate::engine::wire::gzip;
 use crate::engine::{BatchId, Notice, Path, Transmit};
 
 /// What the host can do besides `fetch`, told once by
@@ -195,6 +197,11 @@ impl Pack {
     pub fn copy(&self) -> Option<&PackedPart> {
         self.copy.get()
     }
+
+    /// Its copy part, deflated in the engine: an answer still out for it is not awaited.
+    fn set_copy(&mut self, part: PackedPart) {
+        self.copy = Slot::Ready(Some(part));
+    }
 }
 
 /// Packing, as the host allows it.
@@ -274,6 +281,23 @@ impl Outbox {
                 Some(b) => out += ask(env, b, wants),
                 None => break,
             }
+        }
+    }
+
+    /// A copy is to be written with the host's inflate, and no pack can be awaited (the page
+    /// hides or goes): the queue is cut into batches, and each batch whose copy part is not
+    /// back (and that holds none of the events another load took, below `from`) has its lines
+    /// deflated here, at once, kept as that part. A copy written again (at `pagehide` after
+    /// `beforeunload`, or as answers come) deflates nothing again.
+    pub fn deflate_copies<F: WireFormat>(&mut self, env: &Env<F>, from: u64) {
+        self.cut_held(env, true, u64::MAX);
+        for b in &mut self.batches {
+            if b.carried || b.pack.copy().is_some() || b.items.iter().any(|i| i.seq < from) {
+                continue;
+            }
+            let lines = persist::lines(b.items.iter());
+            let deflated = gzip::deflate(lines.as_bytes(), persist::REST_LEVEL);
+            b.pack.set_copy(PackedPart::new(&deflated));
         }
     }
 

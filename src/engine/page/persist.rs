@@ -281,7 +281,7 @@ pub(crate) fn encode_deflating_rest(
 
 /// deflate level for the events not packed ahead, deflated as the page goes away: speed counts
 /// (0.39 ms per 60 KB, where level 6 took 0.68).
-const REST_LEVEL: u8 = 1;
+pub(crate) const REST_LEVEL: u8 = 1;
 
 /// `text` (made by [`encode`]) kept until `kept_until` instead: its header made again, its
 /// events as they are. `None` if `text` is not such a copy.

@@ -10,15 +10,23 @@ use crate::engine::page::persist::{
     self, CopyOf, Part, Persistence, PERSIST_LIVE_MS, PERSIST_MAX_AGE_MS,
 };
 use crate::engine::page::PageState;
+use crate::engine::wire::format::WireFormat;
 use crate::engine::Notice;
 
 impl Persistence {
     /// Has the copy for the next load written (or removed, once nothing is held), if the
     /// host keeps copies.
-    pub fn write<F>(&mut self, outbox: &Outbox, env: &mut Env<F>, page: PageState, now_ms: u64) {
+    pub fn write<F: WireFormat>(
+        &mut self,
+        outbox: &mut Outbox,
+        env: &mut Env<F>,
+        page: PageState,
+        now_ms: u64,
+    ) {
         if !self.on {
             return;
         }
+        self.deflate_copies(outbox, env, page);
         match self.text(outbox, &env.config, page, now_ms) {
             Some((text, events)) => {
                 self.stored = Some(copied(outbox));
@@ -44,9 +52,30 @@ impl Persistence {
         }
     }
 
+    /// Where the host inflates, once the page goes (`beforeunload` on), each batch's part of
+    /// the copy not back from the host is deflated here, once (`Outbox::deflate_copies`): no
+    /// pack can be awaited. A page merely hidden still packs ahead (it may live on for long,
+    /// capturing: its queue is not cut at each capture).
+    pub fn deflate_copies<F: WireFormat>(
+        &self,
+        outbox: &mut Outbox,
+        env: &Env<F>,
+        page: PageState,
+    ) {
+        if self.on && self.deflate && page >= PageState::Unloading {
+            outbox.deflate_copies(env, self.stored_from);
+        }
+    }
+
     /// After a change: a stored copy is written again if what is held changed, or what is
     /// left out of it (not while the page leaves: it is written once, when the page is gone).
-    pub fn keep<F>(&mut self, outbox: &Outbox, env: &mut Env<F>, page: PageState, now_ms: u64) {
+    pub fn keep<F: WireFormat>(
+        &mut self,
+        outbox: &mut Outbox,
+        env: &mut Env<F>,
+        page: PageState,
+        now_ms: u64,
+    ) {
         // Counted only while a copy is stored: the rest of the time this costs nothing.
         if page != PageState::Leaving && self.stored.is_some_and(|was| was != copied(outbox)) {
             self.write(outbox, env, page, now_ms);
