@@ -1190,21 +1190,28 @@ fn page_hide_bodies_are_packed_ahead_and_carry_several_times_the_plain_budget() 
 /// how well its batches gzipped so far: as the page hides, the quota goes in a handful of
 /// requests (each costs the leaving page about half a millisecond in Chromium), where batches
 /// of 100 events took sixteen for half the events.
-#[test]
-fn a_default_batch_packed_ahead_fits_a_keepalive_body() {
+/// A packing engine with the default batch limits holding 10,000 events of about 300 bytes
+/// of JSON each (they gzip about 16 times), captured at `T0`.
+fn holding_ten_thousand_views() -> TestEngine {
     let mut c = Config::new("https://collector.example/batch/");
     c.api_key = "phc_test".into();
     let mut e = Setup(c)
         .max_queue_events(100_000)
         .max_queue_bytes(1 << 30)
         .packing();
-    // 10,000 events of about 300 bytes of JSON each, held (no request slot takes them now).
     let text = "lorem ipsum dolor ".repeat(8);
     for i in 0..10_000 {
         let props = format!(r#"{{"path":"/page/{}","i":{i},"text":"{text}"}}"#, i % 37);
         e.capture(EventInput::new("view").properties(&props), T0)
             .expect("captured");
     }
+    e
+}
+
+#[test]
+fn a_default_batch_packed_ahead_fits_a_keepalive_body() {
+    // Held: no request slot takes them now.
+    let mut e = holding_ten_thousand_views();
     let ordinary = e.drain_unpacked(T0);
     assert!(
         ordinary.iter().all(|t| t.events > 200),
@@ -1234,20 +1241,9 @@ fn a_default_batch_packed_ahead_fits_a_keepalive_body() {
 
 #[test]
 fn events_captured_as_the_page_leaves_fill_few_keepalive_bodies_as_the_first_gzipped_there_shows() {
-    let mut c = Config::new("https://collector.example/batch/");
-    c.api_key = "phc_test".into();
-    let mut e = Setup(c)
-        .max_queue_events(100_000)
-        .max_queue_bytes(1 << 30)
-        .packing();
-    // 10,000 events of about 300 bytes of JSON each, captured in the task the page leaves in:
-    // no pack can come back before the bodies must go, so they are gzipped in the engine.
-    let text = "lorem ipsum dolor ".repeat(8);
-    for i in 0..10_000 {
-        let props = format!(r#"{{"path":"/page/{}","i":{i},"text":"{text}"}}"#, i % 37);
-        e.capture(EventInput::new("view").properties(&props), T0)
-            .expect("captured");
-    }
+    // Captured in the task the page leaves in: no pack can come back before the bodies must
+    // go, so they are gzipped in the engine.
+    let mut e = holding_ten_thousand_views();
     e.handle_page(PageEvent::BeforeUnload, T0);
     let keepalive: Vec<Transmit> = e
         .drain_unpacked(T0)
