@@ -285,10 +285,11 @@ impl Outbox {
     }
 
     /// A copy is to be written with the host's inflate, and no pack can be awaited (the page
-    /// hides or goes): the queue is cut into batches, and each batch whose copy part is not
-    /// back (and that holds none of the events another load took, below `from`) has its lines
-    /// deflated here, at once, kept as that part. A copy written again (at `pagehide` after
-    /// `beforeunload`, or as answers come) deflates nothing again.
+    /// goes: `beforeunload` on, see `Persistence::deflate_copies`): the queue is cut into
+    /// batches, and each batch whose copy part is not back (and that holds none of the events
+    /// another load took, below `from`) has its lines deflated here, at once, kept as that
+    /// part. A copy written again (at `pagehide` after `beforeunload`, or as answers come)
+    /// deflates nothing again.
     pub fn deflate_copies<F: WireFormat>(&mut self, env: &Env<F>, from: u64) {
         self.cut_held(env, true, u64::MAX);
         for b in &mut self.batches {
