@@ -1361,6 +1361,51 @@ fn a_batch_the_collector_refused_is_packed_while_it_waits_for_its_retry() {
 }
 
 #[test]
+fn a_pack_of_a_batch_split_meanwhile_is_not_sent_for_either_part() {
+    let mut e = engine().max_in_flight(1).packing();
+    let captured = e.clicks(10, T0);
+    let first = e.drain_unpacked(T0 + 1_000);
+    e.handle_outcome(first[0].id, Outcome::status(503), T0 + 1_050);
+    // Behind a refusing collector the batch is packed; the host's compressor is slow.
+    assert_eq!(asked(&mut e).len(), 1);
+    let slow = std::mem::take(&mut e.4);
+    let at = e.poll_timeout().unwrap();
+    e.handle_timeout(at);
+    let retry = e.drain_unpacked(at);
+    assert_eq!(retry[0].events, 10);
+    // Refused as a whole (400): halved. The first half goes in the free slot, is refused
+    // (503) and packed again; the second waits behind it and is packed.
+    e.handle_outcome(retry[0].id, Outcome::status(400), at + 10);
+    let half = e.drain_unpacked(at + 10);
+    assert_eq!(half[0].events, 5);
+    e.handle_outcome(half[0].id, Outcome::status(503), at + 20);
+    assert_eq!(asked(&mut e).len(), 2);
+    // The pack of the whole batch comes back first, then the halves'.
+    for n in slow {
+        if let Notice::Pack { batch, body, lines } = n {
+            let (wire, copy) = common::pack(body, lines);
+            e.handle_packed(batch, wire, copy, at + 30);
+        }
+    }
+    e.packs(at + 30);
+    let mut sent = Vec::new();
+    let mut now = at + 30;
+    while e.held_events() > 0 {
+        now = e.poll_timeout().unwrap_or(now).max(now);
+        e.handle_timeout(now);
+        for t in e.drain(now) {
+            assert_eq!(uuids(&t).len(), t.events, "the body is its batch's");
+            sent.extend(uuids(&t));
+            e.handle_outcome(t.id, Outcome::status(200), now);
+        }
+    }
+    sent.sort();
+    let mut expected = captured;
+    expected.sort();
+    assert_eq!(sent, expected, "each event once");
+}
+
+#[test]
 fn the_stored_copy_is_the_packed_batches_and_the_unfinished_tail_and_reads_back_whole() {
     let mut old = engine().max_in_flight(1).packing();
     old.handle_storage_opened(true, T0);

@@ -29,9 +29,9 @@ use std::collections::{HashMap, HashSet};
 
 use common::write_iso8601;
 use spool::engine::{
-    BatchMode, Config, DropReason, Engine, EventInput, FlushId, FlushReport, HostFeatures, Notice,
-    Outcome, PageEvent, Path, RetryAfter, Rng, Settlement, TransmitId, Uuid, HOST_CONNECTIONS,
-    KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
+    BatchId, BatchMode, Config, DropReason, Engine, EventInput, FlushId, FlushReport, HostFeatures,
+    Notice, Outcome, PageEvent, Path, RetryAfter, Rng, Settlement, TransmitId, Uuid,
+    HOST_CONNECTIONS, KEEPALIVE_QUOTA_BYTES, MAX_RETRY_AFTER_MS,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -97,6 +97,14 @@ struct Answer {
     acks: bool,
 }
 
+/// A pack the host's compressor has not answered yet.
+struct PendingPack {
+    at: u64,
+    batch: BatchId,
+    wire: Option<Vec<u8>>,
+    copy: Option<Vec<u8>>,
+}
+
 /// Totals over all seeds, printed at the end.
 #[derive(Default, Debug)]
 struct Totals {
@@ -140,6 +148,11 @@ struct Sim {
     poisoned: HashSet<Uuid>,
     /// The page is on the collector's origin (a third of the seeds).
     same_origin: bool,
+    /// The host's compressor answers each pack after up to this many ms (0: at once), in
+    /// half of the seeds that pack: meanwhile batches are sent, answered, split and packed
+    /// again.
+    pack_delay_ms: u64,
+    packs: Vec<PendingPack>,
     /// `beforeunload` fired, and neither `pagehide` nor a change of visibility since.
     navigating: bool,
 }
@@ -173,8 +186,14 @@ impl Sim {
             same_origin,
             keepalive_after_unload: false,
         });
+        let pack_delay_ms = match seed % 4 {
+            0 => 1 + rng.up_to(2_000),
+            _ => 0,
+        };
         Sim {
             same_origin,
+            pack_delay_ms,
+            packs: Vec::new(),
             navigating: false,
             engine,
             config,
@@ -370,11 +389,22 @@ impl Sim {
         let mut packed = false;
         while let Some(n) = self.engine.poll_notice() {
             match n {
-                // Half the seeds' hosts pack batches ahead; the compressor answers at once.
+                // Half the seeds' hosts pack batches ahead; the compressor answers at once,
+                // or (half of those) after a while.
                 Notice::Pack { batch, body, lines } => {
                     let (wire, copy) = common::pack(body, lines);
-                    self.engine.handle_packed(batch, wire, copy, self.now);
-                    packed = true;
+                    if self.pack_delay_ms == 0 {
+                        self.engine.handle_packed(batch, wire, copy, self.now);
+                        packed = true;
+                    } else {
+                        let at = self.now + self.rng.up_to(self.pack_delay_ms);
+                        self.packs.push(PendingPack {
+                            at,
+                            batch,
+                            wire,
+                            copy,
+                        });
+                    }
                 }
                 Notice::ReadStored | Notice::WriteStored { .. } | Notice::RemoveStored => {
                     unreachable!("the simulated page keeps no copies")
@@ -525,13 +555,20 @@ impl Sim {
                 break;
             }
             let next_answer = self.answers.iter().map(|a| a.at).min();
+            let next_pack = self.packs.iter().map(|p| p.at).min();
             let wake = self.engine.poll_timeout();
             let capture_at = (captured < events).then_some(next_capture);
-            let Some(at) = [next_answer, wake, capture_at].into_iter().flatten().min() else {
+            let soonest = [next_answer, next_pack, wake, capture_at];
+            let Some(at) = soonest.into_iter().flatten().min() else {
                 panic!("stuck: nothing to wait for, shutdown not complete");
             };
             self.now = self.now.max(at);
-            if next_answer == Some(at) {
+            if next_pack == Some(at) {
+                let i = self.packs.iter().position(|p| p.at == at).unwrap();
+                let p = self.packs.swap_remove(i);
+                self.engine.handle_packed(p.batch, p.wire, p.copy, self.now);
+                self.drain(t);
+            } else if next_answer == Some(at) {
                 let i = self.answers.iter().position(|a| a.at == at).unwrap();
                 let a = self.answers.swap_remove(i);
                 self.answer(a, t);

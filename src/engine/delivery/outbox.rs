@@ -198,13 +198,16 @@ impl Outbox {
     }
 
     /// Leaves batch `idx` its first `keep` events; the rest become a batch of their own right
-    /// after it, with its attempts and state.
+    /// after it, with its attempts and state. Both parts take new ids: a pack the host still
+    /// makes of the whole batch comes back to neither (kept, it would send the rest's events
+    /// twice).
     pub fn split_batch(&mut self, idx: usize, keep: usize) {
         if keep >= self.batches[idx].items.len() {
             return;
         }
         let rest = self.batches[idx].items.split_off(keep);
         self.batches[idx].pack = Pack::default();
+        self.batches[idx].id = self.new_batch_id();
         let id = self.new_batch_id();
         let b = &self.batches[idx];
         let part = Batch {
