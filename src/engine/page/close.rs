@@ -103,12 +103,14 @@ impl Page {
                         _ => PageState::Hidden,
                     };
                     self.navigating = event == PageEvent::BeforeUnload;
-                    // Everything held is packed first: what awaits its pack goes once back.
-                    // (Packing after the keepalive chain had the chaos run send two events
-                    // again after their batch was acknowledged.)
+                    // The keepalive chain first: what it takes is gzipped here and now (the
+                    // page may be gone before a pack could come back), and the first body
+                    // shows how well the rest gzips, so the batches cut after it each fill a
+                    // body (`PackRatio`). What is left is packed, and what awaits its pack
+                    // goes once back.
+                    report = self.hide(outbox, env, endpoint, now_ms);
                     let (copy, hold) = (persistence.packs_copies(), endpoint.hold.until());
                     outbox.pack_ahead(env, self, copy, hold, now_ms);
-                    report = self.hide(outbox, env, endpoint, now_ms);
                     // About to go: what the browser will carry is left out of the copy, as
                     // once gone (a tab merely hidden keeps it all).
                     if event == PageEvent::BeforeUnload && endpoint.vouches_for_carried(now_ms) {
