@@ -100,7 +100,8 @@ test-plain: setup
 
 # The package as a user installs it (`npm pack` of pkg/): tsc (strict, no skipLibCheck) on a
 # page, the esbuild way and a Worker with TypeScript 7 and 5.9; Node with initSync; and a tiny
-# page built by Vite, webpack and esbuild, loaded in headless Chromium against the collector.
+# page built by Vite, webpack and esbuild, loaded in headless Chromium against the collector;
+# the page package's gzipped size against its ceiling (tests/package/size.test.mjs).
 test-package: build
 	node --test tests/package/
 
@@ -110,6 +111,7 @@ test: lint test-native fuzz build test-browser test-e2e test-edge test-demo test
 # edge CPU) in headless Chromium and workerd; prints the tables and writes BENCHMARKS.md. Not
 # part of `test`: timings are noisy. `node bench/run.mjs --quick` is the same code in a minute.
 bench: build
+	command -v twiggy >/dev/null || cargo install twiggy --locked # figure 2's wasm by crate
 	node bench/run.mjs
 
 # Serves the repository so the demo page is at /www/; tools/demo.mjs, once it exists, runs the
