@@ -246,7 +246,10 @@ impl<F: WireFormat> Engine<F> {
     /// ready: whether it may start now, and how ([`Start`]). [`Start::No`]: it was given up
     /// meanwhile, or taken back to go after a `Retry-After`.
     pub fn handle_compressed(&mut self, id: TransmitId, wire_len: usize, now_ms: u64) -> Start {
-        let start = self.outbox.compressed(&self.endpoint, id, wire_len, now_ms);
+        let late = self.page.state == PageState::Unloading && self.page.answered_unloading;
+        let start = self
+            .outbox
+            .compressed(&self.endpoint, id, wire_len, late, now_ms);
         self.after_change(now_ms);
         start
     }

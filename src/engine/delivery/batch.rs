@@ -284,11 +284,14 @@ impl Outbox {
     /// (given up meanwhile), nor under the endpoint's hold (a `Retry-After` answered
     /// meanwhile): then it is taken back, unsent, to go once the hold ends. It outlives the
     /// page (`keepalive: true`) where the host can and the body fits the keepalive quota.
+    /// `late`: the page unloads and an answer came since it began to, so a request starting
+    /// now is never left out of the stored copy as carried on ([`Batch::sent_unloading`]).
     pub fn compressed(
         &mut self,
         endpoint: &Endpoint,
         id: TransmitId,
         wire_len: usize,
+        late: bool,
         now_ms: u64,
     ) -> Start {
         let Some(idx) = self.in_flight_index(id) else {
@@ -298,6 +301,7 @@ impl Outbox {
             self.take_back(idx);
             return Start::No;
         }
+        self.batches[idx].sent_unloading = late;
         let may = self.may_outlive(wire_len);
         if let BatchState::InFlight {
             keepalive: false,
