@@ -86,6 +86,9 @@ pub(crate) enum BatchState {
         /// The host accepted it without a vouch: no answer will come, and the events stay
         /// held (stored) until the deadline sends them again, the attempt unspent.
         accepted: bool,
+        /// An ordinary request whose body the host gzips first: it has not started until
+        /// [`Outbox::compressed`] says it may.
+        compressing: bool,
     },
 }
 
@@ -237,6 +240,7 @@ impl Outbox {
             body_len: wire_len,
             vouched: endpoint.vouches(now_ms),
             accepted: false,
+            compressing: host_gzips && !page_hide,
         };
         self.ledger.launch(
             batch.items.len(),
@@ -308,9 +312,11 @@ impl Outbox {
             beacon: false,
             outlives: outlives @ false,
             body_len,
+            compressing,
             ..
         } = &mut self.batches[idx].state
         {
+            *compressing = false;
             if may {
                 *outlives = true;
                 *body_len = wire_len;

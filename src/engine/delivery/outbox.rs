@@ -329,6 +329,26 @@ impl Outbox {
         }
     }
 
+    /// A navigation starts (`beforeunload`): the ordinary requests whose bodies the host is
+    /// still gzipping have not started, and are taken back (a [`Notice::Abort`] each, the
+    /// attempt unspent and the request uncounted), so that they go now on the page-close path.
+    /// Left to start once compressed, they went after the keepalive chain had taken the quota,
+    /// without `keepalive`, and were given up at `pagehide` and sent again: in Chromium the
+    /// collector often had them already (a repeat of each).
+    pub fn take_back_compressing<F>(&mut self, env: &mut Env<F>) {
+        for idx in 0..self.batches.len() {
+            if let BatchState::InFlight {
+                transmit,
+                compressing: true,
+                ..
+            } = self.batches[idx].state
+            {
+                env.notices.push_back(Notice::Abort(transmit));
+                self.take_back(idx);
+            }
+        }
+    }
+
     /// Every batch waiting out a backoff may go at `now_ms` (the network is back).
     pub fn end_backoffs(&mut self, now_ms: u64) {
         for b in &mut self.batches {

@@ -103,6 +103,9 @@ impl Page {
                         _ => PageState::Hidden,
                     };
                     self.navigating = event == PageEvent::BeforeUnload;
+                    if self.navigating {
+                        outbox.take_back_compressing(env);
+                    }
                     // The keepalive chain first: what it takes is gzipped here and now (the
                     // page may be gone before a pack could come back), and the first body
                     // shows how well the rest gzips, so the batches cut after it each fill a
