@@ -14,8 +14,10 @@
 //!
 //! HTTP control API (also usable from a page: every response allows CORS):
 //!   POST /control        {"plan":[{"status":429,"retryAfter":"2","delayMs":0,"reset":false,
-//!                          "afterAccept":false,"times":1}, ...], "default":{"status":200}}
-//!                        replaces the plan; `default` (kept when omitted) answers once it is used up
+//!                          "afterAccept":false,"hold":false,"times":1}, ...], "default":{"status":200}}
+//!                        replaces the plan; `default` (kept when omitted) answers once it is used up.
+//!                        `hold`: the answer waits `delayMs` or until the plan is set again (or
+//!                        reset), whichever comes first: a stalled collector a page can end
 //!   POST /control        {"chaos":{"seed":42,"weights":{"ok":60,"e503":8,...},"stallMs":15000}}
 //!                        seeded random answers once the plan is used up (see CHAOS_FATES);
 //!                        {"chaos":null} turns them off. A body with only `chaos` keeps the plan
@@ -23,7 +25,10 @@
 //!                        `?since=SEQ` lists only the batches after SEQ (the demo page polls it)
 //!                        An entry has receivedAt, answeredAt and closedAt (the connection closed
 //!                        before an answer), the status, accepted, the body; `fate` when chaos
-//!                        drew it; `retryAfter` and `retryAfterUntil` (the ms it names) if sent
+//!                        drew it; `retryAfter` and `retryAfterUntil` (the ms it names) if sent;
+//!                        `bytes` as received and `jsonBytes` decoded (gunzipped, and posthog-js's
+//!                        `data=<base64>` form unwrapped); `fetchMode` (Sec-Fetch-Mode: `no-cors`
+//!                        for a beacon)
 //!   POST /control        {"poison":"marker"}: any batch body containing the marker is refused
 //!                        (400) before the plan is consulted; {"poison":null} turns it off
 //!   POST /control/reset  forgets the log, the plan, the default, chaos and poison
@@ -100,6 +105,11 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
   root = path.resolve(root);
   const state = { batches: [], preflights: 0, seq: 0, plan: [], default: { ...DEFAULT_ANSWER }, chaos: null };
   const timers = new Set();
+  // Ends the wait of every answer held (`hold`): called when the plan is set again.
+  const held = new Set();
+  const releaseHeld = () => {
+    for (const release of held) release();
+  };
 
   const control = {
     // Accepts the POST /control body, or (plan, default) as two arguments.
@@ -110,6 +120,7 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       // Copied, because `times` is counted down as answers are used.
       state.plan = plan.map((a) => ({ ...a, times: a.times ?? 1 })).filter((a) => a.times > 0);
       if (config?.default) state.default = { ...DEFAULT_ANSWER, ...config.default };
+      releaseHeld();
     },
     // Seeded random answers once the plan is used up: { seed, weights: { fate: weight },
     // stallMs, retryAfterMaxSeconds }. The same seed draws the same fates in the same order of
@@ -130,6 +141,7 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       state.default = { ...DEFAULT_ANSWER };
       state.chaos = null;
       state.poison = null;
+      releaseHeld();
     },
   };
 
@@ -203,7 +215,7 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
     // PostHog bodies carry no header, to stay CORS-simple).
     const gzipped = req.headers['content-encoding'] === 'gzip' || (bytes[0] === 0x1f && bytes[1] === 0x8b);
     if (gzipped) bytes = zlib.gunzipSync(bytes);
-    const text = bytes.toString('utf8');
+    const text = unwrapPosthogForm(bytes.toString('utf8'), req.url);
     let body = null;
     try {
       body = JSON.parse(text);
@@ -234,7 +246,12 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       contentType: req.headers['content-type'] ?? null,
       origin: req.headers.origin ?? null,
       bytes: wireBytes,
+      // What the events' JSON weighs, as the collector decodes it.
+      jsonBytes: Buffer.byteLength(text),
       gzip: gzipped,
+      // `no-cors` for a beacon (sendBeacon with a text/plain body); a fetch, keepalive or not,
+      // says `cors` or `same-origin`.
+      fetchMode: req.headers['sec-fetch-mode'] ?? null,
       status,
       // Whether the events count as delivered: a 2xx, or an `afterAccept` answer (kept, then
       // answered with an error or a dropped connection, as when an ack is lost).
@@ -260,6 +277,8 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
       // A chaos stall ends early if the client gives up: it is gone, and nothing is answered.
       await sleep(answer.delayMs, res);
       if (entry.closedAt !== null) return;
+    } else if (answer.hold) {
+      await sleep(answer.delayMs, res, held);
     } else {
       await sleep(answer.delayMs ?? 0);
     }
@@ -317,19 +336,22 @@ export async function startCollector({ port = 0, host = '127.0.0.1', root = REPO
     res.end(req.method === 'HEAD' ? undefined : data);
   }
 
-  // Resolves after `ms`, or as soon as `res` closes when given.
-  function sleep(ms, res) {
+  // Resolves after `ms`, or as soon as `res` closes when given, or when `releases` (a Set)
+  // calls what it is given.
+  function sleep(ms, res, releases) {
     if (!ms) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(t);
         timers.delete(t);
         res?.off('close', done);
+        releases?.delete(done);
         resolve();
       };
       const t = setTimeout(done, ms);
       timers.add(t);
       res?.once('close', done);
+      releases?.add(done);
     });
   }
 
@@ -555,6 +577,17 @@ function otlpParser() {
     },
   };
   return parser;
+}
+
+/**
+ * posthog-js's form body, `data=<JSON or base64 of it>` (what it sends with sendBeacon, and with
+ * `compression=base64` in the URL), unwrapped to its JSON; any other text as it is.
+ */
+function unwrapPosthogForm(text, url) {
+  if (!text.startsWith('data=')) return text;
+  const data = decodeURIComponent(text.slice(5).replace(/\+/g, ' '));
+  if (/[?&]compression=base64/.test(url) || !/^[[{]/.test(data)) return Buffer.from(data, 'base64').toString('utf8');
+  return data;
 }
 
 /** The send time a request's URL carries as `_` (ms since the epoch), as ISO 8601; null if none. */

@@ -1,10 +1,15 @@
 //! The demo page: one spool `Exporter` sending to the collector that serves this page, its
-//! stats drawn live, and the collector's failure modes one click away.
+//! stats drawn live, the collector's failure modes one click away, what the exporter keeps in
+//! storage for the next load, and an experiment that leaves the page while events are held
+//! (its results are on the next page, www/next.html).
 //!
 //! The collector (tools/collector.mjs) serves the repository, so the page is at `/www/`, the
 //! package at `/pkg/spool.js`, batches go to `/batch/` and the failure modes are set through
 //! `POST /control`. `window.spoolDemo` exposes the exporter and what the page captured, for
 //! the headless scenario (tools/demo.mjs) and the browser test.
+
+import { otherOrigin } from './posthog.js';
+import { StoragePanel } from './stored.js';
 
 const BURST_SIZE = 1000;
 // Four samples a second: fast enough to watch a burst drain, cheap enough to never matter.
@@ -16,6 +21,15 @@ const CHART_MIN_SPAN_MS = 15_000;
 const LOG_POLL_MS = 500;
 // The batch table has room for this many rows; its height is fixed so nothing below it moves.
 const BATCH_ROWS = 6;
+// The leave experiment holds its events this long behind the stalled collector before it goes:
+// long enough for spool to pack the waiting batches (it packs a batch unanswered a second).
+const HOLD_MS = 2000;
+// The longest the collector stalls an answer if no next page comes to end the stall: below the
+// exporter's requestTimeoutMs (10 s here), so the stall alone makes no retries, and short
+// enough that a navigation whose host has every connection held waits no longer.
+const STALL_MAX_MS = 5000;
+// Where the next page leaves the last run's numbers for this page (www/next.js writes it).
+const LAST_RUN_KEY = 'spool-demo:last-leave';
 
 // Lively settings for a demo: the engine's defaults, but retries come back within half a
 // second so a 503 visibly recovers. Any of them can be overridden from the address bar.
@@ -37,6 +51,8 @@ const MODES = {
   slow: { answer: { status: 200, delayMs: 2000 }, summary: 'slow: 200 after 2 s', state: 'warn' },
   503: { answer: { status: 503 }, summary: 'unavailable: 503', state: 'bad' },
   429: { answer: { status: 429, retryAfter: '2' }, summary: 'rate limiting: 429, Retry-After: 2', state: 'bad' },
+  // Set by the leave experiment only (no radio): every answer held until the next page.
+  stall: { answer: { status: 200, hold: true, delayMs: STALL_MAX_MS }, summary: 'stalled: every answer held', state: 'warn' },
 };
 
 const number = new Intl.NumberFormat('en-US');
@@ -60,6 +76,9 @@ const demo = {
   failed: null,
   burstCount: 0,
   clickCount: 0,
+  /** The leave experiment under way: { run, n, spool: [uuids], posthog: [uuids] }. */
+  leaving: null,
+  storage: null,
 };
 window.spoolDemo = demo;
 
@@ -83,8 +102,14 @@ async function main() {
   setInterval(sample, SAMPLE_MS);
   sample();
   pollLog();
+  demo.storage = new StoragePanel(
+    { events: $('stored-events'), bytes: $('stored-bytes'), expires: $('stored-expires'), note: $('stored-note') },
+    () => demo.exporter,
+  );
+  $('other-origin').textContent = otherOrigin().host;
+  showLastRun();
 
-  for (const id of ['capture-one', 'burst', 'flush']) $(id).disabled = false;
+  for (const id of ['capture-one', 'burst', 'flush', 'leave']) $(id).disabled = false;
   demo.ready = true;
   document.documentElement.dataset.ready = 'true';
 }
@@ -170,6 +195,14 @@ function wireControls() {
     }
   });
 
+  $('leave').addEventListener('click', () => {
+    leave().catch((err) => {
+      say(`The experiment failed: ${err?.message ?? err}`);
+      setMode('ok');
+      $('leave').disabled = false;
+    });
+  });
+
   for (const radio of document.querySelectorAll('input[name="mode"]')) {
     radio.addEventListener('change', () => {
       if (radio.checked) setMode(radio.value);
@@ -233,6 +266,76 @@ demo.capturedCount = capturedCount;
 function droppedTotal(dropped) {
   if (typeof dropped === 'number') return dropped;
   return dropped?.total ?? 0;
+}
+
+// ---- Leave this page ----------------------------------------------------------------------
+
+/**
+ * The experiment: posthog-js loaded in a frame (if asked for), the collector stalled, `n`
+ * events captured by each, held `HOLD_MS`, then the page goes to the next page (www/next.html)
+ * here or on the other origin, with what that page needs to tell this run's arrivals apart in
+ * its address.
+ */
+async function leave() {
+  $('leave').disabled = true;
+  const n = Math.max(1, Math.min(10_000, Math.round(Number($('leave-n').value)) || 1000));
+  const withPosthog = $('leave-posthog').checked;
+  const toOrigin = document.querySelector('input[name="leave-to"]:checked').value === 'origin';
+  let frame = null;
+  if (withPosthog) {
+    say('Loading posthog-js beside spool…');
+    frame = await posthogFrame();
+  }
+  const run = `run${Date.now().toString(36)}`;
+  const since = await latestSeq();
+  await setMode('stall');
+  const spool = [];
+  for (let i = 0; i < n; i++) spool.push(capture('leave_event', { run, i }));
+  const posthog = frame ? frame.capture(n, run) : [];
+  demo.leaving = { run, n, spool, posthog };
+  sample();
+  const target = new URL('/www/next.html', toOrigin ? otherOrigin() : location.origin);
+  for (let left = HOLD_MS; left > 0; left -= 500) {
+    say(`Captured ${number.format(n)} events; the collector stalls. Leaving for ${target.host} in ${left / 1000} s…`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  target.search = new URLSearchParams({
+    run, n, since, from: location.origin, posthog: withPosthog ? '1' : '0', left: Date.now(),
+  }).toString();
+  location.href = target.href;
+}
+
+/** A frame of this origin running posthog-js (www/posthog.html), once it is ready. */
+async function posthogFrame() {
+  const frame = document.createElement('iframe');
+  frame.src = 'posthog.html';
+  frame.hidden = true;
+  frame.title = 'posthog-js';
+  document.body.append(frame);
+  for (let i = 0; i < 200 && !frame.contentWindow?.contender; i++) await new Promise((r) => setTimeout(r, 50));
+  if (!frame.contentWindow?.contender) throw new Error('posthog-js did not load');
+  return frame.contentWindow.contender;
+}
+
+/** The collector's latest batch seq: the next page reads the log from there. */
+async function latestSeq() {
+  const res = await fetch(`/control/log?since=${lastSeq}`, { cache: 'no-store' });
+  const log = await res.json();
+  return Math.max(lastSeq, ...log.batches.map((b) => b.seq));
+}
+
+/** The last run's numbers, as the next page left them. */
+function showLastRun() {
+  let last = null;
+  try {
+    last = JSON.parse(localStorage.getItem(LAST_RUN_KEY));
+  } catch {}
+  if (!last) return;
+  const line = (name, t) => `${name} ${number.format(t.distinct)} of ${number.format(last.n)} ` +
+    `(${number.format(t.atClose)} at close, ${number.format(t.nextLoad)} from the next load, ` +
+    `${number.format(t.repeats)} ${t.repeats === 1 ? 'repeat' : 'repeats'})`;
+  $('leave-last').textContent = `Last run, ${last.to}: ` + [line('spool', last.spool)]
+    .concat(last.posthog ? [line('posthog-js', last.posthog)] : []).join('; ') + '.';
 }
 
 // ---- Live stats and the chart -------------------------------------------------------------
@@ -369,7 +472,7 @@ class Chart {
       if (end < start) return;
       const x0 = x(change.t);
       const x1 = x(end);
-      const color = change.mode === 'slow' ? colors.warn : change.mode === '429' ? colors.warn : colors.bad;
+      const color = ['slow', '429', 'stall'].includes(change.mode) ? colors.warn : colors.bad;
       ctx.globalAlpha = 0.1;
       ctx.fillStyle = color;
       ctx.fillRect(x0, top, x1 - x0, plotH);
@@ -450,7 +553,9 @@ function renderBatches() {
       cell(`${b.seq}`),
       cell(answer, `answer ${kind}`),
       cell(number.format(b.events), 'num'),
+      cell(number.format(b.jsonBytes ?? b.bytes), 'num'),
       cell(number.format(b.bytes), 'num'),
+      cell(ratio(b), 'num'),
       sentAtCell(b.sentAt),
       cell(new Date(b.receivedAt).toLocaleTimeString('en-GB', { hour12: false }) +
         `.${String(b.receivedAt % 1000).padStart(3, '0')}`, 'mono wide'),
@@ -458,6 +563,12 @@ function renderBatches() {
     return tr;
   });
   $('batch-rows').replaceChildren(...rows);
+}
+
+/** How many times smaller the body went than its JSON: `6.1×`, or `plain`. */
+function ratio(b) {
+  if (!b.gzip) return 'plain';
+  return `${((b.jsonBytes ?? b.bytes) / Math.max(1, b.bytes)).toFixed(1)}×`;
 }
 
 // The date part folds away on a phone; the time is what differs between rows.
