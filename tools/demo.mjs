@@ -7,17 +7,26 @@
 //!     --screenshot PATH                     save the page as PNG after the scenario (1280×800)
 //!   --root DIR                              serve DIR instead of the repository
 //!
-//! The scenario clicks the page's own buttons: one event, a burst of 1,000, the collector
-//! rate-limiting with `429 Retry-After: 2` (and a flush asked for meanwhile), a few 503s, then
-//! a last flush. It then checks, from the collector's own log, that the burst arrived, that no
-//! request reached the collector while a Retry-After was running, and that every captured
-//! event was delivered exactly once or counted as dropped: lost = captured − delivered −
-//! dropped must be 0.
+//! The scenario first runs the page's "Leave this page" experiment twice (1,000 events to
+//! another page of the demo, then 10,000 to the other origin, each with posthog-js beside
+//! spool, after one event delivered so that the collector has answered): the collector stalls,
+//! the page goes, and the next page (www/next.html) counts what arrived at close, by path, and
+//! from the next load's stored copy. The driver checks those numbers against the collector's
+//! own log: every event spool captured reached the collector, the page's repeats are the
+//! collector's, and what the storage panel saw stored is what the next load took in.
+//!
+//! Then, on a fresh load of the demo page, it clicks the page's own buttons: one event, a burst
+//! of 1,000, the collector rate-limiting with `429 Retry-After: 2` (and a flush asked for
+//! meanwhile), a few 503s, then a last flush. It checks, from the collector's own log, that the
+//! burst arrived, that no request reached the collector while a Retry-After was running, and
+//! that every captured event was delivered exactly once or counted as dropped: lost =
+//! captured − delivered − dropped must be 0.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCollector } from './collector.mjs';
+import { PATHS, SENDERS, eventsOf, senderOf } from './leave.mjs';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEFAULT_PORT = 8000;
@@ -28,7 +37,15 @@ const RETRY_AFTER_MS = 2000;
 const CLOCK_SLACK_MS = 2;
 // Generous: the slowest step (two Retry-After rounds) takes about 5 s.
 const STEP_TIMEOUT_MS = 20_000;
-const SCENARIO_TIMEOUT_MS = 120_000;
+// A leave run: capturing and holding, the next page's quiet wait, and the next load's
+// patience for a copy not marked gone (13 s) take about 40 s with 10,000 events.
+const LEAVE_TIMEOUT_MS = 120_000;
+const SCENARIO_TIMEOUT_MS = 420_000;
+/** The leave experiment's runs: where the page goes (www/app.js's `leave-to`) and how many events. */
+const LEAVE_RUNS = [
+  { to: 'page', label: 'another page of the demo', n: 1000 },
+  { to: 'origin', label: 'the other origin', n: 10_000 },
+];
 const VIEWPORT = { width: 1280, height: 800 };
 
 const args = parseArgs(process.argv.slice(2));
@@ -83,12 +100,27 @@ async function runScenario({ root, port, screenshot }) {
     const page = await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(String(e?.stack ?? e)));
     console.log(`spool demo: headless scenario against ${collector.url}/www/`);
-    await page.goto(`${collector.url}/www/`);
-    const start = await waitFor(() => page.evaluate(() => window.spoolDemo?.ready || window.spoolDemo?.failed), {
-      timeoutMs: STEP_TIMEOUT_MS,
-      message: 'the page to start the exporter',
-    });
-    if (start !== true) throw new Error(`the page could not start: ${start}`);
+    const open = async () => {
+      await page.goto(`${collector.url}/www/`);
+      const start = await waitFor(() => page.evaluate(() => window.spoolDemo?.ready || window.spoolDemo?.failed), {
+        timeoutMs: STEP_TIMEOUT_MS,
+        message: 'the page to start the exporter',
+      });
+      if (start !== true) throw new Error(`the page could not start: ${start}`);
+    };
+
+    const leaveRuns = [];
+    for (const run of LEAVE_RUNS) {
+      await open();
+      const result = await leaveRun(page, collector, run, waitFor);
+      leaveRuns.push(result);
+      progress(`left for ${run.label} holding ${run.n.toLocaleString('en-US')} events: ${leaveSummary(result.tally.spool)}`);
+      checkLeaveRun(check, result);
+    }
+
+    // The scenario runs on a fresh load; the leave runs' events are left out of its accounting.
+    await open();
+    const seqAtStart = collector.log().batches.at(-1)?.seq ?? 0;
 
     // Where every card is, to check at the end that live numbers never moved the layout.
     const layout = () => page.evaluate(() => [...document.querySelectorAll('.masthead, .card')]
@@ -172,7 +204,8 @@ async function runScenario({ root, port, screenshot }) {
     progress('final flush done');
 
     // The accounting, from the page's stats and the collector's log.
-    const log = collector.log();
+    const log = { ...collector.log() };
+    log.batches = log.batches.filter((b) => b.seq > seqAtStart);
     const final = await stats();
     const uuids = await page.evaluate(() => window.spoolDemo.captured);
     const total = await captured();
@@ -229,6 +262,7 @@ async function runScenario({ root, port, screenshot }) {
     }
 
     printReport({ total, final, log, lost, burstMs, burstRequests, rateLimits, soonest });
+    printLeaveRuns(leaveRuns);
   } catch (err) {
     check(false, 'the scenario ran to the end', String(err?.message ?? err) +
       (pageErrors.length ? `\npage errors:\n${pageErrors.join('\n')}` : ''));
@@ -271,14 +305,98 @@ function printReport({ total, final, log, lost, burstMs, burstRequests, rateLimi
   for (const [k, v] of rows) console.log(`  ${k.padEnd(16)} ${v}`);
 }
 
-/** uuid → how many times the collector accepted it. */
+/** uuid → how many times the collector accepted it, leave runs' events left out. */
 function accepted(log) {
   const counts = new Map();
   for (const b of log.batches) {
     if (!b.accepted) continue;
-    for (const e of b.body?.batch ?? []) counts.set(e.uuid, (counts.get(e.uuid) ?? 0) + 1);
+    for (const e of b.body?.batch ?? []) {
+      if (e.properties?.run === undefined) counts.set(e.uuid, (counts.get(e.uuid) ?? 0) + 1);
+    }
   }
   return counts;
+}
+
+/**
+ * One run of the page's "Leave this page" experiment, from the demo page (loaded, exporter
+ * running): one event delivered first (so the collector has answered), then `n` events and
+ * the page goes `to`; resolves with what the next page counted once it is done, what the page
+ * captured, and the collector's own count.
+ */
+async function leaveRun(page, collector, { to, label, n }, waitFor) {
+  await page.getByRole('button', { name: 'Capture one event', exact: true }).click();
+  await waitFor(() => page.evaluate(() => window.spoolDemo.exporter.stats().delivered >= 1), {
+    timeoutMs: STEP_TIMEOUT_MS,
+    message: 'the first event to be delivered',
+  });
+  await page.locator('#leave-n').fill(String(n));
+  await page.locator('#leave-to').selectOption(to);
+  await page.getByRole('button', { name: 'Capture and leave', exact: true }).click();
+  const captured = await waitFor(() => page.evaluate(() => window.spoolDemo?.leaving), {
+    timeoutMs: STEP_TIMEOUT_MS,
+    message: 'the page to capture the run',
+  });
+  // The page goes, and on the other origin comes back: an evaluate may meet no document.
+  const next = await waitFor(() => page.evaluate(() => {
+    const s = window.spoolNext;
+    if (!s?.done && !s?.failed) return null;
+    return { failed: s.failed, tally: s.tally, stored: s.stored, restored: s.exporter?.stats().restored ?? null };
+  }).catch(() => null), { timeoutMs: LEAVE_TIMEOUT_MS, intervalMs: 200, message: `the next page to count the run to ${label}` });
+  if (next.failed) throw new Error(`the next page failed: ${next.failed}`);
+  return { to, label, n, captured, ...next, collector: collectorCount(collector.log(), captured.run) };
+}
+
+/** The collector's own count of a leave run, per sender: arrivals and each uuid it holds. */
+function collectorCount(log, run) {
+  const count = Object.fromEntries(SENDERS.map((s) => [s, { arrivals: 0, uuids: new Set() }]));
+  for (const b of log.batches) {
+    for (const e of eventsOf(b.body)) {
+      if (e?.properties?.run !== run) continue;
+      const c = count[senderOf(b.body)];
+      c.arrivals++;
+      c.uuids.add(e.uuid);
+    }
+  }
+  return count;
+}
+
+/** The checks of a leave run: the next page's numbers against the collector's. */
+function checkLeaveRun(check, { label, n, captured, tally, stored, restored, collector }) {
+  const where = `(${n.toLocaleString('en-US')} events, to ${label})`;
+  const spool = collector.spool;
+  const missing = captured.spool.filter((u) => !spool.uuids.has(u)).length;
+  check(captured.spool.length === n && missing === 0 && tally.spool.distinct === n,
+    `every event spool captured reached the collector, at close or from the next load ${where}`,
+    `${missing} of ${captured.spool.length} captured missing at the collector; the page counts ${tally.spool.distinct}`);
+  for (const sender of SENDERS) {
+    const c = collector[sender];
+    const repeats = c.arrivals - c.uuids.size;
+    check(tally[sender].repeats === repeats && tally[sender].distinct === c.uuids.size,
+      `the page's repeats and distinct events for ${sender} are the collector's ${where}`,
+      `page: ${tally[sender].repeats} repeats, ${tally[sender].distinct} distinct; ` +
+      `collector: ${repeats} repeats, ${c.uuids.size} distinct`);
+  }
+  check(stored?.events === restored,
+    `what the storage panel saw stored is what the next load took in ${where}`,
+    `panel: ${stored?.events} events stored; exporter: ${restored} restored`);
+}
+
+/** One sender's numbers of a leave run, in a line. */
+function leaveSummary(t) {
+  const n = (v) => v.toLocaleString('en-US');
+  const atClose = PATHS.reduce((sum, p) => sum + t.atClose[p], 0);
+  return `${n(atClose)} at close (${PATHS.map((p) => `${p} ${n(t.atClose[p])}`).join(', ')}), ` +
+    `${n(t.nextLoad)} from the next load, ${n(t.repeats)} repeats, ${n(t.wireBytes)} bytes on the wire ` +
+    `for ${n(t.jsonBytes)} of JSON`;
+}
+
+function printLeaveRuns(runs) {
+  console.log('leave this page (collector stalled, events held 2 s, then the page goes):');
+  for (const run of runs) {
+    console.log(`  to ${run.label}, ${run.n.toLocaleString('en-US')} events captured by each; ` +
+      `${run.stored.events.toLocaleString('en-US')} spool events stored, ${run.restored.toLocaleString('en-US')} taken by the next load`);
+    for (const sender of SENDERS) console.log(`    ${sender.padEnd(10)} ${leaveSummary(run.tally[sender])}`);
+  }
 }
 
 function parseArgs(argv) {

@@ -106,7 +106,7 @@ async function main() {
     { events: $('stored-events'), bytes: $('stored-bytes'), expires: $('stored-expires'), note: $('stored-note') },
     () => demo.exporter,
   );
-  $('other-origin').textContent = otherOrigin().host;
+  $('other-origin').textContent = `the other origin, ${new URL(otherOrigin()).host}`;
   showLastRun();
 
   for (const id of ['capture-one', 'burst', 'flush', 'leave']) $(id).disabled = false;
@@ -280,7 +280,7 @@ async function leave() {
   $('leave').disabled = true;
   const n = Math.max(1, Math.min(10_000, Math.round(Number($('leave-n').value)) || 1000));
   const withPosthog = $('leave-posthog').checked;
-  const toOrigin = document.querySelector('input[name="leave-to"]:checked').value === 'origin';
+  const toOrigin = $('leave-to').value === 'origin';
   let frame = null;
   if (withPosthog) {
     say('Loading posthog-js beside spool…');
