@@ -331,10 +331,11 @@ function showLastRun() {
     last = JSON.parse(localStorage.getItem(LAST_RUN_KEY));
   } catch {}
   if (!last) return;
-  const line = (name, t) => `${name} ${number.format(t.distinct)} of ${number.format(last.n)} ` +
-    `(${number.format(t.atClose)} at close, ${number.format(t.nextLoad)} from the next load, ` +
-    `${number.format(t.repeats)} ${t.repeats === 1 ? 'repeat' : 'repeats'})`;
-  $('leave-last').textContent = `Last run, ${last.to}: ` + [line('spool', last.spool)]
+  const line = (name, t) => `${name} ${number.format(t.atClose)} at close` +
+    (t.nextLoad ? ` + ${number.format(t.nextLoad)} next load` : '') +
+    (t.distinct < last.n ? `, ${number.format(last.n - t.distinct)} missing` : '') +
+    `, ${number.format(t.repeats)} ${t.repeats === 1 ? 'repeat' : 'repeats'}`;
+  $('leave-last').textContent = `Last run, ${number.format(last.n)} to ${last.to}: ` + [line('spool', last.spool)]
     .concat(last.posthog ? [line('posthog-js', last.posthog)] : []).join('; ') + '.';
 }
 

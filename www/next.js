@@ -176,11 +176,16 @@ function render() {
 
 // ---- The tally ------------------------------------------------------------------------------
 
-/** The results table's rows: a label, then a value per sender from its tally. */
+/**
+ * The results table's rows: a label, then a value per sender from its tally and name (null:
+ * not known for that sender).
+ */
 const ROWS = [
   ['Captured', () => experiment.n],
   ...PATHS.map((path) => [`at close, ${path}`, (t) => t.atClose[path], 'sub']),
   ['At close', (t) => atClose(t), 'total'],
+  // posthog-js keeps no events for the next load; what else it stores is not read here.
+  ['Stored as the next load began', (t, sender) => (sender === 'spool' ? next.stored?.events ?? null : null)],
   ['From the next load', (t) => t.nextLoad, 'total'],
   ['Missing', (t) => experiment.n - t.distinct, 'total'],
   ['Repeats', (t) => t.repeats],
@@ -199,8 +204,8 @@ function renderResults(tally) {
     if (kind === 'total') tr.className = 'total';
     tr.append(cell(label, `label${kind === 'sub' ? ' sub' : ''}`));
     for (const sender of SENDERS) {
-      const shown = sender === 'spool' || experiment.posthog;
-      tr.append(cell(shown ? number.format(value(tally[sender])) : '—', 'num'));
+      const shown = sender === 'spool' || experiment.posthog ? value(tally[sender], sender) : null;
+      tr.append(cell(shown === null ? '—' : number.format(shown), 'num'));
     }
     return tr;
   });
