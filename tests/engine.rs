@@ -99,6 +99,20 @@ impl Setup {
         });
         e
     }
+    /// Started with a host whose ordinary bodies it gzips first (`handle_compressed`) and
+    /// whose ordinary requests may go with `keepalive: true`, as a page's; `sends_on` as in
+    /// [`packing_sent_on`](Self::packing_sent_on).
+    fn gzipping_outliving(self, sends_on: bool) -> TestEngine {
+        let mut e = self.start();
+        e.handle_host_features(HostFeatures {
+            deferred: false,
+            compress: true,
+            keepalive: true,
+            same_origin: false,
+            keepalive_after_unload: sends_on,
+        });
+        e
+    }
     fn batch_mode(mut self, mode: BatchMode) -> Setup {
         self.0.batch_mode = mode;
         self
@@ -1736,14 +1750,7 @@ fn a_keepalive_request_sent_while_the_page_unloads_is_not_left_out_of_the_copy()
 /// the document went: 372 events of 10,000 lost in 2 cross-site navigations of 12.
 #[test]
 fn a_body_compressed_while_the_page_unloads_starts_late_and_stays_in_the_copy() {
-    let mut e = engine().max_in_flight(2).start();
-    e.handle_host_features(HostFeatures {
-        deferred: false,
-        compress: true,
-        keepalive: true,
-        same_origin: false,
-        keepalive_after_unload: true,
-    });
+    let mut e = engine().max_in_flight(2).gzipping_outliving(true);
     e.seen_healthy(T0 - 100);
     e.clicks(3_000, T0);
     e.handle_page(PageEvent::BeforeUnload, T0 + 1);
@@ -1973,14 +1980,7 @@ fn an_ordinary_request_outlives_the_page_only_within_the_keepalive_quota() {
 
 #[test]
 fn a_body_the_host_gzips_outlives_the_page_once_its_size_is_known_to_fit() {
-    let mut e = engine().max_in_flight(2).start();
-    e.handle_host_features(HostFeatures {
-        deferred: false,
-        compress: true,
-        keepalive: true,
-        same_origin: false,
-        keepalive_after_unload: false,
-    });
+    let mut e = engine().max_in_flight(2).gzipping_outliving(false);
     e.clicks(200, T0);
     let sent = e.drain(T0 + 1_000);
     assert_eq!(sent.len(), 2);
@@ -2008,14 +2008,7 @@ fn a_body_the_host_gzips_outlives_the_page_once_its_size_is_known_to_fit() {
 
 #[test]
 fn an_ordinary_request_outlives_the_page_beside_a_full_chain_of_keepalive_requests() {
-    let mut e = engine().max_in_flight(4).start();
-    e.handle_host_features(HostFeatures {
-        deferred: false,
-        compress: true,
-        keepalive: true,
-        same_origin: false,
-        keepalive_after_unload: false,
-    });
+    let mut e = engine().max_in_flight(4).gzipping_outliving(false);
     e.clicks(3_000, T0);
     let ordinary = e.drain_unpacked(T0 + 1_000);
     assert_eq!(ordinary.len(), 4);
@@ -2042,14 +2035,7 @@ fn an_ordinary_request_outlives_the_page_beside_a_full_chain_of_keepalive_reques
 /// already (1,485 of 10,000 events repeated at close in a cross-site navigation).
 #[test]
 fn requests_still_compressing_when_a_navigation_starts_go_in_the_keepalive_chain_once() {
-    let mut e = engine().max_in_flight(4).start();
-    e.handle_host_features(HostFeatures {
-        deferred: false,
-        compress: true,
-        keepalive: true,
-        same_origin: false,
-        keepalive_after_unload: false,
-    });
+    let mut e = engine().max_in_flight(4).gzipping_outliving(false);
     e.seen_healthy(T0 - 100);
     e.clicks(1_000, T0);
     let compressing = e.drain_unpacked(T0 + 1_000);

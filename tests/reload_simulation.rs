@@ -213,38 +213,25 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
     let mut refused_beacons = 0usize;
     for seed in 0..20u64 {
         let mut rng = Rng::new(seed + 7);
-        let mut config = Config::new("https://collector.example/batch/");
-        config.api_key = "phc_sim".into();
-        config.request_timeout_ms = 600_000;
+        let mut config = page_config();
         // Plain page-hide bodies: the keepalive budget carries a few hundred events, and
         // beacons the rest.
         config.compression = Compression::None;
-        config.max_queue_events = 100_000;
-        config.max_queue_bytes = 64 << 20;
         let mut now = T0;
         // A browser's host: it packs batches ahead and keeps copies (answered each step).
-        let new_engine = |id: u64, now: u64| {
-            let mut e = Engine::new(config.clone(), id).unwrap();
-            e.handle_host_features(HostFeatures {
-                deferred: false,
-                compress: true,
-                keepalive: true,
-                same_origin: false,
-                keepalive_after_unload: false,
-            });
-            e.handle_storage_opened(true, now);
-            e
+        let host = HostFeatures {
+            deferred: false,
+            compress: true,
+            keepalive: true,
+            same_origin: false,
+            keepalive_after_unload: false,
         };
+        let new_engine = |id: u64, now: u64| page_engine(&config, host, id, now);
         let mut engine = new_engine(seed, now);
         let mut captured: Vec<String> = Vec::new();
         let mut received: HashMap<String, (String, u32)> = HashMap::new();
         let mut in_flight: Vec<Transmit> = Vec::new();
         let mut up = rng.up_to(2) == 0;
-        let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
-            for (u, ts) in uuids_and_timestamps(&common::wire_text(t)) {
-                received.entry(u).or_insert((ts, 0)).1 += 1;
-            }
-        };
         let answer = |engine: &mut Engine,
                       t: Transmit,
                       up: bool,
@@ -370,24 +357,16 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
     let mut armed_at_close = 0usize;
     for seed in 0..20u64 {
         let mut rng = Rng::new(seed + 11);
-        let mut config = Config::new("https://collector.example/batch/");
-        config.api_key = "phc_sim".into();
-        config.request_timeout_ms = 600_000;
-        config.max_queue_events = 100_000;
-        config.max_queue_bytes = 64 << 20;
+        let config = page_config();
         let mut now = T0;
-        let new_engine = |id: u64| {
-            let mut e = Engine::new(config.clone(), id).unwrap();
-            e.handle_host_features(HostFeatures {
-                deferred: true,
-                compress: true,
-                keepalive: false,
-                same_origin: false,
-                keepalive_after_unload: false,
-            });
-            e.handle_storage_opened(true, T0);
-            e
+        let host = HostFeatures {
+            deferred: true,
+            compress: true,
+            keepalive: false,
+            same_origin: false,
+            keepalive_after_unload: false,
         };
+        let new_engine = |id: u64| page_engine(&config, host, id, T0);
         let mut engine = new_engine(seed);
         let mut captured: Vec<String> = Vec::new();
         let mut received: HashMap<String, (String, u32)> = HashMap::new();
@@ -397,11 +376,6 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
         let mut taken = 0u64;
         let mut delivered_before = 0u64;
         let mut up = true;
-        let receive = |t: &Transmit, received: &mut HashMap<String, (String, u32)>| {
-            for (u, ts) in uuids_and_timestamps(&common::wire_text(t)) {
-                received.entry(u).or_insert((ts, 0)).1 += 1;
-            }
-        };
         // Hands out what the engine sends: deferred requests are armed (or refused), the
         // others go in flight; aborts take armed ones back.
         let poll = |engine: &mut Engine,
@@ -541,34 +515,28 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
 
 /// Navigations in a browser that fails, once the page is gone, the keepalive requests the page
 /// started late: after `beforeunload` and before `pagehide`, once an answer came (Chromium
-/// did, for one started 90 ms into a navigation). Ordinary bodies are gzipped by the host first, so a request made
-/// before the navigation may start only during it, when its body is compressed. Requests
-/// started before that answer reach the collector; ordinary ones not outliving the page are
-/// cancelled with it; bodies still compressing never leave. Checked at the end of each seed:
-/// nothing lost, nothing dropped.
+/// did, for one started 90 ms into a navigation). Ordinary bodies are gzipped by the host
+/// first, so a request may start only once its body is compressed, during the navigation.
+/// Requests started before that answer reach the collector; ordinary ones not outliving the
+/// page are cancelled with it; bodies still compressing never leave. Checked at the end of
+/// each seed: nothing lost, nothing dropped.
 #[test]
 fn requests_started_late_in_a_navigation_and_failed_by_the_browser_lose_nothing() {
     let mut late_at_close = 0usize;
     for seed in 0..12u64 {
         let mut rng = Rng::new(seed + 13);
-        let mut config = Config::new("https://collector.example/batch/");
-        config.api_key = "phc_sim".into();
-        config.request_timeout_ms = 600_000;
-        config.max_queue_events = 100_000;
-        config.max_queue_bytes = 64 << 20;
+        let config = page_config();
         let mut now = T0;
-        let new_engine = |id: u64, now: u64| {
-            let mut e = Engine::new(config.clone(), id).unwrap();
-            e.handle_host_features(HostFeatures {
-                deferred: false,
-                compress: true,
-                keepalive: true,
-                same_origin: false,
-                keepalive_after_unload: true,
-            });
-            e.handle_storage_opened(true, now);
-            e
+        // Chromium's host: it gzips ahead and sends on the keepalive requests it fails as
+        // the page goes (those started in time).
+        let host = HostFeatures {
+            deferred: false,
+            compress: true,
+            keepalive: true,
+            same_origin: false,
+            keepalive_after_unload: true,
         };
+        let new_engine = |id: u64, now: u64| page_engine(&config, host, id, now);
         let mut engine = new_engine(seed, now);
         let mut captured: Vec<String> = Vec::new();
         let mut received: HashMap<String, (String, u32)> = HashMap::new();
@@ -743,6 +711,25 @@ impl Wire {
     }
 }
 
+/// The page cases' config: no request times out, and the queue holds every burst.
+fn page_config() -> Config {
+    let mut config = Config::new("https://collector.example/batch/");
+    config.api_key = "phc_sim".into();
+    config.request_timeout_ms = 600_000;
+    config.max_queue_events = 100_000;
+    config.max_queue_bytes = 64 << 20;
+    config
+}
+
+/// A page's engine (`id` seeds it) on a `host`, its storage open at `now`.
+fn page_engine(config: &Config, host: HostFeatures, id: u64, now: u64) -> Engine {
+    let mut e = Engine::new(config.clone(), id).unwrap();
+    e.handle_host_features(host);
+    e.handle_storage_opened(true, now);
+    e
+}
+
+/// The collector takes in `t`: each event's uuid, with its timestamp, and how often.
 fn receive(t: &Transmit, received: &mut HashMap<String, (String, u32)>) {
     for (u, ts) in uuids_and_timestamps(&common::wire_text(t)) {
         received.entry(u).or_insert((ts, 0)).1 += 1;
