@@ -187,9 +187,8 @@ impl<F: WireFormat> Engine<F> {
                 now_ms,
             );
             outbox.pack_retry(env, &t);
-            // Between `beforeunload` and `pagehide`, once an earlier request was answered:
-            // not carried on if the page goes (`Batch::sent_unloading`).
-            if self.page.state == PageState::Unloading && self.page.answered_unloading {
+            // Late: not carried on if the page goes (`Batch::sent_unloading`).
+            if self.page.starts_late() {
                 if let Some(b) = outbox.batches.iter_mut().find(|b| b.id == t.batch) {
                     b.sent_unloading = true;
                 }
@@ -246,7 +245,7 @@ impl<F: WireFormat> Engine<F> {
     /// ready: whether it may start now, and how ([`Start`]). [`Start::No`]: it was given up
     /// meanwhile, or taken back to go after a `Retry-After`.
     pub fn handle_compressed(&mut self, id: TransmitId, wire_len: usize, now_ms: u64) -> Start {
-        let late = self.page.state == PageState::Unloading && self.page.answered_unloading;
+        let late = self.page.starts_late();
         let start = self
             .outbox
             .compressed(&self.endpoint, id, wire_len, late, now_ms);

@@ -74,4 +74,10 @@ impl Page {
     pub fn hidden(&self) -> bool {
         self.state != PageState::Shown
     }
+
+    /// A request that starts now starts late: between `beforeunload` and `pagehide`, once an
+    /// earlier one was answered (`Batch::sent_unloading`).
+    pub fn starts_late(&self) -> bool {
+        self.state == PageState::Unloading && self.answered_unloading
+    }
 }
