@@ -76,41 +76,35 @@ impl Setup {
     /// Started as [`packing`](Self::packing), with a browser that sends a keepalive request
     /// on when it fails the page's fetch as the document goes (`sends_on`, as Chromium) or not.
     fn packing_sent_on(self, sends_on: bool) -> TestEngine {
-        let mut e = self.start();
-        e.handle_host_features(HostFeatures {
-            deferred: false,
+        self.on_host(HostFeatures {
             compress: true,
-            keepalive: false,
-            same_origin: false,
             keepalive_after_unload: sends_on,
-        });
-        e
+            ..HostFeatures::default()
+        })
     }
     /// Started with a host whose ordinary requests may go with `keepalive: true`
     /// ([`Transmit::outlives`]), as a page's without the user's headers.
     fn outliving(self) -> TestEngine {
-        let mut e = self.start();
-        e.handle_host_features(HostFeatures {
-            deferred: false,
-            compress: false,
+        self.on_host(HostFeatures {
             keepalive: true,
-            same_origin: false,
-            keepalive_after_unload: false,
-        });
-        e
+            ..HostFeatures::default()
+        })
     }
     /// Started with a host whose ordinary bodies it gzips first (`handle_compressed`) and
     /// whose ordinary requests may go with `keepalive: true`, as a page's; `sends_on` as in
     /// [`packing_sent_on`](Self::packing_sent_on).
     fn gzipping_outliving(self, sends_on: bool) -> TestEngine {
-        let mut e = self.start();
-        e.handle_host_features(HostFeatures {
-            deferred: false,
+        self.on_host(HostFeatures {
             compress: true,
             keepalive: true,
-            same_origin: false,
             keepalive_after_unload: sends_on,
-        });
+            ..HostFeatures::default()
+        })
+    }
+    /// Started with a host that can do what `host` says.
+    fn on_host(self, host: HostFeatures) -> TestEngine {
+        let mut e = self.start();
+        e.handle_host_features(host);
         e
     }
     fn batch_mode(mut self, mode: BatchMode) -> Setup {

@@ -61,6 +61,39 @@ fn capture_some(engine: &mut Engine, rng: &mut Rng, now: u64, captured: &mut Vec
     }
 }
 
+/// Runs `engine` until it holds nothing (at most 10,000 rounds): each round it is woken at its
+/// next deadline (at least 1 ms on), flushed, and `step` hands out and answers what it sends.
+fn settle(engine: &mut Engine, now: &mut u64, mut step: impl FnMut(&mut Engine, u64)) {
+    let mut rounds = 0;
+    while engine.held_events() > 0 && rounds < 10_000 {
+        rounds += 1;
+        *now = engine.poll_timeout().unwrap_or(*now + 1).max(*now + 1);
+        engine.handle_timeout(*now);
+        engine.flush(*now);
+        step(engine, *now);
+    }
+}
+
+/// Nothing dropped, and every event `captured` reached the collector (`received`).
+fn assert_nothing_lost(
+    engine: &Engine,
+    captured: &[String],
+    received: &HashMap<String, (String, u32)>,
+    seed: u64,
+) {
+    assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
+    let lost = captured
+        .iter()
+        .filter(|u| !received.contains_key(*u))
+        .count();
+    assert_eq!(
+        lost,
+        0,
+        "seed {seed}: {lost} of {} events lost",
+        captured.len()
+    );
+}
+
 /// The engine's timer fires if it is due at `now`.
 fn wake_if_due(engine: &mut Engine, now: u64) {
     if engine.poll_timeout().is_some_and(|at| at <= now) {
@@ -171,17 +204,12 @@ fn reloads_mid_stream_lose_nothing_and_offline_spends_no_attempts() {
             receive(&t, &mut received);
             engine.handle_outcome(t.id, Outcome::status(200), now);
         }
-        let mut rounds = 0;
-        while engine.held_events() > 0 && rounds < 10_000 {
-            rounds += 1;
-            now = engine.poll_timeout().unwrap_or(now + 1).max(now + 1);
-            engine.handle_timeout(now);
-            engine.flush(now);
+        settle(&mut engine, &mut now, |engine, now| {
             while let Some(t) = engine.poll_transmit(now) {
                 receive(&t, &mut received);
                 engine.handle_outcome(t.id, Outcome::status(200), now);
             }
-        }
+        });
         dropped += engine.stats().dropped.total();
         let lost = captured
             .keys()
@@ -320,27 +348,12 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
         for t in in_flight.drain(..) {
             answer(&mut engine, t, up, now, &mut received);
         }
-        let mut rounds = 0;
-        while engine.held_events() > 0 && rounds < 10_000 {
-            rounds += 1;
-            now = engine.poll_timeout().unwrap_or(now + 1).max(now + 1);
-            engine.handle_timeout(now);
-            engine.flush(now);
+        settle(&mut engine, &mut now, |engine, now| {
             while let Some(t) = engine.poll_transmit(now) {
-                answer(&mut engine, t, up, now, &mut received);
+                answer(engine, t, up, now, &mut received);
             }
-        }
-        assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
-        let lost = captured
-            .iter()
-            .filter(|u| !received.contains_key(*u))
-            .count();
-        assert_eq!(
-            lost,
-            0,
-            "seed {seed}: {lost} of {} events lost",
-            captured.len()
-        );
+        });
+        assert_nothing_lost(&engine, &captured, &received, seed);
     }
     assert!(refused_beacons > 0, "the case is exercised");
 }
@@ -485,25 +498,15 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
             taken += t.events as u64;
             engine.handle_outcome(t.id, Outcome::status(200), now);
         }
-        let mut rounds = 0;
-        while engine.held_events() > 0 && rounds < 10_000 {
-            rounds += 1;
-            now = engine.poll_timeout().unwrap_or(now + 1).max(now + 1);
-            engine.handle_timeout(now);
-            engine.flush(now);
-            poll(&mut engine, &mut rng, now, &mut in_flight, &mut armed);
+        settle(&mut engine, &mut now, |engine, now| {
+            poll(engine, &mut rng, now, &mut in_flight, &mut armed);
             for t in in_flight.drain(..) {
                 receive(&t, &mut received);
                 taken += t.events as u64;
                 engine.handle_outcome(t.id, Outcome::status(200), now);
             }
-        }
-        assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
-        let lost = captured
-            .iter()
-            .filter(|u| !received.contains_key(*u))
-            .count();
-        assert_eq!(lost, 0, "seed {seed}: {lost} of {} lost", captured.len());
+        });
+        assert_nothing_lost(&engine, &captured, &received, seed);
         let delivered = delivered_before + engine.stats().delivered;
         assert!(
             delivered <= taken,
@@ -587,22 +590,12 @@ fn requests_started_late_in_a_navigation_and_failed_by_the_browser_lose_nothing(
             wake_if_due(&mut engine, now);
         }
         // Everything left settles.
-        let mut rounds = 0;
-        while engine.held_events() > 0 && rounds < 10_000 {
-            rounds += 1;
-            now = engine.poll_timeout().unwrap_or(now + 1).max(now + 1);
-            engine.handle_timeout(now);
-            engine.flush(now);
-            sim.poll(&mut engine, now);
-            sim.compress_some(&mut engine, &mut rng, now);
-            sim.answer_some(&mut engine, &mut rng, now, &mut received);
-        }
-        assert_eq!(engine.stats().dropped.total(), 0, "seed {seed}");
-        let lost = captured
-            .iter()
-            .filter(|u| !received.contains_key(*u))
-            .count();
-        assert_eq!(lost, 0, "seed {seed}: {lost} of {} lost", captured.len());
+        settle(&mut engine, &mut now, |engine, now| {
+            sim.poll(engine, now);
+            sim.compress_some(engine, &mut rng, now);
+            sim.answer_some(engine, &mut rng, now, &mut received);
+        });
+        assert_nothing_lost(&engine, &captured, &received, seed);
     }
     assert!(late_at_close > 0, "the case is exercised");
 }
