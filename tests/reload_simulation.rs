@@ -248,11 +248,9 @@ fn a_collector_failing_at_page_close_loses_nothing_to_beacons_it_refused() {
         let mut now = T0;
         // A browser's host: it packs batches ahead and keeps copies (answered each step).
         let host = HostFeatures {
-            deferred: false,
             compress: true,
             keepalive: true,
-            same_origin: false,
-            keepalive_after_unload: false,
+            ..HostFeatures::default()
         };
         let new_engine = |id: u64, now: u64| page_engine(&config, host, id, now);
         let mut engine = new_engine(seed, now);
@@ -375,9 +373,7 @@ fn deferred_requests_deliver_what_is_held_at_close_and_lose_nothing() {
         let host = HostFeatures {
             deferred: true,
             compress: true,
-            keepalive: false,
-            same_origin: false,
-            keepalive_after_unload: false,
+            ..HostFeatures::default()
         };
         let new_engine = |id: u64| page_engine(&config, host, id, T0);
         let mut engine = new_engine(seed);
@@ -533,11 +529,10 @@ fn requests_started_late_in_a_navigation_and_failed_by_the_browser_lose_nothing(
         // Chromium's host: it gzips ahead and sends on the keepalive requests it fails as
         // the page goes (those started in time).
         let host = HostFeatures {
-            deferred: false,
             compress: true,
             keepalive: true,
-            same_origin: false,
             keepalive_after_unload: true,
+            ..HostFeatures::default()
         };
         let new_engine = |id: u64, now: u64| page_engine(&config, host, id, now);
         let mut engine = new_engine(seed, now);
