@@ -2072,6 +2072,7 @@ fn navigating_with_a_collector(same_origin: bool) -> (TestEngine, Vec<Transmit>,
         keepalive: false,
         same_origin,
         keepalive_after_unload: false,
+        page_close: false,
     });
     e.clicks(3_000, T0);
     let ordinary = e.drain(T0 + 1_000);
@@ -2584,6 +2585,7 @@ fn deferring() -> TestEngine {
         keepalive: false,
         same_origin: false,
         keepalive_after_unload: false,
+        page_close: false,
     });
     e.seen_healthy(T0);
     e
@@ -2611,6 +2613,7 @@ fn held_batches_are_armed_as_deferred_requests_only_while_the_collector_answers(
         keepalive: false,
         same_origin: false,
         keepalive_after_unload: false,
+        page_close: false,
     });
     // No answer yet: a deferred request is never answered, so none is armed.
     e.clicks(300, T0);
@@ -2693,6 +2696,7 @@ fn at_pagehide_armed_batches_are_left_to_the_browser_counted_delivered_and_not_s
         keepalive: false,
         same_origin: false,
         keepalive_after_unload: false,
+        page_close: false,
     });
     e.handle_storage_opened(true, T0);
     e.seen_healthy(T0);

@@ -89,6 +89,7 @@ fn outages_leave_nothing_behind() {
         keepalive: false,
         same_origin: false,
         keepalive_after_unload: false,
+        page_close: false,
     });
     let mut now = T0;
     let mut live = Vec::with_capacity(OUTAGES);

@@ -185,6 +185,8 @@ impl Sim {
             keepalive: seed % 4 < 2,
             same_origin,
             keepalive_after_unload: false,
+            // Its compression warmed up at the first answer, as in a page.
+            page_close: true,
         });
         let pack_delay_ms = match seed % 4 {
             0 => 1 + rng.up_to(2_000),

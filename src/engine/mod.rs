@@ -56,6 +56,7 @@ pub use page::PageEvent;
 pub use wire::format::{
     ConfiguredFormat, EventRecord, PostHogBatch, WireFormat, POSTHOG_MAX_PROPERTIES_DEPTH,
 };
+pub use wire::gzip::warm_up_page_close;
 #[cfg(fuzzing)]
 pub use wire::json;
 #[cfg(not(fuzzing))]
@@ -236,6 +237,10 @@ impl<F: WireFormat> Engine<F> {
         let known = self.outbox.answer(env, endpoint, page, id, outcome, now_ms);
         if known {
             page.answered_unloading |= page.state == PageState::Unloading;
+            // A quiet moment, while the page lives: its close will not compress cold.
+            if std::mem::take(&mut page.warm_up_due) {
+                drop(warm_up_page_close());
+            }
             self.after_change(now_ms);
         }
         known
@@ -353,6 +358,7 @@ impl<F: WireFormat> Engine<F> {
         self.outbox.outlive = features.keepalive;
         self.outbox.same_origin = features.same_origin;
         self.outbox.keepalive_after_unload = features.keepalive_after_unload;
+        self.page.warm_up_due = features.page_close;
     }
 
     /// A storage read or write failed: counted in `stats().storageErrors`.

@@ -144,6 +144,7 @@ impl Shell {
                 // fetchLater marks Chromium 135+, whose keepalive requests are its browser
                 // process's: failed in the page as it goes, they still arrive.
                 keepalive_after_unload: fetch_later,
+                page_close: page && options.flush_on_page_hide,
             });
         }
         if options.flush_on_page_hide {

@@ -138,7 +138,10 @@ impl Page {
             PageEvent::Visible | PageEvent::PageShow => {
                 // Back to the configured batching; the stored copy goes, as the events are
                 // held here again.
-                *self = Page::default();
+                *self = Page {
+                    warm_up_due: self.warm_up_due,
+                    ..Page::default()
+                };
                 outbox.forget_hidden();
                 persistence.remove(env);
             }

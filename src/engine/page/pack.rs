@@ -67,6 +67,11 @@ pub struct HostFeatures {
     /// anything was answered since `beforeunload` is then no answer: the request is carried on
     /// as one still in flight would be. Firefox 153 fails them too, and loses some.
     pub keepalive_after_unload: bool,
+    /// The host tells the page's lifecycle (`flushOnPageHide` in a page): the page-close path
+    /// will run, and what it compresses in the engine is warmed up once, when the collector
+    /// first answers ([`warm_up_page_close`](crate::engine::warm_up_page_close)), rather than
+    /// run cold as the page goes.
+    pub page_close: bool,
 }
 
 /// Text handed out to pack and not back yet, at most (bytes of bodies and lines; one pack

@@ -8,7 +8,11 @@
 //! and 8-byte trailer (RFC 1952) are written here. Nothing here inflates: the stored copy is
 //! inflated by the host (`DecompressionStream` in a browser), which costs the wasm nothing
 //! (miniz_oxide's inflate measured 6.2 KB gzipped in spool's wasm).
+//!
+//! A page runs these first as it goes away unless they were warmed up while it lived
+//! ([`warm_up_page_close`]).
 
+use crate::engine::page::persist::REST_LEVEL;
 use crc::{Crc, Table, CRC_32_ISO_HDLC};
 
 /// gzip's CRC-32 (ISO-HDLC), from one 1 KiB table built at compile time.
@@ -36,6 +40,24 @@ pub(crate) fn gzip(data: &[u8], level: u8) -> Vec<u8> {
 /// `data` as raw deflate (no header), at `level`.
 pub(crate) fn deflate(data: &[u8], level: u8) -> Vec<u8> {
     miniz_oxide::deflate::compress_to_vec(data, level)
+}
+
+/// An event as the page-close path compresses them, [`warm_up_page_close`]'s sample.
+const SAMPLE: &str = r#"{"event":"$pageview","properties":{"$current_url":"https://example.com/","i":0},"timestamp":"2026-01-01T00:00:00.000Z","uuid":"0190f1c2-7a3b-7c4d-8e5f-0123456789ab"},"#;
+
+/// The page-close path's compression in the engine, run once on a small sample while the page
+/// lives: gzip at the level of keepalive bodies and beacons, raw deflate at the stored copy's.
+/// A page otherwise runs this code first as it goes away, cold: a wasm engine (V8) compiles a
+/// function the first time it is called, and the deflater's memory (about 300 KB of window and
+/// tables) is grown then, in the task the page leaves in. The engine runs it at the collector's first answer where the host says a page will close
+/// ([`HostFeatures::page_close`]); BENCHMARKS.md's figure 7 has the longest lifecycle dispatch
+/// of a page leaving with 20 and 300 events. Returns the sample's gzip member and raw deflate.
+///
+/// [`HostFeatures::page_close`]: crate::engine::HostFeatures::page_close
+pub fn warm_up_page_close() -> (Vec<u8>, Vec<u8>) {
+    let text = SAMPLE.repeat(8);
+    let bytes = text.as_bytes();
+    (gzip(bytes, BODY_LEVEL), deflate(bytes, REST_LEVEL))
 }
 
 #[cfg(test)]
@@ -68,6 +90,23 @@ mod tests {
             .expect("a whole gzip member, CRC and length checked");
         assert_eq!(back, data);
         assert!(gz.len() * 8 < data.len(), "{} of {}", gz.len(), data.len());
+    }
+
+    #[test]
+    fn the_warm_up_runs_both_compressions_on_real_text() {
+        let (gz, raw) = warm_up_page_close();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, SAMPLE.repeat(8).as_bytes());
+        let mut back = Vec::new();
+        flate2::read::DeflateDecoder::new(&raw[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, SAMPLE.repeat(8).as_bytes());
+        // Matches found, as in a batch of events: the deflater's window and tables in use.
+        assert!(gz.len() * 4 < back.len(), "{} of {}", gz.len(), back.len());
     }
 
     #[test]
