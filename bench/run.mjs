@@ -56,10 +56,11 @@ const RATES = QUICK
  * contender, every N at 0 and 80 ms); the other ways, Firefox ESR and WebKit run fewer cells
  * (N = 1,000 and 3,000 for the goals, 10,000 for the longest task at close) with spool beside
  * posthog-js as PostHog Cloud runs it (gzip-js). The `warm` cells have the collector answer a
- * first flush before the N are captured (spool arms `fetchLater` only then), spool alone.
+ * first flush before the N are captured (spool arms `fetchLater` only then), spool alone,
+ * but for the usual last moments of a page (20 and 300 events, three runs, beside posthog-js).
  * The `stalled` cells then stop answering, and the page holds the N two seconds before it
  * leaves (events held a while, as behind a slow collector), spool beside posthog-js.
- * The full plan is 93 runs of 4 to 35 s (posthog-js without compression holds a navigation
+ * The full plan is 105 runs of 4 to 35 s (posthog-js without compression holds a navigation
  * for 26 s at 10,000 events): about 10 minutes on the 2-core bench machine.
  */
 // One run per cell unless --runs says otherwise: the cells are many, and --runs 3 would take
@@ -89,6 +90,9 @@ function closeCells() {
     for (const way of ['nav', 'cross', 'tab']) add(engine, way, [[1_000, 0], [3_000, 80], [10_000, 0]], two);
     for (const way of ['nav', 'tab']) add(engine, way, [[3_000, 0]], ['spool'], { warm: true });
   }
+  // A page's usual last moments: a few events captured as it leaves, the collector having
+  // answered before (the longest lifecycle dispatch is then the page's own unload cost).
+  add('chromium', 'nav', [[20, 0], [300, 0]], two, { warm: true, runs: 3 });
   // Held a while behind a stalled collector: where packing ahead leaves little to do at close.
   for (const engine of ['chromium', 'firefox', 'webkit']) add(engine, 'nav', [[10_000, 0]], two, { warm: true, stalled: true });
   add('chromium', 'tab', [[10_000, 0]], two, { warm: true, stalled: true });
