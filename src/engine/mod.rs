@@ -237,8 +237,9 @@ impl<F: WireFormat> Engine<F> {
         let known = self.outbox.answer(env, endpoint, page, id, outcome, now_ms);
         if known {
             page.answered_unloading |= page.state == PageState::Unloading;
-            // A quiet moment, while the page lives: its close will not compress cold.
-            if std::mem::take(&mut page.warm_up_due) {
+            // A quiet moment, while the page is shown: its close will not compress cold. Once
+            // it is hidden or leaving, the close path has run already.
+            if page.state == PageState::Shown && std::mem::take(&mut page.warm_up_due) {
                 drop(warm_up_page_close());
             }
             self.after_change(now_ms);

@@ -69,8 +69,9 @@ pub struct HostFeatures {
     pub keepalive_after_unload: bool,
     /// The host tells the page's lifecycle (`flushOnPageHide` in a page): the page-close path
     /// will run, and what it compresses in the engine is warmed up once, when the collector
-    /// first answers ([`warm_up_page_close`](crate::engine::warm_up_page_close)), rather than
-    /// run cold as the page goes.
+    /// first answers while the page is shown
+    /// ([`warm_up_page_close`](crate::engine::warm_up_page_close)), rather than run cold as
+    /// the page goes.
     pub page_close: bool,
 }
 
