@@ -49,7 +49,8 @@ const SAMPLE: &str = r#"{"event":"$pageview","properties":{"$current_url":"https
 /// lives: gzip at the level of keepalive bodies and beacons, raw deflate at the stored copy's.
 /// A page otherwise runs this code first as it goes away, cold: a wasm engine (V8) compiles a
 /// function the first time it is called, and the deflater's memory (about 300 KB of window and
-/// tables) is grown then, in the task the page leaves in. The engine runs it at the collector's first answer where the host says a page will close
+/// tables) is grown then, in the task the page leaves in. The engine runs it at the
+/// collector's first answer while the page is shown, where the host says a page will close
 /// ([`HostFeatures::page_close`]); BENCHMARKS.md's figure 7 has the longest lifecycle dispatch
 /// of a page leaving with 20 and 300 events. Returns the sample's gzip member and raw deflate.
 ///
