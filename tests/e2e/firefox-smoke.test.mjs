@@ -92,18 +92,24 @@ test('in Firefox, a navigation fires pagehide in the old page, and what it sends
 });
 
 test('in Firefox, latencyMs puts the round trip in front of the page and the collector', async () => {
-  // Without the proxy: the round trip to the collector, for scale.
+  // Without the proxy: the round trip to the collector, for scale. Each side is the least of
+  // three round trips, so a cold connection on a busy machine does not set the scale.
+  const ROUNDS = 3;
   const time = (page) =>
-    page.evaluate(async () => {
-      const t = performance.now();
-      await fetch(endpoint, { method: 'POST', body: '{"api_key":"k","batch":[]}' });
-      return performance.now() - t;
-    });
+    page.evaluate(async (rounds) => {
+      let least = Infinity;
+      for (let i = 0; i < rounds; i++) {
+        const t = performance.now();
+        await fetch(endpoint, { method: 'POST', body: '{"api_key":"k","batch":[]}' });
+        least = Math.min(least, performance.now() - t);
+      }
+      return least;
+    }, ROUNDS);
   const direct = await withSpoolPage(browser, PAGE, ({ page }) => time(page));
   const proxied = await withSpoolPage(browser, PAGE, async ({ page, endpoint, collector }) => {
     assert.notEqual(new URL(endpoint).port, new URL(collector.url).port, 'the page sends through the proxy');
     const ms = await time(page);
-    assert.equal(collector.log().batches.length, 1);
+    assert.equal(collector.log().batches.length, ROUNDS);
     return ms;
   }, { latencyMs: 80 });
   assert.ok(proxied >= 80, `a request through the 80 ms proxy takes at least 80 ms (took ${proxied.toFixed(0)})`);
