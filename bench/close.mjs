@@ -90,16 +90,18 @@ function deliveryPath(req, body) {
 /**
  * Starts the sink on 127.0.0.1: answers every POST `{"status":1}` after `delayMs` (the plan's
  * default, as tools/collector.mjs's `control.plan([], { delayMs })`), with CORS for any
- * origin. Its `log(since)` has the shape bench/browser.mjs's Tally reads from
- * tools/collector.mjs (`{ batches: [{ seq, url, path, bytes, receivedAt, body }] }`, body decoded),
- * and `byKey(key)` counts what one sender delivered: requests, wire bytes, events, distinct
+ * origin; or, while the plan's `status` is an error (`control.plan([], { status: 503 })`),
+ * refuses every POST with it at once, its events not counted as arrived. Its `log(since)` has
+ * the shape bench/browser.mjs's Tally reads from tools/collector.mjs
+ * (`{ batches: [{ seq, url, path, bytes, receivedAt, body }] }`, body decoded), and
+ * `byKey(key)` counts what one sender delivered: requests, wire bytes, events, distinct
  * uuids, the time of the last arrival, and per `deliveryPath` the distinct uuids it carried
  * first (`first`).
  */
 export async function startSink() {
   // `pending`: replies held back by `delayMs`, each by its timer; given at once when the
   // delay goes back to 0.
-  const state = { seq: 0, batches: [], keys: new Map(), delayMs: 0, pending: new Map() };
+  const state = { seq: 0, batches: [], keys: new Map(), delayMs: 0, status: 200, pending: new Map() };
   const key = (k) => {
     if (!state.keys.has(k)) state.keys.set(k, { requests: 0, bytes: 0, events: 0, uuids: new Set(), undecoded: 0, last: 0, first: Object.fromEntries(PATHS.map((p) => [p, 0])) });
     return state.keys.get(k);
@@ -127,6 +129,10 @@ export async function startSink() {
       k.bytes += buf.length;
       k.last = now;
       if (!body) k.undecoded++;
+      state.batches.push({ seq: ++state.seq, url: req.url, path: new URL(req.url, 'http://sink').pathname, bytes: buf.length, receivedAt: now, body, status: state.status });
+      if (state.status >= 300) {
+        return res.writeHead(state.status, { ...cors, 'Content-Type': 'application/json' }).end('{"error":"refused"}');
+      }
       const via = deliveryPath(req, body);
       for (const e of eventsOf(body)) {
         k.events++;
@@ -135,7 +141,6 @@ export async function startSink() {
           k.first[via]++;
         }
       }
-      state.batches.push({ seq: ++state.seq, url: req.url, path: new URL(req.url, 'http://sink').pathname, bytes: buf.length, receivedAt: now, body });
       const reply = () => res.writeHead(200, { ...cors, 'Content-Type': 'application/json' }).end('{"status":1}');
       if (!state.delayMs) return reply();
       const timer = setTimeout(() => state.pending.delete(timer) && reply(), state.delayMs);
@@ -151,6 +156,7 @@ export async function startSink() {
     byKey: (k) => key(k),
     control: {
       plan(_plan, dflt) {
+        state.status = dflt?.status ?? 200;
         state.delayMs = dflt?.delayMs ?? 0;
         if (state.delayMs) return;
         for (const [timer, reply] of state.pending) {
@@ -164,6 +170,7 @@ export async function startSink() {
         state.keys.clear();
         state.seq = 0;
         state.delayMs = 0;
+        state.status = 200;
       },
     },
     close() {
@@ -190,6 +197,9 @@ export function startSameOrigin(siteUrl, sinkUrl) {
 export function closeContenders(supports) {
   return [
     { id: 'spool', label: 'spool (defaults)', kind: 'spool', options: spoolOptions(supports, { persist: true, compression: 'gzip' }) },
+    // Nothing kept for a next load: what went at close unanswered is not sent again, and what the
+    // collector refused then is lost.
+    { id: 'spool-nopersist', label: 'spool, `persist: false`', kind: 'spool', options: spoolOptions(supports, { persist: false, compression: 'gzip' }) },
     { id: 'posthog', label: 'posthog-js (no compression)', kind: 'posthog' },
     { id: 'posthog-gzip', label: 'posthog-js (gzip-js, as PostHog Cloud runs it)', kind: 'posthog', options: { disable_compression: false }, gzipJs: true },
   ];
@@ -297,9 +307,11 @@ function loadedSinceLeft() {
  * a flush of `WARM_EVENTS` events (spool arms `fetchLater` only after a success); those are
  * left out of every count. With `stalled` (and `warm`), the collector then takes in bodies but
  * answers none, the N are captured and held `STALL_MS` before the page leaves, and the
- * collector answers again (everything held back at once) before the next load.
+ * collector answers again (everything held back at once) before the next load. With
+ * `refusing`, the collector refuses every body with a 503 from the capture on (its events not
+ * counted), and takes them again from the next load on.
  */
-async function closeRun(engine, browser, origins, sink, contender, { way, n, latencyMs, warm, stalled, slowMs, runId }) {
+async function closeRun(engine, browser, origins, sink, contender, { way, n, latencyMs, warm, stalled, slowMs, refusing, runId }) {
   const apiKey = `${contender.id}-${runId}`;
   const spec = { kind: contender.kind, apiKey, endpoint: `${origins.sink}/batch/`, options: contender.options ?? {}, timeLifecycle: true };
   const benchUrl = `${origins.site}${PAGE}?run=${runId}`;
@@ -347,6 +359,7 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
     const captured = stalled ? 0 : n;
     // From here the collector answers every body `slowMs` late (until the next load).
     if (slowMs) sink.control.plan([], { delayMs: slowMs });
+    if (refusing) sink.control.plan([], { status: 503 });
 
     let delayMs;
     if (way.id === 'tab') {
@@ -371,7 +384,7 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
     // Quiet is timed from the leaving's end: posthog-js's pagehide handler can hold the
     // navigation for seconds, and what it sends meanwhile is "at close".
     await quiet(sink, apiKey, Date.now());
-    if (stalled || slowMs) sink.control.plan([], { delayMs: 0 });
+    if (stalled || slowMs || refusing) sink.control.plan([], { delayMs: 0 });
     const closing = sink.byKey(apiKey);
     const atClose = closing.uuids.size - warmed;
     const repeatsAtClose = closing.events - closing.uuids.size;
@@ -389,7 +402,7 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
     // A copy whose writer never marked it gone (a page whose pagehide was cut short: Firefox
     // ends a closing tab's script partway through it) is taken in only once its writer may no
     // longer be alive: the next page stays open that long if something is still missing.
-    if (contender.kind === 'spool' && sink.byKey(apiKey).uuids.size < warmed + n) {
+    if (contender.kind === 'spool' && contender.options.persist !== false && sink.byKey(apiKey).uuids.size < warmed + n) {
       while (Date.now() - t1 < NEXT_LOAD_PATIENCE_MS && sink.byKey(apiKey).uuids.size < warmed + n) await sleep(100);
       await quiet(sink, apiKey, Date.now(), { minMs: 0 });
     }
@@ -421,9 +434,9 @@ async function closeRun(engine, browser, origins, sink, contender, { way, n, lat
 }
 
 /**
- * Figure 7. `cells`: `{ engine, way, n, latencyMs, warm, contenders: [ids], runs }`, run in the
- * order given, grouped by engine (Firefox and WebKit launched for their cells, then closed).
- * In a cell each contender runs `runs` times, the contenders alternating; a row per cell and
+ * Figure 7. `cells`: `{ engine, way, n, latencyMs, warm, stalled, slowMs, refusing, contenders,
+ * runs }` (`contenders`: ids), run in the order given, grouped by engine (Firefox and WebKit
+ * launched for their cells, then closed). In a cell each contender runs `runs` times, the contenders alternating; a row per cell and
  * contender keeps the worst run (fewest distinct events after the next load, then at close),
  * the best, the most repeats, the longest delay and the longest lifecycle dispatch of its runs.
  */
@@ -460,11 +473,11 @@ export async function pageClose(chromium, site, sink, { cells, supports, log }) 
         try {
           for (let r = 0; r < cell.runs; r++) {
             for (const c of mine.map((_, i) => mine[(i + r) % mine.length])) {
-              const res = await closeRun(engine, browser, origins, sink, c, { way, n: cell.n, latencyMs: cell.latencyMs, warm: cell.warm, stalled: cell.stalled, slowMs: cell.slowMs, runId: `${process.pid}x${++runId}` });
+              const res = await closeRun(engine, browser, origins, sink, c, { way, n: cell.n, latencyMs: cell.latencyMs, warm: cell.warm, stalled: cell.stalled, slowMs: cell.slowMs, refusing: cell.refusing, runId: `${process.pid}x${++runId}` });
               byId[c.id].push(res);
               const paths = PATHS.filter((p) => res.byPathAtClose[p]).map((p) => `${p} ${res.byPathAtClose[p]}`).join(', ');
               log?.(
-                `  ${engine.label}, ${way.label}${cell.stalled ? ' (collector answered first, then stalled 2 s)' : cell.warm ? ' (collector answered first)' : ''}${cell.slowMs ? ` (same-origin collector answering in ${cell.slowMs} ms)` : ''}, N=${cell.n} ${cell.latencyMs} ms, ${c.label}: ` +
+                `  ${engine.label}, ${way.label}${cell.stalled ? ' (collector answered first, then stalled 2 s)' : cell.warm ? ' (collector answered first)' : ''}${cell.slowMs ? ` (same-origin collector answering in ${cell.slowMs} ms)` : ''}${cell.refusing ? ' (collector refusing until the next load)' : ''}, N=${cell.n} ${cell.latencyMs} ms, ${c.label}: ` +
                   `${res.atClose} at close (${paths || 'none'}), ${res.total} with the next load, ${res.repeats} repeats (${res.repeatsAtClose} at close), ` +
                   `${way.delay} +${res.delayMs} ms, beforeunload to pagehide ${res.heldMs ?? '—'} ms, longest lifecycle dispatch ${res.handlerMs.toFixed(1)} ms${res.handlerType ? ` (${res.handlerType})` : ''}` +
                   `${res.cutOff ? `, the page went during a ${res.cutOff} listener` : ''}` +
@@ -485,6 +498,7 @@ export async function pageClose(chromium, site, sink, { cells, supports, log }) 
             warm: Boolean(cell.warm),
             stalled: Boolean(cell.stalled),
             slowMs: cell.slowMs ?? 0,
+            refusing: Boolean(cell.refusing),
             id: c.id,
             label: c.label,
             runs: rs.length,

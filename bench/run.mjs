@@ -60,7 +60,11 @@ const RATES = QUICK
  * but for the usual last moments of a page (20 and 300 events, three runs, beside posthog-js).
  * The `stalled` cells then stop answering, and the page holds the N two seconds before it
  * leaves (events held a while, as behind a slow collector), spool beside posthog-js.
- * The full plan is 105 runs of 4 to 35 s (posthog-js without compression holds a navigation
+ * The `refusing` cells have the collector refuse everything (503) from the capture until the
+ * next load, spool beside spool with `persist: false` and posthog-js: what the stored copy
+ * keeps, and what a page that keeps nothing loses (spool with `persist: false` also runs a
+ * tab closed 80 ms from a collector that takes everything, where the copy's repeats show).
+ * The full plan is 113 runs of 4 to 35 s (posthog-js without compression holds a navigation
  * for 26 s at 10,000 events): about 10 minutes on the 2-core bench machine.
  */
 // One run per cell unless --runs says otherwise: the cells are many, and --runs 3 would take
@@ -71,6 +75,7 @@ const SLOW_MS = 500;
 function closeCells() {
   const all = ['spool', 'posthog', 'posthog-gzip'];
   const two = ['spool', 'posthog-gzip'];
+  const kept = ['spool', 'spool-nopersist', 'posthog-gzip'];
   const cells = [];
   const add = (engine, way, at, contenders, extra = {}) => {
     for (const [n, latencyMs] of at) cells.push({ engine, way, n, latencyMs, contenders, runs: CLOSE_RUNS, ...extra });
@@ -84,10 +89,18 @@ function closeCells() {
     return cells;
   }
   add('chromium', 'nav', [[1_000, 0], [1_000, 80], [3_000, 0], [3_000, 80], [10_000, 0], [10_000, 80]], all);
-  for (const way of ['cross', 'tab']) add('chromium', way, [[1_000, 0], [3_000, 0], [3_000, 80], [10_000, 0]], all);
+  add('chromium', 'cross', [[1_000, 0], [3_000, 0], [3_000, 80], [10_000, 0]], all);
+  add('chromium', 'tab', [[1_000, 0], [3_000, 0]], all);
+  // A tab closed 80 ms from its collector goes before any answer can come: spool with
+  // `persist: false` beside it shows what the stored copy's repeats are.
+  add('chromium', 'tab', [[3_000, 80]], [...all, 'spool-nopersist']);
+  add('chromium', 'tab', [[10_000, 0]], all);
   for (const way of ['nav', 'cross', 'tab']) add('chromium', way, [[3_000, 0]], ['spool'], { warm: true });
   for (const engine of ['firefox', 'webkit']) {
-    for (const way of ['nav', 'cross', 'tab']) add(engine, way, [[1_000, 0], [3_000, 80], [10_000, 0]], two);
+    for (const way of ['nav', 'cross']) add(engine, way, [[1_000, 0], [3_000, 80], [10_000, 0]], two);
+    add(engine, 'tab', [[1_000, 0]], two);
+    add(engine, 'tab', [[3_000, 80]], engine === 'webkit' ? kept : two);
+    add(engine, 'tab', [[10_000, 0]], two);
     for (const way of ['nav', 'tab']) add(engine, way, [[3_000, 0]], ['spool'], { warm: true });
   }
   // A page's usual last moments: a few events captured as it leaves, the collector having
@@ -99,6 +112,9 @@ function closeCells() {
   // The collector on the page's own origin, answering in 500 ms: what the page's requests
   // leave of the host's six HTTP/1.1 connections for the navigation's own request.
   for (const engine of ['chromium', 'webkit']) add(engine, 'nav', [[1_000, 0], [3_000, 0]], two, { slowMs: SLOW_MS });
+  // A collector that refuses as the page leaves, before it answered anything: the stored copy
+  // is what delivers these, and what repeats in the cells above where the collector took them.
+  for (const engine of ['chromium', 'webkit']) add(engine, 'nav', [[1_000, 0]], kept, { refusing: true });
   return cells;
 }
 /**
@@ -469,7 +485,8 @@ function render(r, env) {
     };
     const wayLabel = (x) =>
       `${WAYS[x.way].label}${x.stalled ? ', collector answered first, then stalled, held 2 s' : x.warm ? ', collector answered first' : ''}` +
-      `${x.slowMs ? `, collector on the page's origin answering in ${x.slowMs} ms` : ''}`;
+      `${x.slowMs ? `, collector on the page's origin answering in ${x.slowMs} ms` : ''}` +
+      `${x.refusing ? ', collector refusing (503) until the next load' : ''}`;
     const pct = (a, n) => `${num((a / n) * 100, 2)} %`;
     out.push('## 7. Events delivered when the page leaves', '');
     out.push(
@@ -504,7 +521,12 @@ function render(r, env) {
         `In the rows "collector on the page's origin answering in ${SLOW_MS} ms" the page and its collector are one origin (a proxy on 127.0.0.1 serves the ` +
         'pages and passes every other request to the collector), which answers every body that late from the capture on; **held** is the time from ' +
         '`beforeunload` to `pagehide` by the page\'s wall clock, each taken as its dispatch began, before any contender\'s listener: a navigation commits, ' +
-        "and `pagehide` fires, once the next document's answer is in, and a page whose requests take the host's six HTTP/1.1 connections holds it.",
+        "and `pagehide` fires, once the next document's answer is in, and a page whose requests take the host's six HTTP/1.1 connections holds it. " +
+        'In the rows "collector refusing (503) until the next load" the collector answers every body with a 503 from the capture on (those events are not ' +
+        'counted as arrived) and takes them again once the next load has begun: the page leaves before any answer, as in the rows without "answered first", ' +
+        'so it cannot know the collector refuses. spool with `persist: false` keeps nothing for a next load: beside spool at its defaults, in these rows and where ' +
+        'a tab is closed 80 ms from a collector that takes everything (the page is gone before any answer can come), it shows what the stored copy buys and what it costs ' +
+        '(the repeats of what arrived at close and went again from the copy).',
       '',
     );
     const cell = (row) =>
@@ -515,9 +537,10 @@ function render(r, env) {
     const groups = [];
     for (const x of c.rows) {
       const slowMs = x.slowMs ?? 0;
-      const g = groups.find((y) => y.engine === x.engine && y.way === x.way && y.n === x.n && y.latencyMs === x.latencyMs && y.warm === x.warm && y.stalled === x.stalled && y.slowMs === slowMs);
+      const refusing = Boolean(x.refusing);
+      const g = groups.find((y) => y.engine === x.engine && y.way === x.way && y.n === x.n && y.latencyMs === x.latencyMs && y.warm === x.warm && y.stalled === x.stalled && y.slowMs === slowMs && y.refusing === refusing);
       if (g) g.byId[x.id] = x;
-      else groups.push({ engine: x.engine, way: x.way, n: x.n, latencyMs: x.latencyMs, warm: x.warm, stalled: x.stalled, slowMs, byId: { [x.id]: x } });
+      else groups.push({ engine: x.engine, way: x.way, n: x.n, latencyMs: x.latencyMs, warm: x.warm, stalled: x.stalled, slowMs, refusing, byId: { [x.id]: x } });
     }
     const engines = [...new Set(groups.map((g) => g.engine))];
     for (const engine of engines) {
@@ -549,8 +572,9 @@ function render(r, env) {
 
     // The goals figure 7 always had: Chromium, same-site navigation.
     const at = (g, id) => g.byId[id];
-    const same = groups.filter((g) => g.engine === 'chromium' && g.way === 'nav' && !g.warm && !g.slowMs && at(g, 'spool'));
-    const rivals = (g) => Object.keys(g.byId).filter((id) => id !== 'spool');
+    const same = groups.filter((g) => g.engine === 'chromium' && g.way === 'nav' && !g.warm && !g.slowMs && !g.refusing && at(g, 'spool'));
+    // The other SDKs in a cell (spool with `persist: false` is spool, not a rival).
+    const rivals = (g) => Object.keys(g.byId).filter((id) => !id.startsWith('spool'));
     const behind = same.filter((g) => rivals(g).some((id) => at(g, id).worst.total > at(g, 'spool').worst.total));
     goals.push([
       `page close: spool delivers at least posthog-js (with and without gzip-js) in every cell, worst of ${runsOf(same.map((g) => at(g, 'spool')))}, next load counted`,
@@ -571,8 +595,8 @@ function render(r, env) {
 
     // The goals of "Ready before the page goes away".
     const where = (g) =>
-      `${ENGINES[g.engine].label} ${WAYS[g.way].label}${g.stalled ? ' (stalled)' : g.warm ? ' (answered first)' : ''}${g.slowMs ? ' (same-origin, slow)' : ''} N=${fmt(g.n)} ${g.latencyMs} ms`;
-    const cold = groups.filter((g) => !g.warm && !g.slowMs);
+      `${ENGINES[g.engine].label} ${WAYS[g.way].label}${g.stalled ? ' (stalled)' : g.warm ? ' (answered first)' : ''}${g.slowMs ? ' (same-origin, slow)' : ''}${g.refusing ? ' (refusing)' : ''} N=${fmt(g.n)} ${g.latencyMs} ms`;
+    const cold = groups.filter((g) => !g.warm && !g.slowMs && !g.refusing);
     // A navigation held by the page's requests: the collector on the page's origin, slow.
     const slow = groups.filter((g) => g.slowMs && at(g, 'spool') && rivals(g).length && at(g, 'spool').heldMs !== null);
     if (slow.length) {
@@ -611,6 +635,18 @@ function render(r, env) {
           ? `${others.length} of ${others.length} cells`
           : `behind in ${lower.map((g) => `${where(g)} (${fmt(at(g, 'spool').worst.atClose)} vs ${fmt(Math.max(...rivals(g).map((id) => at(g, id).worst.atClose)))})`).join('; ')}`,
         lower.length === 0,
+      ]);
+    }
+    // A collector refusing as the page leaves, before any answer: nothing lost, the stored copy
+    // delivering from the next load.
+    const refused = groups.filter((g) => g.refusing && at(g, 'spool'));
+    if (refused.length) {
+      const short = refused.filter((g) => at(g, 'spool').worst.total < g.n);
+      const others = (g) => Object.keys(g.byId).filter((id) => id !== 'spool').map((id) => `${c.contenders.find((x) => x.id === id).label} ${fmt(at(g, id).worst.total)}`).join(', ');
+      goals.push([
+        `page close: nothing lost when the collector refuses (503) as the page leaves, before any answer; next load counted (spool, worst of ${runsOf(refused.map((g) => at(g, 'spool')))})`,
+        refused.map((g) => `${where(g)}: ${fmt(at(g, 'spool').worst.total)} of ${fmt(g.n)} (${others(g)})`).join('; '),
+        short.length === 0,
       ]);
     }
     for (const contender of c.contenders) {
