@@ -79,6 +79,10 @@ pub struct Engine<F: WireFormat = ConfiguredFormat> {
     page: Page,
     persistence: Persistence,
     timers: TimerTable,
+    /// The page-close path's compression is to be warmed up at the next answer while the page
+    /// is shown ([`HostFeatures::page_close`]). The host's, so kept apart from [`Page`], which
+    /// a page shown again resets.
+    warm_up_due: bool,
 }
 
 impl Engine {
@@ -104,6 +108,7 @@ impl<F: WireFormat> Engine<F> {
             page: Page::default(),
             persistence: Persistence::default(),
             timers: TimerTable::default(),
+            warm_up_due: false,
         })
     }
 
@@ -239,8 +244,9 @@ impl<F: WireFormat> Engine<F> {
             page.answered_unloading |= page.state == PageState::Unloading;
             // A quiet moment, while the page is shown: its close will not compress cold. Once
             // it is hidden or leaving, the close path has run already.
-            if page.state == PageState::Shown && std::mem::take(&mut page.warm_up_due) {
-                drop(warm_up_page_close());
+            if page.state == PageState::Shown && std::mem::take(&mut self.warm_up_due) {
+                // Kept from being optimized away: its result is unused, its work is the point.
+                std::hint::black_box(warm_up_page_close());
             }
             self.after_change(now_ms);
         }
@@ -359,7 +365,7 @@ impl<F: WireFormat> Engine<F> {
         self.outbox.outlive = features.keepalive;
         self.outbox.same_origin = features.same_origin;
         self.outbox.keepalive_after_unload = features.keepalive_after_unload;
-        self.page.warm_up_due = features.page_close;
+        self.warm_up_due = features.page_close;
     }
 
     /// A storage read or write failed: counted in `stats().storageErrors`.

@@ -138,11 +138,7 @@ impl Page {
             PageEvent::Visible | PageEvent::PageShow => {
                 // Back to the configured batching; the stored copy goes, as the events are
                 // held here again.
-                // A warm-up not yet done stays due: it is the host's, not this page view's.
-                *self = Page {
-                    warm_up_due: self.warm_up_due,
-                    ..Page::default()
-                };
+                *self = Page::default();
                 outbox.forget_hidden();
                 persistence.remove(env);
             }

@@ -67,9 +67,6 @@ pub(crate) struct Page {
     /// `beforeunload` fired and `pagehide` has not: a navigation may be waiting for its
     /// answer, on a connection to the page's host.
     pub navigating: bool,
-    /// The page-close path's compression is to be warmed up at the next answer
-    /// ([`HostFeatures::page_close`](crate::engine::HostFeatures::page_close)).
-    pub warm_up_due: bool,
 }
 
 impl Page {
